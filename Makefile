@@ -1,0 +1,49 @@
+# ovd-distill — every user-facing command. `make help` lists them.
+# Overrides: CONFIG=… STORE=… RUNNER=… SET="key=value …" PYTHON=…
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements/*.txt setup.cfg 2>/dev/null | sha256sum | cut -c1-12)
+
+DATA ?= data/shapes
+TEACHERS ?= data/teachers
+STORE ?= data/store
+RUNNER ?= DirectRunner
+CONFIG ?=
+SET ?=
+CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
+SET_FLAGS := $(foreach kv,$(SET),--set $(kv))
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test demo inspect validate clean-store
+
+help: ## list every target with one line each
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: $(SETUP_STAMP) ## create .venv and install everything (torch pins first); quick when nothing changed
+
+$(SETUP_STAMP): requirements/torch.txt requirements/main.txt requirements/constraints.txt setup.cfg
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements/torch.txt
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -r requirements/main.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.setup-* && touch $@
+
+test: setup ## run the test suite
+	$(PY) -m pytest -q tests
+
+demo: setup ## run the whole main job on the embedded ShapesOV sample
+	$(PY) -m featurestore.demo --store $(STORE)
+
+inspect: setup ## summarise the store: tables, shards, rows, bytes, schema, provenance (STORE=…)
+	$(PY) -m featurestore inspect $(STORE)
+
+validate: setup ## check the store's manifest against its files; exit 1 listing every problem (STORE=…)
+	$(PY) -m featurestore validate $(STORE)
+
+clean-store: ## delete the store at STORE
+	rm -rf $(STORE)
