@@ -1,0 +1,37 @@
+"""Command-line tools over a store. Each command is a module in `featurestore/commands/` with
+`add_arguments(parser)` and `run(args) -> exit code`; this file only lists and dispatches them."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from schemas.tables import SchemaVersionError
+
+# command name → (module under featurestore.commands, one-line help)
+COMMANDS = {
+    "inspect": ("inspect_store", "tables, shards, rows, bytes, schema, provenance and failure counts"),
+    "validate": ("validate_store", "check files against the manifest; exit 1 listing every problem"),
+    "sql": ("sql", "run DuckDB SQL with one view per table"),
+    "head": ("head", "print the first rows of a table"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m featurestore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"featurestore.commands.{module_name}")
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, SchemaVersionError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}")
+        return 2

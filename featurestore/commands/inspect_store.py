@@ -1,0 +1,67 @@
+"""`inspect STORE`: what a store holds, at a glance."""
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from featurestore.commands.render import add_store_argument, emit, human_bytes, text_table
+from featurestore.reader import StoreReader
+from schemas.tables import TABLES
+
+
+def add_arguments(parser) -> None:
+    add_store_argument(parser)
+    parser.add_argument("--schema", action="store_true", help="also print each table's Arrow schema")
+
+
+def summarise(reader: StoreReader) -> dict:
+    tables = {}
+    for table in TABLES:
+        commits = reader.table_commits(table)
+        if not commits:
+            continue
+        schema = pq.read_schema(reader.root / commits[0].files[table].path)
+        tables[table] = {
+            "shards": len({(c.stage, c.shard) for c in commits}),
+            "rows": sum(c.files[table].rows or 0 for c in commits),
+            "bytes": sum(c.files[table].bytes for c in commits),
+            "schema": [f"{f.name}: {f.type}" for f in schema],
+        }
+    failures = {}
+    if "failures" in tables:
+        counts = reader.read_table("failures", ["stage", "kind"]).group_by(["stage", "kind"]).aggregate(
+            [("kind", "count")])
+        for row in counts.to_pylist():
+            failures[f"{row['stage']}/{row['kind']}"] = row["kind_count"]
+    stages = {}
+    for name, section in reader.manifest["stages"].items():
+        stages[name] = {key: section.get(key) for key in
+                        ("config_hash", "code_version", "models", "embedding_dim", "summary")}
+        stages[name]["committed_shards"] = sum(1 for c in reader.commits if c.stage == name)
+    extra = {"wds": [c for c in reader.commits if "wds" in c.files]}
+    return {"store": str(reader.root), "schema_version": reader.manifest["schema_version"], "stages": stages,
+            "tables": tables, "failures": failures,
+            "wds": {"shards": len(extra["wds"]), "bytes": sum(c.files["wds"].bytes for c in extra["wds"])}}
+
+
+def run(args) -> int:
+    summary = summarise(StoreReader(args.store))
+    if args.json:
+        emit(summary)
+        return 0
+    print(f"store {summary['store']}  (schema version {summary['schema_version']})\n")
+    rows = [(name, t["shards"], t["rows"], human_bytes(t["bytes"])) for name, t in summary["tables"].items()]
+    if summary["wds"]["shards"]:
+        rows.append(("wds (tar)", summary["wds"]["shards"], "", human_bytes(summary["wds"]["bytes"])))
+    print(text_table(["table", "shards", "rows", "bytes"], rows))
+    print("\nstages")
+    print(text_table(["stage", "shards", "config hash", "code version", "models"],
+                     [(name, s["committed_shards"], (s["config_hash"] or "")[:12], s["code_version"],
+                       ", ".join(f"{k}={v}" for k, v in (s["models"] or {}).items()))
+                      for name, s in summary["stages"].items()], max_width=70))
+    print("\nfailures" + ("" if summary["failures"] else ": none"))
+    if summary["failures"]:
+        print(text_table(["stage/kind", "rows"], sorted(summary["failures"].items())))
+    if args.schema:
+        for name, table in summary["tables"].items():
+            print(f"\n{name}\n  " + "\n  ".join(table["schema"]))
+    return 0

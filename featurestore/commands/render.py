@@ -1,0 +1,40 @@
+"""Plain-text tables for people; `--json` output for scripts goes through `emit`."""
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_width: int = 60) -> str:
+    def cell(value: object) -> str:
+        text = "" if value is None else str(value)
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join([line, rule, *body])
+
+
+def _numeric(text: str) -> bool:
+    return text.replace(".", "", 1).replace("-", "", 1).replace(" ", "").isdigit()
+
+
+def emit(data: object) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def add_store_argument(parser) -> None:
+    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,0 +1,137 @@
+"""Read a store: complete shards only, streamed rows, per-shard zips, and lookup of one image by id."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.manifest import CommitRecord, read_commits, read_manifest
+from featurestore.wds import read_wds_shard
+from schemas.tables import JOIN_KEYS, TABLES, check_schema_version
+
+
+class StoreReader:
+    """Read-only view of the committed shards of a store.
+
+    Only shards with a commit record are visible; files of an interrupted write are ignored.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)  # refuses another schema version
+        self.commits: list[CommitRecord] = read_commits(self.root)
+
+    # -- what is there ------------------------------------------------------------------------------------
+    def table_commits(self, table: str) -> list[CommitRecord]:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}; tables are {sorted(TABLES)}")
+        return [c for c in self.commits if table in c.files]
+
+    def shards(self, table: str = "regions") -> list[int]:
+        """Shard indices that hold `table` (sharded tables only; stage tables are shard 0)."""
+        return sorted({c.shard for c in self.table_commits(table)})
+
+    def files(self, table: str) -> list[Path]:
+        """Committed files of `table`, in stage and shard order."""
+        return [self.root / c.files[table].path for c in self.table_commits(table)]
+
+    def stage_config(self, stage: str) -> dict:
+        return self.manifest["stages"].get(stage, {})
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def _open(self, path: Path) -> pq.ParquetFile:
+        handle = pq.ParquetFile(path)
+        check_schema_version(handle.schema_arrow.metadata, str(path))
+        return handle
+
+    def read_file(self, path: Path, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
+        self._open(path)
+        return pq.read_table(path, columns=list(columns) if columns else None, filters=filters)
+
+    def read_shard(self, table: str, shard: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """All rows of `table` in one shard (several files when several stages wrote it, e.g. failures)."""
+        parts = [self.read_file(self.root / c.files[table].path, columns)
+                 for c in self.table_commits(table) if c.shard == shard]
+        if not parts:
+            raise KeyError(f"shard {shard} of table {table!r} is not committed in {self.root}")
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def read_table(self, table: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """The whole table in memory; prefer `stream` for anything large."""
+        parts = [self.read_file(path, columns) for path in self.files(table)]
+        if not parts:
+            raise KeyError(f"table {table!r} has no committed file in {self.root}")
+        return pa.concat_tables(parts)
+
+    def stream(self, table: str, columns: Sequence[str] | None = None,
+               batch_size: int = 4096, shards: Sequence[int] | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches of `table`, one file at a time: memory is bounded by one row group."""
+        wanted = set(shards) if shards is not None else None
+        for commit in self.table_commits(table):
+            if wanted is not None and commit.shard not in wanted:
+                continue
+            handle = self._open(self.root / commit.files[table].path)
+            yield from handle.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+
+    def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[dict]:
+        for batch in self.stream(table, columns):
+            yield from batch.to_pylist()
+
+    def zip_shard(self, shard: int, tables: Sequence[str] = ("regions", "pseudo_labels")) -> pa.Table:
+        """Columns of several tables of one shard side by side, matched on (image_id, region_id).
+
+        The first table gives the rows; the others are left-joined (null where a row has no match).
+        Columns of later tables are prefixed with their table name when names clash.
+        """
+        base = self.read_shard(tables[0], shard)
+        for other_name in tables[1:]:
+            other = self.read_shard(other_name, shard)
+            base = _left_zip(base, other, other_name)
+        return base
+
+    def find_image(self, image_id: int, tables: Sequence[str] = ("images", "regions", "pseudo_labels")
+                   ) -> dict[str, pa.Table]:
+        """Rows of one image in each table, reading only shards whose id range covers it."""
+        found: dict[str, pa.Table] = {}
+        for table in tables:
+            parts = [self.read_file(self.root / c.files[table].path, filters=[("image_id", "=", image_id)])
+                     for c in self.table_commits(table) if c.covers_image(image_id)]
+            parts = [p for p in parts if p.num_rows]
+            if parts:
+                found[table] = pa.concat_tables(parts)
+        if not found:
+            raise KeyError(f"image id {image_id} is in no committed shard of {self.root}")
+        return found
+
+    def wds_samples(self, shards: Sequence[int] | None = None) -> Iterator[dict]:
+        wanted = set(shards) if shards is not None else None
+        for commit in self.commits:
+            if "wds" in commit.files and (wanted is None or commit.shard in wanted):
+                yield from read_wds_shard(self.root / commit.files["wds"].path)
+
+
+def _keys(table: pa.Table) -> np.ndarray:
+    """(image_id, region_id) packed into one int64 per row for matching (region_id < 2**31)."""
+    image = table.column("image_id").to_numpy().astype(np.int64)
+    region = table.column("region_id").to_numpy().astype(np.int64)
+    return (image << 32) | region
+
+
+def _left_zip(left: pa.Table, right: pa.Table, right_name: str) -> pa.Table:
+    left_keys, right_keys = _keys(left), _keys(right)
+    order = np.argsort(right_keys, kind="stable")
+    position = np.searchsorted(right_keys[order], left_keys)
+    position = np.minimum(position, max(len(order) - 1, 0))
+    matched = (len(order) > 0) & (right_keys[order][position] == left_keys) if len(order) else \
+        np.zeros(len(left_keys), dtype=bool)
+    take = pa.array(np.where(matched, order[position] if len(order) else 0, 0), mask=~matched)
+    picked = right.take(take)
+    out = left
+    for name in picked.column_names:
+        if name in JOIN_KEYS:
+            continue
+        out = out.append_column(f"{right_name}.{name}" if name in out.column_names else name, picked.column(name))
+    return out

@@ -1,0 +1,90 @@
+"""The extract-features shard as WebDataset samples: one sample per image, key = image id (no dots).
+
+Sample members: `json` (the image row and its regions without embeddings), `image_emb.npy` (D,) float16,
+`region_emb.npy` (R, D) float16, `boxes.npy` (R, 4) float32 xyxy. Tars are written deterministically
+(sorted keys, zero mtimes) so the same shard gives the same bytes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from featurestore.arrow import embeddings_to_numpy
+
+NON_EMBEDDING_REGION_COLUMNS = ("region_id", "box", "source", "category_id", "proposal_score",
+                                "max_iou_base", "crop_mode", "crop_box", "names")
+
+
+def sample_key(image_id: int) -> str:
+    return str(int(image_id))
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _group_rows(regions: pa.Table) -> dict[int, np.ndarray]:
+    """image_id → row indices of its regions (regions arrive sorted by image_id, region_id)."""
+    ids = regions.column("image_id").to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=int)
+    ends = np.r_[starts[1:], len(ids)]
+    return {int(ids[s]): np.arange(s, e) for s, e in zip(starts, ends)}
+
+
+def write_wds_shard(path: Path, images: pa.Table | None, regions: pa.Table) -> None:
+    """Write one tar with a sample per image of `images` (or per image id present in `regions`)."""
+    region_rows = _group_rows(regions)
+    region_embeddings = embeddings_to_numpy(regions.column("embedding"))
+    boxes = np.asarray(regions.column("box").to_pylist(), dtype=np.float32).reshape(-1, 4)
+    meta_columns = {name: regions.column(name).to_pylist() for name in NON_EMBEDDING_REGION_COLUMNS}
+    image_rows = images.drop_columns(["embedding"]).to_pylist() if images is not None else []
+    image_embeddings = embeddings_to_numpy(images.column("embedding")) if images is not None else None
+    order = [row["image_id"] for row in image_rows] or sorted(region_rows)
+    by_id = {row["image_id"]: i for i, row in enumerate(image_rows)}
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for image_id in order:
+            rows = region_rows.get(image_id, np.array([], dtype=int))
+            info = dict(image_rows[by_id[image_id]]) if image_id in by_id else {"image_id": image_id}
+            info["regions"] = [{name: meta_columns[name][i] for name in NON_EMBEDDING_REGION_COLUMNS} for i in rows]
+            key = sample_key(image_id)
+            _add(tar, f"{key}.json", json.dumps(info, sort_keys=True).encode())
+            if image_embeddings is not None and image_id in by_id:
+                _add(tar, f"{key}.image_emb.npy", _npy_bytes(image_embeddings[by_id[image_id]]))
+            _add(tar, f"{key}.region_emb.npy", _npy_bytes(region_embeddings[rows]))
+            _add(tar, f"{key}.boxes.npy", _npy_bytes(boxes[rows]))
+
+
+def read_wds_shard(path: str | Path) -> Iterator[dict]:
+    """Samples of one tar as dicts: `__key__`, `json` (parsed), and numpy arrays for `.npy` members.
+
+    Uses the `webdataset` library, so what we read is what any webdataset user reads.
+    """
+    import webdataset as wds
+
+    def decode(sample: dict) -> dict:
+        out = {"__key__": sample["__key__"]}
+        for name, value in sample.items():
+            if name.endswith("npy"):
+                out[name] = np.load(io.BytesIO(value), allow_pickle=False)
+            elif name == "json":
+                out[name] = json.loads(value)
+        return out
+
+    dataset = wds.WebDataset(str(path), shardshuffle=False, empty_check=False).map(decode)
+    yield from dataset

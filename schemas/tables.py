@@ -1,0 +1,140 @@
+"""Arrow schemas of the store tables (see DESIGN.md, "The store").
+
+Every table carries its schema version and provenance in the Parquet key-value metadata, so a file
+read without our code still says what it is. Embedding columns are `fixed_size_list<float16>[D]`:
+D is a property of the model, so schemas are built for a given dimension.
+"""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+# Bump when a column changes meaning, type or name; readers refuse any other version.
+SCHEMA_VERSION = 1
+
+METADATA_PREFIX = "ovd_distill."
+REGION_SOURCES = ("gt", "proposal", "image")
+CROP_MODES = ("tight", "square", "context")
+
+
+class SchemaVersionError(RuntimeError):
+    """A store or file written with another schema version than the one this code reads."""
+
+    def __init__(self, where: str, found: object, expected: int = SCHEMA_VERSION):
+        super().__init__(
+            f"{where} has schema version {found}, this code reads schema version {expected}; "
+            f"rewrite the store with this version (e.g. rerun the job with --overwrite)"
+        )
+        self.found = found
+        self.expected = expected
+
+
+def embedding_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float16(), dim)
+
+
+BOX_TYPE = pa.list_(pa.float32(), 4)  # xyxy in image pixels
+
+
+def _images(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("image_id", pa.int64(), nullable=False),
+        pa.field("file_name", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("embedding", embedding_type(dim)),  # CLIP embedding of the whole image
+    ])
+
+
+def _regions(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("image_id", pa.int64(), nullable=False),
+        pa.field("region_id", pa.int32(), nullable=False),  # index within the image, stable across stages
+        pa.field("box", BOX_TYPE, nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # one of REGION_SOURCES
+        pa.field("category_id", pa.int64()),  # null unless source == "gt"
+        pa.field("proposal_score", pa.float32()),  # null unless source == "proposal"
+        pa.field("max_iou_base", pa.float32()),  # max IoU with the image's base GT boxes
+        pa.field("crop_mode", pa.string(), nullable=False),  # one of CROP_MODES
+        pa.field("crop_box", BOX_TYPE, nullable=False),  # the window actually cut, xyxy
+        pa.field("names", pa.list_(pa.string())),  # object names (Open-Det), alternatives of one object
+        pa.field("embedding", embedding_type(dim), nullable=False),
+    ])
+
+
+def _pseudo_labels(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("image_id", pa.int64(), nullable=False),
+        pa.field("region_id", pa.int32(), nullable=False),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("candidates", pa.list_(pa.string()), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("cos", pa.float32(), nullable=False),  # cosine(region embedding, label text embedding)
+        pa.field("score", pa.float32(), nullable=False),  # sigmoid((cos - mu) / sigma) * k
+        pa.field("text_embedding", embedding_type(dim), nullable=False),
+    ])
+
+
+def _vocab(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # "class" or "label"
+        pa.field("category_id", pa.int64()),  # null for free-text labels
+        pa.field("split", pa.string()),  # "base" / "novel" for classes, null otherwise
+        pa.field("prompts", pa.string(), nullable=False),  # name of the prompt ensemble used
+        pa.field("embedding", embedding_type(dim), nullable=False),
+    ])
+
+
+def _failures(dim: int) -> pa.Schema:
+    del dim  # dead letters carry no embedding
+    return pa.schema([
+        pa.field("image_id", pa.int64()),  # null when the id itself was unreadable
+        pa.field("region_id", pa.int32()),
+        pa.field("file_name", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # short machine-readable reason
+        pa.field("message", pa.string(), nullable=False),
+    ])
+
+
+TABLES = {
+    "images": _images,
+    "regions": _regions,
+    "pseudo_labels": _pseudo_labels,
+    "vocab": _vocab,
+    "failures": _failures,
+}
+EMBEDDING_COLUMNS = {"images": ("embedding",), "regions": ("embedding",),
+                     "pseudo_labels": ("text_embedding",), "vocab": ("embedding",), "failures": ()}
+JOIN_KEYS = ("image_id", "region_id")
+
+
+def schema_for(table: str, dim: int, provenance: dict | None = None) -> pa.Schema:
+    """The Arrow schema of `table` with embeddings of size `dim`, tagged with version and provenance."""
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; tables are {sorted(TABLES)}")
+    metadata = {
+        METADATA_PREFIX + "schema_version": str(SCHEMA_VERSION),
+        METADATA_PREFIX + "table": table,
+    }
+    if provenance:
+        metadata[METADATA_PREFIX + "provenance"] = json.dumps(provenance, sort_keys=True)
+    return TABLES[table](dim).with_metadata(metadata)
+
+
+def embedding_dim(schema: pa.Schema, table: str) -> int | None:
+    """D of the table's embedding column, or None for tables without one."""
+    columns = EMBEDDING_COLUMNS[table]
+    return schema.field(columns[0]).type.list_size if columns else None
+
+
+def check_schema_version(metadata: dict | None, where: str) -> None:
+    """Raise SchemaVersionError unless the Parquet key-value metadata carries our version."""
+    key = (METADATA_PREFIX + "schema_version").encode()
+    found = (metadata or {}).get(key)
+    found = found.decode() if found is not None else "none"
+    if found != str(SCHEMA_VERSION):
+        raise SchemaVersionError(where, found)
