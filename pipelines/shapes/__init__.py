@@ -1,0 +1,1 @@
+"""ShapesOV: the deterministic synthetic open-vocabulary detection set that the demo and the tests run on."""
