@@ -34,7 +34,7 @@ $(SETUP_STAMP): requirements/torch.txt requirements/main.txt requirements/constr
 	@rm -f $(VENV)/.setup-* && touch $@
 
 test: setup ## run the test suite
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -p no:cacheprovider tests
 
 demo: setup ## run the whole main job on the embedded ShapesOV sample
 	$(PY) -m featurestore.demo --store $(STORE)

@@ -1,0 +1,22 @@
+"""DuckDB over a store: one view per table over exactly the committed files (never a glob, which would
+also pick up the files of an interrupted write)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from featurestore.reader import StoreReader
+from schemas.tables import TABLES
+
+
+def connect(store: str | Path):
+    """A DuckDB connection with views `images`, `regions`, … over the committed shards of `store`."""
+    import duckdb
+
+    reader = StoreReader(store)
+    connection = duckdb.connect()
+    for table in TABLES:
+        files = [str(path) for path in reader.files(table)]
+        if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+    return connection

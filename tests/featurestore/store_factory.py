@@ -1,0 +1,67 @@
+"""Deterministic small stores written through the real ShardWriter, for the featurestore tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from featurestore.writer import ShardWriter
+
+DIM = 16
+IMAGES_PER_SHARD = 3
+REGIONS_PER_IMAGE = 4
+
+
+def shard_tables(shard: int, dim: int = DIM) -> dict:
+    """Columns of every sharded table for shard `shard`; values depend only on the shard index."""
+    rng = np.random.default_rng(shard)
+    ids = [1000 * (shard + 1) + i for i in range(IMAGES_PER_SHARD)]
+    image_ids = [i for i in ids for _ in range(REGIONS_PER_IMAGE)]
+    region_ids = [r for _ in ids for r in range(REGIONS_PER_IMAGE)]
+    n = len(image_ids)
+    boxes = [[float(r), float(r), 10.0 + r, 12.0 + r] for r in region_ids]
+    sources = ["gt", "proposal", "proposal", "image"] * len(ids)
+    return {
+        "images": {"image_id": ids, "file_name": [f"img_{i}.jpg" for i in ids], "width": [64] * len(ids),
+                   "height": [48] * len(ids), "sha256": [f"{i:064x}" for i in ids],
+                   "embedding": rng.standard_normal((len(ids), dim)).astype(np.float16)},
+        "regions": {"image_id": image_ids, "region_id": region_ids, "box": boxes, "source": sources,
+                    "category_id": [3 if s == "gt" else None for s in sources],
+                    "proposal_score": [0.75 if s == "proposal" else None for s in sources],
+                    "max_iou_base": [0.125] * n, "crop_mode": ["square"] * n, "crop_box": boxes,
+                    "names": [["red star", "star"] if s == "gt" else None for s in sources],
+                    "embedding": rng.standard_normal((n, dim)).astype(np.float16)},
+        "failures": {"image_id": [ids[0]], "region_id": [None], "file_name": ["broken.jpg"],
+                     "stage": ["extract_features"], "kind": ["truncated_image"],
+                     "message": ["broken.jpg: image file is truncated"]},
+    }
+
+
+def pseudo_label_tables(shard: int, dim: int = DIM) -> dict:
+    """pseudo_labels for the proposal regions of `shard_tables(shard)`."""
+    regions = shard_tables(shard, dim)["regions"]
+    keep = [i for i, s in enumerate(regions["source"]) if s == "proposal"]
+    rng = np.random.default_rng(100 + shard)
+    return {"pseudo_labels": {
+        "image_id": [regions["image_id"][i] for i in keep], "region_id": [regions["region_id"][i] for i in keep],
+        "caption": ["a red star on a wall"] * len(keep), "candidates": [["star", "wall"]] * len(keep),
+        "label": ["star"] * len(keep), "cos": [0.375] * len(keep), "score": [0.875] * len(keep),
+        "text_embedding": rng.standard_normal((len(keep), dim)).astype(np.float16)}}
+
+
+def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True) -> Path:
+    writer = ShardWriter(root, "extract_features", DIM)
+    writer.open_stage({"crop": {"mode": "square"}}, "hash-extract", {"clip": {"path": "tiny", "sha256": "0" * 64}})
+    for shard in range(shards):
+        writer.commit(shard, shard_tables(shard), fingerprint=f"fp-{shard}", stats={"images": IMAGES_PER_SHARD})
+    writer.commit_table("vocab", {"name": ["star", "circle"], "kind": ["class", "class"], "category_id": [3, 4],
+                                  "split": ["base", "novel"], "prompts": ["single", "single"],
+                                  "embedding": np.eye(2, DIM, dtype=np.float16)})
+    writer.finish_stage({"images": shards * IMAGES_PER_SHARD})
+    if with_pseudo_labels:
+        labels = ShardWriter(root, "pseudo_labels", DIM)
+        labels.open_stage({"captioner": "given"}, "hash-labels")
+        for shard in range(shards):
+            labels.commit(shard, pseudo_label_tables(shard), fingerprint=f"pl-{shard}")
+        labels.finish_stage()
+    return root

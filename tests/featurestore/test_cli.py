@@ -1,0 +1,51 @@
+"""The CLI on a real store: readable for people, JSON for scripts."""
+import json
+
+from featurestore.cli import main
+from tests.featurestore.store_factory import IMAGES_PER_SHARD, REGIONS_PER_IMAGE, write_store
+
+
+def test_inspect_prints_a_readable_summary(tmp_path, capsys):
+    root = write_store(tmp_path / "store")
+    assert main(["inspect", str(root), "--schema"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("regions", "pseudo_labels", "extract_features", "hash-extract", "truncated_image",
+                     "embedding: fixed_size_list<element: halffloat>[16]"):
+        assert expected in out, expected
+
+
+def test_inspect_json(tmp_path, capsys):
+    root = write_store(tmp_path / "store")
+    assert main(["inspect", str(root), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tables"]["regions"]["rows"] == 2 * IMAGES_PER_SHARD * REGIONS_PER_IMAGE
+    assert summary["failures"] == {"extract_features/truncated_image": 2}
+    assert summary["wds"]["shards"] == 2
+
+
+def test_sql_has_one_view_per_table(tmp_path, capsys):
+    root = write_store(tmp_path / "store")
+    query = ("SELECT r.source, count(*) AS n, count(p.label) AS labelled FROM regions r "
+             "LEFT JOIN pseudo_labels p USING (image_id, region_id) GROUP BY 1 ORDER BY 1")
+    assert main(["sql", str(root), query, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [{"source": "gt", "n": 6, "labelled": 0}, {"source": "image", "n": 6, "labelled": 0},
+                    {"source": "proposal", "n": 12, "labelled": 12}]
+
+
+def test_sql_error_is_reported(tmp_path, capsys):
+    root = write_store(tmp_path / "store")
+    assert main(["sql", str(root), "SELECT nope FROM regions"]) == 2
+    assert "error" in capsys.readouterr().out
+
+
+def test_head(tmp_path, capsys):
+    root = write_store(tmp_path / "store")
+    assert main(["head", str(root), "regions", "-n", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and rows[0]["embedding"].startswith("[16]")
+
+
+def test_missing_store_is_a_clear_error(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "none")]) == 2
+    assert "is not a feature store" in capsys.readouterr().out

@@ -1,0 +1,63 @@
+"""A process killed between writing a shard's files and its commit record leaves no visible shard;
+a rerun completes it and the store equals one written without a crash."""
+import multiprocessing
+import os
+
+from featurestore import writer as writer_module
+from featurestore.reader import StoreReader
+from featurestore.validate import validate_store
+from featurestore.writer import ShardWriter
+from tests.featurestore.store_factory import DIM, shard_tables, write_store
+
+
+def _die_before_commit_record(root):
+    def crash(path, data):
+        if "_commits" in str(path):
+            os._exit(17)  # the process dies here, like a worker killed by its runner
+        return original(path, data)
+
+    original = writer_module.write_bytes_atomic
+    writer_module.write_bytes_atomic = crash
+    ShardWriter(root, "extract_features", DIM).commit(2, shard_tables(2), fingerprint="fp-2")
+
+
+def test_crash_before_commit_record_then_rerun(tmp_path):
+    root = write_store(tmp_path / "store", shards=2, with_pseudo_labels=False)
+    child = multiprocessing.get_context("fork").Process(target=_die_before_commit_record, args=(root,))
+    child.start()
+    child.join()
+    assert child.exitcode == 17
+    # The files of shard 2 exist on disk, but no reader sees the shard, and validate names the leftovers.
+    assert (root / "regions/00002.parquet").exists()
+    assert StoreReader(root).shards("regions") == [0, 1]
+    problems = validate_store(root)
+    assert any("regions/00002.parquet: uncommitted file" in p for p in problems)
+    # A rerun of the shard completes it.
+    ShardWriter(root, "extract_features", DIM).commit(2, shard_tables(2), fingerprint="fp-2")
+    assert StoreReader(root).shards("regions") == [0, 1, 2]
+    assert validate_store(root) == []
+    clean = write_store(tmp_path / "clean", shards=2, with_pseudo_labels=False)
+    ShardWriter(clean, "extract_features", DIM).commit(2, shard_tables(2), fingerprint="fp-2")
+    assert StoreReader(root).read_table("regions").equals(StoreReader(clean).read_table("regions"))
+
+
+def test_failed_write_leaves_no_temporary_files(tmp_path):
+    root = write_store(tmp_path / "store", shards=1, with_pseudo_labels=False)
+    bad = shard_tables(5)
+    bad["regions"]["embedding"] = bad["regions"]["embedding"][:, :3]  # wrong dimension: refused mid-commit
+    try:
+        ShardWriter(root, "extract_features", DIM).commit(5, bad, fingerprint="x")
+    except ValueError as error:
+        assert "(N, 16)" in str(error)
+    else:
+        raise AssertionError("a wrong embedding dimension must be refused")
+    assert not [p for p in root.rglob(".tmp-*")]
+    assert validate_store(root) == []
+
+
+def test_resume_fingerprint(tmp_path):
+    root = write_store(tmp_path / "store", shards=1, with_pseudo_labels=False)
+    writer = ShardWriter(root, "extract_features", DIM)
+    assert writer.is_current(0, "fp-0")
+    assert not writer.is_current(0, "fp-changed")
+    assert not writer.is_current(7, "fp-7")
