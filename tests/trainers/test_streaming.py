@@ -1,0 +1,82 @@
+"""The streaming dataset over a real store: every image once per epoch across ranks and workers,
+boxes moved with their pixels, exact skip for resume."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from featurestore.reader import StoreReader
+from tests.featurestore.store_factory import write_store
+from trainers.data.partition import shards_for
+from trainers.data.streaming import StoreDetectionDataset, StreamConfig, batches_before, collate_samples
+from trainers.data.transforms import horizontal_flip
+
+
+@pytest.fixture()
+def store_and_images(tmp_path):
+    root = write_store(tmp_path / "store", shards=4)
+    images = tmp_path / "images"
+    images.mkdir()
+    for row in StoreReader(root).rows("images", ["file_name", "width", "height"]):
+        Image.new("RGB", (row["width"], row["height"]), (200, 30, 30)).save(images / row["file_name"])
+    return root, images
+
+
+def test_partition_covers_every_shard_once():
+    shards = list(range(11))
+    for world, workers in [(1, 1), (2, 1), (2, 3), (3, 2)]:
+        seen = [s for rank, worker in itertools.product(range(world), range(workers))
+                for s in shards_for(shards, rank, world, worker, workers, epoch=5)]
+        assert sorted(seen) == shards
+
+
+def test_every_image_once_per_epoch_with_workers(store_and_images):
+    root, images = store_and_images
+    dataset = StoreDetectionDataset(root, images, {3: 0}, StreamConfig(shuffle_buffer=4))
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_samples)
+    ids = [i for batch in loader for i in batch["image_id"]]
+    expected = StoreReader(root).read_table("images", ["image_id"]).column("image_id").to_pylist()
+    assert sorted(ids) == sorted(expected)
+
+
+def test_sample_fields_and_pseudo_labels(store_and_images):
+    root, images = store_and_images
+    config = StreamConfig(image_size=32, flip_probability=0.0, shuffle_buffer=0)
+    sample = next(iter(StoreDetectionDataset(root, images, {3: 0}, config)))
+    assert sample["image"].shape == (3, 24, 32)  # 64 x 48 resized so the longest side is 32
+    assert sample["labels"].tolist() == [0]
+    assert sample["distill_boxes"].shape == (3, 4) and sample["distill_embeddings"].shape == (3, 16)
+    assert sample["pseudo_labels"] == ["star", "star"]
+    torch.testing.assert_close(sample["boxes"], torch.tensor([[0.0, 0.0, 5.0, 6.0]]))  # (0,0,10,12) * 0.5
+
+
+def test_flip_moves_boxes_with_pixels():
+    image = torch.zeros(3, 10, 20)
+    image[:, 2:5, 1:4] = 1.0  # an object at x 1..4
+    flipped, boxes = horizontal_flip(image, {"boxes": torch.tensor([[1.0, 2.0, 4.0, 5.0]])})
+    x1, y1, x2, y2 = boxes["boxes"][0].int().tolist()
+    assert (x1, x2) == (16, 19)
+    assert flipped[:, y1:y2, x1:x2].min() == 1.0 and flipped.sum() == image.sum()
+
+
+def test_resume_skips_exactly_the_batches_already_seen(store_and_images):
+    root, images = store_and_images
+    config = StreamConfig(image_size=32, shuffle_buffer=5, seed=3)
+
+    def ids_from(batches_done):
+        dataset = StoreDetectionDataset(root, images, {3: 0}, config, batch_size=2)
+        dataset.set_position(epoch=1, batches_done=batches_done)
+        loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_samples)
+        return [batch["image_id"] for batch in loader]
+
+    full = ids_from(0)
+    assert ids_from(3) == full[3:]
+
+
+def test_batches_before_round_robin():
+    assert [batches_before(5, w, 2) for w in range(2)] == [3, 2]
+    assert [batches_before(1, w, 3) for w in range(3)] == [1, 0, 0]
+    assert np.sum([batches_before(7, w, 3) for w in range(3)]) == 7

@@ -1,0 +1,1 @@
+"""Streaming the feature store into detector training batches."""
