@@ -48,7 +48,7 @@ def test_sample_fields_and_pseudo_labels(store_and_images):
     sample = next(iter(StoreDetectionDataset(root, images, {3: 0}, config)))
     assert sample["image"].shape == (3, 24, 32)  # 64 x 48 resized so the longest side is 32
     assert sample["labels"].tolist() == [0]
-    assert sample["distill_boxes"].shape == (3, 4) and sample["distill_embeddings"].shape == (3, 16)
+    assert sample["gt_embeddings"].shape == (1, 16) and sample["pseudo_embeddings"].shape == (2, 16)
     assert sample["pseudo_labels"] == ["star", "star"]
     torch.testing.assert_close(sample["boxes"], torch.tensor([[0.0, 0.0, 5.0, 6.0]]))  # (0,0,10,12) * 0.5
 

@@ -21,7 +21,7 @@ from featurestore.reader import StoreReader
 from trainers.data.partition import shards_for
 from trainers.data.transforms import horizontal_flip, resize_longest_side
 
-BOX_FIELDS = ("boxes", "distill_boxes", "pseudo_boxes")
+BOX_FIELDS = ("boxes", "pseudo_boxes")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,13 @@ def batches_before(batches_done: int, worker: int, num_workers: int) -> int:
 
 
 class StoreDetectionDataset(IterableDataset):
-    """Yields one training sample per image (see `_record` for the fields), streamed shard by shard."""
+    """Yields one training sample per image, streamed shard by shard. Fields (G base GT, P proposals, D dim):
+
+    image (3, H, W) float in [0, 1]; boxes (G, 4) xyxy pixels of the resized image; labels (G,) int64 index
+    of the base class; gt_embeddings (G, D) CLIP region embeddings; pseudo_boxes (P, 4) the stored proposals
+    (pseudo boxes); pseudo_embeddings (P, D); pseudo_labels P × str or None (no pseudo label);
+    pseudo_scores (P,) float, NaN where unlabelled; pseudo_text_embeddings (P, D); image_embedding (D,).
+    """
 
     def __init__(self, store: str | Path, image_root: str | Path, category_index: Mapping[int, int],
                  config: StreamConfig = StreamConfig(), batch_size: int = 1):
@@ -99,25 +105,28 @@ class StoreDetectionDataset(IterableDataset):
             scores = regions.column("score").to_numpy(zero_copy_only=False)
             texts = regions.column("text_embedding")
         image_embeddings = embeddings_to_numpy(images.column("embedding")).astype(np.float32)
+        dim = embeddings.shape[1]
         for row, (image_id, file_name) in enumerate(zip(images.column("image_id").to_pylist(),
                                                          images.column("file_name").to_pylist())):
             mine = np.flatnonzero(region_ids == image_id)
             gt = [i for i in mine if sources[i] == "gt" and categories[i] in self.category_index]
-            distill = [i for i in mine if sources[i] in ("gt", "proposal")]
+            proposals = [i for i in mine if sources[i] == "proposal"]
             record = {
                 "image_id": image_id, "file_name": file_name, "image_embedding": image_embeddings[row],
                 "boxes": boxes[gt], "labels": np.asarray([self.category_index[categories[i]] for i in gt], np.int64),
-                "distill_boxes": boxes[distill], "distill_embeddings": embeddings[distill],
-                "pseudo_boxes": np.zeros((0, 4), np.float32), "pseudo_labels": [],
-                "pseudo_scores": np.zeros(0, np.float32),
-                "pseudo_text_embeddings": np.zeros((0, embeddings.shape[1]), np.float32),
+                "gt_embeddings": embeddings[gt],
+                "pseudo_boxes": boxes[proposals], "pseudo_embeddings": embeddings[proposals],
+                "pseudo_labels": [None] * len(proposals),
+                "pseudo_scores": np.full(len(proposals), np.nan, np.float32),
+                "pseudo_text_embeddings": np.zeros((len(proposals), dim), np.float32),
             }
             if labelled is not None:
-                pseudo = [i for i in mine if sources[i] == "proposal" and labelled[i]]
-                record.update(pseudo_boxes=boxes[pseudo], pseudo_labels=[label_names[i] for i in pseudo],
-                              pseudo_scores=scores[pseudo].astype(np.float32),
-                              pseudo_text_embeddings=embeddings_to_numpy(texts.take(pseudo)).astype(np.float32)
-                              if pseudo else record["pseudo_text_embeddings"])
+                record["pseudo_labels"] = [label_names[i] for i in proposals]
+                record["pseudo_scores"] = np.where(labelled[proposals], scores[proposals], np.nan).astype(np.float32)
+                has_text = [i for i in proposals if labelled[i]]
+                if has_text:
+                    rows = np.flatnonzero(labelled[proposals])
+                    record["pseudo_text_embeddings"][rows] = embeddings_to_numpy(texts.take(has_text))
             yield record
 
     def _shuffled(self, records: Iterator[dict], rng: random.Random) -> Iterator[dict]:
