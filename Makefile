@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo inspect validate clean-store
+.PHONY: help setup test demo sample teachers extract-features pseudo-labels inspect validate clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,7 +37,21 @@ test: setup ## run the test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 demo: setup ## run the whole main job on the embedded ShapesOV sample
-	$(PY) -m featurestore.demo --store $(STORE)
+	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
+	$(PY) -m featurestore inspect $(STORE)
+	$(PY) -m featurestore validate $(STORE)
+
+sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
+	@test -f $(DATA)/ov_split.json || $(PY) -m pipelines.shapes --out $(DATA)
+
+teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies verified, trained only if missing)
+	$(PY) -m pipelines.teachers --data $(DATA) --out $(TEACHERS)
+
+extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
+	$(PY) -m beam_jobs.extract_features $(CONFIG_FLAG) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
+
+pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG)
+	$(PY) -m beam_jobs.pseudo_labels $(CONFIG_FLAG) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
 
 inspect: setup ## summarise the store: tables, shards, rows, bytes, schema, provenance (STORE=…)
 	$(PY) -m featurestore inspect $(STORE)
