@@ -1,0 +1,111 @@
+"""Each captioner on tiny real models saved in their real formats, through the registry."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines.captioners import CaptionerConfig, CaptionFailure, ImageRegions, build_captioner
+from pipelines.captioners.blip2 import Blip2CaptionerConfig
+from pipelines.captioners.clipcap import ClipCapCaptionerConfig
+from pipelines.captioners.given import GivenConfig
+from tests.tiny_teachers import CLIP_DIM, write_tiny_blip2, write_tiny_clipcap
+
+
+def regions(image_id: int, file_name: str, count: int, seed: int = 0) -> ImageRegions:
+    rng = np.random.default_rng(seed)
+    boxes = np.array([[2 + 5 * r, 3, 30 + 5 * r, 40] for r in range(count)], dtype=np.float32)
+    return ImageRegions(image_id, file_name, tuple(range(count)), boxes,
+                        rng.standard_normal((count, CLIP_DIM)).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("captioners")
+
+
+@pytest.fixture(scope="module")
+def clipcap_files(tmp):
+    return write_tiny_clipcap(tmp / "clipcap")
+
+
+def test_given_reads_jsonl_and_leaves_unknown_regions_empty(tmp):
+    path = tmp / "captions.jsonl"
+    path.write_text(json.dumps({"image_id": 7, "region_id": 1, "caption": "a red star"}) + "\n\n")
+    captioner = build_captioner(CaptionerConfig(name="given", given=GivenConfig(str(path))))
+    assert captioner.caption([regions(7, "a.png", 2)]) == [["", "a red star"]]
+
+
+def test_given_malformed_line_names_file_and_line(tmp):
+    path = tmp / "bad.jsonl"
+    path.write_text('{"image_id": 1, "region_id": 0, "caption": "x"}\n{"image_id": 1}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        build_captioner(CaptionerConfig(name="given", given=GivenConfig(str(path))))
+
+
+def test_given_missing_file_names_config_key(tmp):
+    with pytest.raises(FileNotFoundError, match="captioner.given.path"):
+        build_captioner(CaptionerConfig(name="given", given=GivenConfig(str(tmp / "none.jsonl"))))
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_clipcap_batches_stored_embeddings_across_images(clipcap_files, method):
+    checkpoint, gpt_dir = clipcap_files
+    config = ClipCapCaptionerConfig(checkpoint=str(checkpoint), gpt_dir=str(gpt_dir), method=method, beam_size=3,
+                                    max_tokens=6)
+    captioner = build_captioner(CaptionerConfig(name="clipcap", clipcap=config))
+    batch = [regions(1, "a.png", 2, seed=1), regions(2, "b.png", 0), regions(3, "c.png", 1, seed=3)]
+    together = captioner.caption(batch)
+    assert [len(c) for c in together] == [2, 0, 1] and all(isinstance(t, str) for c in together for t in c)
+    # Batching does not change a region's caption: the same embedding alone gives the same text.
+    alone = captioner.caption([regions(3, "c.png", 1, seed=3)])
+    assert alone[0] == together[2]
+
+
+def test_clipcap_checkpoint_round_trip_drops_legacy_keys(clipcap_files):
+    checkpoint, gpt_dir = clipcap_files
+    state = torch.load(checkpoint, weights_only=True)
+    assert any(k.endswith("attn.masked_bias") for k in state)
+    captioner = build_captioner(CaptionerConfig(name="clipcap", clipcap=ClipCapCaptionerConfig(
+        checkpoint=str(checkpoint), gpt_dir=str(gpt_dir))))
+    loaded = captioner.captioner.model.state_dict()
+    for key, value in state.items():
+        if not key.endswith(("attn.bias", "attn.masked_bias")):
+            assert torch.equal(loaded[key], value), key
+
+
+def test_clipcap_missing_checkpoint_names_config_key(tmp):
+    with pytest.raises(FileNotFoundError, match="captioner.clipcap.checkpoint"):
+        build_captioner(CaptionerConfig(name="clipcap", clipcap=ClipCapCaptionerConfig(checkpoint=str(tmp / "x.pt"))))
+
+
+@pytest.fixture(scope="module")
+def blip2_setup(tmp):
+    model_dir = write_tiny_blip2(tmp / "blip2")
+    image_root = tmp / "images"
+    image_root.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image_root / "a.png")
+    return model_dir, image_root
+
+
+@pytest.mark.parametrize("prompt", [None, "a photo of"])
+def test_blip2_recrops_and_reports_unreadable_images(blip2_setup, prompt):
+    model_dir, image_root = blip2_setup
+    config = Blip2CaptionerConfig(model_dir=str(model_dir), image_root=str(image_root), prompt=prompt,
+                                  max_new_tokens=4)
+    captioner = build_captioner(CaptionerConfig(name="blip2", blip2=config))
+    results = captioner.caption([regions(1, "a.png", 2), regions(2, "missing.png", 1), regions(3, "../a.png", 1)])
+    assert len(results[0]) == 2 and all(isinstance(t, str) and t for t in results[0])
+    assert "a photo of" not in " ".join(results[0])  # the prompt is not echoed into the caption
+    assert isinstance(results[1], CaptionFailure) and results[1].kind == "missing"
+    assert isinstance(results[2], CaptionFailure) and results[2].kind == "path_escape"
+    # Batching does not change a crop's caption.
+    assert captioner.caption([regions(1, "a.png", 2)])[0] == results[0]
+
+
+def test_blip2_missing_model_dir_names_config_key(tmp):
+    with pytest.raises(FileNotFoundError, match="captioner.blip2.model_dir"):
+        build_captioner(CaptionerConfig(name="blip2", blip2=Blip2CaptionerConfig(model_dir=str(tmp / "none"))))

@@ -1,0 +1,63 @@
+"""Max-cosine selection among candidates and HD-OVD's matching score."""
+import numpy as np
+import pytest
+
+from pipelines.pseudo_label_pick import (HDOVD_K, HDOVD_MU, HDOVD_SIGMA, TextEmbeddingCache, cosine_statistics,
+                                         match_scores, pick_labels)
+
+WORDS = {"star": [1.0, 0.0, 0.0], "red star": [0.8, 0.6, 0.0], "heart": [0.0, 1.0, 0.0], "wall": [0.0, 0.0, 2.0]}
+
+
+class CountingEncoder:
+    """A text encoder over a fixed table that records every string it was asked for."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts):
+        self.calls.append(list(texts))
+        return np.array([WORDS[t] for t in texts], dtype=np.float32)
+
+
+def test_max_cosine_candidate_wins():
+    cache = TextEmbeddingCache(CountingEncoder())
+    regions = np.array([[1.0, 0.1, 0.0], [0.0, 0.0, 5.0], [0.1, 1.0, 0.0]], dtype=np.float16)
+    picks = pick_labels(regions, [["red star", "star"], ["star", "wall"], ["star", "heart"]], cache)
+    assert [p.label for p in picks] == ["star", "wall", "heart"]
+    expected = float(np.dot(regions[0].astype(np.float32) / np.linalg.norm(regions[0].astype(np.float32)), [1, 0, 0]))
+    assert picks[0].cos == pytest.approx(expected, abs=1e-4)
+    assert np.linalg.norm(picks[1].text_embedding) == pytest.approx(1.0)  # stored normalised
+
+
+def test_region_without_candidates_gets_none():
+    cache = TextEmbeddingCache(CountingEncoder())
+    assert pick_labels(np.ones((2, 3)), [[], ["star"]], cache)[0] is None
+    assert pick_labels(np.ones((1, 3)), [[]], cache) == [None]
+
+
+def test_each_string_encoded_once():
+    encoder = CountingEncoder()
+    cache = TextEmbeddingCache(encoder, batch_size=2)
+    pick_labels(np.ones((2, 3)), [["star", "heart", "star"], ["heart", "wall"]], cache)
+    pick_labels(np.ones((1, 3)), [["wall", "star"]], cache)
+    encoded = [t for call in encoder.calls for t in call]
+    assert sorted(encoded) == ["heart", "star", "wall"] and max(len(c) for c in encoder.calls) <= 2
+
+
+def test_score_formula_with_released_constants():
+    cos = np.array([HDOVD_MU, HDOVD_MU + HDOVD_SIGMA, 0.0])
+    scores = match_scores(cos, HDOVD_MU, HDOVD_SIGMA, HDOVD_K)
+    assert scores[0] == pytest.approx(HDOVD_K / 2)
+    assert scores[1] == pytest.approx(HDOVD_K / (1 + np.exp(-1)))
+    assert 0 <= scores[2] < 1e-4 and scores.dtype == np.float32
+
+
+def test_score_rejects_non_positive_sigma():
+    with pytest.raises(ValueError, match="score.sigma"):
+        match_scores(np.zeros(2), 0.3, 0.0, 1.3)
+
+
+def test_dataset_statistics():
+    assert cosine_statistics(np.array([0.2, 0.4])) == pytest.approx((0.3, 0.1))
+    with pytest.raises(ValueError, match="from_dataset"):
+        cosine_statistics(np.array([0.2]))
