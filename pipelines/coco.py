@@ -1,0 +1,143 @@
+"""COCO / LVIS annotation files: categories, images in dataset order, annotations per image.
+
+Files are read through an `open_fn(path, mode)` so the same code reads local files and any filesystem
+Beam knows (beam_jobs passes `FileSystems.open`); this module never imports Beam.
+"""
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import Callable, BinaryIO
+
+OpenFn = Callable[[str], BinaryIO]
+
+
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used; the message names the file and the offending record."""
+
+
+def open_local(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+@dataclass(frozen=True)
+class Category:
+    category_id: int
+    name: str
+    frequency: str | None = None  # LVIS: "r" (rare), "c" (common), "f" (frequent); None for COCO
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: int
+    file_name: str  # relative to the image root
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Annotation:
+    annotation_id: int
+    image_id: int
+    category_id: int
+    bbox_xywh: tuple[float, float, float, float]  # COCO convention: top-left x, y, width, height in pixels
+    iscrowd: bool = False
+
+
+@dataclass(frozen=True)
+class CocoDataset:
+    """Categories, images in the file's order (the "dataset order" of proposal pickles), annotations by image."""
+
+    categories: tuple[Category, ...]
+    images: tuple[ImageRecord, ...]
+    annotations: dict[int, tuple[Annotation, ...]] = field(default_factory=dict)
+    source: str = ""
+
+    def category_names(self) -> dict[int, str]:
+        return {c.category_id: c.name for c in self.categories}
+
+    def image_ids(self) -> list[int]:
+        return [image.image_id for image in self.images]
+
+
+def read_json(path: str, open_fn: OpenFn = open_local) -> object:
+    try:
+        with open_fn(path) as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"annotation file not found: {path}") from error
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"{path} is not valid JSON: {error}") from error
+
+
+def _file_name(record: dict, path: str) -> str:
+    """COCO has `file_name`; LVIS v1 has only `coco_url`, whose last two parts are `<split folder>/<file>`."""
+    if "file_name" in record:
+        return str(record["file_name"])
+    if "coco_url" in record:
+        return "/".join(str(record["coco_url"]).split("/")[-2:])
+    raise AnnotationError(f"{path}: image {record.get('id')} has neither file_name nor coco_url")
+
+
+def _image(record: dict, path: str) -> ImageRecord:
+    try:
+        return ImageRecord(int(record["id"]), _file_name(record, path), int(record["width"]), int(record["height"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise AnnotationError(f"{path}: image record {record!r:.200} is incomplete ({error})") from error
+
+
+def _annotation(record: dict, path: str) -> Annotation:
+    try:
+        bbox = tuple(float(v) for v in record["bbox"])
+        if len(bbox) != 4:
+            raise ValueError(f"bbox has {len(bbox)} values")
+        return Annotation(int(record["id"]), int(record["image_id"]), int(record["category_id"]), bbox,
+                          bool(record.get("iscrowd", 0)))
+    except (KeyError, TypeError, ValueError) as error:
+        raise AnnotationError(f"{path}: annotation {record.get('id')!r} is malformed ({error})") from error
+
+
+def read_coco(path: str, open_fn: OpenFn = open_local) -> CocoDataset:
+    """Parse a COCO or LVIS instances file. Annotations keep the file's order within each image."""
+    data = read_json(path, open_fn)
+    if not isinstance(data, dict) or "images" not in data or "categories" not in data:
+        raise AnnotationError(f"{path} is not a COCO/LVIS instances file (needs 'images' and 'categories')")
+    categories = tuple(Category(int(c["id"]), str(c["name"]), c.get("frequency")) for c in data["categories"])
+    images = tuple(_image(r, path) for r in data["images"])
+    ids = [image.image_id for image in images]
+    if len(set(ids)) != len(ids):
+        raise AnnotationError(f"{path}: image ids are not unique")
+    known = set(ids)
+    by_image: dict[int, list[Annotation]] = {}
+    for record in data.get("annotations", []):
+        annotation = _annotation(record, path)
+        if annotation.image_id not in known:
+            raise AnnotationError(f"{path}: annotation {annotation.annotation_id} refers to unknown image id "
+                                  f"{annotation.image_id}")
+        by_image.setdefault(annotation.image_id, []).append(annotation)
+    return CocoDataset(categories, images, {k: tuple(v) for k, v in by_image.items()}, source=path)
+
+
+class PathEscapeError(ValueError):
+    """An image file name that would resolve outside the image root."""
+
+
+def resolve_image_path(root: str, file_name: str) -> str:
+    """`root`/`file_name`, refusing names that are absolute or climb out of the root.
+
+    Works for local roots and URL-like roots (`gs://bucket/images`); for local roots symlinks are resolved
+    too, so a link pointing outside the root is refused as well.
+    """
+    name = file_name.replace("\\", "/")
+    normal = posixpath.normpath(name)
+    if posixpath.isabs(normal) or normal == ".." or normal.startswith("../") or ":" in normal.split("/")[0]:
+        raise PathEscapeError(f"image file name {file_name!r} escapes the image root {root!r}")
+    joined = root.rstrip("/") + "/" + normal
+    if "://" not in root:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(joined)
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise PathEscapeError(f"image file name {file_name!r} resolves to {real}, outside the image root {root!r}")
+    return joined

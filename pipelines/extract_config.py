@@ -1,0 +1,65 @@
+"""Settings of the extract-features stage (configs/extract_features.yaml); loaded with schemas.config."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipelines.regions import RegionParams
+from schemas.config import config_hash
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    annotations: str = "data/shapes/annotations/train_base.json"  # COCO / LVIS instances JSON
+    image_root: str = "data/shapes/images/train"  # local folder or any Beam FileSystems path
+    split: str = "data/shapes/ov_split.json"  # "ov-coco", "lvis-frequency" or a {"base", "novel"} JSON file
+    strict: bool = True  # drop novel annotations when reading (the strict open-vocabulary setting)
+    proposals: str | None = "data/shapes/proposals/train.json"  # COCO-results JSON or mmdet-style .pkl
+    max_images: int = 0  # first N images by id (0 = all); for trial runs
+
+
+@dataclass(frozen=True)
+class CropSection:
+    mode: Literal["tight", "square", "context"] = "square"
+    context_scale: float = 1.5  # window = box scaled about its centre (mode "context")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    clip: str = "local-dir:data/teachers/clip"  # `local-dir:<folder>` or a registered architecture name
+    checkpoint: str | None = None  # weights file when `clip` is an architecture name
+    model_config_dir: str | None = None  # folder of extra open_clip architecture JSONs
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
+@dataclass(frozen=True)
+class VocabSection:
+    prompts: Literal["single", "imagenet80"] = "imagenet80"
+
+
+@dataclass(frozen=True)
+class RuntimeSection:
+    """How the job runs, not what it computes: excluded from shard fingerprints."""
+
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    min_batch_size: int = 8
+    max_batch_size: int = 64
+    large_model: bool = False  # one model per machine, shared across worker processes
+    max_failure_rate: float = 0.01  # failure rows / input images above which the job fails
+    crash_after_commits: int = 0  # fault injection for resume tests: hard-exit after N commits (0 = off)
+
+
+@dataclass(frozen=True)
+class ExtractFeaturesConfig:
+    dataset: DatasetSection = field(default_factory=DatasetSection)
+    regions: RegionParams = field(default_factory=RegionParams)
+    crop: CropSection = field(default_factory=CropSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    vocab: VocabSection = field(default_factory=VocabSection)
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+    shard_size: int = 256
+
+    def content_hash(self) -> str:
+        """Hash of the settings that change what is computed (everything except `runtime`)."""
+        return config_hash(dataclasses.replace(self, runtime=RuntimeSection()))

@@ -1,0 +1,42 @@
+"""Driver-side input reading for extract-features: annotations → OV split → proposals → region plans.
+
+Planning needs no pixels, so it runs once before the pipeline: it is cheap (NMS stops at top-K), it lets
+each shard's fingerprint cover exactly the boxes that will be embedded, and raw proposal lists (often
+hundreds per image) never travel through the pipeline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines.coco import CocoDataset, OpenFn, open_local, read_coco
+from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.ov_split import OvSplit, keep_annotations, load_split
+from pipelines.proposals import ProposalSet, UnknownImageProposals, read_proposals
+from pipelines.regions import RegionPlan, plan_regions
+
+
+@dataclass
+class PlannedDataset:
+    dataset: CocoDataset  # after the OV split (novel annotations gone in the strict setting)
+    split: OvSplit
+    plans: list[RegionPlan]  # one per image, sorted by image id
+    orphans: list[UnknownImageProposals]
+
+
+def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) -> PlannedDataset:
+    section = config.dataset
+    dataset = read_coco(section.annotations, open_fn)
+    split = load_split(section.split, dataset, open_fn)
+    # Strict setting: novel boxes are dropped here, before proposals or regions ever see them.
+    dataset = keep_annotations(dataset, split, section.strict)
+    proposals = read_proposals(section.proposals, dataset, open_fn) if section.proposals else ProposalSet()
+    images = sorted(dataset.images, key=lambda image: image.image_id)
+    if section.max_images:
+        images = images[:section.max_images]
+    empty = np.zeros((0, 5), dtype=np.float32)
+    plans = [plan_regions(image, dataset.annotations.get(image.image_id, ()),
+                          proposals.for_image(image.image_id) if section.proposals else empty,
+                          split.base_ids, config.regions) for image in images]
+    return PlannedDataset(dataset, split, plans, list(proposals.unknown))

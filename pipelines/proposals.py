@@ -1,0 +1,95 @@
+"""Class-agnostic proposals per image, from COCO-results JSON or an mmdet-style pickle.
+
+COCO-results JSON: `[{"image_id", "bbox": [x, y, w, h], "score"}, ...]` in any order.
+mmdet-style pickle (what HD-OVD reads): a list with one (N, 4|5) array per image, in the order of the
+annotation file's `images` list; column 5, when present, is the score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines.boxes import xywh_to_xyxy
+from pipelines.coco import AnnotationError, CocoDataset, OpenFn, open_local, read_json
+from pipelines.safe_pickle import load_data_pickle
+
+
+@dataclass(frozen=True)
+class UnknownImageProposals:
+    """Proposals that name an image id the annotation file does not have (a dead letter)."""
+
+    image_id: int
+    count: int
+
+
+@dataclass
+class ProposalSet:
+    """image_id → (N, 5) float32 rows x0, y0, x1, y1, score (pixels), as given (not yet validated)."""
+
+    by_image: dict[int, np.ndarray] = field(default_factory=dict)
+    unknown: list[UnknownImageProposals] = field(default_factory=list)
+    source: str = ""
+
+    def for_image(self, image_id: int) -> np.ndarray:
+        return self.by_image.get(image_id, np.zeros((0, 5), dtype=np.float32))
+
+
+def _from_results_json(rows: object, dataset: CocoDataset, path: str) -> ProposalSet:
+    if not isinstance(rows, list):
+        raise AnnotationError(f"proposals {path}: expected a COCO-results list of {{image_id, bbox, score}}")
+    known = set(dataset.image_ids())
+    grouped: dict[int, list[list[float]]] = {}
+    for position, row in enumerate(rows):
+        try:
+            image_id = int(row["image_id"])
+            x, y, w, h = (float(v) for v in row["bbox"])
+            score = float(row.get("score", 1.0))
+        except (KeyError, TypeError, ValueError) as error:
+            raise AnnotationError(f"proposals {path}: entry {position} is malformed ({error})") from error
+        grouped.setdefault(image_id, []).append([x, y, w, h, score])
+    result = ProposalSet(source=path)
+    for image_id, values in grouped.items():
+        array = np.asarray(values, dtype=np.float64)
+        if image_id not in known:
+            result.unknown.append(UnknownImageProposals(image_id, len(values)))
+            continue
+        result.by_image[image_id] = np.concatenate([xywh_to_xyxy(array[:, :4]), array[:, 4:]], 1).astype(np.float32)
+    result.unknown.sort(key=lambda u: u.image_id)
+    return result
+
+
+def _as_proposal_array(item: object, position: int, image_id: int, path: str) -> np.ndarray:
+    array = np.asarray(item)
+    if array.size == 0:
+        return np.zeros((0, 5), dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] not in (4, 5) or not np.issubdtype(array.dtype, np.number):
+        raise AnnotationError(f"proposals {path}: entry {position} (image id {image_id}) must be an (N, 4) or "
+                              f"(N, 5) numeric array, got shape {array.shape} dtype {array.dtype}")
+    if array.shape[1] == 4:  # no scores: keep the given order by giving decreasing pseudo-scores
+        array = np.concatenate([array, np.linspace(1, 0, len(array), endpoint=False)[:, None]], axis=1)
+    return array.astype(np.float32)
+
+
+def _from_pickle_list(items: object, dataset: CocoDataset, path: str) -> ProposalSet:
+    if not isinstance(items, (list, tuple)):
+        raise AnnotationError(f"proposals {path}: expected a list with one array per image, got {type(items)}")
+    if len(items) != len(dataset.images):
+        raise AnnotationError(f"proposals {path} has {len(items)} entries but {dataset.source} has "
+                              f"{len(dataset.images)} images; the pickle must list every image in dataset order")
+    result = ProposalSet(source=path)
+    for position, (image, item) in enumerate(zip(dataset.images, items)):
+        result.by_image[image.image_id] = _as_proposal_array(item, position, image.image_id, path)
+    return result
+
+
+def read_proposals(path: str, dataset: CocoDataset, open_fn: OpenFn = open_local) -> ProposalSet:
+    """Proposals for the images of `dataset` (config key dataset.proposals); `.pkl`/`.pickle` → pickle list."""
+    if path.endswith((".pkl", ".pickle")):
+        try:
+            with open_fn(path) as handle:
+                data = handle.read()
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"proposals file not found: {path} (config key dataset.proposals)") from error
+        return _from_pickle_list(load_data_pickle(data, path), dataset, path)
+    return _from_results_json(read_json(path, open_fn), dataset, path)

@@ -1,0 +1,71 @@
+"""Deterministic input shards and their fingerprints.
+
+Images are sorted by image id and cut into runs of `shard_size`: shard k of every table holds exactly the
+images of input shard k. A shard's fingerprint covers everything its rows depend on — the images, their
+planned regions (which already reflect annotations, proposals and thresholds), the stage's content config,
+the model's weights and the schema version — so a rerun recomputes exactly the shards that changed.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from dataclasses import dataclass
+
+from pipelines.proposals import UnknownImageProposals
+from pipelines.regions import RegionPlan
+from schemas.tables import SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of work: the region plans of a shard's images (sorted by id) and its fingerprint."""
+
+    shard: int
+    fingerprint: str
+    plans: tuple[RegionPlan, ...]
+    orphans: tuple[UnknownImageProposals, ...] = ()  # proposals naming unknown image ids, filed with this shard
+
+    @property
+    def image_ids(self) -> list[int]:
+        return [plan.image.image_id for plan in self.plans]
+
+
+def cut_shards(plans: list[RegionPlan], shard_size: int) -> list[list[RegionPlan]]:
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size} (config key shard_size)")
+    ordered = sorted(plans, key=lambda plan: plan.image.image_id)
+    return [ordered[i:i + shard_size] for i in range(0, len(ordered), shard_size)]
+
+
+def _plan_record(plan: RegionPlan) -> list:
+    image = plan.image
+    regions = [[r.region_id, [round(v, 4) for v in r.box], r.source, r.category_id, r.proposal_score,
+                round(r.max_iou_base, 6)] for r in plan.regions]
+    bad = [[b.source, b.index, b.kind] for b in plan.bad_boxes]
+    return [image.image_id, image.file_name, image.width, image.height, regions, bad]
+
+
+def shard_fingerprint(plans: list[RegionPlan], orphans: list[UnknownImageProposals], content_hash: str,
+                      model_sha256: str, schema_version: int = SCHEMA_VERSION) -> str:
+    """sha256 over the shard's inputs, the content config hash, the weights hash and the schema version."""
+    payload = {"images": [_plan_record(p) for p in plans], "orphans": [[o.image_id, o.count] for o in orphans],
+               "config": content_hash, "model": model_sha256, "schema_version": schema_version}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def build_shard_tasks(plans: list[RegionPlan], orphans: list[UnknownImageProposals], shard_size: int,
+                      content_hash: str, model_sha256: str) -> list[ShardTask]:
+    """Every shard of the dataset; an orphan goes to the shard whose id range it would sort into."""
+    shards = cut_shards(plans, shard_size)
+    first_ids = [shard[0].image.image_id for shard in shards]
+    orphans_by_shard: dict[int, list[UnknownImageProposals]] = {}
+    for orphan in orphans:
+        index = max(bisect.bisect_right(first_ids, orphan.image_id) - 1, 0)
+        orphans_by_shard.setdefault(index, []).append(orphan)
+    tasks = []
+    for index, shard in enumerate(shards):
+        shard_orphans = orphans_by_shard.get(index, [])
+        tasks.append(ShardTask(index, shard_fingerprint(shard, shard_orphans, content_hash, model_sha256),
+                               tuple(shard), tuple(shard_orphans)))
+    return tasks
