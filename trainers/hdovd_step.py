@@ -1,0 +1,52 @@
+"""One HD-OVD loss evaluation: batch dict → detector → criterion → named loss terms (contract in trainers.detectors)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from trainers.detectors.base import OpenVocabularyDetector
+from trainers.losses.criterion import HdovdCriterion
+
+PSEUDO_FIELDS = ("boxes", "label_ids", "scores", "text_embeddings")
+
+
+def limit_pseudo_boxes(
+    targets: list[dict[str, Tensor]],
+    pseudo: list[dict[str, Tensor]],
+    region_embeddings: list[Tensor],
+    max_boxes: int,
+) -> tuple[list[dict[str, Tensor]], list[Tensor]]:
+    """Keep the first `max_boxes` pseudo boxes of each image (HD-OVD Table IX) and their region-embedding rows.
+
+    The store lists pseudo boxes best proposal first, so "first" is "top-scored". region_embeddings: B × (G + P, D)
+    rows for [targets boxes; pseudo boxes]; a row count that does not match is an error naming the image position.
+    """
+    kept_pseudo, kept_embeddings = [], []
+    for index, (target, boxes, embeddings) in enumerate(zip(targets, pseudo, region_embeddings)):
+        num_base, num_pseudo = len(target["boxes"]), len(boxes["boxes"])
+        if embeddings.shape[0] != num_base + num_pseudo:
+            raise ValueError(f"batch image {index}: {embeddings.shape[0]} region embeddings for {num_base} target "
+                             f"boxes + {num_pseudo} pseudo boxes; rows must be [targets; pseudo]")
+        keep = min(num_pseudo, max_boxes)
+        kept_pseudo.append({field: boxes[field][:keep] for field in PSEUDO_FIELDS})
+        kept_embeddings.append(embeddings[:num_base + keep])
+    return kept_pseudo, kept_embeddings
+
+
+def hdovd_losses(
+    detector: OpenVocabularyDetector | torch.nn.Module,
+    criterion: HdovdCriterion,
+    batch: Mapping[str, Any],
+    base_text_embeddings: Tensor,
+) -> dict[str, Tensor]:
+    """The named, weighted HD-OVD loss terms of one batch (eq. 11); their sum is the training loss.
+
+    detector: an OpenVocabularyDetector, or its DistributedDataParallel wrapper (called, never unwrapped).
+    """
+    config = criterion.config
+    pseudo, region_embeddings = limit_pseudo_boxes(
+        batch["targets"], batch["pseudo"], batch["region_embeddings"], config.max_pseudo_boxes)
+    output = detector(batch["images"], batch["targets"], pseudo, base_text_embeddings, config.pseudo_classes)
+    return criterion(output, torch.cat(region_embeddings), batch["image_embeddings"])
