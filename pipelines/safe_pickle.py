@@ -27,8 +27,14 @@ ALLOWED_GLOBALS = frozenset({
     ("builtins", "float"),
     ("builtins", "int"),
     ("builtins", "complex"),
+    ("builtins", "bytes"),
+    ("builtins", "bytearray"),
     ("collections", "OrderedDict"),
+    # Protocols 0-2 have no bytes opcode and spell bytes as _codecs.encode(str, "latin1"): text in, bytes out.
+    ("_codecs", "encode"),
 })
+
+PYTHON2_MODULES = {"__builtin__": "builtins"}
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -41,7 +47,8 @@ class DataOnlyUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str):
-        if (module, name) not in ALLOWED_GLOBALS:
+        # Python 2 era pickles (protocol <= 2) name the builtins module `__builtin__`.
+        if (PYTHON2_MODULES.get(module, module), name) not in ALLOWED_GLOBALS:
             raise UnsafePickleError(
                 f"{self.source}: refusing to load {module}.{name} — this file asks to run code or build objects, "
                 f"but only lists, tuples, dicts, numbers and numpy arrays are accepted")

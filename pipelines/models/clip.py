@@ -8,6 +8,7 @@ internet, so they are refused — with the config key to change — before anyth
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,8 +112,12 @@ def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32") -> L
 
     register_model_configs(source.model_config_dir, "model.model_config_dir")
     target = resolve_device(device)
-    model, _, _ = open_clip.create_model_and_transforms(
-        source.open_clip_name, pretrained=source.checkpoint, device=target, weights_only=True)
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(
+            source.open_clip_name, pretrained=source.checkpoint, device=target, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ModelLoadError(f"{source.weights_path} holds more than tensors (it asks to build objects or run code) "
+                             f"and was refused; save a plain state dict or safetensors ({error})") from error
     model = model.to(dtype=DTYPES[dtype]).eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(source.open_clip_name)
     with torch.inference_mode():

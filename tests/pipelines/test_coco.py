@@ -1,0 +1,58 @@
+import json
+import os
+
+import pytest
+
+from pipelines.coco import AnnotationError, PathEscapeError, read_coco, resolve_image_path
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_reads_images_in_file_order_and_annotations_per_image(tmp_path):
+    path = _write(tmp_path, {
+        "images": [{"id": 7, "file_name": "b.jpg", "width": 10, "height": 8},
+                   {"id": 3, "file_name": "a.jpg", "width": 5, "height": 4}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [0, 0, 2, 2], "iscrowd": 1},
+                        {"id": 2, "image_id": 7, "category_id": 2, "bbox": [1, 1, 2, 2]}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]})
+    dataset = read_coco(path)
+    assert dataset.image_ids() == [7, 3]
+    assert [a.annotation_id for a in dataset.annotations[7]] == [1, 2]
+    assert dataset.annotations[7][0].iscrowd and not dataset.annotations[7][1].iscrowd
+    assert dataset.category_names() == {1: "cat", 2: "dog"}
+
+
+def test_lvis_images_take_their_file_name_from_coco_url(tmp_path):
+    path = _write(tmp_path, {"images": [{"id": 1, "coco_url": "http://x/train2017/000001.jpg", "width": 2,
+                                         "height": 2}],
+                             "annotations": [], "categories": [{"id": 1, "name": "a", "frequency": "r"}]})
+    dataset = read_coco(path)
+    assert dataset.images[0].file_name == "train2017/000001.jpg"
+    assert dataset.categories[0].frequency == "r"
+
+
+def test_bad_files_are_named_in_the_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.json"):
+        read_coco(str(tmp_path / "nowhere.json"))
+    path = _write(tmp_path, {"images": [{"id": 1, "file_name": "a", "width": 1, "height": 1}],
+                             "annotations": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+                             "categories": []})
+    with pytest.raises(AnnotationError, match="annotation 5 refers to unknown image id 2"):
+        read_coco(path)
+
+
+def test_image_paths_cannot_escape_the_root(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    assert resolve_image_path(str(root), "sub/a.jpg") == f"{root}/sub/a.jpg"
+    assert resolve_image_path("gs://bucket/images", "a/b.jpg") == "gs://bucket/images/a/b.jpg"
+    for name in ("../secret.jpg", "/etc/passwd", "a/../../x.jpg", "C:/x.jpg"):
+        with pytest.raises(PathEscapeError, match="escapes the image root"):
+            resolve_image_path(str(root), name)
+    os.symlink(tmp_path, root / "link")
+    with pytest.raises(PathEscapeError, match="outside the image root"):
+        resolve_image_path(str(root), "link/file.jpg")
