@@ -32,7 +32,7 @@ class EmbeddingQueue(nn.Module):
     def contents(self) -> Tensor:
         """The stored embeddings, oldest first: (len(self), D) float32, detached."""
         filled = len(self)
-        if filled < self.length:
+        if filled < self.length or self.length == 0:
             return self.slots[:filled]
         write_position = int(self.pushed) % self.length
         return torch.cat([self.slots[write_position:], self.slots[:write_position]])

@@ -44,3 +44,9 @@ def test_pushed_rows_are_detached_copies():
     source = rows(1).requires_grad_()
     queue.push(source)
     assert not queue.contents().requires_grad
+
+
+def test_zero_length_queue_stays_empty():
+    queue = EmbeddingQueue(length=0, dim=2)
+    queue.push(rows(1, 2))
+    assert queue.contents().shape == (0, 2)
