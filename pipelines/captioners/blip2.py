@@ -90,15 +90,20 @@ class Blip2RegionCaptioner:
         return [text.strip() for text in self.processor.batch_decode(output, skip_special_tokens=True)]
 
 
-@register_captioner("blip2")
-def build_blip2(config: Blip2CaptionerConfig) -> Blip2RegionCaptioner:
-    from transformers import Blip2ForConditionalGeneration, Blip2Processor
-
+def check_blip2_files(config: Blip2CaptionerConfig) -> None:
+    """Raise, naming the config key, when the model folder or the image root is missing."""
     if not config.model_dir or not (Path(config.model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"BLIP-2 directory {config.model_dir!r} has no config.json "
                                 f"(config key captioner.blip2.model_dir)")
     if not config.image_root or not Path(config.image_root).is_dir():
         raise FileNotFoundError(f"image root {config.image_root!r} not found (config key captioner.blip2.image_root)")
+
+
+@register_captioner("blip2")
+def build_blip2(config: Blip2CaptionerConfig) -> Blip2RegionCaptioner:
+    from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+    check_blip2_files(config)
     processor = Blip2Processor.from_pretrained(config.model_dir)
     model = Blip2ForConditionalGeneration.from_pretrained(config.model_dir, dtype=DTYPES[config.dtype])
     return Blip2RegionCaptioner(model.to(config.device), processor, config)

@@ -13,10 +13,11 @@ from pipelines.captioners.base import ImageRegions, register_captioner
 
 @dataclass(frozen=True)
 class ClipCapCaptionerConfig:
-    checkpoint: str = "data/teachers/clipcap/clipcap.pt"  # official ClipCap layout (.pt or .safetensors)
+    checkpoint: str = "data/teachers/clipcap/clipcap_mlp.pt"  # official ClipCap layout (.pt or .safetensors)
     gpt_dir: str = "data/teachers/clipcap/gpt2"  # local GPT-2 config + tokenizer directory
     mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
-    normalize_prefix: bool = False  # official ClipCap `--normalize_prefix`: L2-normalise the embedding first
+    # Official ClipCap `--normalize_prefix`. A no-op on our store, whose region embeddings are already unit length.
+    normalize_prefix: bool = False
     method: Literal["beam", "greedy"] = "beam"
     beam_size: int = 5  # official ClipCap generate_beam default
     max_tokens: int = 20
@@ -42,16 +43,21 @@ class ClipCapRegionCaptioner:
         return [captions[end - size:end] for size, end in zip(sizes, ends)]
 
 
-@register_captioner("clipcap")
-def build_clipcap(config: ClipCapCaptionerConfig) -> ClipCapRegionCaptioner:
-    from pipelines.models.clipcap import ClipCapCaptioner
-
+def check_clipcap_files(config: ClipCapCaptionerConfig) -> None:
+    """Raise, naming the config key, when a file the captioner needs is missing (called before any work)."""
     if not Path(config.checkpoint).is_file():
         raise FileNotFoundError(f"ClipCap checkpoint not found: {config.checkpoint} "
                                 f"(config key captioner.clipcap.checkpoint)")
     if not (Path(config.gpt_dir) / "config.json").is_file():
         raise FileNotFoundError(f"GPT-2 directory {config.gpt_dir} has no config.json "
                                 f"(config key captioner.clipcap.gpt_dir)")
+
+
+@register_captioner("clipcap")
+def build_clipcap(config: ClipCapCaptionerConfig) -> ClipCapRegionCaptioner:
+    from pipelines.models.clipcap import ClipCapCaptioner
+
+    check_clipcap_files(config)
     captioner = ClipCapCaptioner.from_paths(config.checkpoint, config.gpt_dir, stop_token=config.stop_token,
                                             mapping_type=config.mapping_type,
                                             normalize_prefix=config.normalize_prefix)

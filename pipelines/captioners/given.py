@@ -48,6 +48,11 @@ class GivenCaptioner:
         return [[self.captions.get((item.image_id, r), "") for r in item.region_ids] for item in batch]
 
 
+def check_given_files(config: GivenConfig) -> None:
+    if not Path(config.path).is_file():
+        raise FileNotFoundError(f"captions file not found: {config.path!r} (config key captioner.given.path)")
+
+
 @register_captioner("given")
 def build_given(config: GivenConfig) -> GivenCaptioner:
     return GivenCaptioner(read_caption_jsonl(config.path))

@@ -1,0 +1,230 @@
+"""The DoFns of pseudo-labels: read each shard's pseudo boxes, pick labels from captions, commit each shard."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.compute as pc
+
+from featurestore.arrow import embeddings_to_numpy
+from featurestore.reader import StoreReader
+from featurestore.writer import ShardWriter
+from pipelines.captioners import CaptionFailure, ImageRegions
+from pipelines.models.clip import ClipSource, load_clip
+from pipelines.nouns import NounConfig, NounExtractor
+from pipelines.prompts import text_embeddings
+from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
+
+STAGE = "pseudo_labels"
+FAILURES = "failures"
+SECONDS = "seconds"
+
+
+@dataclass(frozen=True)
+class LabelShardTask:
+    shard: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class LabelledRegion:
+    image_id: int
+    region_id: int
+    caption: str
+    candidates: tuple[str, ...]
+    label: str
+    cos: float
+    text_embedding: np.ndarray  # (D,) float32, L2-normalised
+
+
+@dataclass(frozen=True)
+class RegionFailure:
+    image_id: int
+    region_id: int | None
+    file_name: str | None
+    kind: str
+    message: str
+
+
+def usable_embeddings(column, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding column (nulls allowed) → ((N, D) float32 with zeros where unusable, (N,) bool usable).
+
+    Unusable = null, non-finite (a float16 overflow upstream) or all zeros: no caption or cosine can come of it.
+    """
+    array = column.combine_chunks()
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    values = np.zeros((len(array), dim), dtype=np.float32)
+    values[valid] = embeddings_to_numpy(array.filter(valid), dim).astype(np.float32)
+    usable = valid & np.isfinite(values).all(axis=1) & (np.abs(values).sum(axis=1) > 0)
+    values[~usable] = 0.0
+    return values, usable
+
+
+class ReadPseudoBoxes(beam.DoFn):
+    """LabelShardTask → ((shard, image_id), ImageRegions) for each image with usable pseudo boxes, and
+    (shard, RegionFailure) on the `failures` output for each pseudo box without a usable embedding."""
+
+    def __init__(self, store: str, sources: tuple[str, ...], dim: int):
+        self._store = store
+        self._sources = sources
+        self._dim = dim
+
+    def setup(self):
+        self._reader = StoreReader(self._store)
+
+    def process(self, task: LabelShardTask):
+        regions = self._reader.read_shard("regions", task.shard, ["image_id", "region_id", "box", "source",
+                                                                  "embedding"])
+        regions = regions.filter(pc.is_in(regions.column("source"), value_set=pc.cast(list(self._sources), "string")))
+        images = self._reader.read_shard("images", task.shard, ["image_id", "file_name"])
+        file_names = dict(zip(images.column("image_id").to_pylist(), images.column("file_name").to_pylist()))
+        embeddings, usable = usable_embeddings(regions.column("embedding"), self._dim)
+        image_ids = regions.column("image_id").to_numpy()
+        region_ids = regions.column("region_id").to_numpy()
+        boxes = np.asarray(regions.column("box").to_pylist(), dtype=np.float32).reshape(-1, 4)
+        for row in np.flatnonzero(~usable):
+            image_id, region_id = int(image_ids[row]), int(region_ids[row])
+            yield beam.pvalue.TaggedOutput(FAILURES, (task.shard, RegionFailure(
+                image_id, region_id, file_names.get(image_id), "missing_embedding",
+                f"region {region_id} of image {image_id} (shard {task.shard}) has a null, non-finite or zero "
+                f"embedding in the regions table; rerun extract-features for this shard")))
+        for image_id in np.unique(image_ids[usable]):
+            rows = np.flatnonzero(usable & (image_ids == image_id))
+            rows = rows[np.argsort(region_ids[rows], kind="stable")]
+            yield (task.shard, int(image_id)), ImageRegions(
+                int(image_id), file_names.get(int(image_id), ""), tuple(int(r) for r in region_ids[rows]),
+                boxes[rows], embeddings[rows])
+
+
+class PickLabels(beam.DoFn):
+    """A batch of ((shard, image_id), PredictionResult(ImageRegions, (captions | CaptionFailure, seconds))) →
+    (shard, LabelledRegion) per labelled region, (shard, RegionFailure) on `failures` for regions without a caption
+    or candidate, and (shard, {step: seconds}) on `seconds`.
+
+    spaCy parses all captions of the batch in one `nlp.pipe`; candidate texts are embedded once per process
+    (TextEmbeddingCache) with the CLIP text tower and prompt ensemble of extract-features.
+    """
+
+    def __init__(self, nouns: NounConfig, clip: ClipSource, prompts: str, device: str, dtype: str):
+        self._nouns = nouns
+        self._clip = clip
+        self._prompts = prompts
+        self._device = device
+        self._dtype = dtype
+
+    def setup(self):
+        self._extractor = NounExtractor(self._nouns)
+        clip = load_clip(self._clip, device=self._device, dtype=self._dtype)
+        self._cache = TextEmbeddingCache(
+            lambda texts: text_embeddings(clip.model, clip.tokenizer, texts, self._prompts, clip.device))
+
+    def process(self, batch):
+        started = time.perf_counter()
+        pending: list[tuple[int, ImageRegions, int, str]] = []  # shard, image, region index, caption
+        caption_seconds: Counter = Counter()
+        for (shard, _), result in batch:
+            item: ImageRegions = result.example
+            captions, seconds = result.inference
+            caption_seconds[shard] += seconds
+            if isinstance(captions, CaptionFailure):
+                for region_id in item.region_ids:
+                    yield self._failure(shard, item, region_id, captions.kind, captions.message)
+                continue
+            for index, caption in enumerate(captions):
+                if caption.strip():
+                    pending.append((shard, item, index, caption.strip()))
+                else:
+                    yield self._failure(shard, item, item.region_ids[index], "empty_caption",
+                                        "the captioner gave an empty caption")
+        candidates = self._extractor.candidates([caption for *_, caption in pending])
+        region_embeddings = np.stack([item.embeddings[i] for _, item, i, _ in pending]) if pending else np.zeros((0, 1))
+        picks = pick_labels(region_embeddings, candidates, self._cache) if pending else []
+        for (shard, item, index, caption), names, pick in zip(pending, candidates, picks):
+            region_id = item.region_ids[index]
+            if pick is None:
+                yield self._failure(shard, item, region_id, "no_candidate",
+                                    f"no noun phrase left in caption {caption!r} after stripping stop words")
+                continue
+            yield shard, LabelledRegion(item.image_id, region_id, caption, tuple(names), pick.label, pick.cos,
+                                        pick.text_embedding)
+        pick_seconds = (time.perf_counter() - started) / max(len(caption_seconds), 1)
+        for shard, seconds in caption_seconds.items():
+            yield beam.pvalue.TaggedOutput(SECONDS, (shard, {"caption": seconds, "nouns_and_pick": pick_seconds}))
+
+    @staticmethod
+    def _failure(shard: int, item: ImageRegions, region_id: int, kind: str, message: str):
+        return beam.pvalue.TaggedOutput(FAILURES, (shard, RegionFailure(
+            item.image_id, region_id, item.file_name, kind, f"region {region_id} of image {item.image_id}: {message}")))
+
+
+class CosineMoments(beam.CombineFn):
+    """(count, sum, sum of squares) triples → (μ, σ) of all picked cosines: the dataset's score statistics."""
+
+    def create_accumulator(self):
+        return 0.0, 0.0, 0.0
+
+    def add_input(self, accumulator, moments):
+        return tuple(a + m for a, m in zip(accumulator, moments))
+
+    def merge_accumulators(self, accumulators):
+        return tuple(map(sum, zip(*accumulators))) if accumulators else self.create_accumulator()
+
+    def extract_output(self, accumulator):
+        count, total, squares = accumulator
+        if count < 2:
+            raise ValueError(f"score.from_dataset needs at least 2 labelled regions, the dataset has {int(count)}; "
+                             f"set score.from_dataset=false")
+        mean = total / count
+        std = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
+        if std <= 1e-6:
+            raise ValueError(f"score.from_dataset: all {int(count)} picked cosines are equal ({mean:.4f}), so they "
+                             f"give no sigma; set score.from_dataset=false")
+        return mean, std
+
+
+class CommitLabelShard(beam.DoFn):
+    """(shard, {"task": [LabelShardTask], "labels": [LabelledRegion], "failures": [RegionFailure],
+    "seconds": [{step: s}]}) with side input (μ, σ) → the shard's stats, after pseudo_labels, failures and stats
+    are committed atomically."""
+
+    def __init__(self, store: str, dim: int, k: float):
+        self._store = store
+        self._dim = dim
+        self._k = k
+
+    def setup(self):
+        self._writer = ShardWriter(self._store, STAGE, self._dim)
+
+    def process(self, element, mu_sigma):
+        shard, grouped = element
+        (task,) = grouped["task"]
+        started = time.perf_counter()
+        labels = sorted(grouped["labels"], key=lambda r: (r.image_id, r.region_id))
+        failures = sorted(grouped["failures"], key=lambda f: (f.image_id, f.region_id if f.region_id is not None else -1))
+        mu, sigma = mu_sigma
+        cos = np.array([r.cos for r in labels], dtype=np.float32)
+        tables = {"pseudo_labels": {
+            "image_id": [r.image_id for r in labels], "region_id": [r.region_id for r in labels],
+            "caption": [r.caption for r in labels], "candidates": [list(r.candidates) for r in labels],
+            "label": [r.label for r in labels], "cos": cos, "score": match_scores(cos, mu, sigma, self._k),
+            "text_embedding": np.stack([r.text_embedding for r in labels]) if labels else
+            np.zeros((0, self._dim), np.float32)},
+            "failures": {"image_id": [f.image_id for f in failures], "region_id": [f.region_id for f in failures],
+                         "file_name": [f.file_name for f in failures], "stage": [STAGE] * len(failures),
+                         "kind": [f.kind for f in failures], "message": [f.message for f in failures]}}
+        seconds: Counter = Counter()
+        for part in grouped["seconds"]:
+            seconds.update(part)
+        stats = {"regions": len(labels) + len(failures), "labelled": len(labels), "failures": len(failures),
+                 "failures_by_kind": dict(sorted(Counter(f.kind for f in failures).items())),
+                 "unique_labels": len({r.label for r in labels}), "score_mu": mu, "score_sigma": sigma,
+                 "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())}}
+        stats["seconds"]["write"] = round(time.perf_counter() - started, 4)
+        self._writer.commit(shard, tables, task.fingerprint, stats=stats)
+        logging.info("committed pseudo_labels shard %05d: %d labelled, %d failures", shard, len(labels),
+                     len(failures))
+        yield stats

@@ -1,0 +1,116 @@
+"""The pseudo-labels job on a TestPipeline over a small real store (tiny CLIP, real images, real Parquet)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from beam_jobs import pseudo_labels
+from featurestore.arrow import embeddings_to_numpy
+from featurestore.reader import StoreReader
+from pipelines.pseudo_label_pick import HDOVD_K, HDOVD_MU, HDOVD_SIGMA, match_scores
+from tests.pseudo_label_store import write_given_captions, write_label_store
+from tests.tiny_teachers import write_tiny_clipcap
+
+NULL_EMBEDDING = (100, 2)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_label_store(tmp_path_factory.mktemp("labels"), null_embedding={NULL_EMBEDDING})
+
+
+def given_captions(store) -> dict:
+    captions = {}
+    for shard, ids in enumerate(store.image_ids):
+        for image_id in ids:
+            captions[(image_id, 1)] = "a red star on a wall."
+            # Shard 1's heart boxes are captioned wrongly, so their best cosine is below 1 (cosines spread).
+            captions[(image_id, 2)] = "two hearts next to a wall" if shard == 0 else "a red star"
+    captions[(100, 3)] = ""
+    captions[(101, 3)] = "a photo of the background"
+    return captions  # region 3 of the second shard's images has no caption at all
+
+
+def run_job(store, tmp_path, *settings, overwrite=False):
+    path = write_given_captions(tmp_path / "captions.jsonl", given_captions(store))
+    argv = ["--store", str(store.root), "--set", "captioner.name=given", "--set", f"captioner.given.path={path}",
+            "--set", "runtime.device=cpu", "--set", "runtime.min_batch_size=1"]
+    for setting in settings:
+        argv += ["--set", setting]
+    return pseudo_labels.run(argv + (["--overwrite"] if overwrite else []), test_pipeline=TestPipeline())
+
+
+def proposal_keys(reader, shard):
+    regions = reader.read_shard("regions", shard, ["image_id", "region_id", "source"]).to_pylist()
+    return {(r["image_id"], r["region_id"]) for r in regions if r["source"] == "proposal"}
+
+
+def test_given_captions_labels_failures_and_alignment(store, tmp_path):
+    summary = run_job(store, tmp_path, overwrite=True)
+    reader = StoreReader(store.root)
+    assert summary["shards_computed"] == 2 and summary["labelled"] + summary["failures"] == 12
+    for shard in reader.shards("regions"):
+        labels = reader.read_shard("pseudo_labels", shard).to_pylist()
+        failures = [f for f in reader.read_shard("failures", shard).to_pylist() if f["stage"] == "pseudo_labels"]
+        keys = [(r["image_id"], r["region_id"]) for r in labels] + [(f["image_id"], f["region_id"]) for f in failures]
+        assert sorted(keys) == sorted(proposal_keys(reader, shard))  # every pseudo box once, nothing else
+    rows = {(r["image_id"], r["region_id"]): r for r in reader.read_table("pseudo_labels").to_pylist()}
+    star = rows[(101, 1)]
+    assert star["candidates"] == ["red star", "star", "wall"] and star["label"] == "star"
+    assert star["cos"] == pytest.approx(1.0, abs=2e-3)  # the region is embedded as "star" itself
+    assert rows[(101, 2)]["label"] == "heart" and rows[(200, 2)]["label"] in ("star", "red star")
+    assert rows[(200, 2)]["cos"] < rows[(101, 2)]["cos"] - 1e-3  # a wrong caption matches worse
+    cos = np.array([r["cos"] for r in rows.values()], dtype=np.float32)
+    scores = np.array([r["score"] for r in rows.values()], dtype=np.float32)
+    np.testing.assert_allclose(scores, match_scores(cos, HDOVD_MU, HDOVD_SIGMA, HDOVD_K), rtol=1e-5)
+    kinds = {(f["image_id"], f["region_id"]): f["kind"] for f in reader.read_table("failures").to_pylist()
+             if f["stage"] == "pseudo_labels"}
+    assert kinds == {NULL_EMBEDDING: "missing_embedding", (100, 3): "empty_caption", (101, 3): "no_candidate",
+                     (200, 3): "empty_caption", (201, 3): "empty_caption"}
+    vocab = [v for v in reader.read_table("vocab").to_pylist() if v["kind"] == "label"]
+    assert {"heart", "star"} <= {v["name"] for v in vocab} <= {"heart", "star", "red star"} and {v["prompts"] for v in vocab} == {"single"}
+    text = embeddings_to_numpy(reader.read_table("pseudo_labels").column("text_embedding")).astype(np.float32)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=2e-3)
+
+
+def test_resume_skips_current_shards_and_config_change_recomputes(store, tmp_path):
+    run_job(store, tmp_path, overwrite=True)
+    assert run_job(store, tmp_path)["shards_computed"] == 0
+    changed = run_job(store, tmp_path, "score.k=1.0")
+    assert changed["shards_computed"] == 2
+    assert max(r["score"] for r in StoreReader(store.root).read_table("pseudo_labels").to_pylist()) <= 1.0
+
+
+def test_dataset_mu_sigma_from_global_combine(store, tmp_path):
+    summary = run_job(store, tmp_path, "score.from_dataset=true", overwrite=True)
+    table = StoreReader(store.root).read_table("pseudo_labels")
+    cos = table.column("cos").to_numpy().astype(np.float64)
+    [(mu, sigma)] = summary["score_mu_sigma"]
+    assert mu == pytest.approx(cos.mean(), abs=1e-5) and sigma == pytest.approx(cos.std(), abs=1e-5)
+    np.testing.assert_allclose(table.column("score").to_numpy(), match_scores(cos, mu, sigma, HDOVD_K), rtol=1e-4)
+
+
+def test_clipcap_on_stored_embeddings_accounts_for_every_box(store, tmp_path):
+    checkpoint, gpt_dir = write_tiny_clipcap(tmp_path / "clipcap")
+    argv = ["--store", str(store.root), "--overwrite", "--set", "captioner.name=clipcap",
+            "--set", f"captioner.clipcap.checkpoint={checkpoint}", "--set", f"captioner.clipcap.gpt_dir={gpt_dir}",
+            "--set", "captioner.clipcap.method=greedy", "--set", "captioner.clipcap.max_tokens=5",
+            "--set", "runtime.device=cpu"]
+    summary = pseudo_labels.run(argv, test_pipeline=TestPipeline())
+    assert summary["labelled"] + summary["failures"] == 12 and summary["failures_by_kind"]["missing_embedding"] == 1
+    manifest = StoreReader(store.root).manifest["stages"]["pseudo_labels"]
+    assert manifest["models"]["captioner"]["name"] == "clipcap" and manifest["config"]["captioner"]["name"] == "clipcap"
+
+
+def test_missing_captioner_file_fails_before_any_write(store, tmp_path):
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    with pytest.raises(FileNotFoundError, match="captioner.clipcap.checkpoint"):
+        pseudo_labels.run(["--store", str(store.root), "--set", f"captioner.clipcap.checkpoint={tmp_path}/none.pt"],
+                          test_pipeline=TestPipeline())
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+
+
+def test_store_without_regions_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a feature store"):
+        pseudo_labels.run(["--store", str(tmp_path / "nowhere")], test_pipeline=TestPipeline())
