@@ -12,17 +12,30 @@ from trainers.losses.criterion import HdovdCriterion
 PSEUDO_FIELDS = ("boxes", "label_ids", "scores", "text_embeddings")
 
 
+def split_region_embeddings(targets: list[dict[str, Tensor]], pseudo: list[dict[str, Tensor]],
+                            region_embeddings: Tensor | list[Tensor]) -> list[Tensor]:
+    """(R, D) rows of the whole batch, or already B × (G + P, D) → B × (G + P, D), checked against the box counts."""
+    if isinstance(region_embeddings, Tensor):
+        counts = [len(t["boxes"]) + len(p["boxes"]) for t, p in zip(targets, pseudo)]
+        if region_embeddings.shape[0] != sum(counts):
+            raise ValueError(f"{region_embeddings.shape[0]} region embeddings for {sum(counts)} target + pseudo "
+                             "boxes in the batch; rows must be [targets; pseudo] per image")
+        return list(region_embeddings.split(counts))
+    return list(region_embeddings)
+
+
 def limit_pseudo_boxes(
     targets: list[dict[str, Tensor]],
     pseudo: list[dict[str, Tensor]],
-    region_embeddings: list[Tensor],
+    region_embeddings: Tensor | list[Tensor],
     max_boxes: int,
 ) -> tuple[list[dict[str, Tensor]], list[Tensor]]:
     """Keep the first `max_boxes` pseudo boxes of each image (HD-OVD Table IX) and their region-embedding rows.
 
-    The store lists pseudo boxes best proposal first, so "first" is "top-scored". region_embeddings: B × (G + P, D)
-    rows for [targets boxes; pseudo boxes]; a row count that does not match is an error naming the image position.
+    The store lists pseudo boxes best proposal first, so "first" is "top-scored". region_embeddings: (R, D) for the
+    batch or B × (G + P, D), rows [targets boxes; pseudo boxes] per image; a mismatch is an error.
     """
+    region_embeddings = split_region_embeddings(targets, pseudo, region_embeddings)
     kept_pseudo, kept_embeddings = [], []
     for index, (target, boxes, embeddings) in enumerate(zip(targets, pseudo, region_embeddings)):
         num_base, num_pseudo = len(target["boxes"]), len(boxes["boxes"])
@@ -38,15 +51,20 @@ def limit_pseudo_boxes(
 def hdovd_losses(
     detector: OpenVocabularyDetector | torch.nn.Module,
     criterion: HdovdCriterion,
-    batch: Mapping[str, Any],
+    batch: Mapping[str, Any] | Any,
     base_text_embeddings: Tensor,
 ) -> dict[str, Tensor]:
     """The named, weighted HD-OVD loss terms of one batch (eq. 11); their sum is the training loss.
 
+    batch: a mapping with the keys of the contract in trainers.detectors, or an object with those attributes.
     detector: an OpenVocabularyDetector, or its DistributedDataParallel wrapper (called, never unwrapped).
     """
+    def field(name: str) -> Any:
+        return batch[name] if isinstance(batch, Mapping) else getattr(batch, name)
+
     config = criterion.config
+    targets = field("targets")
     pseudo, region_embeddings = limit_pseudo_boxes(
-        batch["targets"], batch["pseudo"], batch["region_embeddings"], config.max_pseudo_boxes)
-    output = detector(batch["images"], batch["targets"], pseudo, base_text_embeddings, config.pseudo_classes)
-    return criterion(output, torch.cat(region_embeddings), batch["image_embeddings"])
+        targets, field("pseudo"), field("region_embeddings"), config.max_pseudo_boxes)
+    output = detector(field("images"), targets, pseudo, base_text_embeddings, config.pseudo_classes)
+    return criterion(output, torch.cat(region_embeddings), field("image_embeddings"))

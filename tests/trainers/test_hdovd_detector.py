@@ -123,3 +123,40 @@ def test_a_few_training_steps_lower_the_loss():
         totals.append(total.item())
     assert all(np.isfinite(totals))
     assert np.mean(totals[-2:]) < 0.5 * np.mean(totals[:2]), totals
+
+
+def test_step_accepts_batch_wide_region_rows_and_attribute_batches():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig(embed_dim=D))
+    criterion = HdovdCriterion(HdovdLossConfig(max_pseudo_boxes=0), D).eval()
+    batch = make_batch([0, 1])
+    flat = SimpleNamespace(**{**batch, "region_embeddings": torch.cat(batch["region_embeddings"])})
+    losses = hdovd_losses(detector, criterion, flat, class_vectors()[:2])
+    assert torch.isfinite(losses["loss_rkd_instance"])
+    with pytest.raises(ValueError, match="rows must be"):
+        limit_pseudo_boxes(batch["targets"], batch["pseudo"], flat.region_embeddings[:5], 5)
+
+
+def test_resnet50_backbone_runs_and_refuses_a_foreign_checkpoint(tmp_path):
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from trainers.detectors import RESNET50_FPN
+
+    small = dataclasses.replace(RESNET50_FPN, embed_dim=D, min_size=64, max_size=64, rpn_pre_nms_top_n_train=50,
+                                rpn_post_nms_top_n_train=20, box_batch_size_per_image=16, representation_size=64)
+    torch.manual_seed(0)
+    output = build_detector(small)([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[5.0, 5, 40, 40]]),
+                                                              "labels": torch.tensor([0])}],
+                                   [{"boxes": torch.zeros(0, 4), "label_ids": torch.zeros(0, dtype=torch.long),
+                                     "scores": torch.zeros(0), "text_embeddings": torch.zeros(0, D)}],
+                                   class_vectors()[:2])
+    assert output.region_queries.shape == (1, D)
+    assert all(torch.isfinite(v) for v in output.box_losses.values())
+    foreign = tmp_path / "not_resnet.safetensors"
+    save_file({"conv.weight": torch.zeros(2, 2)}, str(foreign))
+    with pytest.raises(ValueError, match="not a torchvision ResNet-50 state dict"):
+        build_detector(dataclasses.replace(small, backbone_weights=str(foreign)))
