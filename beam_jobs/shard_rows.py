@@ -29,17 +29,13 @@ class FailureRows:
         return Counter(self.columns["kind"])
 
 
-def _plan_failures(plan: RegionPlan, failures: FailureRows) -> None:
+def _bad_box_failures(plan: RegionPlan, failures: FailureRows) -> None:
     image = plan.image
     for bad in plan.bad_boxes:
         what = "annotation" if bad.source == "gt" else "proposal row"
         failures.add(image.image_id, image.file_name, bad.kind,
                      f"{what} {bad.index} of image {image.image_id} has box {list(bad.box)} ({bad.kind}) "
                      f"for an image of {image.width}x{image.height}; box skipped")
-    if not plan.regions:
-        failures.add(image.image_id, image.file_name, "no_region",
-                     f"image {image.image_id} ({image.file_name}) has no usable region: no base GT box, no proposal "
-                     f"left after filtering, and regions.include_image is off")
 
 
 def _new_columns(names: tuple[str, ...]) -> dict[str, list]:
@@ -63,10 +59,14 @@ def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, cr
     for plan in task.plans:
         image = plan.image
         outcome = by_image[image.image_id]
-        _plan_failures(plan, failures)
+        _bad_box_failures(plan, failures)
         if outcome.failure_kind:
             failures.add(image.image_id, image.file_name, outcome.failure_kind, outcome.failure_message)
             continue
+        if not plan.regions:  # decoded fine (its images row stays) but nothing to store in regions
+            failures.add(image.image_id, image.file_name, "no_region",
+                         f"image {image.image_id} ({image.file_name}) has no usable region: no base GT box, no "
+                         f"proposal left after filtering, and regions.include_image is off")
         whole = next((r.region_id for r in plan.regions if r.source == "image"), WHOLE_IMAGE_KEY)
         for key, value in (("image_id", image.image_id), ("file_name", image.file_name), ("width", image.width),
                            ("height", image.height), ("sha256", outcome.sha256)):

@@ -1,0 +1,181 @@
+"""The extract-features job on real Beam (TestPipeline, multi-processing, a killed subprocess), a tiny
+random-weight open_clip model and real files; checked against a direct computation of the same crops."""
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from PIL import Image
+
+from beam_jobs.extract_features import run
+from beam_jobs.store_progress import FailureRateExceeded
+from featurestore.arrow import embeddings_to_numpy
+from featurestore.reader import StoreReader
+from pipelines.models.clip import ModelLoadError, load_clip, resolve_clip
+from tests.beam_jobs.sample import NOVEL_IDS, make_sample
+from tests.tiny_clip import save_local_dir
+
+REPO = Path(__file__).resolve().parents[2]
+BAD_KINDS = {"missing": 1, "truncated": 1, "not_an_image": 1, "unknown_image_id": 1, "nan_box": 1,
+             "negative_box": 1, "out_of_image": 1}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("extract")
+    model_dir = save_local_dir(root / "clip", seed=1)
+    sample = make_sample(root / "sample", images=6, bad_inputs=True)
+    return root, model_dir, sample
+
+
+@pytest.fixture(scope="module")
+def clean_store(world):
+    """One run over the sample with every bad input; the default failure rate makes it fail at the end."""
+    root, model_dir, sample = world
+    store = root / "clean"
+    argv = [f"--set={o}" for o in sample.overrides(model_dir)] + ["--store", str(store)]
+    with pytest.raises(FailureRateExceeded, match="'failures' table") as error:
+        run(argv, test_pipeline=BeamTestPipeline(argv=[]))
+    return store, str(error.value)
+
+
+def _regions(store: Path):
+    return StoreReader(store).read_table("regions").sort_by([("image_id", "ascending"), ("region_id", "ascending")])
+
+
+def _direct_embeddings(model_dir: Path, image_root: Path, file_names: dict, rows: list) -> np.ndarray:
+    """What the job should store, computed without Beam: PIL crop, open_clip's own transform, one forward."""
+    clip = load_clip(resolve_clip(f"local-dir:{model_dir}", None, None))
+    transform = image_transform_v2(PreprocessCfg(**clip.preprocess_cfg), is_train=False)
+    crops = []
+    for row in rows:
+        with Image.open(image_root / file_names[row["image_id"]]) as image:
+            crops.append(transform(image.convert("RGB").crop(tuple(row["crop_box"]))))
+    with torch.no_grad():
+        return torch.nn.functional.normalize(clip.model.encode_image(torch.stack(crops)), dim=-1).numpy()
+
+
+def test_rows_match_a_direct_computation_of_the_same_crops(world, clean_store):
+    root, model_dir, sample = world
+    store, _ = clean_store
+    reader = StoreReader(store)
+    images = reader.read_table("images")
+    file_names = dict(zip(images.column("image_id").to_pylist(), images.column("file_name").to_pylist()))
+    assert sorted(file_names) == [1, 2, 3, 4, 5, 6]
+    regions = _regions(store)
+    rows = regions.drop_columns(["embedding"]).to_pylist()
+    stored = embeddings_to_numpy(regions.column("embedding")).astype(np.float32)
+    expected = _direct_embeddings(model_dir, sample.image_root, file_names, rows)
+    assert np.abs(stored - expected).max() < 0.02  # float16 storage + one grey level of resize rounding
+    whole = {r["image_id"]: i for i, r in enumerate(rows) if r["source"] == "image"}
+    image_vectors = embeddings_to_numpy(images.column("embedding"))
+    for image_id, vector in zip(images.column("image_id").to_pylist(), image_vectors):
+        np.testing.assert_array_equal(vector, stored[whole[image_id]].astype(np.float16))
+    for row in rows:
+        left, top, right, bottom = row["crop_box"]
+        x0, y0, x1, y1 = row["box"]
+        assert left <= x0 + 1e-3 and top <= y0 + 1e-3 and right >= x1 - 1e-3 and bottom >= y1 - 1e-3
+    assert {r["crop_mode"] for r in rows if r["source"] != "image"} == {"square"}
+    assert Counter(r["source"] for r in rows)["image"] == 6
+    samples = list(reader.wds_samples())
+    assert sorted(int(s["__key__"]) for s in samples) == [1, 2, 3, 4, 5, 6]
+
+
+def test_every_bad_input_is_one_failure_row_and_the_rate_fails_the_job(clean_store):
+    store, message = clean_store
+    failures = StoreReader(store).read_table("failures").to_pylist()
+    assert Counter(f["kind"] for f in failures) == BAD_KINDS
+    by_kind = {f["kind"]: f for f in failures}
+    assert by_kind["missing"]["file_name"] == "missing.png" and "missing.png" in by_kind["missing"]["message"]
+    assert by_kind["unknown_image_id"]["image_id"] == 999
+    assert "7 failure rows for 9 input images" in message and "max_failure_rate" in message
+
+
+def test_strict_setting_keeps_novel_boxes_out_of_the_store(clean_store):
+    store, _ = clean_store
+    reader = StoreReader(store)
+    categories = {c for c in reader.read_table("regions").column("category_id").to_pylist() if c is not None}
+    assert categories and not categories & NOVEL_IDS
+    for sample in reader.wds_samples():
+        assert not {r["category_id"] for r in sample["json"]["regions"]} & NOVEL_IDS
+    vocab = reader.read_table("vocab").to_pylist()
+    assert [(v["name"], v["split"]) for v in vocab] == [("circle", "base"), ("square", "base"), ("star", "novel"),
+                                                       ("heart", "novel")]
+
+
+def test_missing_model_is_an_error_naming_the_key_before_any_work(world):
+    root, model_dir, sample = world
+    store = root / "never"
+    argv = [f"--set={o}" for o in sample.overrides(model_dir)] + ["--store", str(store),
+                                                                   f"--set=model.clip=local-dir:{root / 'gone'}"]
+    with pytest.raises(ModelLoadError, match="model.clip"):
+        run(argv)
+    assert not store.exists()
+
+
+def _tables(store: Path) -> dict:
+    reader = StoreReader(store)
+    return {name: reader.read_table(name).sort_by([("image_id", "ascending")] + (
+        [("region_id", "ascending")] if name == "regions" else [])) for name in ("images", "regions")}
+
+
+def test_killed_run_resumes_to_the_same_store(world, clean_store):
+    root, model_dir, sample = world
+    store = root / "resumed"
+    argv = [f"--set={o}" for o in sample.overrides(model_dir)] + ["--store", str(store),
+                                                                   "--set=runtime.max_failure_rate=1.0"]
+    crashed = subprocess.run([sys.executable, "-m", "beam_jobs.extract_features", *argv,
+                              "--set=runtime.crash_after_commits=1"], cwd=REPO, capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert crashed.returncode == 17, crashed.stderr[-2000:]
+    reader = StoreReader(store)
+    assert len(reader.shards("regions")) == 1  # only the committed shard is visible; the rest never started
+    survivor = reader.shards("regions")[0]
+    record = (store / "_commits" / "extract_features" / f"{survivor:05d}.json").read_text()
+    summary = run(argv)
+    assert summary["shards_skipped"] == 1 and summary["shards_computed"] == 2
+    assert (store / "_commits" / "extract_features" / f"{survivor:05d}.json").read_text() == record
+    resumed, clean = _tables(store), _tables(clean_store[0])
+    for name in resumed:
+        assert resumed[name].drop_columns(["embedding"]).equals(clean[name].drop_columns(["embedding"]))
+        np.testing.assert_allclose(embeddings_to_numpy(resumed[name].column("embedding")).astype(np.float32),
+                                   embeddings_to_numpy(clean[name].column("embedding")).astype(np.float32),
+                                   atol=2e-3)
+    assert run(argv)["shards_computed"] == 0  # everything current: nothing recomputed
+    assert run(argv + ["--overwrite"])["shards_computed"] == 3
+
+
+def test_multi_processing_mode_and_an_image_left_without_regions(world, clean_store):
+    root, model_dir, sample = world
+    records = json.loads(sample.annotations.read_text())
+    records["annotations"] = [a for a in records["annotations"] if a["image_id"] != 4]
+    annotations = root / "no_boxes_for_4.json"
+    annotations.write_text(json.dumps(records))
+    proposals = [p for p in json.loads(sample.proposals.read_text()) if p["image_id"] != 4]
+    (root / "proposals_without_4.json").write_text(json.dumps(proposals))
+    store = root / "multi"
+    argv = [f"--set={o}" for o in sample.overrides(model_dir)] + [
+        "--store", str(store), f"--set=dataset.annotations={annotations}",
+        f"--set=dataset.proposals={root / 'proposals_without_4.json'}", "--set=regions.include_image=false",
+        "--set=runtime.max_failure_rate=1.0", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    summary = run(argv)
+    assert summary["failures_by_kind"] == {**BAD_KINDS, "no_region": 1}
+    multi = _tables(store)["regions"]
+    assert 4 not in multi.column("image_id").to_pylist()
+    assert "image" not in multi.column("source").to_pylist()
+    clean = _tables(clean_store[0])["regions"]
+    clean_rows = {(r["image_id"], r["region_id"]): r for r in clean.drop_columns(["embedding"]).to_pylist()}
+    clean_vectors = embeddings_to_numpy(clean.column("embedding"))
+    index = {key: i for i, key in enumerate(clean_rows)}
+    multi_vectors = embeddings_to_numpy(multi.column("embedding"))
+    for i, row in enumerate(multi.drop_columns(["embedding"]).to_pylist()):
+        key = (row["image_id"], row["region_id"])
+        assert row == clean_rows[key]
+        np.testing.assert_allclose(multi_vectors[i].astype(np.float32), clean_vectors[index[key]], atol=2e-3)
