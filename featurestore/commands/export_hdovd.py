@@ -1,0 +1,108 @@
+"""`export-hdovd STORE OUT`: the extract-features shards in the layout HD-OVD's training code reads.
+
+OUT/<image file stem>.pth   {"clip_full_image_embedding": (1, D), "gt_clip_image_embedding": (#base GT, D) in the
+                            order of the image's valid base annotations, "proposal_clip_image_embedding":
+                            (#proposals, D) in proposal order}, float32 tensors
+OUT/proposals.pkl           list in dataset order of (#proposals, 5) float32 arrays x0, y0, x1, y1, score, rows
+                            matching proposal_clip_image_embedding (an image missing from the store gets (0, 5))
+OUT/class_embeddings.pt     (C, D) float32 text embeddings of the classes, base then novel (65 x D for OV-COCO)
+
+Dataset order is the `images` order of --annotations when given, else image id order. The store is read one
+shard at a time, so memory is bounded by a shard.
+"""
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from featurestore.arrow import embeddings_to_numpy
+from featurestore.atomic import write_bytes_atomic
+from featurestore.reader import StoreReader
+
+# Protocol 4 keeps numpy arrays in-band, so restricted unpicklers (ours included) can read the file.
+PICKLE_PROTOCOL = 4
+STAGE = "extract_features"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
+    parser.add_argument("out", help="output folder (created if missing)")
+    parser.add_argument("--annotations", default=None,
+                        help="COCO/LVIS JSON whose `images` order the proposals pickle follows (default: id order)")
+
+
+def _tensor_bytes(payload) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def _image_payload(image_vector: np.ndarray, rows: list[dict], vectors: np.ndarray) -> dict:
+    import torch
+
+    def stack(source: str) -> torch.Tensor:
+        picked = [i for i, row in enumerate(rows) if row["source"] == source]
+        return torch.from_numpy(vectors[picked].astype(np.float32).reshape(len(picked), -1))
+
+    return {"clip_full_image_embedding": torch.from_numpy(image_vector.astype(np.float32)[None]),
+            "gt_clip_image_embedding": stack("gt"), "proposal_clip_image_embedding": stack("proposal")}
+
+
+def _export_shard(reader: StoreReader, shard: int, out: Path, proposals: dict[int, np.ndarray]) -> int:
+    images = reader.read_shard("images", shard)
+    regions = reader.read_shard("regions", shard).sort_by([("image_id", "ascending"), ("region_id", "ascending")])
+    region_rows = regions.drop_columns(["embedding"]).to_pylist()
+    region_vectors = embeddings_to_numpy(regions.column("embedding"))
+    by_image: dict[int, list[int]] = {}
+    for index, row in enumerate(region_rows):
+        by_image.setdefault(row["image_id"], []).append(index)
+    image_vectors = embeddings_to_numpy(images.column("embedding"))
+    for position, image_row in enumerate(images.drop_columns(["embedding"]).to_pylist()):
+        picked = by_image.get(image_row["image_id"], [])
+        rows = [region_rows[i] for i in picked]
+        payload = _image_payload(image_vectors[position], rows, region_vectors[picked])
+        stem = PurePosixPath(image_row["file_name"]).stem
+        write_bytes_atomic(out / f"{stem}.pth", _tensor_bytes(payload))
+        proposals[image_row["image_id"]] = np.asarray(
+            [list(r["box"]) + [r["proposal_score"]] for r in rows if r["source"] == "proposal"],
+            dtype=np.float32).reshape(-1, 5)
+    return images.num_rows
+
+
+def _class_embeddings(reader: StoreReader):
+    import torch
+
+    vocab = reader.read_table("vocab")
+    rows = vocab.drop_columns(["embedding"]).to_pylist()
+    vectors = embeddings_to_numpy(vocab.column("embedding")).astype(np.float32)
+    order = sorted((i for i, r in enumerate(rows) if r["kind"] == "class"),
+                   key=lambda i: (rows[i]["split"] != "base", rows[i]["category_id"]))
+    return torch.from_numpy(vectors[order]), [rows[i]["name"] for i in order]
+
+
+def run(args) -> int:
+    reader = StoreReader(args.store)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    proposals: dict[int, np.ndarray] = {}
+    exported = sum(_export_shard(reader, shard, out, proposals)
+                   for shard in sorted({c.shard for c in reader.table_commits("images") if c.stage == STAGE}))
+    if args.annotations:
+        order = [int(image["id"]) for image in json.loads(Path(args.annotations).read_text())["images"]]
+    else:
+        order = sorted(proposals)
+    empty = np.zeros((0, 5), dtype=np.float32)
+    missing = sum(1 for image_id in order if image_id not in proposals)
+    write_bytes_atomic(out / "proposals.pkl", pickle.dumps([proposals.get(i, empty) for i in order],
+                                                           protocol=PICKLE_PROTOCOL))
+    classes, names = _class_embeddings(reader)
+    write_bytes_atomic(out / "class_embeddings.pt", _tensor_bytes(classes))
+    print(f"exported {exported} images to {out}: per-image .pth files, proposals.pkl ({len(order)} entries, "
+          f"{missing} without stored features), class_embeddings.pt ({len(names)} x {classes.shape[1]})")
+    return 0
