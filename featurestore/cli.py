@@ -13,6 +13,10 @@ COMMANDS = {
     "validate": ("validate_store", "check files against the manifest; exit 1 listing every problem"),
     "sql": ("sql", "run DuckDB SQL with one view per table"),
     "head": ("head", "print the first rows of a table"),
+    "labels": ("labels", "pseudo-label vocabulary: counts, near-duplicates, base synonyms, novel accuracy"),
+    "show": ("show", "draw one image's boxes, captions and pseudo labels to a PNG"),
+    "search": ("search", "find regions by text with CLIP + faiss; write a contact sheet PNG"),
+    "export-hdovd": ("export_hdovd", "write per-image .pth features, proposals.pkl and class embeddings for HD-OVD"),
 }
 
 
