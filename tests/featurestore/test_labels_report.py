@@ -1,0 +1,87 @@
+"""The labels report on a real store: counts, faiss near-duplicate merging, base synonyms, novel accuracy."""
+import json
+
+import numpy as np
+import pytest
+
+from featurestore.cli import main
+from featurestore.writer import ShardWriter
+from tests.featurestore.store_factory import DIM, IMAGES_PER_SHARD, write_store
+
+# store_factory's class vocab: "star" (base, embedding e0) and "circle" (novel, id 4, e1).
+LABEL_EMBEDDINGS = {"circle": [(1, 1.0)], "red circle": [(1, 1.0), (3, 0.1)], "ball": [(5, 1.0)],
+                    "star": [(0, 1.0)], "asterisk": [(0, 0.95), (6, 0.31)]}
+# Region 1 of each image (box [1, 1, 11, 13]) gets these labels; region 2 ([2, 2, 12, 14]) is always "circle".
+REGION_ONE = {1000: "red circle", 1001: "red circle", 1002: "star", 2000: "red circle", 2001: "ball",
+              2002: "asterisk"}
+
+
+def unit(parts) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    for index, value in parts:
+        vector[index] = value
+    return vector / np.linalg.norm(vector)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    root = write_store(tmp_path / "store", with_pseudo_labels=False)
+    writer = ShardWriter(root, "pseudo_labels", DIM)
+    writer.open_stage({"captioner": {"name": "given"}}, "hash-labels")
+    for shard in range(2):
+        ids = [1000 * (shard + 1) + i for i in range(IMAGES_PER_SHARD)]
+        keys = [(i, r) for i in ids for r in (1, 2)]
+        labels = [REGION_ONE[i] if r == 1 else "circle" for i, r in keys]
+        writer.commit(shard, {"pseudo_labels": {
+            "image_id": [i for i, _ in keys], "region_id": [r for _, r in keys], "caption": labels,
+            "candidates": [[label] for label in labels], "label": labels, "cos": [0.3] * len(keys),
+            "score": [0.6] * len(keys), "text_embedding": np.stack([unit(LABEL_EMBEDDINGS[x]) for x in labels])}},
+            fingerprint=f"pl-{shard}")
+    names = sorted(LABEL_EMBEDDINGS)
+    writer.commit_table("vocab", {"name": names, "kind": ["label"] * len(names), "prompts": ["single"] * len(names),
+                                  "embedding": np.stack([unit(LABEL_EMBEDDINGS[n]) for n in names])})
+    writer.finish_stage()
+    return root
+
+
+@pytest.fixture()
+def novel_gt(tmp_path):
+    """COCO file with one novel circle per image, exactly on region 1's box (xywh)."""
+    images = [1000, 1001, 1002, 2000, 2001, 2002]
+    path = tmp_path / "novel.json"
+    path.write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"img_{i}.jpg", "width": 64, "height": 48} for i in images],
+        "annotations": [{"id": n, "image_id": i, "category_id": 4, "bbox": [1, 1, 10, 12], "area": 120,
+                         "iscrowd": 0} for n, i in enumerate(images)],
+        "categories": [{"id": 4, "name": "circle"}]}))
+    return path
+
+
+def test_report_json(store, novel_gt, capsys):
+    assert main(["labels", str(store), "--eval-gt", str(novel_gt), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pseudo_boxes"] == 12 and report["unique_labels"] == 5
+    assert report["top_labels"][:2] == [{"label": "circle", "boxes": 6}, {"label": "red circle", "boxes": 3}]
+    assert report["near_duplicate_groups"] == [{"label": "circle", "members": ["circle", "red circle"], "boxes": 9},
+                                               {"label": "asterisk", "members": ["asterisk", "star"], "boxes": 2}]
+    assert report["base_synonyms"] == {"asterisk": "star", "star": "star"} and report["base_synonym_boxes"] == 2
+    accuracy = report["novel_accuracy"]
+    # Both regions overlap the circle (IoU 1.0 and 0.70): 12 matched; region 2 always right, region 1 in 3 of 6.
+    assert accuracy["matched_boxes"] == 12 and accuracy["correct"] == 9 and accuracy["accuracy"] == 0.75
+
+
+def test_report_text_and_thresholds(store, novel_gt, capsys):
+    assert main(["labels", str(store), "--eval-gt", str(novel_gt), "--merge-threshold", "0.999"]) == 0
+    out = capsys.readouterr().out
+    assert "pseudo-label accuracy on novel classes: 75.0%" in out and "0 near-duplicate groups" in out
+
+
+def test_missing_ground_truth_file_names_the_flag(store, tmp_path, capsys):
+    assert main(["labels", str(store), "--eval-gt", str(tmp_path / "none.json")]) == 2
+    assert "--eval-gt" in capsys.readouterr().out
+
+
+def test_store_without_pseudo_labels_is_a_clear_error(tmp_path, capsys):
+    root = write_store(tmp_path / "bare", with_pseudo_labels=False)
+    assert main(["labels", str(root)]) == 2
+    assert "make pseudo-labels" in capsys.readouterr().out
