@@ -2,7 +2,10 @@
 
 OUT/<image file stem>.pth   {"clip_full_image_embedding": (1, D), "gt_clip_image_embedding": (#base GT, D) in the
                             order of the image's valid base annotations, "proposal_clip_image_embedding":
-                            (#proposals, D) in proposal order}, float32 tensors
+                            (#proposals, D) in proposal order, "proposal_clip_text_embedding": (#proposals, D) text
+                            embedding of each proposal's pseudo label, rows matching the image embeddings, zero where
+                            the pseudo-labels stage gave no label (its failures rows say why); only when the store
+                            has pseudo_labels}, float32 tensors
 OUT/proposals.pkl           list in dataset order of (#proposals, 5) float32 arrays x0, y0, x1, y1, score, rows
                             matching proposal_clip_image_embedding (an image missing from the store gets (0, 5))
 OUT/class_embeddings.pt     (C, D) float32 text embeddings of the classes, base then novel (65 x D for OV-COCO)
@@ -43,15 +46,32 @@ def _tensor_bytes(payload) -> bytes:
     return buffer.getvalue()
 
 
-def _image_payload(image_vector: np.ndarray, rows: list[dict], vectors: np.ndarray) -> dict:
+def _image_payload(image_vector: np.ndarray, rows: list[dict], vectors: np.ndarray,
+                   text_vectors: dict | None = None) -> dict:
     import torch
 
     def stack(source: str) -> torch.Tensor:
         picked = [i for i, row in enumerate(rows) if row["source"] == source]
         return torch.from_numpy(vectors[picked].astype(np.float32).reshape(len(picked), -1))
 
-    return {"clip_full_image_embedding": torch.from_numpy(image_vector.astype(np.float32)[None]),
-            "gt_clip_image_embedding": stack("gt"), "proposal_clip_image_embedding": stack("proposal")}
+    payload = {"clip_full_image_embedding": torch.from_numpy(image_vector.astype(np.float32)[None]),
+               "gt_clip_image_embedding": stack("gt"), "proposal_clip_image_embedding": stack("proposal")}
+    if text_vectors is not None:
+        zero = np.zeros(vectors.shape[1], dtype=np.float32)
+        texts = [text_vectors.get((r["image_id"], r["region_id"]), zero) for r in rows if r["source"] == "proposal"]
+        payload["proposal_clip_text_embedding"] = torch.from_numpy(
+            np.asarray(texts, dtype=np.float32).reshape(len(texts), vectors.shape[1]))
+    return payload
+
+
+def _pseudo_label_vectors(reader: StoreReader, shard: int) -> dict | None:
+    """(image_id, region_id) → pseudo-label text embedding for one shard; None when the shard has no labels."""
+    if shard not in reader.shards("pseudo_labels"):
+        return None
+    labels = reader.read_shard("pseudo_labels", shard, ["image_id", "region_id", "text_embedding"])
+    vectors = embeddings_to_numpy(labels.column("text_embedding")).astype(np.float32)
+    keys = zip(labels.column("image_id").to_pylist(), labels.column("region_id").to_pylist())
+    return dict(zip(keys, vectors))
 
 
 def _export_shard(reader: StoreReader, shard: int, out: Path, proposals: dict[int, np.ndarray]) -> int:
@@ -63,10 +83,11 @@ def _export_shard(reader: StoreReader, shard: int, out: Path, proposals: dict[in
     for index, row in enumerate(region_rows):
         by_image.setdefault(row["image_id"], []).append(index)
     image_vectors = embeddings_to_numpy(images.column("embedding"))
+    text_vectors = _pseudo_label_vectors(reader, shard)
     for position, image_row in enumerate(images.drop_columns(["embedding"]).to_pylist()):
         picked = by_image.get(image_row["image_id"], [])
         rows = [region_rows[i] for i in picked]
-        payload = _image_payload(image_vectors[position], rows, region_vectors[picked])
+        payload = _image_payload(image_vectors[position], rows, region_vectors[picked], text_vectors)
         stem = PurePosixPath(image_row["file_name"]).stem
         write_bytes_atomic(out / f"{stem}.pth", _tensor_bytes(payload))
         proposals[image_row["image_id"]] = np.asarray(
