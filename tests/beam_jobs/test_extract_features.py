@@ -18,7 +18,9 @@ from beam_jobs.extract_features import run
 from beam_jobs.store_progress import FailureRateExceeded
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
+from pipelines.extract_config import ExtractFeaturesConfig
 from pipelines.models.clip import ModelLoadError, load_clip, resolve_clip
+from schemas.config import load_config
 from tests.beam_jobs.sample import NOVEL_IDS, make_sample
 from tests.tiny_clip import save_local_dir
 
@@ -110,6 +112,12 @@ def test_strict_setting_keeps_novel_boxes_out_of_the_store(clean_store):
                                                        ("heart", "novel")]
 
 
+@pytest.mark.parametrize("name", ["extract_features", "ov_coco_extract", "ov_lvis_extract"])
+def test_shipped_configs_load(name):
+    config = load_config(ExtractFeaturesConfig, REPO / "configs" / f"{name}.yaml")
+    assert config.regions.top_k == 5 and config.dataset.strict
+
+
 def test_missing_model_is_an_error_naming_the_key_before_any_work(world):
     root, model_dir, sample = world
     store = root / "never"
@@ -139,7 +147,8 @@ def test_killed_run_resumes_to_the_same_store(world, clean_store):
     assert len(reader.shards("regions")) == 1  # only the committed shard is visible; the rest never started
     survivor = reader.shards("regions")[0]
     record = (store / "_commits" / "extract_features" / f"{survivor:05d}.json").read_text()
-    summary = run(argv)
+    # The rerun goes through Beam's portable runner path (embedded job server, loopback workers).
+    summary = run(argv + ["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK"])
     assert summary["shards_skipped"] == 1 and summary["shards_computed"] == 2
     assert (store / "_commits" / "extract_features" / f"{survivor:05d}.json").read_text() == record
     resumed, clean = _tables(store), _tables(clean_store[0])
