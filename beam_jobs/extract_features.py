@@ -34,9 +34,10 @@ from pipelines.class_vocab import class_vocab, vocab_fingerprint  # noqa: E402
 from pipelines.clip_preprocess import CropPreprocess  # noqa: E402
 from pipelines.extract_config import ExtractFeaturesConfig  # noqa: E402
 from pipelines.extract_plan import plan_dataset  # noqa: E402
-from pipelines.models.clip import load_clip, resolve_clip  # noqa: E402
+from pipelines.coco import AnnotationError  # noqa: E402
+from pipelines.models.clip import ModelLoadError, load_clip, resolve_clip  # noqa: E402
 from pipelines.sharding import ShardTask, build_shard_tasks  # noqa: E402
-from schemas.config import add_config_arguments, config_hash, load_config, to_dict  # noqa: E402
+from schemas.config import ConfigError, add_config_arguments, config_hash, load_config, to_dict  # noqa: E402
 
 LOG = logging.getLogger("extract_features")
 
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     except FailureRateExceeded as error:
         LOG.error("%s", error)
         return 3
+    except (ConfigError, ModelLoadError, AnnotationError, FileNotFoundError) as error:
+        # Input and setup problems: the message names the file or config key; a traceback adds nothing.
+        LOG.error("%s", error)
+        return 2
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
