@@ -63,6 +63,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads "1e-4" (no dot) as a string; it is plainly meant as a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"config key {key!r}: expected {tp.__name__}, got {value!r}")
     return value

@@ -1,0 +1,108 @@
+"""The training loop on a real (tiny) store: exact resume, non-finite stop, evaluation, DDP with gloo."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from featurestore.reader import StoreReader
+from schemas.config import load_config
+from tests.featurestore.store_factory import DIM, write_store
+from trainers.loop import NonFiniteLossError, train
+from trainers.train import main as train_main
+from trainers.train_config import TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    store = write_store(root / "store", shards=2)
+    images = root / "images"
+    images.mkdir()
+    annotations = {"images": [], "annotations": [], "categories": [{"id": 3, "name": "star"}, {"id": 4, "name": "circle"}]}
+    for row in StoreReader(store).rows("images", ["image_id", "file_name", "width", "height"]):
+        canvas = Image.new("RGB", (row["width"], row["height"]), (40, 40, 40))
+        ImageDraw.Draw(canvas).rectangle([0, 0, 10, 12], fill=(230, 60, 60))
+        canvas.save(images / row["file_name"])
+        annotations["images"].append({k: row[k] for k in ("file_name", "width", "height")} | {"id": row["image_id"]})
+        annotations["annotations"].append({"id": len(annotations["annotations"]) + 1, "image_id": row["image_id"],
+                                           "category_id": 3, "bbox": [0, 0, 10, 12], "area": 120, "iscrowd": 0})
+    (root / "val.json").write_text(json.dumps(annotations))
+    return root
+
+
+def tiny_config(root, out, **overrides) -> TrainConfig:
+    settings = [f"store={root / 'store'}", f"image_root={root / 'images'}", f"out_dir={out}",
+                f"model.detector.embed_dim={DIM}", "model.detector.min_size=64", "model.detector.max_size=64",
+                "stream.image_size=64", "stream.shuffle_buffer=3", "batch_size=2", "num_workers=0",
+                "log_every=1", "checkpoint_every=1000", "optim.warmup_steps=2",
+                f"eval.annotations={root / 'val.json'}", f"eval.image_root={root / 'images'}"]
+    settings += [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(TrainConfig, None, settings)
+
+
+def step_losses(out_dir) -> dict[int, float]:
+    lines = (out_dir / "scalars.jsonl").read_text().splitlines()
+    return {row["step"]: row["loss"] for row in map(json.loads, lines)}
+
+
+def test_resume_gives_the_same_next_step_loss(tiny_store, tmp_path):
+    train(tiny_config(tiny_store, tmp_path / "straight", max_steps=4))
+    interrupted = train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=2))
+    train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=4), resume=interrupted)
+    straight, resumed = step_losses(tmp_path / "straight"), step_losses(tmp_path / "resumed")
+    assert sorted(resumed) == [1, 2, 3, 4]
+    for step in (3, 4):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-5), step
+
+
+def test_checkpoint_holds_everything_to_continue(tiny_store, tmp_path):
+    path = train(tiny_config(tiny_store, tmp_path / "run", max_steps=1))
+    state = torch.load(path, weights_only=True)
+    assert {"detector", "criterion", "optimizer", "scheduler", "position", "rng", "config"} <= set(state)
+    assert state["position"]["step"] == 1
+    assert any("queue" in key for key in state["criterion"])
+
+
+def test_non_finite_loss_stops_with_step_and_terms(tiny_store, tmp_path):
+    config = tiny_config(tiny_store, tmp_path / "nan", max_steps=3, **{"optim.lr": 1e30, "optim.warmup_steps": 0,
+                                                                       "optim.clip_grad_norm": 0})
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+ .*loss_cls="):
+        train(config)
+
+
+def test_train_then_evaluate_writes_metrics(tiny_store, tmp_path, capsys):
+    out = tmp_path / "cli"
+    settings = [f"store={tiny_store / 'store'}", f"image_root={tiny_store / 'images'}", f"out_dir={out}",
+                f"model.detector.embed_dim={DIM}", "model.detector.min_size=64", "model.detector.max_size=64",
+                "batch_size=2", "num_workers=0", "max_steps=2", f"eval.annotations={tiny_store / 'val.json'}",
+                f"eval.image_root={tiny_store / 'images'}"]
+    assert train_main([arg for s in settings for arg in ("--set", s)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"AP50_all", "AP50_base", "AP50_novel"}
+    assert 0.0 <= metrics["AP50_base"] <= 1.0 and metrics["AP50_novel"] is None  # no novel GT in this set
+    assert "AP50_base" in capsys.readouterr().out
+
+
+def test_unknown_config_key_is_named(capsys):
+    assert train_main(["--set", "optim.lrr=1"]) == 2
+    assert "optim.lrr" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+def test_torchrun_two_cpu_processes(tiny_store, tmp_path):
+    out = tmp_path / "ddp"
+    settings = [f"store={tiny_store / 'store'}", f"image_root={tiny_store / 'images'}", f"out_dir={out}",
+                f"model.detector.embed_dim={DIM}", "model.detector.min_size=64", "model.detector.max_size=64",
+                "batch_size=1", "num_workers=0", "max_steps=2", "threads=1"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "trainers.train", "--no-eval"] + [arg for s in settings for arg in ("--set", s)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 2" in result.stdout
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"] == 2

@@ -1,0 +1,67 @@
+"""`python -m trainers.train [--config F] [--set k=v …] [--resume CKPT] [--eval-only CKPT]`: train, then evaluate.
+
+Under `torchrun --nproc_per_node N -m trainers.train …` every process trains its share of the shards (DDP).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from schemas.config import ConfigError, add_config_arguments, load_config, to_dict
+from trainers.checkpoint import load_checkpoint
+from trainers.detectors import build_detector
+from trainers.distributed import pick_device
+from trainers.evaluate import evaluate
+from trainers.evaluation import format_metrics, save_metrics
+from trainers.loop import NonFiniteLossError, train
+from trainers.train_config import TrainConfig
+from trainers.vocabulary import load_class_vocabulary
+
+
+def evaluate_checkpoint(config: TrainConfig, checkpoint: Path) -> dict:
+    """Metrics of the detector in `checkpoint`, printed and saved next to it as metrics.json."""
+    device = pick_device(config.device)
+    detector = build_detector(config.model.detector).to(device)
+    detector.load_state_dict(load_checkpoint(checkpoint)["detector"])
+    metrics = evaluate(detector, load_class_vocabulary(config.store), config.eval, config.model.inference, device)
+    path = save_metrics({"metrics": metrics, "checkpoint": str(checkpoint), "config": to_dict(config)},
+                        checkpoint.parent / "metrics.json")
+    print(f"evaluation ({config.eval.annotations}): {format_metrics(metrics)}  → {path}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__)
+    add_config_arguments(parser)
+    parser.add_argument("--resume", default=None, help="continue exactly from this checkpoint")
+    parser.add_argument("--eval-only", default=None, metavar="CHECKPOINT", help="evaluate a checkpoint, no training")
+    parser.add_argument("--no-eval", action="store_true", help="train only")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(TrainConfig, args.config, args.overrides)
+    except (ConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("config: " + json.dumps(to_dict(config), sort_keys=True))
+    if args.eval_only:
+        evaluate_checkpoint(config, Path(args.eval_only))
+        return 0
+    try:
+        checkpoint = train(config, resume=args.resume)
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    if not args.no_eval and int(os.environ.get("RANK", "0")) == 0:
+        evaluate_checkpoint(config, checkpoint)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
