@@ -10,6 +10,9 @@ DATA ?= data/shapes
 TEACHERS ?= data/teachers
 STORE ?= data/store
 RUNNER ?= DirectRunner
+METHOD ?= hdovd
+RUN ?= runs/$(METHOD)
+TRAIN_CONFIG ?= configs/train_shapes.yaml
 CONFIG ?=
 SET ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
@@ -19,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo sample teachers extract-features pseudo-labels inspect validate clean-store
+.PHONY: help setup test demo sample teachers extract-features pseudo-labels train eval ablation inspect validate clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -52,6 +55,15 @@ extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> imag
 
 pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG)
 	$(PY) -m beam_jobs.pseudo_labels $(CONFIG_FLAG) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
+
+train: setup ## stream the store and train (METHOD=hdovd), then evaluate; checkpoint + metrics in RUN
+	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set method=$(METHOD) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS)
+
+eval: setup ## evaluate RUN/checkpoint.pt: AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
+	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
+
+ablation: setup ## train and evaluate every row of HD-OVD Table V; table in runs/table5/table5.md
+	$(PY) -m trainers.ablation --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) $(SET_FLAGS) --out runs/table5
 
 inspect: setup ## summarise the store: tables, shards, rows, bytes, schema, provenance (STORE=…)
 	$(PY) -m featurestore inspect $(STORE)
