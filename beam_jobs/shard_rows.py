@@ -33,9 +33,10 @@ def _bad_box_failures(plan: RegionPlan, failures: FailureRows) -> None:
     image = plan.image
     for bad in plan.bad_boxes:
         what = "annotation" if bad.source == "gt" else "proposal row"
+        reason = ("its category id is not among the file's categories" if bad.kind == "unknown_category"
+                  else f"box {list(bad.box)} does not fit an image of {image.width}x{image.height}")
         failures.add(image.image_id, image.file_name, bad.kind,
-                     f"{what} {bad.index} of image {image.image_id} has box {list(bad.box)} ({bad.kind}) "
-                     f"for an image of {image.width}x{image.height}; box skipped")
+                     f"{what} {bad.index} of image {image.image_id}: {reason} ({bad.kind}); skipped")
 
 
 def _new_columns(names: tuple[str, ...]) -> dict[str, list]:

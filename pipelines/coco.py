@@ -54,6 +54,8 @@ class CocoDataset:
     images: tuple[ImageRecord, ...]
     annotations: dict[int, tuple[Annotation, ...]] = field(default_factory=dict)
     source: str = ""
+    # Annotations whose category id is not in `categories`, by image: dead letters, never regions.
+    unknown_category: dict[int, tuple[Annotation, ...]] = field(default_factory=dict)
 
     def category_names(self) -> dict[int, str]:
         return {c.category_id: c.name for c in self.categories}
@@ -110,14 +112,18 @@ def read_coco(path: str, open_fn: OpenFn = open_local) -> CocoDataset:
     if len(set(ids)) != len(ids):
         raise AnnotationError(f"{path}: image ids are not unique")
     known = set(ids)
+    category_ids = {c.category_id for c in categories}
     by_image: dict[int, list[Annotation]] = {}
+    unknown_category: dict[int, list[Annotation]] = {}
     for record in data.get("annotations", []):
         annotation = _annotation(record, path)
         if annotation.image_id not in known:
             raise AnnotationError(f"{path}: annotation {annotation.annotation_id} refers to unknown image id "
                                   f"{annotation.image_id}")
-        by_image.setdefault(annotation.image_id, []).append(annotation)
-    return CocoDataset(categories, images, {k: tuple(v) for k, v in by_image.items()}, source=path)
+        target = by_image if annotation.category_id in category_ids else unknown_category
+        target.setdefault(annotation.image_id, []).append(annotation)
+    return CocoDataset(categories, images, {k: tuple(v) for k, v in by_image.items()}, source=path,
+                       unknown_category={k: tuple(v) for k, v in unknown_category.items()})
 
 
 class PathEscapeError(ValueError):

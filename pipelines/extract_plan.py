@@ -6,15 +6,17 @@ hundreds per image) never travel through the pipeline.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.boxes import xywh_to_xyxy
 from pipelines.coco import CocoDataset, OpenFn, open_local, read_coco
 from pipelines.extract_config import ExtractFeaturesConfig
 from pipelines.ov_split import OvSplit, keep_annotations, load_split
 from pipelines.proposals import ProposalSet, UnknownImageProposals, read_proposals
-from pipelines.regions import RegionPlan, plan_regions
+from pipelines.regions import BadBox, RegionPlan, plan_regions
 
 
 @dataclass
@@ -36,7 +38,18 @@ def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) ->
     if section.max_images:
         images = images[:section.max_images]
     empty = np.zeros((0, 5), dtype=np.float32)
-    plans = [plan_regions(image, dataset.annotations.get(image.image_id, ()),
-                          proposals.for_image(image.image_id) if section.proposals else empty,
-                          split.base_ids, config.regions) for image in images]
+    plans = [_with_unknown_categories(plan_regions(image, dataset.annotations.get(image.image_id, ()),
+                                                   proposals.for_image(image.image_id) if section.proposals else empty,
+                                                   split.base_ids, config.regions), dataset)
+             for image in images]
     return PlannedDataset(dataset, split, plans, list(proposals.unknown))
+
+
+def _with_unknown_categories(plan: RegionPlan, dataset: CocoDataset) -> RegionPlan:
+    """Annotations naming a category the file does not define become dead letters of their image."""
+    rejected = dataset.unknown_category.get(plan.image.image_id, ())
+    if not rejected:
+        return plan
+    bad = tuple(BadBox("gt", a.annotation_id, "unknown_category", tuple(xywh_to_xyxy(np.asarray(a.bbox_xywh))[0]))
+                for a in rejected)
+    return dataclasses.replace(plan, bad_boxes=plan.bad_boxes + bad)

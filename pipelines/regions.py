@@ -43,7 +43,7 @@ class BadBox:
 
     source: str  # "gt" | "proposal"
     index: int  # annotation id for gt, row in the image's proposal list for proposals
-    kind: str  # nan_box | negative_box | inverted_box | out_of_image
+    kind: str  # nan_box | negative_box | inverted_box | out_of_image | degenerate_box | unknown_category
     box: tuple[float, ...]
 
 
@@ -59,8 +59,8 @@ def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params:
                 bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, int]]:
     """Usable GT boxes (clipped xyxy, category id) in annotation order.
 
-    Like mmdet's COCO loader (whose order HD-OVD's features follow), crowd boxes and boxes under one pixel
-    wide or high are skipped.
+    Like mmdet's COCO loader (whose order HD-OVD's features follow), crowd boxes (counted) and boxes under one
+    pixel wide or high (dead letters: degenerate_box) are skipped.
     """
     kept = []
     for annotation in annotations:
@@ -72,10 +72,11 @@ def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params:
         if annotation.iscrowd:
             skipped["gt_crowd"] += 1
             continue
-        box = clip_boxes(box, image.width, image.height)[0]
-        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-            skipped["gt_degenerate"] += 1
+        clipped = clip_boxes(box, image.width, image.height)[0]
+        if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+            bad.append(BadBox("gt", annotation.annotation_id, "degenerate_box", tuple(float(v) for v in box)))
             continue
+        box = clipped
         kept.append((box, annotation.category_id))
     return kept
 

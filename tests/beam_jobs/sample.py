@@ -61,7 +61,8 @@ def _proposals_for(rng: np.random.Generator, annotations: list, width: int, heig
 
 def make_sample(root: Path, images: int = 6, bad_inputs: bool = False, seed: int = 0) -> Sample:
     """`images` good images (ids 1..N); with `bad_inputs`, also a missing, a truncated and a non-image file,
-    proposals for an unknown image id and NaN / negative / out-of-image proposal boxes."""
+    an annotation of an undefined category, a zero-width box, proposals for an unknown image id and NaN /
+    negative / out-of-image proposal boxes."""
     rng = np.random.default_rng(seed)
     image_root = root / "images"
     image_root.mkdir(parents=True)
@@ -79,6 +80,8 @@ def make_sample(root: Path, images: int = 6, bad_inputs: bool = False, seed: int
         records.append({"id": 102, "file_name": "truncated.jpg", "width": 60, "height": 60})
         (image_root / "notes.png").write_text("this is not an image")
         records.append({"id": 103, "file_name": "notes.png", "width": 50, "height": 50})
+        annotations += [{"id": 9001, "image_id": 1, "category_id": 99, "bbox": [2, 2, 10, 10], "iscrowd": 0},
+                        {"id": 9002, "image_id": 2, "category_id": 1, "bbox": [5, 5, 0, 12], "iscrowd": 0}]
         proposals += [{"image_id": 999, "bbox": [1, 1, 10, 10], "score": 0.5},
                       {"image_id": 1, "bbox": [math.nan, 1, 10, 10], "score": 0.9},
                       {"image_id": 2, "bbox": [-20, 1, 10, 10], "score": 0.9},

@@ -26,7 +26,7 @@ from tests.tiny_clip import save_local_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BAD_KINDS = {"missing": 1, "truncated": 1, "not_an_image": 1, "unknown_image_id": 1, "nan_box": 1,
-             "negative_box": 1, "out_of_image": 1}
+             "negative_box": 1, "out_of_image": 1, "unknown_category": 1, "degenerate_box": 1}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_every_bad_input_is_one_failure_row_and_the_rate_fails_the_job(clean_sto
     by_kind = {f["kind"]: f for f in failures}
     assert by_kind["missing"]["file_name"] == "missing.png" and "missing.png" in by_kind["missing"]["message"]
     assert by_kind["unknown_image_id"]["image_id"] == 999
-    assert "7 failure rows for 9 input images" in message and "max_failure_rate" in message
+    assert "9 failure rows for 9 input images" in message and "max_failure_rate" in message
 
 
 def test_strict_setting_keeps_novel_boxes_out_of_the_store(clean_store):
@@ -173,7 +173,7 @@ def test_multi_processing_mode_and_an_image_left_without_regions(world, clean_st
     argv = [f"--set={o}" for o in sample.overrides(model_dir)] + [
         "--store", str(store), f"--set=dataset.annotations={annotations}",
         f"--set=dataset.proposals={root / 'proposals_without_4.json'}", "--set=regions.include_image=false",
-        "--set=runtime.max_failure_rate=1.0", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+        "--set=runtime.max_failure_rate=2.0", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     summary = run(argv)
     assert summary["failures_by_kind"] == {**BAD_KINDS, "no_region": 1}
     multi = _tables(store)["regions"]

@@ -17,13 +17,15 @@ def test_reads_images_in_file_order_and_annotations_per_image(tmp_path):
         "images": [{"id": 7, "file_name": "b.jpg", "width": 10, "height": 8},
                    {"id": 3, "file_name": "a.jpg", "width": 5, "height": 4}],
         "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [0, 0, 2, 2], "iscrowd": 1},
-                        {"id": 2, "image_id": 7, "category_id": 2, "bbox": [1, 1, 2, 2]}],
+                        {"id": 2, "image_id": 7, "category_id": 2, "bbox": [1, 1, 2, 2]},
+                        {"id": 3, "image_id": 3, "category_id": 42, "bbox": [1, 1, 2, 2]}],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]})
     dataset = read_coco(path)
     assert dataset.image_ids() == [7, 3]
     assert [a.annotation_id for a in dataset.annotations[7]] == [1, 2]
     assert dataset.annotations[7][0].iscrowd and not dataset.annotations[7][1].iscrowd
     assert dataset.category_names() == {1: "cat", 2: "dog"}
+    assert 3 not in dataset.annotations and [a.annotation_id for a in dataset.unknown_category[3]] == [3]
 
 
 def test_lvis_images_take_their_file_name_from_coco_url(tmp_path):

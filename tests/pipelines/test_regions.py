@@ -28,9 +28,10 @@ def test_gt_then_proposals_then_whole_image_with_reasons():
     assert [r.proposal_score for r in plan.regions[2:4]] == [np.float32(0.9), np.float32(0.5)]
     assert plan.regions[4].box == (0.0, 0.0, 100.0, 80.0)
     assert all(r.max_iou_base <= 0.5 for r in plan.regions[2:4])
-    assert plan.skipped == {"gt_crowd": 1, "gt_degenerate": 1, "proposal_nms_or_top_k": 1,
-                            "proposal_overlaps_base": 1, "proposal_too_small": 1}
-    assert [(b.source, b.index, b.kind) for b in plan.bad_boxes] == [("proposal", 4, "nan_box")]
+    assert plan.skipped == {"gt_crowd": 1, "proposal_nms_or_top_k": 1, "proposal_overlaps_base": 1,
+                            "proposal_too_small": 1}
+    assert [(b.source, b.index, b.kind) for b in plan.bad_boxes] == [("gt", 12, "degenerate_box"),
+                                                                     ("proposal", 4, "nan_box")]
 
 
 def test_top_k_threshold_and_bad_gt():
