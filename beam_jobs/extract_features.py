@@ -73,6 +73,13 @@ def build_pipeline(pipeline: beam.Pipeline, tasks: list[ShardTask], config: Extr
                                                       runtime.crash_after_commits)))
 
 
+def shard_waves(tasks: list[ShardTask], per_run: int, single: bool) -> list[list[ShardTask]]:
+    """The pending shards cut into runs of `per_run` (all at once if 0, or for a TestPipeline that runs once)."""
+    if single or per_run <= 0:
+        return [tasks]
+    return [tasks[start:start + per_run] for start in range(0, len(tasks), per_run)]
+
+
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded."""
     args, beam_args = parse_args(argv)
@@ -106,9 +113,10 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
                                    min_batch_size=config.runtime.min_batch_size,
                                    max_batch_size=config.runtime.max_batch_size,
                                    large_model=config.runtime.large_model)
-        pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args))
-        build_pipeline(pipeline, pending, config, args.store, dim, handler, preprocess)
-        pipeline.run().wait_until_finish()
+        for wave in shard_waves(pending, config.runtime.shards_per_run, single=test_pipeline is not None):
+            pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args))
+            build_pipeline(pipeline, wave, config, args.store, dim, handler, preprocess)
+            pipeline.run().wait_until_finish()
     summary = summarise_store(args.store, STAGE, tasks, computed=len(pending),
                               wall_seconds=time.perf_counter() - started)
     writer.finish_stage(summary)

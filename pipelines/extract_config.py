@@ -47,6 +47,10 @@ class RuntimeSection:
     max_batch_size: int = 64
     large_model: bool = False  # one model per machine, shared across worker processes
     max_failure_rate: float = 0.01  # failure rows / input images above which the job fails
+    # Pending shards per pipeline run. Grouping embeddings back into shards is a barrier, and the DirectRunner
+    # holds a barrier's input in memory: running N shards at a time bounds memory by N shards, not the
+    # dataset. 0 = all shards in one run (distributed runners spill their shuffles to disk).
+    shards_per_run: int = 4
     crash_after_commits: int = 0  # fault injection for resume tests: hard-exit after N commits (0 = off)
 
 
