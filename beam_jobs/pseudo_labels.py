@@ -38,7 +38,7 @@ from featurestore.arrow import embeddings_to_numpy  # noqa: E402
 from featurestore.reader import StoreReader  # noqa: E402
 from featurestore.writer import ShardWriter  # noqa: E402
 from pipelines.captioners import captioner_provenance, check_captioner_files  # noqa: E402
-from pipelines.models.clip import ClipSource, resolve_clip  # noqa: E402
+from pipelines.models.clip import ClipSource, ModelLoadError, resolve_clip  # noqa: E402
 from pipelines.pseudo_label_config import PseudoLabelsConfig  # noqa: E402
 from schemas.config import ConfigError, add_config_arguments, config_hash, load_config, to_dict  # noqa: E402
 from schemas.tables import SCHEMA_VERSION  # noqa: E402
@@ -207,7 +207,13 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    print(json.dumps(run(argv), indent=2, sort_keys=True))
+    try:
+        summary = run(argv)
+    except (ConfigError, ModelLoadError, FileNotFoundError, OSError) as error:
+        # Input and setup problems: the message names the file or config key; a traceback adds nothing.
+        LOG.error("%s", error)
+        return 2
+    print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
 
