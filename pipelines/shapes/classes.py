@@ -27,7 +27,7 @@ SHAPE_CLASSES: tuple[ShapeClass, ...] = (
     ShapeClass(2, "square", False),
     ShapeClass(3, "triangle", False),
     ShapeClass(4, "star", True),
-    ShapeClass(5, "hexagon", False),
+    ShapeClass(5, "crescent", False),
     ShapeClass(6, "cross", False),
     ShapeClass(7, "heart", True),
     ShapeClass(8, "diamond", False),
@@ -68,6 +68,20 @@ def _cross(half_width: float = 0.32) -> np.ndarray:
                      [w, a], [-w, a], [-w, w], [-a, w], [-a, -w], [-w, -w]])
 
 
+def _crescent(n_points: int = 32, offset: float = 0.45, inner_radius: float = 0.8) -> np.ndarray:
+    """A unit disc minus a disc of `inner_radius` shifted right by `offset`: a "C" opening to the right."""
+    # Where the two circles cross: x = (1 + d^2 - r^2) / 2d on both.
+    x = (1.0 + offset ** 2 - inner_radius ** 2) / (2.0 * offset)
+    y = math.sqrt(1.0 - x ** 2)
+    outer_start = math.atan2(y, x)
+    inner_start = math.atan2(y, x - offset)
+    outer = np.linspace(outer_start, 2.0 * math.pi - outer_start, n_points)
+    inner = np.linspace(2.0 * math.pi - inner_start, inner_start, n_points)
+    outer_pts = np.stack([np.cos(outer), np.sin(outer)], axis=1)
+    inner_pts = np.stack([offset + inner_radius * np.cos(inner), inner_radius * np.sin(inner)], axis=1)
+    return _fit_unit_box(np.concatenate([outer_pts, inner_pts]))
+
+
 def _heart(n_points: int = 64) -> np.ndarray:
     # The classic parametric heart curve (x = 16 sin^3 t, y = 13 cos t - 5 cos 2t - 2 cos 3t - cos 4t), y flipped
     # so the point faces down, then scaled to the unit box.
@@ -89,7 +103,8 @@ _UNIT_POLYGONS: dict[str, np.ndarray] = {
     "square": _regular_polygon(4, 1.0, 45.0) / math.sqrt(2.0) * 1.7,
     "triangle": _fit_unit_box(_regular_polygon(3, 1.0, -90.0)),
     "star": _fit_unit_box(_star()),
-    "hexagon": _regular_polygon(6, 1.0, 0.0),
+    # A crescent rather than a hexagon: at 32 x 32 pixels a hexagon is barely distinguishable from a circle.
+    "crescent": _crescent(),
     "cross": _cross(),
     "heart": _heart(),
     # A rhombus taller than wide, so that a slightly rotated square never looks like a diamond.
