@@ -5,6 +5,7 @@ Order per teacher: files already in `out` that match the manifest -> kept; else 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,7 +13,7 @@ from typing import Callable
 import torch
 
 from pipelines.teachers.clip_model import load_local_dir, save_local_dir
-from pipelines.teachers.config import TeachersConfig
+from pipelines.teachers.config import TeacherEvalConfig, TeachersConfig
 from pipelines.teachers.evaluate import encode_crops
 from pipelines.teachers.manifest import copy_teacher, file_hashes, read_manifest, verify_teacher, write_manifest
 from pipelines.teachers.train_clip import train_clip
@@ -22,6 +23,12 @@ from schemas.config import config_hash, to_dict
 TEACHERS = ("clip", "clipcap")
 CLIP_DIR, CLIPCAP_DIR = "clip", "clipcap"
 STOP_TOKEN = "."
+
+
+def training_config_hash(cfg: TeachersConfig) -> str:
+    """Hash of what decides the teachers' weights: report settings (`eval`) are left out, so changing how the
+    teachers are measured never retrains them."""
+    return config_hash(dataclasses.replace(cfg, eval=TeacherEvalConfig()))
 
 
 def _set_determinism(cfg: TeachersConfig) -> None:
@@ -62,7 +69,7 @@ def ensure_teachers(cfg: TeachersConfig, out: Path, assets: Path | None, retrain
                     log: Callable[[str], None] = print) -> dict:
     """Make both teachers present and verified under `out`; returns the manifest written there."""
     out.mkdir(parents=True, exist_ok=True)
-    digest = config_hash(cfg)
+    digest = training_config_hash(cfg)
     existing = read_manifest(out)
     committed = read_manifest(assets) if assets is not None else None
     entries: dict[str, dict] = {}

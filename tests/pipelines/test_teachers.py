@@ -16,7 +16,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from pipelines.models.clipcap import ClipCapCaptioner  # noqa: E402
 from pipelines.shapes.scenes import sample_scene, SceneConfig  # noqa: E402
 from pipelines.shapes.streams import stream_rng  # noqa: E402
-from pipelines.teachers.build import ensure_teachers  # noqa: E402
+from pipelines.teachers.build import ensure_teachers, training_config_hash  # noqa: E402
 from pipelines.teachers.clip_model import create_clip, load_local_dir, save_local_dir  # noqa: E402
 from pipelines.teachers.config import ClipCapTrainConfig, ClipTrainConfig, TeachersConfig  # noqa: E402
 from pipelines.teachers.crops import crop_window, render_crop_bank, squash_crop, to_model_input  # noqa: E402
@@ -24,7 +24,6 @@ from pipelines.teachers.evaluate import encode_crops  # noqa: E402
 from pipelines.teachers.manifest import read_manifest, verify_teacher  # noqa: E402
 from pipelines.teachers.train_clip import train_clip_on_bank  # noqa: E402
 from pipelines.teachers.train_clipcap import save_clipcap, train_clipcap  # noqa: E402
-from schemas.config import config_hash  # noqa: E402
 
 TINY_CLIP = ClipTrainConfig(train_scenes=12, crops_per_object=1, batch_size=32, steps=40, warmup_steps=5)
 TINY_CLIPCAP = ClipCapTrainConfig(n_embd=32, n_layer=1, n_head=2, batch_size=32, steps=60, warmup_steps=5)
@@ -112,7 +111,11 @@ def test_teachers_are_reused_or_copied_when_their_sha256_matches(tmp_path):
     messages.clear()
     ensure_teachers(cfg, tmp_path / "b", assets=tmp_path / "a", retrain=False, log=messages.append)
     assert all("copied" in m for m in messages), messages
+    messages.clear()
+    other_report = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, beam_size=1))
+    ensure_teachers(other_report, tmp_path / "b", assets=None, retrain=False, log=messages.append)
+    assert all("kept" in m for m in messages), "report settings must not retrain the teachers"
     weights = tmp_path / "b" / "clip" / "open_clip_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
-    problems = verify_teacher(tmp_path / "b", read_manifest(tmp_path / "b"), "clip", config_hash(cfg))
+    problems = verify_teacher(tmp_path / "b", read_manifest(tmp_path / "b"), "clip", training_config_hash(cfg))
     assert problems and "sha256" in problems[0]
