@@ -1,0 +1,53 @@
+"""BVLA-M: s(q, t) = cos(W_v q, t) + (W_i q)·(W_l t), by hand with set weights."""
+import math
+
+import pytest
+import torch
+
+from schemas.config import ConfigError, load_config
+from trainers.opendet.alignment import BidirectionalAlignment
+from trainers.opendet.config import OpenDetLossConfig
+
+QUERIES = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+TEXTS = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+
+
+def _set(module: BidirectionalAlignment) -> None:
+    with torch.no_grad():
+        for layer, scale in ((module.vision_to_language, 1.0), (getattr(module, "query_map", None), 1.0),
+                             (getattr(module, "language_to_vision", None), 2.0)):
+            if layer is not None:
+                layer.weight.copy_(scale * torch.eye(2))
+                layer.bias.zero_()
+
+
+def test_bidirectional_score_by_hand():
+    module = BidirectionalAlignment(2, 2)
+    _set(module)
+    r = 1 / math.sqrt(2)
+    # cos part [[1, r], [0, r]]; dot part q·(2t) = [[2, 2], [0, 4]].
+    assert module(QUERIES, TEXTS).tolist() == [pytest.approx([3.0, 2.0 + r]), pytest.approx([0.0, 4.0 + r])]
+
+
+def test_vision_to_language_only_is_the_cosine():
+    module = BidirectionalAlignment(2, 2, bidirectional=False)
+    _set(module)
+    r = 1 / math.sqrt(2)
+    assert module(QUERIES, TEXTS).tolist() == [pytest.approx([1.0, r]), pytest.approx([0.0, r])]
+    assert not hasattr(module, "language_to_vision")
+
+
+def test_gradient_of_a_positive_score_reaches_both_directions():
+    module = BidirectionalAlignment(2, 3)
+    module(torch.randn(2, 2), torch.randn(2, 3))[0, 0].backward()
+    for layer in (module.vision_to_language, module.query_map, module.language_to_vision):
+        assert layer.weight.grad.abs().sum() > 0
+
+
+def test_table_rows_are_configs():
+    table4_without_mal = load_config(OpenDetLossConfig, None, ["masked_alignment=false"])
+    assert table4_without_mal.masked_alignment is False and table4_without_mal.joint_loss is True
+    with pytest.raises(ConfigError, match="joint_alpha_typo"):
+        load_config(OpenDetLossConfig, None, ["joint_alpha_typo=1"])
+    with pytest.raises(ValueError, match="joint_alpha"):
+        OpenDetLossConfig(joint_alpha=0.5)
