@@ -17,10 +17,8 @@ from schemas.version import code_version
 from trainers.batching import to_detector_inputs
 from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
-from trainers.detectors import build_detector
 from trainers.distributed import all_reduce_mean, init_distributed, pick_device
-from trainers.hdovd_step import hdovd_losses
-from trainers.losses.criterion import HdovdCriterion
+from trainers.methods import training_method
 from trainers.optim import WarmupMultiStep, build_optimizer, scaled_schedule
 from trainers.scalars import ScalarLog
 from trainers.train_config import TrainConfig
@@ -39,7 +37,7 @@ class Position:
 @dataclass
 class TrainState:
     detector: torch.nn.Module
-    criterion: HdovdCriterion
+    criterion: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: WarmupMultiStep
     position: Position
@@ -120,7 +118,7 @@ def train_step(model, state: TrainState, batch: dict, base_text: torch.Tensor, c
     Returns the loss terms as floats (a CPU-GPU sync point, once per micro-batch)."""
     inputs = to_detector_inputs(batch, use_pseudo_boxes=True, device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-        losses = hdovd_losses(model, state.criterion, inputs, base_text)
+        losses = training_method(config.method).losses(model, state.criterion, inputs, base_text)
     loss = sum(losses.values())
     terms = {name: float(value.detach()) for name, value in losses.items()}
     if not math.isfinite(float(loss.detach())):
@@ -140,12 +138,8 @@ def train_step(model, state: TrainState, batch: dict, base_text: torch.Tensor, c
 
 
 def build_state(config: TrainConfig, vocabulary: ClassVocabulary, device: torch.device) -> TrainState:
-    dim = vocabulary.embeddings.shape[1]
-    if config.model.detector.embed_dim != dim:
-        raise ValueError(f"the store's embeddings have D={dim}, but model.detector.embed_dim="
-                         f"{config.model.detector.embed_dim}; set --set model.detector.embed_dim={dim}")
-    detector = build_detector(config.model.detector).to(device)
-    criterion = HdovdCriterion(config.model.loss, dim).to(device)
+    detector, criterion = training_method(config.method).build(config, vocabulary)
+    detector, criterion = detector.to(device), criterion.to(device)
     optimizer = build_optimizer(detector.parameters(), config.optim)
     return TrainState(detector, criterion, optimizer, WarmupMultiStep(optimizer, config.optim), Position())
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from trainers.data.streaming import StreamConfig
 from trainers.hdovd_config import HdovdConfig
+from trainers.opendet.opendet_config import OpenDetConfig
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ class TrainConfig:
     store: str = "data/store"
     image_root: str = "data/shapes/images/train"  # where the store's images.file_name resolve
     out_dir: str = "runs/hdovd"
-    method: Literal["hdovd"] = "hdovd"
-    model: HdovdConfig = field(default_factory=HdovdConfig)
+    method: Literal["hdovd", "opendet"] = "hdovd"  # key of trainers.methods.METHODS
+    model: HdovdConfig = field(default_factory=HdovdConfig)  # method=hdovd
+    opendet: OpenDetConfig = field(default_factory=OpenDetConfig)  # method=opendet
     stream: StreamConfig = field(default_factory=StreamConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -8,5 +8,6 @@ matching.py          Hungarian matching on GIoU, L1 and alignment score, one-to-
 prompt_distiller.py  VLD-M: queries → VL-prompts in the text width (Sec. 3.4)
 name_generator.py    T5 with a LoRA head and text denoising (Sec. 3.5); name_tokenizer.py: offline word tokenizer
 criterion.py         all training losses of a batch, layer by layer (A.5, eq. 5–9)
-model.py             OpenDetConfig and OpenDetModel (detector + aligner + distiller + name generator)
+opendet_config.py    OpenDetConfig (detector, loss, name generator) and NameGeneratorConfig, free of heavy imports
+model.py             OpenDetModel (detector + aligner + distiller + name generator)
 """

@@ -40,8 +40,8 @@ class OpenDetLossConfig:
     match_cost_giou: float = 2.0
     match_cost_l1: float = 5.0
     match_cost_alignment: float = 2.0
-    one_to_many_k: int = 4  # queries matched per GT box in the one-to-many layers (H-DETR/Group-DETR style)
-    one_to_one_layers: int = 2  # Open-Det Sec. 3.2: the last two decoder layers match one-to-one
+    # Queries matched per object in the one-to-many layers (which layers: detector.one_to_one_layers).
+    one_to_many_k: int = 4  # H-DETR's one-to-many branch repeats each object k times
 
     # --- loss weights (eq. 5–6; DINO's box weights) ---
     weight_giou: float = 2.0
@@ -57,5 +57,5 @@ class OpenDetLossConfig:
         if not 0.0 < self.joint_alpha < 0.5:
             raise ValueError(f"loss.joint_alpha must be in (0, 0.5) so IoU keeps a positive power 1 − 2α, "
                              f"got {self.joint_alpha}")
-        if self.one_to_many_k < 1 or self.one_to_one_layers < 1:
-            raise ValueError("loss.one_to_many_k and loss.one_to_one_layers must be >= 1")
+        if self.one_to_many_k < 1:
+            raise ValueError(f"loss.one_to_many_k must be >= 1, got {self.one_to_many_k}")

@@ -57,9 +57,12 @@ class LayerMatch:
 
 
 class OpenDetCriterion(nn.Module):
-    def __init__(self, config: OpenDetLossConfig):
+    """class_names: the name of each base-class label, for batches that name boxes by class (trainers.opendet.step)."""
+
+    def __init__(self, config: OpenDetLossConfig, class_names: tuple[str, ...] = ()):
         super().__init__()
         self.config = config
+        self.class_names = tuple(class_names)
 
     def match(self, boxes: Tensor, padding: Tensor, scores: list[Tensor] | None, objects: ObjectTargets,
               copies: int) -> LayerMatch:

@@ -1,26 +1,14 @@
 """Open-Det's trainable parts in one module: detector, BVLA-M aligner, VLD-M prompt distiller, name generator."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from trainers.opendet.alignment import BidirectionalAlignment
-from trainers.opendet.config import OpenDetLossConfig
 from trainers.opendet.detector import QueryDetector, QueryDetectorOutput
-from trainers.opendet.detector_config import QueryDetectorConfig
-from trainers.opendet.name_generator import NameGeneratorConfig, ObjectNameGenerator
+from trainers.opendet.name_generator import ObjectNameGenerator
+from trainers.opendet.opendet_config import OpenDetConfig
 from trainers.opendet.prompt_distiller import PromptDistiller
-
-
-@dataclass(frozen=True)
-class OpenDetConfig:
-    """The model side of an Open-Det run: `load_config(OpenDetConfig, path, ["loss.joint_loss=false", ...])`."""
-
-    detector: QueryDetectorConfig = field(default_factory=QueryDetectorConfig)
-    loss: OpenDetLossConfig = field(default_factory=OpenDetLossConfig)
-    name_generator: NameGeneratorConfig = field(default_factory=NameGeneratorConfig)
 
 
 class OpenDetModel(nn.Module):

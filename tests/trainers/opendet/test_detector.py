@@ -4,8 +4,8 @@ import torch
 from trainers.opendet.config import OpenDetLossConfig
 from trainers.opendet.criterion import OpenDetCriterion
 from trainers.opendet.detector_config import QueryDetectorConfig
-from trainers.opendet.model import OpenDetConfig, OpenDetModel
-from trainers.opendet.name_generator import NameGeneratorConfig
+from trainers.opendet.model import OpenDetModel
+from trainers.opendet.opendet_config import NameGeneratorConfig, OpenDetConfig
 from trainers.opendet.name_tokenizer import train_name_tokenizer
 
 TEXT_DIM = 16

@@ -1,0 +1,49 @@
+"""Training methods by `TrainConfig.method`: how to build the model and its criterion, and the step's losses.
+
+`losses(model, criterion, inputs, base_text_embeddings)` → named loss terms; their sum is the training loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import Tensor, nn
+
+from trainers.detectors import build_detector
+from trainers.hdovd_step import hdovd_losses
+from trainers.losses.criterion import HdovdCriterion
+from trainers.train_config import TrainConfig
+from trainers.vocabulary import ClassVocabulary
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    build: Callable[[TrainConfig, ClassVocabulary], tuple[nn.Module, nn.Module]]
+    losses: Callable[[nn.Module, nn.Module, object, Tensor], dict[str, Tensor]]
+
+
+def build_hdovd(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[nn.Module, HdovdCriterion]:
+    dim = vocabulary.embeddings.shape[1]
+    if config.model.detector.embed_dim != dim:
+        raise ValueError(f"the store's embeddings have D={dim}, but model.detector.embed_dim="
+                         f"{config.model.detector.embed_dim}; set --set model.detector.embed_dim={dim}")
+    return build_detector(config.model.detector), HdovdCriterion(config.model.loss, dim)
+
+
+def _hdovd() -> TrainingMethod:
+    return TrainingMethod(build_hdovd, hdovd_losses)
+
+
+def _opendet() -> TrainingMethod:
+    from trainers.opendet.step import build_opendet, opendet_losses  # transformers + peft: only for Open-Det runs
+
+    return TrainingMethod(build_opendet, opendet_losses)
+
+
+METHODS: dict[str, Callable[[], TrainingMethod]] = {"hdovd": _hdovd, "opendet": _opendet}
+
+
+def training_method(name: str) -> TrainingMethod:
+    if name not in METHODS:
+        raise KeyError(f"method={name!r} is unknown; choose one of {sorted(METHODS)}")
+    return METHODS[name]()
