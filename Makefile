@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo sample teachers extract-features pseudo-labels train eval ablation inspect validate clean-store
+.PHONY: help setup test demo sample teachers extract-features pseudo-labels train eval ablation bench inspect validate clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,10 +39,12 @@ $(SETUP_STAMP): requirements/torch.txt requirements/main.txt requirements/constr
 test: setup ## run the test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-demo: setup ## run the whole main job on the embedded ShapesOV sample
+demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, base-only vs HD-OVD, Table V
 	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
 	$(PY) -m featurestore inspect $(STORE)
 	$(PY) -m featurestore validate $(STORE)
+	$(PY) -m featurestore labels $(STORE) --top 10
+	$(PY) -m trainers.ablation --config $(TRAIN_CONFIG) --rows base_only,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
 
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
 	@test -f $(DATA)/ov_split.json || $(PY) -m pipelines.shapes --out $(DATA)
@@ -61,6 +63,9 @@ train: setup ## stream the store and train (METHOD=hdovd), then evaluate; checkp
 
 eval: setup ## evaluate RUN/checkpoint.pt: AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
 	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
+
+bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
+	$(PY) bench/run_all.py
 
 ablation: setup ## train and evaluate every row of HD-OVD Table V; table in runs/table5/table5.md
 	$(PY) -m trainers.ablation --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) $(SET_FLAGS) --out runs/table5
