@@ -1,15 +1,18 @@
 """Training methods by `TrainConfig.method`: how to build the model and its criterion, and the step's losses.
 
 `losses(model, criterion, inputs, base_text_embeddings)` → named loss terms; their sum is the training loss.
+`evaluate(config, weights, vocabulary, device)` → (metrics, details saved beside them, a report to print).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import Tensor, nn
 
 from trainers.detectors import build_detector
+from trainers.evaluate import evaluate
 from trainers.hdovd_step import hdovd_losses
 from trainers.losses.criterion import HdovdCriterion
 from trainers.train_config import TrainConfig
@@ -20,6 +23,7 @@ from trainers.vocabulary import ClassVocabulary
 class TrainingMethod:
     build: Callable[[TrainConfig, ClassVocabulary], tuple[nn.Module, nn.Module]]
     losses: Callable[[nn.Module, nn.Module, object, Tensor], dict[str, Tensor]]
+    evaluate: Callable[[TrainConfig, dict, ClassVocabulary, torch.device], tuple[dict, dict, str]]
 
 
 def build_hdovd(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[nn.Module, HdovdCriterion]:
@@ -30,14 +34,22 @@ def build_hdovd(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[nn.Mo
     return build_detector(config.model.detector), HdovdCriterion(config.model.loss, dim)
 
 
+def evaluate_hdovd(config: TrainConfig, weights: dict, vocabulary: ClassVocabulary, device: torch.device
+                   ) -> tuple[dict, dict, str]:
+    detector = build_detector(config.model.detector).to(device)
+    detector.load_state_dict(weights)
+    return evaluate(detector, vocabulary, config.eval, config.model.inference, device), {}, ""
+
+
 def _hdovd() -> TrainingMethod:
-    return TrainingMethod(build_hdovd, hdovd_losses)
+    return TrainingMethod(build_hdovd, hdovd_losses, evaluate_hdovd)
 
 
 def _opendet() -> TrainingMethod:
-    from trainers.opendet.step import build_opendet, opendet_losses  # transformers + peft: only for Open-Det runs
+    # transformers + peft: imported only for Open-Det runs
+    from trainers.opendet.step import build_opendet, evaluate_opendet_checkpoint, opendet_losses
 
-    return TrainingMethod(build_opendet, opendet_losses)
+    return TrainingMethod(build_opendet, opendet_losses, evaluate_opendet_checkpoint)
 
 
 METHODS: dict[str, Callable[[], TrainingMethod]] = {"hdovd": _hdovd, "opendet": _opendet}

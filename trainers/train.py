@@ -14,11 +14,10 @@ import torch
 
 from schemas.config import ConfigError, add_config_arguments, load_config, to_dict
 from trainers.checkpoint import load_checkpoint
-from trainers.detectors import build_detector
 from trainers.distributed import pick_device
-from trainers.evaluate import evaluate
 from trainers.evaluation import format_metrics, save_metrics
 from trainers.loop import NonFiniteLossError, train
+from trainers.methods import training_method
 from trainers.train_config import TrainConfig
 from trainers.vocabulary import load_class_vocabulary
 
@@ -26,12 +25,13 @@ from trainers.vocabulary import load_class_vocabulary
 def evaluate_checkpoint(config: TrainConfig, checkpoint: Path) -> dict:
     """Metrics of the detector in `checkpoint`, printed and saved next to it as metrics.json."""
     device = pick_device(config.device)
-    detector = build_detector(config.model.detector).to(device)
-    detector.load_state_dict(load_checkpoint(checkpoint)["detector"])
-    metrics = evaluate(detector, load_class_vocabulary(config.store), config.eval, config.model.inference, device)
-    path = save_metrics({"metrics": metrics, "checkpoint": str(checkpoint), "config": to_dict(config)},
+    metrics, details, report = training_method(config.method).evaluate(
+        config, load_checkpoint(checkpoint)["detector"], load_class_vocabulary(config.store), device)
+    path = save_metrics({"metrics": metrics, **details, "checkpoint": str(checkpoint), "config": to_dict(config)},
                         checkpoint.parent / "metrics.json")
     print(f"evaluation ({config.eval.annotations}): {format_metrics(metrics)}  → {path}")
+    if report:
+        print(report)
     return metrics
 
 

@@ -25,9 +25,19 @@ class NameGeneratorConfig:
 
 
 @dataclass(frozen=True)
+class OpenDetInferenceConfig:
+    """Vocabulary-free detection, then the evaluation's mapping of generated names to category names."""
+
+    max_boxes: int = 100  # queries kept per image, best objectness first
+    top_classes: int = 15  # Open-Det / GenerateU evaluation: the 15 most similar category names per box
+    right_name_iou: float = 0.5  # a GT box is "found" by the best-overlapping query at IoU ≥ 0.5 (name table)
+
+
+@dataclass(frozen=True)
 class OpenDetConfig:
     """The model side of an Open-Det run: `load_config(OpenDetConfig, path, ["loss.joint_loss=false", ...])`."""
 
     detector: QueryDetectorConfig = field(default_factory=QueryDetectorConfig)
     loss: OpenDetLossConfig = field(default_factory=OpenDetLossConfig)
     name_generator: NameGeneratorConfig = field(default_factory=NameGeneratorConfig)
+    inference: OpenDetInferenceConfig = field(default_factory=OpenDetInferenceConfig)

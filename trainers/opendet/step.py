@@ -48,3 +48,17 @@ def build_opendet(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[Ope
     tokenizer = None if settings.name_generator.t5_dir else train_name_tokenizer(vocabulary.names)
     model = OpenDetModel.from_config(settings, vocabulary.embeddings.shape[1], tokenizer)
     return model, OpenDetCriterion(settings.loss, class_names=vocabulary.subset(novel=False).names)
+
+
+def evaluate_opendet_checkpoint(config: TrainConfig, weights: dict, vocabulary: ClassVocabulary,
+                                device: torch.device) -> tuple[dict, dict, str]:
+    """(metrics, {"name_table": rows}, the name table as Markdown) of the Open-Det model in `weights` (a
+    checkpoint's "detector" state dict); generated names map to category names with the store's own CLIP."""
+    from trainers.opendet.evaluate import evaluate_opendet, format_name_table
+    from trainers.opendet.name_encoder import store_clip_name_encoder
+
+    model, _ = build_opendet(config, vocabulary)
+    model.load_state_dict(weights)
+    metrics, table = evaluate_opendet(model.to(device), vocabulary, config.eval, config.opendet.inference,
+                                      store_clip_name_encoder(config.store), device)
+    return metrics, {"name_table": table}, format_name_table(table)

@@ -1,0 +1,102 @@
+"""Open-Det inference: faiss name → category mapping, sqrt(objectness · similarity) scores, the store-CLIP encoder,
+the name table, and vocabulary-free detection from a model."""
+import math
+
+import pytest
+import torch
+
+from featurestore.writer import ShardWriter
+from trainers.opendet.evaluate import NameTally, format_name_table
+from trainers.opendet.inference import NamedBoxes, cached, detect_named_boxes, name_detections, nearest_categories
+from trainers.opendet.name_encoder import store_clip_name_encoder
+from trainers.opendet.opendet_config import OpenDetInferenceConfig
+from trainers.vocabulary import ClassVocabulary
+
+CATEGORIES = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]]), dim=-1)
+TABLE = {"circle": torch.tensor([1.0, 0.0, 0.0]), "round thing": torch.tensor([0.8, 0.6, 0.0]),
+         "sky": torch.tensor([0.0, 0.0, 1.0])}
+
+
+def table_encoder(names):
+    """A fixed text encoder over three names (the evaluation accepts any names → embeddings function)."""
+    return torch.stack([TABLE[name] for name in names])
+
+
+def test_nearest_categories_by_hand():
+    similarities, indices = nearest_categories(table_encoder(["round thing"]), CATEGORIES, k=2)
+    # cos with the three categories: 0.8, 0.6, 0.96 → best two: category 2 (0.96), category 0 (0.8).
+    assert indices.tolist() == [[2, 0]]
+    assert similarities[0].tolist() == pytest.approx([0.96, 0.8], rel=1e-5)
+
+
+def test_scores_are_sqrt_of_objectness_times_similarity_and_negative_similarity_scores_zero():
+    named = NamedBoxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 20.0]]), torch.tensor([0.64, 0.5]),
+                       ["round thing", "sky"])
+    detections = name_detections(named, table_encoder, CATEGORIES, top_classes=2)
+    assert detections["labels"][:2].tolist() == [2, 0]
+    assert detections["scores"][:2].tolist() == pytest.approx([math.sqrt(0.64 * 0.96), math.sqrt(0.64 * 0.8)])
+    assert detections["scores"][2:].tolist() == [0.0, 0.0]  # "sky" is orthogonal to every category
+    assert detections["boxes"].shape == (4, 4) and torch.equal(detections["boxes"][1], named.boxes[0])
+
+
+def test_cached_encoder_embeds_each_distinct_name_once():
+    calls = []
+
+    def counting(names):
+        calls.append(list(names))
+        return table_encoder(names)
+
+    encode = cached(counting)
+    first = encode(["circle", "sky", "circle"])
+    encode(["sky", "round thing"])
+    assert calls == [["circle", "sky"], ["round thing"]]
+    assert torch.equal(first[0], first[2])
+
+
+def test_name_table_counts_found_boxes_and_right_names():
+    vocabulary = ClassVocabulary((1, 2), ("circle", "star"), torch.tensor([False, True]), CATEGORIES[:2])
+    tally = NameTally(vocabulary, iou_threshold=0.5)
+    named = NamedBoxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0]]), torch.ones(2),
+                       ["circle", "round thing"])
+    gt = torch.tensor([[0.0, 0.0, 10.0, 11.0], [50.0, 50.0, 60.0, 60.0], [90.0, 90.0, 99.0, 99.0]])
+    tally.add(named, gt, [1, 2, 2], top1=[1, 1])  # the star's box is named as a circle; the third GT is missed
+    rows = {row["category"]: row for row in tally.table()}
+    assert (rows["circle"]["found"], rows["circle"]["right"]) == (1, 1)
+    assert (rows["star"]["found"], rows["star"]["right"], rows["star"]["top_names"]) == (1, 0, ["round thing"])
+    assert tally.rate(novel=False) == 1.0 and tally.rate(novel=True) == 0.0
+    assert "| star | novel | 1 | 0.0% |" in format_name_table(tally.table())
+
+
+def test_store_clip_encoder_maps_names_to_their_shape(tmp_path):
+    """The committed ShapesOV CLIP teacher: a generated name is nearest to its own shape's category name."""
+    writer = ShardWriter(tmp_path / "store", "extract_features", 64)
+    writer.open_stage({"model": {"clip": "local-dir:data/teachers/clip", "checkpoint": None,
+                                 "model_config_dir": None}, "vocab": {"prompts": "single"}}, "hash")
+    writer.finish_stage({"images": 0})
+    encode = store_clip_name_encoder(str(tmp_path / "store"))
+    shapes = ["circle", "square", "triangle", "star", "crescent", "cross", "heart", "diamond"]
+    categories = encode(shapes)
+    assert categories.shape == (8, 64)
+    assert torch.allclose(categories.norm(dim=-1), torch.ones(8), atol=1e-5)
+    _, nearest = nearest_categories(encode(["a star", "circle"]), categories, k=1)
+    assert [shapes[i] for i in nearest[:, 0].tolist()] == ["star", "circle"]
+
+
+def test_missing_extract_stage_is_named(tmp_path):
+    writer = ShardWriter(tmp_path / "store", "pseudo_labels", 8)
+    writer.open_stage({}, "hash")
+    writer.finish_stage({})
+    with pytest.raises(ValueError, match="extract_features"):
+        store_clip_name_encoder(str(tmp_path / "store"))
+
+
+def test_detect_named_boxes_returns_pixel_boxes_and_strings():
+    from tests.trainers.opendet.test_detector import _batch, _model
+
+    model = _model()
+    images, _ = _batch()
+    named = detect_named_boxes(model.eval(), images, OpenDetInferenceConfig(max_boxes=5))
+    assert [len(n.names) for n in named] == [5, 5]
+    assert all(isinstance(name, str) for n in named for name in n.names)
+    assert (named[1].boxes[:, [1, 3]] <= 96 + 1e-4).all()  # the second image is 96 px high
+    assert ((named[0].objectness >= 0) & (named[0].objectness <= 1)).all()

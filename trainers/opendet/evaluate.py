@@ -1,0 +1,100 @@
+"""Open-Det evaluation on a COCO-format set: AP50 via name mapping and how often the generated name is right."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torchvision.ops import box_iou
+
+from trainers.evaluate import load_image
+from trainers.evaluation import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
+from trainers.lvis_eval import evaluate_lvis
+from trainers.opendet.inference import NameEncoder, NamedBoxes, cached, detect_named_boxes, name_detections
+from trainers.opendet.model import OpenDetModel
+from trainers.opendet.opendet_config import OpenDetInferenceConfig
+from trainers.train_config import EvalConfig
+from trainers.vocabulary import ClassVocabulary
+
+
+class NameTally:
+    """Per category: ground-truth boxes found by a query (IoU ≥ threshold), and how many of those queries' names
+    map (top-1, same text encoder) to the right category; the most common generated names."""
+
+    def __init__(self, vocabulary: ClassVocabulary, iou_threshold: float):
+        self.vocabulary = vocabulary
+        self.iou_threshold = iou_threshold
+        self.found, self.right = Counter(), Counter()
+        self.names: dict[int, Counter] = {c: Counter() for c in vocabulary.category_ids}
+
+    def add(self, named: NamedBoxes, gt_boxes: torch.Tensor, gt_categories: list[int], top1: list[int]) -> None:
+        """gt_boxes: (G, 4) xyxy pixels; top1: per named box, the category id its name maps to."""
+        if not len(gt_boxes) or not named.names:
+            return
+        overlaps = box_iou(gt_boxes, named.boxes.detach().cpu().float())
+        best_iou, best = overlaps.max(dim=1)
+        for category, iou, row in zip(gt_categories, best_iou.tolist(), best.tolist()):
+            if iou < self.iou_threshold:
+                continue
+            self.found[category] += 1
+            self.right[category] += int(top1[row] == category)
+            self.names[category][named.names[row]] += 1
+
+    def table(self) -> list[dict]:
+        rows = []
+        for category, name, novel in zip(self.vocabulary.category_ids, self.vocabulary.names,
+                                          self.vocabulary.is_novel.tolist()):
+            found = self.found[category]
+            rows.append({"category": name, "split": "novel" if novel else "base", "found": found,
+                         "right": self.right[category], "right_rate": self.right[category] / found if found else None,
+                         "top_names": [n for n, _ in self.names[category].most_common(3)]})
+        return rows
+
+    def rate(self, novel: bool) -> float | None:
+        rows = [r for r in self.table() if (r["split"] == "novel") == novel]
+        found = sum(r["found"] for r in rows)
+        return sum(r["right"] for r in rows) / found if found else None
+
+
+def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: EvalConfig,
+                     inference: OpenDetInferenceConfig, name_encoder: NameEncoder, device: torch.device
+                     ) -> tuple[dict, list[dict]]:
+    """(metrics, per-category name table). Metrics: AP50 all / base / novel (or LVIS AP) through name mapping, and
+    `name_right_base` / `name_right_novel`, the share of found GT boxes whose generated name maps to their class."""
+    ground_truth = load_coco_ground_truth(config.annotations)
+    image_ids = sorted(ground_truth.getImgIds())[: config.max_images or None]
+    encoder, categories = cached(name_encoder), vocabulary.embeddings
+    tally, results = NameTally(vocabulary, inference.right_name_iou), []
+    model.eval()
+    for start in range(0, len(image_ids), config.batch_size):
+        ids = image_ids[start:start + config.batch_size]
+        images = [load_image(Path(config.image_root), ground_truth.imgs[i]["file_name"], i).to(device) for i in ids]
+        named_boxes = detect_named_boxes(model, images, inference)
+        detections = [name_detections(named, encoder, categories, inference.top_classes) for named in named_boxes]
+        results += to_coco_results(detections, ids, vocabulary.category_ids)
+        for image_id, named, detection in zip(ids, named_boxes, detections):
+            annotations = ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=image_id, iscrowd=False))
+            gt_boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in annotations)])
+            # faiss lists categories most similar first: column 0 is each box's top-1 category.
+            top1 = detection["labels"].reshape(len(named.names), -1)[:, 0].tolist() if named.names else []
+            tally.add(named, gt_boxes.reshape(-1, 4), [a["category_id"] for a in annotations],
+                      [vocabulary.category_ids[i] for i in top1])
+    if config.protocol == "lvis":
+        metrics = evaluate_lvis(config.annotations, results)
+    else:
+        novel = vocabulary.is_novel.tolist()
+        metrics = evaluate_ov_coco(ground_truth, results, [c for c, n in zip(vocabulary.category_ids, novel) if not n],
+                                   [c for c, n in zip(vocabulary.category_ids, novel) if n])
+    metrics.update(name_right_base=tally.rate(novel=False), name_right_novel=tally.rate(novel=True))
+    return metrics, tally.table()
+
+
+def format_name_table(rows: list[dict]) -> str:
+    """The per-category table as Markdown."""
+    lines = ["| category | split | GT boxes found | generated name right | most common names |",
+             "| --- | --- | --- | --- | --- |"]
+    for row in rows:
+        rate = "n/a" if row["right_rate"] is None else f"{100 * row['right_rate']:.1f}%"
+        lines.append(f"| {row['category']} | {row['split']} | {row['found']} | {rate} | "
+                     f"{', '.join(repr(n) for n in row['top_names'])} |")
+    return "\n".join(lines)
