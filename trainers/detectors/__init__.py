@@ -34,9 +34,18 @@ from trainers.detectors.base import BACKGROUND, DetectorTrainOutput, OpenVocabul
 from trainers.detectors.config import RESNET50_FPN, DetectorConfig
 from trainers.detectors.faster_rcnn import FasterRcnnOpenVocabulary
 
-# Detector classes by DetectorConfig.name; a query-based (DETR-like) detector registers here next.
+
+def _query_detr(config: DetectorConfig) -> OpenVocabularyDetector:
+    # Imported on use: trainers.opendet builds on this package's backbones, so a top-level import would be circular.
+    from trainers.detectors.query_detr import QueryDetrOpenVocabulary
+
+    return QueryDetrOpenVocabulary.from_config(config)
+
+
+# Detector classes by DetectorConfig.name.
 DETECTORS: dict[str, Callable[[DetectorConfig], OpenVocabularyDetector]] = {
     "faster_rcnn": FasterRcnnOpenVocabulary.from_config,
+    "query_detr": _query_detr,  # Open-Det's DETR-like detector (trainers.opendet.detector)
 }
 
 

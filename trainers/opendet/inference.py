@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import box_convert
+from torchvision.ops import box_convert, clip_boxes_to_image
 
 from trainers.opendet.model import OpenDetModel
 from trainers.opendet.opendet_config import OpenDetInferenceConfig
@@ -44,6 +44,7 @@ def detect_named_boxes(model: OpenDetModel, images: list[Tensor], config: OpenDe
         keep = objectness.argsort(descending=True)[: config.max_boxes]
         scale = final.boxes.new_tensor([width, height, width, height])
         boxes = box_convert(final.boxes[image][valid][keep], "cxcywh", "xyxy") * scale
+        boxes = clip_boxes_to_image(boxes, (height, width))  # a centre ± half a side can leave the image
         names = model.name_generator.generate(prompts[image][valid][keep])
         results.append(NamedBoxes(boxes, objectness[keep], names))
     return results

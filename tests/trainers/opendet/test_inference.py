@@ -98,5 +98,6 @@ def test_detect_named_boxes_returns_pixel_boxes_and_strings():
     named = detect_named_boxes(model.eval(), images, OpenDetInferenceConfig(max_boxes=5))
     assert [len(n.names) for n in named] == [5, 5]
     assert all(isinstance(name, str) for n in named for name in n.names)
-    assert (named[1].boxes[:, [1, 3]] <= 96 + 1e-4).all()  # the second image is 96 px high
+    named = detect_named_boxes(model.eval(), images, OpenDetInferenceConfig(max_boxes=100))
+    assert (named[1].boxes[:, [1, 3]] <= 96).all() and (named[1].boxes >= 0).all()  # inside the 96-px-high image
     assert ((named[0].objectness >= 0) & (named[0].objectness <= 1)).all()
