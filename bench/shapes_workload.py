@@ -1,0 +1,43 @@
+"""The ShapesOV workload that bench/trainer.py and bench/scale.py share: a generated sample of any size and the
+command line of our extract-features job on it with the committed tiny CLIP teacher."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.common import REPO
+
+TEACHER_CLIP = REPO / "assets" / "teachers" / "clip"
+EXTRACT_CONFIG = REPO / "configs" / "extract_features.yaml"
+
+
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def write_shapes(out: Path, train: int, val: int = 8) -> Path:
+    """`python -m pipelines.shapes` (deterministic, seconds); returns `out`."""
+    subprocess.run([sys.executable, "-m", "pipelines.shapes", "--out", str(out), "--train", str(train),
+                    "--val", str(val)], cwd=REPO, env=child_env(), check=True, capture_output=True)
+    return out
+
+
+def extract_command(shapes: Path, store: Path, overrides: list[str] = ()) -> list[str]:
+    """The job exactly as `make extract-features` runs it on ShapesOV, pointed at `shapes` and `store`."""
+    sets = [f"dataset.annotations={shapes / 'annotations' / 'train_base.json'}",
+            f"dataset.image_root={shapes / 'images' / 'train'}", f"dataset.split={shapes / 'ov_split.json'}",
+            f"dataset.proposals={shapes / 'proposals' / 'train.json'}", f"model.clip=local-dir:{TEACHER_CLIP}",
+            *overrides]
+    argv = [sys.executable, "-m", "beam_jobs.extract_features", "--store", str(store),
+            "--config", str(EXTRACT_CONFIG)]
+    for value in sets:
+        argv += ["--set", value]
+    return argv
+
+
+def job_summary(stdout: str) -> dict:
+    """The JSON summary the job prints on stdout (its log goes to stderr)."""
+    return json.loads(stdout[stdout.index("{"):])
