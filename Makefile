@@ -58,11 +58,11 @@ extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> imag
 pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG)
 	$(PY) -m beam_jobs.pseudo_labels $(CONFIG_FLAG) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
 
-train: setup ## stream the store and train (METHOD=hdovd), then evaluate; checkpoint + metrics in RUN
+train: setup ## stream the store and train (METHOD=hdovd or opendet), then evaluate; checkpoint + metrics in RUN
 	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set method=$(METHOD) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS)
 
 eval: setup ## evaluate RUN/checkpoint.pt: AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
-	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
+	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set method=$(METHOD) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
 
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
 	$(PY) bench/run_all.py

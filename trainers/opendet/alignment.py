@@ -1,8 +1,15 @@
 """BVLA-M, the Bidirectional Vision-Language Alignment module (Open-Det Sec. 3.3, eq. 2)."""
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+# RetinaNet's prior (Lin et al. 2017, Sec. 4.1): focal-loss logits start at σ = 0.01, so the many negatives of a
+# batch (queries × texts) do not swamp the first steps; Deformable DETR and GLIP initialise their heads the same way.
+PRIOR_PROBABILITY = 0.01
 
 
 class BidirectionalAlignment(nn.Module):
@@ -11,11 +18,14 @@ class BidirectionalAlignment(nn.Module):
     V-to-L: W_v lifts the narrow query (e.g. 256-d) to the text width and compares by cosine. L-to-V: W_l brings the
     text down to the query width, W_i re-maps the query, and a dot product compares them. `bidirectional=False`
     keeps only the V-to-L cosine (Table 3 without BVLA-M: a query mapped up to the text space, as in GenerateU).
+    A learnable scalar bias, initialised at the focal prior, is added to s (eq. 2 has none; see PRIOR_PROBABILITY).
     """
 
-    def __init__(self, query_dim: int, text_dim: int, bidirectional: bool = True):
+    def __init__(self, query_dim: int, text_dim: int, bidirectional: bool = True,
+                 prior_probability: float = PRIOR_PROBABILITY):
         super().__init__()
         self.bidirectional = bidirectional
+        self.bias = nn.Parameter(torch.tensor(-math.log((1 - prior_probability) / prior_probability)))
         self.vision_to_language = nn.Linear(query_dim, text_dim)  # W_v
         if bidirectional:
             self.query_map = nn.Linear(query_dim, query_dim)  # W_i
@@ -27,4 +37,4 @@ class BidirectionalAlignment(nn.Module):
         scores = lifted @ F.normalize(text_embeddings, dim=-1).T
         if self.bidirectional:
             scores = scores + self.query_map(queries) @ self.language_to_vision(text_embeddings).T
-        return scores
+        return scores + self.bias

@@ -14,6 +14,7 @@ TEXTS = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
 
 def _set(module: BidirectionalAlignment) -> None:
     with torch.no_grad():
+        module.bias.zero_()
         for layer, scale in ((module.vision_to_language, 1.0), (getattr(module, "query_map", None), 1.0),
                              (getattr(module, "language_to_vision", None), 2.0)):
             if layer is not None:
@@ -35,6 +36,15 @@ def test_vision_to_language_only_is_the_cosine():
     r = 1 / math.sqrt(2)
     assert module(QUERIES, TEXTS).tolist() == [pytest.approx([1.0, r]), pytest.approx([0.0, r])]
     assert not hasattr(module, "language_to_vision")
+
+
+def test_scores_start_at_the_focal_prior():
+    module = BidirectionalAlignment(2, 2, prior_probability=0.01)
+    prior_bias = module.bias.item()
+    _set(module)
+    module.bias.data.fill_(prior_bias)
+    zero_scores = module(torch.zeros(1, 2), torch.zeros(1, 2))  # no signal: the score is the bias alone
+    assert torch.sigmoid(zero_scores).item() == pytest.approx(0.01)
 
 
 def test_gradient_of_a_positive_score_reaches_both_directions():
