@@ -27,8 +27,9 @@ class NameTally:
         self.found, self.right = Counter(), Counter()
         self.names: dict[int, Counter] = {c: Counter() for c in vocabulary.category_ids}
 
-    def add(self, named: NamedBoxes, gt_boxes: torch.Tensor, gt_categories: list[int], top1: list[int]) -> None:
-        """gt_boxes: (G, 4) xyxy pixels; top1: per named box, the category id its name maps to."""
+    def add(self, named: NamedBoxes, gt_boxes: torch.Tensor, gt_categories: list[int], top1: list[int | None]
+            ) -> None:
+        """gt_boxes: (G, 4) xyxy pixels; top1: per named box, the category id its name maps to (None: empty name)."""
         if not len(gt_boxes) or not named.names:
             return
         overlaps = box_iou(gt_boxes, named.boxes.detach().cpu().float())
@@ -75,10 +76,8 @@ def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: E
         for image_id, named, detection in zip(ids, named_boxes, detections):
             annotations = ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=image_id, iscrowd=False))
             gt_boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in annotations)])
-            # faiss lists categories most similar first: column 0 is each box's top-1 category.
-            top1 = detection["labels"].reshape(len(named.names), -1)[:, 0].tolist() if named.names else []
-            tally.add(named, gt_boxes.reshape(-1, 4), [a["category_id"] for a in annotations],
-                      [vocabulary.category_ids[i] for i in top1])
+            top1 = [vocabulary.category_ids[i] if i >= 0 else None for i in detection["top1"].tolist()]
+            tally.add(named, gt_boxes.reshape(-1, 4), [a["category_id"] for a in annotations], top1)
     if config.protocol == "lvis":
         metrics = evaluate_lvis(config.annotations, results)
     else:

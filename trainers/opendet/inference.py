@@ -62,16 +62,23 @@ def nearest_categories(name_embeddings: Tensor, category_embeddings: Tensor, k: 
 
 def name_detections(named: NamedBoxes, name_encoder: NameEncoder, category_embeddings: Tensor, top_classes: int
                     ) -> dict[str, Tensor]:
-    """One image → {boxes (K·k, 4), scores (K·k,), labels (K·k,) category index}: each box once per top category,
-    score = sqrt(objectness · max(similarity, 0)) (Open-Det / GenerateU evaluation)."""
-    if not named.names:
+    """One image → {boxes (M, 4), scores (M,), labels (M,) category index, top1 (K,)}: each named box once per top
+    category, score = sqrt(objectness · max(similarity, 0)) (Open-Det / GenerateU evaluation); `top1` is each box's
+    most similar category, −1 for a box whose generated name is empty (no name is no detection)."""
+    named_rows = [row for row, name in enumerate(named.names) if name.strip()]
+    top1 = torch.full((len(named.names),), -1, dtype=torch.long)
+    if not named_rows:
         empty = torch.zeros(0)
-        return {"boxes": torch.zeros(0, 4), "scores": empty, "labels": empty.long()}
-    similarities, labels = nearest_categories(name_encoder(named.names), category_embeddings, top_classes)
-    objectness = named.objectness.detach().cpu().float()[:, None]
+        return {"boxes": torch.zeros(0, 4), "scores": empty, "labels": empty.long(), "top1": top1}
+    similarities, labels = nearest_categories(name_encoder([named.names[row] for row in named_rows]),
+                                              category_embeddings, top_classes)
+    rows = torch.as_tensor(named_rows)
+    top1[rows] = labels[:, 0]  # faiss lists the most similar category first
+    objectness = named.objectness.detach().cpu().float()[rows, None]
     scores = (objectness * similarities.clamp(min=0)).sqrt()
-    boxes = named.boxes.detach().cpu().float()[:, None, :].expand(-1, labels.shape[1], -1)
-    return {"boxes": boxes.reshape(-1, 4), "scores": scores.reshape(-1), "labels": labels.reshape(-1)}
+    boxes = named.boxes.detach().cpu().float()[rows, None, :].expand(-1, labels.shape[1], -1)
+    return {"boxes": boxes.reshape(-1, 4), "scores": scores.reshape(-1), "labels": labels.reshape(-1),
+            "top1": top1}
 
 
 def cached(encoder: NameEncoder) -> NameEncoder:

@@ -37,6 +37,15 @@ def test_scores_are_sqrt_of_objectness_times_similarity_and_negative_similarity_
     assert detections["scores"][:2].tolist() == pytest.approx([math.sqrt(0.64 * 0.96), math.sqrt(0.64 * 0.8)])
     assert detections["scores"][2:].tolist() == [0.0, 0.0]  # "sky" is orthogonal to every category
     assert detections["boxes"].shape == (4, 4) and torch.equal(detections["boxes"][1], named.boxes[0])
+    assert detections["top1"][0] == 2  # "sky" ties at 0 with every category: any top-1 will do
+
+
+def test_an_empty_name_is_no_detection():
+    named = NamedBoxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 20.0]]), torch.tensor([0.9, 0.5]),
+                       ["", "circle"])
+    detections = name_detections(named, table_encoder, CATEGORIES, top_classes=1)
+    assert detections["labels"].tolist() == [0] and torch.equal(detections["boxes"][0], named.boxes[1])
+    assert detections["top1"].tolist() == [-1, 0]
 
 
 def test_cached_encoder_embeds_each_distinct_name_once():
@@ -60,10 +69,11 @@ def test_name_table_counts_found_boxes_and_right_names():
                        ["circle", "round thing"])
     gt = torch.tensor([[0.0, 0.0, 10.0, 11.0], [50.0, 50.0, 60.0, 60.0], [90.0, 90.0, 99.0, 99.0]])
     tally.add(named, gt, [1, 2, 2], top1=[1, 1])  # the star's box is named as a circle; the third GT is missed
+    tally.add(NamedBoxes(gt[:1], torch.ones(1), [""]), gt[:1], [1], top1=[None])  # found, but left unnamed
     rows = {row["category"]: row for row in tally.table()}
-    assert (rows["circle"]["found"], rows["circle"]["right"]) == (1, 1)
+    assert (rows["circle"]["found"], rows["circle"]["right"]) == (2, 1)
     assert (rows["star"]["found"], rows["star"]["right"], rows["star"]["top_names"]) == (1, 0, ["round thing"])
-    assert tally.rate(novel=False) == 1.0 and tally.rate(novel=True) == 0.0
+    assert tally.rate(novel=False) == 0.5 and tally.rate(novel=True) == 0.0
     assert "| star | novel | 1 | 0.0% |" in format_name_table(tally.table())
 
 
