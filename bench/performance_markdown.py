@@ -15,7 +15,7 @@ def performance_markdown(results: dict) -> str:
         f"Measured on a {m['nproc']}-core CPU machine ({m['cpu_model']}, {m['memory_gib']} GiB, "
         f"{'a GPU' if m['gpu'] else 'no GPU'}; torch {m['torch']} with {m['torch_threads']} threads) on "
         f"{results['started']} with `{results['command']}`" + ("" if results["quick"] else " (`make bench`)") +
-        ". Each benchmark ran once; every ratio compares "
+        " (a benchmark re-run alone with `--only` says when it started). Each benchmark ran once; every ratio compares "
         "figures taken in that same run, because the machine is shared and noisy. Models are real architectures with "
         "random weights, which does not change their speed (the ClipCap exception is noted).", "",
         "### Goals", "",
@@ -30,7 +30,8 @@ def performance_markdown(results: dict) -> str:
         if "failed" in outcome:
             lines += [f"The benchmark failed ({outcome['failed']}); no figures.", ""]
             continue
-        lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s)", ""]
+        when = f", started {outcome['started']}" if "started" in outcome else ""
+        lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s{when})", ""]
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
     return "\n".join(lines).rstrip() + "\n"

@@ -9,7 +9,7 @@
                         vs one `nlp(caption)` per caption, on template captions like the captioners write.
 
     .venv/bin/python bench/pseudo_labels.py
-    .venv/bin/python bench/pseudo_labels.py --captions 64 --single 8 --docs 500     # quick
+    .venv/bin/python bench/pseudo_labels.py --captions 32 --small-captions 8 --single 4 --docs 300   # quick
 
 Random GPT-2 weights rarely emit the stop token, so every GPT-2-small caption runs the full `--max-tokens`: the
 worst case, and the same work batched or not.
@@ -121,8 +121,9 @@ def measure_spacy(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captions", type=int, default=256, help="embeddings captioned batched (tiny teacher)")
-    parser.add_argument("--small-captions", type=int, default=32, help="the same for GPT-2-small-sized")
+    parser.add_argument("--small-captions", type=int, default=16, help="the same for GPT-2-small-sized")
     parser.add_argument("--single", type=int, default=16, help="embeddings captioned one at a time")
+    parser.add_argument("--small-single", type=int, default=4, help="the same for GPT-2-small-sized")
     parser.add_argument("--batch", type=int, default=32, help="captioner batch (configs/pseudo_labels.yaml: 32)")
     parser.add_argument("--max-tokens", type=int, default=20)
     parser.add_argument("--docs", type=int, default=2000)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint, gpt_dir = write_gpt2_small_clipcap(Path(tmp))
         small = ClipCapCaptioner.from_paths(checkpoint, gpt_dir, normalize_prefix=True)
     small_args = argparse.Namespace(**{**vars(args), "captions": args.small_captions,
-                                       "single": min(args.single, args.small_captions)})
+                                       "single": min(args.small_single, args.small_captions)})
     metrics["clipcap_gpt2_small"] = measure_captioner("gpt2-small", small, small_args)
     metrics["spacy"] = measure_spacy(args)
     notes = ["no goal in issue 8 for this stage; the ratios show what batching buys",

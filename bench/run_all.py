@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py             # full sizes (what `make bench` runs; about 15 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --quick     # small sizes, a few minutes; for checking the benchmarks work
-    .venv/bin/python bench/run_all.py --only store trainer
+    .venv/bin/python bench/run_all.py --only store trainer   # rerun some; the others' results are kept
 
 Each benchmark runs as its own process (`bench/<name>.py … --json`), so one's memory and threads cannot colour
 another's, and the command recorded next to each figure is exactly the one that produced it. They run in sequence:
@@ -26,9 +26,10 @@ from bench.performance_markdown import performance_markdown  # noqa: E402
 
 # Arguments per benchmark: full sizes, then --quick sizes (same code paths, fewer items).
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
-    "extract": (["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "64"],
+    "extract": (["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "48"],
                 ["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "6"]),
-    "pseudo_labels": ([], ["--captions", "32", "--small-captions", "8", "--single", "4", "--docs", "300"]),
+    "pseudo_labels": ([], ["--captions", "32", "--small-captions", "8", "--single", "4", "--small-single", "2",
+                       "--docs", "300"]),
     "store": ([], ["--shards", "2", "--lookups", "20"]),
     "trainer": ([], ["--images", "48", "--steps", "20", "--log-every", "5"]),
     "scale": ([], ["--images", "40", "--shard-size", "10"]),
@@ -41,16 +42,26 @@ def run_one(name: str, args: list[str]) -> dict:
         json_path = Path(tmp) / "result.json"
         argv = [sys.executable, str(REPO / "bench" / f"{name}.py"), *args, "--json", str(json_path)]
         print(f"\n=== {name}: {' '.join(argv[1:-2])}", flush=True)
+        started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         started = time.perf_counter()
         done = subprocess.run(argv, cwd=REPO)
         seconds = time.perf_counter() - started
         if done.returncode != 0 or not json_path.is_file():
-            return {"bench": name, "failed": f"exit code {done.returncode}", "seconds": seconds}
+            return {"bench": name, "failed": f"exit code {done.returncode}", "seconds": seconds,
+                    "started": started_at}
         outcome = json.loads(json_path.read_text())
     # The command as a reader would type it, without the temporary --json path.
     outcome["command"] = " ".join([".venv/bin/python", f"bench/{name}.py", *args])
     outcome["seconds"] = seconds
+    outcome["started"] = started_at
     return outcome
+
+
+def merged(previous: dict | None, outcomes: list[dict]) -> list[dict]:
+    """The previous run's outcomes with the re-run benchmarks replaced, in BENCHMARKS order."""
+    by_name = {o["bench"]: o for o in (previous or {}).get("benchmarks", [])}
+    by_name.update({o["bench"]: o for o in outcomes})
+    return [by_name[name] for name in BENCHMARKS if name in by_name]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,10 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(BENCHMARKS)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     outcomes = [run_one(name, BENCHMARKS[name][1 if args.quick else 0]) for name in names]
-    run_all_command = " ".join([".venv/bin/python", "bench/run_all.py"] + (["--quick"] if args.quick else [])
-                               + (["--only", *args.only] if args.only else []))
-    results = {"started": started, "quick": args.quick, "command": run_all_command, "machine": machine(),
-               "benchmarks": outcomes}
+    run_all_command = " ".join([".venv/bin/python", "bench/run_all.py"] + (["--quick"] if args.quick else []))
+    previous = None
+    if args.only and Path(args.results).is_file():
+        previous = json.loads(Path(args.results).read_text())
+        if previous.get("quick") != args.quick:
+            previous = None  # never mix quick and full figures
+    results = {"started": previous["started"] if previous else started, "quick": args.quick,
+               "command": run_all_command, "machine": machine(), "benchmarks": merged(previous, outcomes)}
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
     Path(args.markdown).write_text(performance_markdown(results))
     failed = [o["bench"] for o in outcomes if "failed" in o]
