@@ -13,6 +13,8 @@ RUNNER ?= DirectRunner
 METHOD ?= hdovd
 RUN ?= runs/$(METHOD)
 TRAIN_CONFIG ?= configs/train_shapes.yaml
+EXTRACT_CONFIG ?= configs/extract_features.yaml
+LABELS_CONFIG ?= configs/pseudo_labels.yaml
 CONFIG ?=
 SET ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
@@ -44,7 +46,7 @@ demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, ba
 	$(PY) -m featurestore inspect $(STORE)
 	$(PY) -m featurestore validate $(STORE)
 	$(PY) -m featurestore labels $(STORE) --top 10
-	$(PY) -m trainers.ablation --config $(TRAIN_CONFIG) --rows base_only,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
+	$(PY) -m trainers.ablation --config $(TRAIN_CONFIG) --rows base_only,image,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
 
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
 	@test -f $(DATA)/ov_split.json || $(PY) -m pipelines.shapes --out $(DATA)
@@ -53,10 +55,10 @@ teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies v
 	$(PY) -m pipelines.teachers --data $(DATA) --out $(TEACHERS)
 
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
-	$(PY) -m beam_jobs.extract_features $(CONFIG_FLAG) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
+	$(PY) -m beam_jobs.extract_features --config $(or $(CONFIG),$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
 
 pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG)
-	$(PY) -m beam_jobs.pseudo_labels $(CONFIG_FLAG) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
+	$(PY) -m beam_jobs.pseudo_labels --config $(or $(CONFIG),$(LABELS_CONFIG)) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
 
 train: setup ## stream the store and train (METHOD=hdovd or opendet), then evaluate; checkpoint + metrics in RUN
 	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set method=$(METHOD) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS)

@@ -45,6 +45,11 @@ def names_class(label: str, class_name: str) -> bool:
     return set(class_name.lower().replace("_", " ").split()) <= words
 
 
+def names_any_class(label: str, class_names) -> bool:
+    """True when the label names one of `class_names`."""
+    return any(names_class(label, name) for name in class_names)
+
+
 class _UnionFind:
     def __init__(self, size: int):
         self.parent = list(range(size))

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from schemas.config import add_config_arguments, load_config
+from schemas.config import add_config_arguments, config_hash, load_config
+from trainers.inference import InferenceConfig
 from trainers.train import evaluate_checkpoint
 from trainers.loop import train
 from trainers.train_config import TrainConfig
@@ -45,6 +47,12 @@ def row_overrides(row: str) -> list[str]:
     return [f"{key}={str(value).lower()}" for key, value in switches.items()]
 
 
+def training_key(config: TrainConfig) -> str:
+    """Hash of everything that shapes training: the config without its inference and output settings."""
+    model = dataclasses.replace(config.model, inference=InferenceConfig())
+    return config_hash(dataclasses.replace(config, model=model, out_dir=""))
+
+
 def format_table(results: dict[str, dict]) -> str:
     """Markdown table: one row per run, check marks for its switches, AP50 / AP50_base / AP50_novel in %."""
     lines = ["| row | " + " | ".join(HEADERS) + " | AP50 | AP50_base | AP50_novel |",
@@ -67,15 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/table5", help="one run directory per row under this one")
     parser.add_argument("--reuse", action="store_true", help="evaluate a row's existing checkpoint, no training")
     args = parser.parse_args(argv)
-    results = {}
+    results, trained = {}, {}
     for row in args.rows.split(","):
         out_dir = Path(args.out) / row
         config = load_config(TrainConfig, args.config,
                              [*args.overrides, *row_overrides(row), f"out_dir={out_dir}"])
-        checkpoint = out_dir / "checkpoint.pt"
-        if not (args.reuse and checkpoint.is_file()):
+        # Rows that differ only in inference (the "Ens." column) share one trained model.
+        key = training_key(config)
+        checkpoint = trained.get(key, out_dir / "checkpoint.pt")
+        if key not in trained and not (args.reuse and checkpoint.is_file()):
             print(f"== Table V row {row}")
             checkpoint = train(config)
+        trained[key] = checkpoint
+        print(f"== Table V row {row}: evaluating {checkpoint}")
         results[row] = {"metrics": evaluate_checkpoint(config, checkpoint), "checkpoint": str(checkpoint)}
     table = format_table(results)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +22,18 @@ class DetectorInputs:
     pseudo_names: list[str]
 
 
-def to_detector_inputs(batch: dict, use_pseudo_boxes: bool = True,
-                       device: torch.device = torch.device("cpu")) -> DetectorInputs:
+def to_detector_inputs(batch: dict, use_pseudo_boxes: bool = True, device: torch.device = torch.device("cpu"),
+                       excluded_label: Callable[[str], bool] | None = None) -> DetectorInputs:
     """Pseudo label strings of the batch become class ids 0..K-1 (first seen first); proposals without a
     pseudo label are left out (HD-OVD distils and classifies the same labelled pseudo boxes).
-    `trainers.hdovd_step` caps the pseudo boxes per image (Table IX); the store lists them best first."""
+    `trainers.hdovd_step` caps the pseudo boxes per image (Table IX); the store lists them best first.
+    `excluded_label(name)` True drops that pseudo box (e.g. labels that name a base class)."""
     names: dict[str, int] = {}
     pseudo, region_embeddings = [], []
     dim = batch["image_embedding"].shape[1]
     for i in range(len(batch["image"])):
-        labelled = [j for j, name in enumerate(batch["pseudo_labels"][i]) if name is not None and use_pseudo_boxes]
+        labelled = [j for j, name in enumerate(batch["pseudo_labels"][i]) if name is not None and use_pseudo_boxes
+                    and not (excluded_label and excluded_label(name))]
         ids = [names.setdefault(batch["pseudo_labels"][i][j], len(names)) for j in labelled]
         index = torch.as_tensor(labelled, dtype=torch.long)
         pseudo.append({

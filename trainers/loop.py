@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from featurestore.label_report import names_any_class
 from featurestore.reader import StoreReader
 from schemas.config import to_dict
 from schemas.version import code_version
@@ -41,6 +44,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: WarmupMultiStep
     position: Position
+    excluded_label: Callable[[str], bool] | None = None  # pseudo labels left out of training
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -116,7 +120,7 @@ def train_step(model, state: TrainState, batch: dict, base_text: torch.Tensor, c
     """One micro-batch: forward, loss, backward; an optimizer step every `accumulate` micro-batches.
 
     Returns the loss terms as floats (a CPU-GPU sync point, once per micro-batch)."""
-    inputs = to_detector_inputs(batch, use_pseudo_boxes=True, device=device)
+    inputs = to_detector_inputs(batch, use_pseudo_boxes=True, device=device, excluded_label=state.excluded_label)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         losses = training_method(config.method).losses(model, state.criterion, inputs, base_text)
     loss = sum(losses.values())
@@ -141,7 +145,11 @@ def build_state(config: TrainConfig, vocabulary: ClassVocabulary, device: torch.
     detector, criterion = training_method(config.method).build(config, vocabulary)
     detector, criterion = detector.to(device), criterion.to(device)
     optimizer = build_optimizer(detector.parameters(), config.optim)
-    return TrainState(detector, criterion, optimizer, WarmupMultiStep(optimizer, config.optim), Position())
+    excluded = None
+    if config.drop_pseudo_labels_naming_base:
+        base_names = vocabulary.subset(novel=False).names
+        excluded = functools.partial(names_any_class, class_names=base_names)
+    return TrainState(detector, criterion, optimizer, WarmupMultiStep(optimizer, config.optim), Position(), excluded)
 
 
 def save(state: TrainState, config: TrainConfig, path: Path) -> Path:

@@ -45,6 +45,10 @@ class TrainConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # Pseudo boxes are meant for objects of no base class. One whose label names a base class ("red triangle")
+    # is a base object the proposal framed badly, or a caption error; as a pseudo class it would compete with
+    # the base class's own column. True leaves such boxes out (label words checked against base class names).
+    drop_pseudo_labels_naming_base: bool = False
     batch_size: int = 8
     num_workers: int = 1
     bf16: bool = False  # autocast to bfloat16 (fast on recent CPUs and GPUs)
