@@ -25,6 +25,17 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     return torch.log(x / (1 - x))
 
 
+def freeze_unread_fpn_levels(backbone: nn.Module, feature_maps: tuple[str, ...]) -> None:
+    """The FPN's lateral and output convolutions of a level whose map is not read as tokens never touch the loss
+    (the top-down path flows from coarse to fine only): freeze them, so the optimizer and DistributedDataParallel
+    see only parameters that get gradients. backbone: torchvision BackboneWithFPN, maps named "0", "1", …"""
+    fpn = backbone.fpn
+    for level, (lateral, output) in enumerate(zip(fpn.inner_blocks, fpn.layer_blocks)):
+        if str(level) not in feature_maps:
+            lateral.requires_grad_(False)
+            output.requires_grad_(False)
+
+
 @dataclass
 class DecoderLayerOutput:
     """boxes: (B, Q, 4) float cxcywh in [0, 1]. binary_logits: (B, Q) float, objectness. queries: (B, Q, d)."""
@@ -62,6 +73,7 @@ class QueryDetector(nn.Module):
         spec = build_backbone(DetectorConfig(backbone=config.backbone, backbone_weights=config.backbone_weights,
                                              trainable_backbone_layers=config.trainable_backbone_layers))
         self.backbone = spec.module
+        freeze_unread_fpn_levels(self.backbone, config.feature_maps)
         dim = config.hidden_dim
         self.input_projection = nn.Linear(spec.out_channels, dim)
         self.level_embedding = nn.Parameter(torch.zeros(len(config.feature_maps), dim))

@@ -101,7 +101,9 @@ class ObjectNameGenerator(nn.Module):
     def name_loss(self, prompts: Tensor, names: list[str]) -> Tensor:
         """Open-Det eq. 9: token cross-entropy of `names` given one prompt each. prompts: (K, Dt) float."""
         if prompts.shape[0] == 0:
-            return prompts.sum() * 0.0
+            # A zero that every trainable parameter takes part in: DistributedDataParallel expects a gradient for
+            # each of them on every rank, also from a batch without objects.
+            return prompts.sum() * 0.0 + sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         inputs = self.prompt_projection(prompts).unsqueeze(1)  # (K, 1, d_model): one encoder token per object
         return self.t5(inputs_embeds=inputs, labels=self.encode_names(names, prompts.device)).loss
 

@@ -58,6 +58,18 @@ def test_forward_backward_reaches_every_part():
                  "aligner", "distiller", "name_generator.prompt_projection", "name_generator.t5"):
         grads = [p.grad for n, p in model.named_parameters() if n.startswith(part) and p.requires_grad]
         assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), part
+    # DistributedDataParallel needs a gradient for every trainable parameter (unread FPN levels are frozen).
+    assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def test_a_batch_without_objects_still_reaches_every_trainable_parameter():
+    model = _model()
+    images, targets = _batch()
+    empty = [{"boxes": t["boxes"][:0], "text_embeddings": t["text_embeddings"][:0], "names": []} for t in targets]
+    losses = OpenDetCriterion(TINY.loss)(model, model(images), empty)
+    assert losses["loss_name"].item() == 0.0 and losses["loss_distill"].item() == 0.0
+    sum(losses.values()).backward()
+    assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
 
 
 def test_switches_drop_their_terms():
