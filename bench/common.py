@@ -67,7 +67,9 @@ def machine() -> dict:
                 break
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
     return {"nproc": os.cpu_count(), "cpu_model": model, "torch_threads": torch.get_num_threads(),
-            "memory_gib": round(memory_gib, 1), "gpu": torch.cuda.is_available(), "torch": torch.__version__}
+            "memory_gib": round(memory_gib, 1), "gpu": torch.cuda.is_available(), "torch": torch.__version__,
+            # Other work on a shared machine: a load above nproc means every figure here ran on a share of it.
+            "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def command_line(argv: list[str] | None, script: str) -> str:

@@ -31,6 +31,8 @@ def performance_markdown(results: dict) -> str:
             lines += [f"The benchmark failed ({outcome['failed']}); no figures.", ""]
             continue
         when = f", started {outcome['started']}" if "started" in outcome else ""
+        load = outcome.get("machine", {}).get("load_average_1min")
+        when += f", 1-minute load average {load} on {m['nproc']} cores" if load is not None else ""
         lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s{when})", ""]
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
