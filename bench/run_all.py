@@ -70,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
     parser.add_argument("--results", default=str(REPO / "bench" / "results.json"))
     parser.add_argument("--markdown", default=str(REPO / "bench" / "PERFORMANCE.md"))
+    parser.add_argument("--render-only", action="store_true", help="rewrite --markdown from --results, run nothing")
     args = parser.parse_args(argv)
 
+    if args.render_only:
+        Path(args.markdown).write_text(performance_markdown(json.loads(Path(args.results).read_text())))
+        return 0
     names = args.only or list(BENCHMARKS)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     outcomes = [run_one(name, BENCHMARKS[name][1 if args.quick else 0]) for name in names]
