@@ -2,6 +2,8 @@
 the name table, and vocabulary-free detection from a model."""
 import math
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -80,7 +82,8 @@ def test_name_table_counts_found_boxes_and_right_names():
 def test_store_clip_encoder_maps_names_to_their_shape(tmp_path):
     """The committed ShapesOV CLIP teacher: a generated name is nearest to its own shape's category name."""
     writer = ShardWriter(tmp_path / "store", "extract_features", 64)
-    writer.open_stage({"model": {"clip": "local-dir:data/teachers/clip", "checkpoint": None,
+    committed_clip = Path(__file__).resolve().parents[3] / "assets" / "teachers" / "clip"
+    writer.open_stage({"model": {"clip": f"local-dir:{committed_clip}", "checkpoint": None,
                                  "model_config_dir": None}, "vocab": {"prompts": "single"}}, "hash")
     writer.finish_stage({"images": 0})
     encode = store_clip_name_encoder(str(tmp_path / "store"))
