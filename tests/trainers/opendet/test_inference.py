@@ -1,7 +1,6 @@
 """Open-Det inference: faiss name → category mapping, sqrt(objectness · similarity) scores, the store-CLIP encoder,
 the name table, and vocabulary-free detection from a model."""
 import math
-
 from pathlib import Path
 
 import pytest
