@@ -23,12 +23,13 @@ from trainers.vocabulary import load_class_vocabulary
 
 
 def evaluate_checkpoint(config: TrainConfig, checkpoint: Path) -> dict:
-    """Metrics of the detector in `checkpoint`, printed and saved next to it as metrics.json."""
+    """Metrics of the detector in `checkpoint`, printed and saved as `out_dir`/metrics.json (rows of an ablation
+    that share a checkpoint each keep their own)."""
     device = pick_device(config.device)
     metrics, details, report = training_method(config.method).evaluate(
         config, load_checkpoint(checkpoint)["detector"], load_class_vocabulary(config.store), device)
     path = save_metrics({"metrics": metrics, **details, "checkpoint": str(checkpoint), "config": to_dict(config)},
-                        checkpoint.parent / "metrics.json")
+                        Path(config.out_dir) / "metrics.json")
     print(f"evaluation ({config.eval.annotations}): {format_metrics(metrics)}  → {path}")
     if report:
         print(report)
