@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from beam_jobs.clip_handler import ClipImageHandler  # noqa: E402
 from beam_jobs.extract_steps import (OUTCOMES, STAGE, CommitShard, DecodeAndCrop, key_embedding_by_shard,  # noqa: E402
                                      open_with_beam)
+from beam_jobs.job_main import run_job  # noqa: E402
 from beam_jobs.store_progress import (FailureRateExceeded, check_failure_rate, forget_shards,  # noqa: E402
                                       summarise_store)
 from featurestore.atomic import sha256_file  # noqa: E402
@@ -126,18 +127,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        summary = run(argv)
-    except FailureRateExceeded as error:
-        LOG.error("%s", error)
-        return 3
-    except (ConfigError, ModelLoadError, AnnotationError, FileNotFoundError) as error:
-        # Input and setup problems: the message names the file or config key; a traceback adds nothing.
-        LOG.error("%s", error)
-        return 2
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
+    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, AnnotationError, FileNotFoundError),
+                   exit_codes={FailureRateExceeded: 3})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from beam_jobs.captioner_handler import CaptionerHandler  # noqa: E402
 from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, STAGE, CommitLabelShard, CosineMoments,  # noqa: E402
                                           LabelShardTask, PickLabels, ReadPseudoBoxes)
+from beam_jobs.job_main import run_job  # noqa: E402
 from beam_jobs.store_progress import forget_shards  # noqa: E402
 from featurestore import layout  # noqa: E402
 from featurestore.atomic import sha256_file  # noqa: E402
@@ -206,15 +207,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        summary = run(argv)
-    except (ConfigError, ModelLoadError, FileNotFoundError, OSError) as error:
-        # Input and setup problems: the message names the file or config key; a traceback adds nothing.
-        LOG.error("%s", error)
-        return 2
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
+    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, FileNotFoundError, OSError))
 
 
 if __name__ == "__main__":
