@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trainers.detectors.config import DetectorConfig
-from trainers.inference import InferenceConfig
+from trainers.inference import DISTILL_PROBABILITIES, InferenceConfig
 from trainers.losses.config import HdovdLossConfig
 
 # Each classification loss is defined for one kind of classifier head (and its inference probabilities).
@@ -29,6 +29,9 @@ class HdovdConfig:
         if self.detector.classifier != wanted:
             raise ValueError(f"loss.classification_variant={self.loss.classification_variant} needs "
                              f"detector.classifier={wanted}, got {self.detector.classifier}")
+        if self.inference.distill_probability not in DISTILL_PROBABILITIES:
+            raise ValueError(f"inference.distill_probability={self.inference.distill_probability!r}; choose one of "
+                             f"{', '.join(DISTILL_PROBABILITIES)}")
         if self.inference.tau_distill != self.loss.tau_ckd:
             raise ValueError(f"inference.tau_distill={self.inference.tau_distill} must equal loss.tau_ckd="
                              f"{self.loss.tau_ckd}: eq. 12 scores p_dis with the temperature it was trained at")

@@ -19,6 +19,10 @@ class InferenceConfig:
     beta_base: float = 0.35  # HD-OVD eq. 12, OV-COCO: β1 = 0.35
     beta_novel: float = 0.65  # HD-OVD eq. 12, OV-COCO: β2 = 0.65
     tau_distill: float = 20.0  # eq. 12: p_dis = sigmoid(cos(q, e)·τ_ckd), τ_ckd = 20
+    # "sigmoid" is eq. 12 as printed. "softmax" normalises over the evaluated classes as ViLD's ensemble does: with a
+    # teacher whose cosines sit far from 0 (ShapesOV's CLIP: about 0.66 right class, 0.35 wrong) the sigmoid is
+    # near 1 for every class, and p_dis^β then only lifts weak p_cls scores of novel classes.
+    distill_probability: str = "sigmoid"
     score_threshold: float = 0.05  # released config: rcnn score_thr 0.05
     nms_iou: float = 0.5  # released config: rcnn nms iou_threshold 0.5
     detections_per_image: int = 100  # COCO protocol: at most 100 detections per image
@@ -31,10 +35,19 @@ OV_LVIS_INFERENCE = dataclasses.replace(InferenceConfig(), beta_base=0.25, beta_
                                         score_threshold=1e-4, detections_per_image=300)
 
 
-def distillation_probabilities(queries: Tensor, class_text_embeddings: Tensor, tau: float) -> Tensor:
-    """p_dis (eq. 12): sigmoid(cos(q_i, e_c)·τ). queries: (P, D), class_text_embeddings: (C, D), both
-    L2-normalised → (P, C) float."""
-    return torch.sigmoid(queries @ class_text_embeddings.t() * tau)
+DISTILL_PROBABILITIES = ("sigmoid", "softmax")
+
+
+def distillation_probabilities(queries: Tensor, class_text_embeddings: Tensor, tau: float,
+                               kind: str = "sigmoid") -> Tensor:
+    """p_dis (eq. 12): sigmoid(cos(q_i, e_c)·τ) per class, or softmax over the classes c of cos(q_i, e_c)·τ.
+    queries: (P, D), class_text_embeddings: (C, D), both L2-normalised → (P, C) float."""
+    logits = queries @ class_text_embeddings.t() * tau
+    if kind == "sigmoid":
+        return torch.sigmoid(logits)
+    if kind == "softmax":
+        return logits.softmax(dim=1)
+    raise ValueError(f"inference.distill_probability={kind!r}; choose one of {', '.join(DISTILL_PROBABILITIES)}")
 
 
 def ensemble_scores(class_probs: Tensor, distill_probs: Tensor, is_novel: Tensor, beta_base: float,
@@ -78,7 +91,8 @@ def detect(detector: OpenVocabularyDetector, images: list[Tensor], class_text_em
             for prediction in predictions:
                 scores = prediction.class_probs
                 if config.ensemble:
-                    distill = distillation_probabilities(prediction.queries, class_text_embeddings, config.tau_distill)
+                    distill = distillation_probabilities(prediction.queries, class_text_embeddings, config.tau_distill,
+                                                         config.distill_probability)
                     scores = ensemble_scores(scores, distill, is_novel, config.beta_base, config.beta_novel)
                 results.append(select_detections(prediction.boxes, scores, config))
     finally:

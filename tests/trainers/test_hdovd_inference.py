@@ -1,4 +1,6 @@
 """Score ensemble (eq. 12), detection selection, and the detect() path on the tiny detector."""
+import math
+
 import pytest
 import torch
 
@@ -30,6 +32,22 @@ def test_distillation_probability_is_sigmoid_of_scaled_cosine():
     queries, text = torch.eye(2), torch.tensor([[1.0, 0.0]])
     assert distillation_probabilities(queries, text, 20.0).squeeze(1).tolist() == pytest.approx(
         [torch.sigmoid(torch.tensor(20.0)).item(), 0.5])
+
+
+def test_softmax_distillation_probability_normalises_over_classes():
+    # cosines 0.66 and 0.35 (the ShapesOV teacher's right and wrong class): the sigmoid saturates on both,
+    # the softmax keeps them apart: e^(20·0.66) / (e^(20·0.66) + e^(20·0.35)) = 1 / (1 + e^-6.2).
+    queries = torch.tensor([[1.0, 0.0]])
+    text = torch.tensor([[0.66, (1 - 0.66**2) ** 0.5], [0.35, (1 - 0.35**2) ** 0.5]])
+    sigmoid = distillation_probabilities(queries, text, 20.0, "sigmoid")[0]
+    assert sigmoid.min().item() > 0.999
+    softmax = distillation_probabilities(queries, text, 20.0, "softmax")[0]
+    assert softmax.tolist() == pytest.approx([1 / (1 + math.exp(-6.2)), 1 / (1 + math.exp(6.2))])
+
+
+def test_unknown_distillation_probability_is_refused_by_name():
+    with pytest.raises(ValueError, match="distill_probability"):
+        distillation_probabilities(torch.eye(2), torch.eye(2), 20.0, "tanh")
 
 
 def test_select_detections_thresholds_nms_per_class_and_top_k():
