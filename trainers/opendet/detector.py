@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from trainers.detectors.backbones import build_backbone
 from trainers.detectors.config import DetectorConfig
 from trainers.opendet.detector_config import QueryDetectorConfig
-from trainers.opendet.transformer import MLP, DecoderLayer, build_encoder, sine_embedding
+from trainers.opendet.transformer import MLP, DecoderLayer, TokenLayout, build_encoder, sine_embedding
 
 # ImageNet statistics, as torchvision's detection transform normalises.
 IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -53,6 +53,7 @@ class QueryDetectorOutput:
     padding: (B, Q) bool, True where an image has fewer queries than the batch's widest.
     encoder_boxes, encoder_logits: (B, T, 4), (B, T) float, the token proposals and their objectness.
     backbone_tokens, memory, token_pos: (B, T, d) float, FPN tokens (projected), encoder output, positions.
+    level_shapes: (h, w) of each feature level, in token order.
     image_sizes: B × (height, width) of the input images in pixels.
     """
 
@@ -63,6 +64,7 @@ class QueryDetectorOutput:
     backbone_tokens: Tensor
     memory: Tensor
     token_pos: Tensor
+    level_shapes: list[tuple[int, int]]
     image_sizes: list[tuple[int, int]]
 
 
@@ -83,23 +85,27 @@ class QueryDetector(nn.Module):
         self.query_content = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
         self.reference_pos = MLP(dim, dim, dim, 2)  # sine(box) → query position (DAB-DETR)
         first_one_to_one = config.decoder_layers - config.one_to_one_layers
-        self.decoder = nn.ModuleList(DecoderLayer(dim, config.num_heads, config.ffn_dim, index >= first_one_to_one)
+        levels = len(config.feature_maps)
+        self.decoder = nn.ModuleList(DecoderLayer(dim, config.num_heads, config.ffn_dim, index >= first_one_to_one,
+                                                  levels, config.sampling_points)
                                      for index in range(config.decoder_layers))
         self.box_head = MLP(dim, dim, 4, 3)
         self.binary_head = nn.Linear(dim, 1)
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
-    def tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """B × (3, H, W) in [0, 1] → tokens (B, T, d), positions (B, T, d), anchors (B, T, 4) cxcywh."""
+    def tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[tuple[int, int]]]:
+        """B × (3, H, W) in [0, 1] → tokens (B, T, d), positions (B, T, d), anchors (B, T, 4) cxcywh, and the
+        (h, w) of each level."""
         size = self.config.image_size
         batch = torch.stack([F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
                              for image in images])
         maps = self.backbone((batch - self.image_mean) / self.image_std)
-        tokens, positions, anchors = [], [], []
+        tokens, positions, anchors, shapes = [], [], [], []
         for level, name in enumerate(self.config.feature_maps):
             feature = maps[name]  # (B, C, h, w)
             batch_size, _, height, width = feature.shape
+            shapes.append((height, width))
             ys, xs = torch.meshgrid(torch.arange(height, device=feature.device),
                                     torch.arange(width, device=feature.device), indexing="ij")
             centres = torch.stack([(xs + 0.5) / width, (ys + 0.5) / height], dim=-1).reshape(-1, 2).float()
@@ -108,7 +114,7 @@ class QueryDetector(nn.Module):
             position = sine_embedding(centres, self.config.hidden_dim // 2) + self.level_embedding[level]
             positions.append(position.expand(batch_size, -1, -1))
             anchors.append(torch.cat([centres, side], dim=-1).expand(batch_size, -1, -1))
-        return torch.cat(tokens, 1), torch.cat(positions, 1), torch.cat(anchors, 1)
+        return torch.cat(tokens, 1), torch.cat(positions, 1), torch.cat(anchors, 1), shapes
 
     def select_queries(self, encoder_logits: Tensor) -> tuple[Tensor, Tensor]:
         """Open-Det eq. 1: tokens with σ(score) > threshold, per image, bounded by [min_queries, max_queries].
@@ -124,7 +130,7 @@ class QueryDetector(nn.Module):
 
     def forward(self, images: list[Tensor]) -> QueryDetectorOutput:
         """images: B × (3, H, W) float in [0, 1]."""
-        backbone_tokens, token_pos, anchors = self.tokens(images)
+        backbone_tokens, token_pos, anchors, level_shapes = self.tokens(images)
         memory = self.encoder(backbone_tokens + token_pos)
         encoder_logits = self.encoder_score_head(memory).squeeze(-1)
         encoder_boxes = (inverse_sigmoid(anchors) + self.encoder_box_head(memory)).sigmoid()
@@ -136,10 +142,10 @@ class QueryDetector(nn.Module):
         layers = []
         for index, layer in enumerate(self.decoder):
             query_pos = self.reference_pos(sine_embedding(reference, self.config.hidden_dim // 4))
-            queries = layer(queries, query_pos, padding, memory, token_pos)
+            queries = layer(queries, query_pos, padding, memory, token_pos, TokenLayout(reference, level_shapes))
             boxes = (inverse_sigmoid(reference) + self.box_head(queries)).sigmoid()
             layers.append(DecoderLayerOutput(boxes, self.binary_head(queries).squeeze(-1), queries,
                                              one_to_one=layer.self_attention is not None))
             reference = boxes.detach()  # each layer refines the previous layer's boxes (iterative refinement)
         return QueryDetectorOutput(layers, padding, encoder_boxes, encoder_logits, backbone_tokens, memory,
-                                   token_pos, [tuple(image.shape[-2:]) for image in images])
+                                   token_pos, level_shapes, [tuple(image.shape[-2:]) for image in images])

@@ -22,6 +22,8 @@ class QueryDetectorConfig:
     selection_threshold: float = 0.05  # Open-Det Sec. 3.2, eq. 1: tokens with σ(score) > 0.05 become queries
     min_queries: int = 10  # bounds on the threshold's count (an untrained head passes every or no token)
     max_queries: int = 100
+    # Deformable DETR (Zhu et al. 2021) samples 4 points per head and level; 0 = global attention over all tokens.
+    sampling_points: int = 4
     anchor_scale: float = 0.05  # encoder proposals: anchor side 0.05 · 2^level of the image (DINO two-stage)
 
     def __post_init__(self) -> None:
@@ -30,5 +32,7 @@ class QueryDetectorConfig:
                              f"detector.decoder_layers={self.decoder_layers}]")
         if not 1 <= self.min_queries <= self.max_queries:
             raise ValueError("detector.min_queries must be in [1, detector.max_queries]")
+        if self.sampling_points < 0:
+            raise ValueError(f"detector.sampling_points={self.sampling_points} must be >= 0 (0 = global attention)")
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"detector.hidden_dim={self.hidden_dim} must divide by num_heads={self.num_heads}")

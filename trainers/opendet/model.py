@@ -31,7 +31,8 @@ class OpenDetModel(nn.Module):
                                                     denoise_probability=config.loss.denoise_probability)
         return cls(QueryDetector(config.detector),
                    BidirectionalAlignment(dim, text_dim, bidirectional=config.loss.bidirectional_alignment),
-                   PromptDistiller(dim, text_dim, config.detector.num_heads, config.detector.ffn_dim), generator)
+                   PromptDistiller(dim, text_dim, config.detector.num_heads, config.detector.ffn_dim,
+                                   len(config.detector.feature_maps), config.detector.sampling_points), generator)
 
     def forward(self, images: list[Tensor]) -> QueryDetectorOutput:
         """images: B × (3, H, W) float in [0, 1] (what DistributedDataParallel calls)."""
@@ -40,4 +41,5 @@ class OpenDetModel(nn.Module):
     def prompts(self, output: QueryDetectorOutput) -> Tensor:
         """The last decoder layer's VL-prompts z: (B, Q, Dt) float."""
         final = output.layers[-1]
-        return self.distiller(final.queries, final.boxes, output.backbone_tokens, output.memory, output.token_pos)
+        return self.distiller(final.queries, final.boxes, output.backbone_tokens, output.memory, output.token_pos,
+                              output.level_shapes)
