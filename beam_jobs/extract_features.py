@@ -3,8 +3,8 @@
     python -m beam_jobs.extract_features [--config FILE] [--set key=value ...] --store STORE [--overwrite]
         [any Beam pipeline option: --runner, --direct_running_mode, --direct_num_workers, --setup_file, ...]
 
-The driver reads the annotations and proposals, plans every image's regions (no pixels needed), cuts the
-images into deterministic shards and skips shards already committed with the same fingerprint. The Beam
+The driver reads the annotations, proposals and object names, plans every image's regions (no pixels needed),
+cuts the images into deterministic shards and skips shards already committed with the same fingerprint. The Beam
 pipeline decodes each image once, cuts all its crops, encodes them with RunInference, groups them back by
 shard and commits each shard atomically. Runner options we do not know pass through to Beam unchanged.
 """
@@ -31,7 +31,7 @@ from beam_jobs.store_progress import (FailureRateExceeded, check_failure_rate, f
                                       summarise_store)
 from featurestore.atomic import sha256_file  # noqa: E402
 from featurestore.writer import ShardWriter  # noqa: E402
-from pipelines.class_vocab import class_vocab, vocab_fingerprint  # noqa: E402
+from pipelines.class_vocab import class_vocab, name_vocab, stack_vocab, vocab_fingerprint  # noqa: E402
 from pipelines.clip_preprocess import CropPreprocess  # noqa: E402
 from pipelines.extract_config import ExtractFeaturesConfig  # noqa: E402
 from pipelines.extract_plan import plan_dataset  # noqa: E402
@@ -101,6 +101,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
                       models={"clip": {"path": source.weights_path, "sha256": weights_sha256,
                                        "name": config.model.clip}})
     vocab = class_vocab(planned.dataset, planned.split, clip, config.vocab.prompts)
+    object_names = planned.object_names()
+    if object_names:
+        vocab = stack_vocab(vocab, name_vocab(object_names, clip, config.vocab.prompts))
     writer.commit_table("vocab", vocab, vocab_fingerprint(vocab, weights_sha256))
     dim = clip.embed_dim
     del clip  # workers load their own copy through the ModelHandler
@@ -120,6 +123,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
             pipeline.run().wait_until_finish()
     summary = summarise_store(args.store, STAGE, tasks, computed=len(pending),
                               wall_seconds=time.perf_counter() - started)
+    if config.dataset.object_name_mode:
+        # Lines for annotations the job does not keep (novel boxes in the strict setting) are counted, not used.
+        summary["object_names"] = {"distinct": len(object_names), "unmatched_lines": planned.names_unmatched}
     writer.finish_stage(summary)
     LOG.info("summary: %s", json.dumps(summary, sort_keys=True))
     check_failure_rate(summary, config.runtime.max_failure_rate, args.store)

@@ -50,7 +50,7 @@ def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, cr
     vectors = {(image_id, region_id): vector for image_id, region_id, vector, _ in embeddings}
     images = _new_columns(("image_id", "file_name", "width", "height", "sha256"))
     regions = _new_columns(("image_id", "region_id", "box", "source", "category_id", "proposal_score",
-                            "max_iou_base", "crop_mode", "crop_box"))
+                            "max_iou_base", "crop_mode", "crop_box", "names"))
     image_vectors, region_vectors = [], []
     failures = FailureRows()
     for orphan in task.orphans:
@@ -78,7 +78,7 @@ def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, cr
                                ("source", region.source), ("category_id", region.category_id),
                                ("proposal_score", region.proposal_score), ("max_iou_base", region.max_iou_base),
                                ("crop_mode", "tight" if region.source == "image" else crop_mode),
-                               ("crop_box", window)):
+                               ("crop_box", window), ("names", list(region.names) if region.names else None)):
                 regions[key].append(value)
             region_vectors.append(vectors[(image.image_id, region.region_id)])
     images["embedding"] = np.asarray(image_vectors, dtype=np.float16).reshape(-1, dim)

@@ -1,4 +1,5 @@
-"""The `vocab` rows of extract-features: every base and novel class name with its prompt-ensemble embedding.
+"""The `vocab` rows of extract-features: every base and novel class name with its prompt-ensemble embedding, and
+(object-name mode, config keys dataset.names / dataset.object_names) every distinct object name of the GT boxes.
 
 Novel names are fine here: they are names, not boxes (zero-shot classifiers need them); `split` marks them.
 """
@@ -14,20 +15,37 @@ from pipelines.ov_split import OvSplit
 from pipelines.prompts import text_embeddings
 
 
+def _vocab_columns(names: list[str], kind: str, category_ids: list, splits: list, clip: LoadedClip,
+                   prompts: str) -> dict:
+    embeddings = text_embeddings(clip.model, clip.tokenizer, names, prompts, clip.device)
+    return {"name": list(names), "kind": [kind] * len(names), "category_id": category_ids, "split": splits,
+            "prompts": [prompts] * len(names), "embedding": embeddings.reshape(len(names), clip.embed_dim)}
+
+
 def class_vocab(dataset: CocoDataset, split: OvSplit, clip: LoadedClip, prompts: str) -> dict:
     """Columns of `vocab`: base classes then novel classes, each by category id; embedding (C, D) float32."""
     names = dataset.category_names()
     ordered = [(cid, "base") for cid in sorted(split.base_ids)] + [(cid, "novel") for cid in sorted(split.novel_ids)]
-    embeddings = text_embeddings(clip.model, clip.tokenizer, [names[cid] for cid, _ in ordered], prompts,
-                                 clip.device)
-    return {"name": [names[cid] for cid, _ in ordered], "kind": ["class"] * len(ordered),
-            "category_id": [cid for cid, _ in ordered], "split": [side for _, side in ordered],
-            "prompts": [prompts] * len(ordered), "embedding": embeddings.reshape(len(ordered), clip.embed_dim)}
+    return _vocab_columns([names[cid] for cid, _ in ordered], "class", [cid for cid, _ in ordered],
+                          [side for _, side in ordered], clip, prompts)
+
+
+def name_vocab(names: list[str], clip: LoadedClip, prompts: str) -> dict:
+    """Columns of `vocab` rows of kind "name", one per object name (no category id, no split), embedded with the
+    same model and prompt ensemble as the classes; embedding (N, D) float32."""
+    return _vocab_columns(list(names), "name", [None] * len(names), [None] * len(names), clip, prompts)
+
+
+def stack_vocab(*parts: dict) -> dict:
+    """The rows of several vocab column sets, one after the other."""
+    stacked = {key: [value for part in parts for value in part[key]] for key in parts[0] if key != "embedding"}
+    stacked["embedding"] = np.concatenate([part["embedding"] for part in parts])
+    return stacked
 
 
 def vocab_fingerprint(columns: dict, model_sha256: str) -> str:
     digest = hashlib.sha256(model_sha256.encode())
-    for name, split, prompts in zip(columns["name"], columns["split"], columns["prompts"]):
-        digest.update(f"{name}\0{split}\0{prompts}\n".encode())
+    for name, kind, split, prompts in zip(columns["name"], columns["kind"], columns["split"], columns["prompts"]):
+        digest.update(f"{name}\0{kind}\0{split}\0{prompts}\n".encode())
     digest.update(np.ascontiguousarray(columns["embedding"], dtype=np.float16).tobytes())
     return digest.hexdigest()

@@ -17,6 +17,18 @@ class DatasetSection:
     strict: bool = True  # drop novel annotations when reading (the strict open-vocabulary setting)
     proposals: str | None = "data/shapes/proposals/train.json"  # COCO-results JSON or mmdet-style .pkl
     max_images: int = 0  # first N images by id (0 = all); for trial runs
+    # Object names of GT boxes (Open-Det's targets): they fill regions.names and add one vocab row of kind "name"
+    # per distinct name. `names` is a JSONL with one line per annotation, {"image_id", "ann_id", "names": [...]}
+    # (pipelines/object_names.py; "a, b" lists synonyms); empty = no file. `object_names` names every GT box the
+    # file does not list by its category name (COCO / LVIS names). Both unset: regions.names stays null, as it
+    # always does for proposal and whole-image regions.
+    names: str | None = None
+    object_names: bool = False
+
+    @property
+    def object_name_mode(self) -> bool:
+        """Whether GT boxes get object names (regions.names, vocab rows of kind "name")."""
+        return bool(self.names) or self.object_names
 
 
 @dataclass(frozen=True)

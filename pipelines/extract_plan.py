@@ -1,4 +1,4 @@
-"""Driver-side input reading for extract-features: annotations → OV split → proposals → region plans.
+"""Driver-side input reading for extract-features: annotations → OV split → proposals and names → region plans.
 
 Planning needs no pixels, so it runs once before the pipeline: it is cheap (NMS stops at top-K), it lets
 each shard's fingerprint cover exactly the boxes that will be embedded, and raw proposal lists (often
@@ -13,7 +13,8 @@ import numpy as np
 
 from pipelines.boxes import xywh_to_xyxy
 from pipelines.coco import CocoDataset, OpenFn, open_local, read_coco
-from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.extract_config import DatasetSection, ExtractFeaturesConfig
+from pipelines.object_names import AnnotationNames, name_annotations, read_object_names
 from pipelines.ov_split import OvSplit, keep_annotations, load_split
 from pipelines.proposals import ProposalSet, UnknownImageProposals, read_proposals
 from pipelines.regions import BadBox, RegionPlan, plan_regions
@@ -25,6 +26,11 @@ class PlannedDataset:
     split: OvSplit
     plans: list[RegionPlan]  # one per image, sorted by image id
     orphans: list[UnknownImageProposals]
+    names_unmatched: int = 0  # names-file lines naming no kept annotation (novel, or unknown to the annotations)
+
+    def object_names(self) -> list[str]:
+        """Every distinct name alternative of the planned GT regions, sorted: the vocab rows of kind "name"."""
+        return sorted({name for plan in self.plans for region in plan.regions for name in region.names or ()})
 
 
 def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) -> PlannedDataset:
@@ -34,15 +40,24 @@ def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) ->
     # Strict setting: novel boxes are dropped here, before proposals or regions ever see them.
     dataset = keep_annotations(dataset, split, section.strict)
     proposals = read_proposals(section.proposals, dataset, open_fn) if section.proposals else ProposalSet()
+    names = _annotation_names(section, dataset, open_fn)
     images = sorted(dataset.images, key=lambda image: image.image_id)
     if section.max_images:
         images = images[:section.max_images]
     empty = np.zeros((0, 5), dtype=np.float32)
     plans = [_with_unknown_categories(plan_regions(image, dataset.annotations.get(image.image_id, ()),
                                                    proposals.for_image(image.image_id) if section.proposals else empty,
-                                                   split.base_ids, config.regions), dataset)
+                                                   split.base_ids, config.regions, names.by_annotation), dataset)
              for image in images]
-    return PlannedDataset(dataset, split, plans, list(proposals.unknown))
+    return PlannedDataset(dataset, split, plans, list(proposals.unknown), names.unmatched_lines)
+
+
+def _annotation_names(section: DatasetSection, dataset: CocoDataset, open_fn: OpenFn) -> AnnotationNames:
+    """Names of the kept annotations (the names file read after the OV split, so novel boxes get none)."""
+    if not section.object_name_mode:
+        return AnnotationNames({})
+    entries = read_object_names(section.names, open_fn) if section.names else None
+    return name_annotations(dataset, entries, section.names or "", by_category=section.object_names)
 
 
 def _with_unknown_categories(plan: RegionPlan, dataset: CocoDataset) -> RegionPlan:

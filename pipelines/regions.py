@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class PlannedRegion:
     category_id: int | None = None
     proposal_score: float | None = None
     max_iou_base: float = 0.0
+    names: tuple[str, ...] | None = None  # alternative object names of a GT box; None = unnamed
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class RegionPlan:
 
 
 def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params: RegionParams,
-                bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, int]]:
-    """Usable GT boxes (clipped xyxy, category id) in annotation order.
+                bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, Annotation]]:
+    """Usable GT boxes (clipped xyxy, their annotation) in annotation order.
 
     Like mmdet's COCO loader (whose order HD-OVD's features follow), crowd boxes (counted) and boxes under one
     pixel wide or high (dead letters: degenerate_box) are skipped.
@@ -76,8 +78,7 @@ def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params:
         if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
             bad.append(BadBox("gt", annotation.annotation_id, "degenerate_box", tuple(float(v) for v in box)))
             continue
-        box = clipped
-        kept.append((box, annotation.category_id))
+        kept.append((clipped, annotation))
     return kept
 
 
@@ -109,24 +110,29 @@ def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: I
 
 
 def plan_regions(image: ImageRecord, annotations: tuple[Annotation, ...], proposals: np.ndarray,
-                 base_ids: frozenset[int], params: RegionParams = RegionParams()) -> RegionPlan:
+                 base_ids: frozenset[int], params: RegionParams = RegionParams(),
+                 names: Mapping[int, tuple[str, ...]] | None = None) -> RegionPlan:
     """Regions of one image, ids 0.. in order: GT (annotation order), proposals (score order), whole image.
 
     annotations: the image's annotations that survived the OV split (base only in the strict setting).
     proposals: (N, 5) x0, y0, x1, y1, score in pixels. base_ids: categories whose GT boxes proposals must avoid.
+    names: annotation id → alternative object names of its GT region (pipelines.object_names); others unnamed.
     """
     bad: list[BadBox] = []
     skipped: Counter = Counter()
     gt = _gt_regions(annotations, image, params, bad, skipped)
-    base_boxes = np.asarray([box for box, category in gt if category in base_ids]).reshape(-1, 4)
+    base_boxes = np.asarray([box for box, annotation in gt if annotation.category_id in base_ids]).reshape(-1, 4)
+    names = names or {}
     planned: list[PlannedRegion] = []
 
-    def add(box: np.ndarray, source: str, category: int | None = None, score: float | None = None) -> None:
+    def add(box: np.ndarray, source: str, category: int | None = None, score: float | None = None,
+            object_names: tuple[str, ...] | None = None) -> None:
         iou = float(pairwise_iou(box[None], base_boxes).max()) if len(base_boxes) else 0.0
-        planned.append(PlannedRegion(len(planned), tuple(float(v) for v in box), source, category, score, iou))
+        planned.append(PlannedRegion(len(planned), tuple(float(v) for v in box), source, category, score, iou,
+                                     object_names))
 
-    for box, category in gt:
-        add(box, "gt", category=category)
+    for box, annotation in gt:
+        add(box, "gt", category=annotation.category_id, object_names=names.get(annotation.annotation_id))
     for box, score, _ in _proposal_candidates(proposals, base_boxes, image, params, bad, skipped):
         add(box, "proposal", score=score)
     if params.include_image:

@@ -41,7 +41,7 @@ def cut_shards(plans: list[RegionPlan], shard_size: int) -> list[list[RegionPlan
 def _plan_record(plan: RegionPlan) -> list:
     image = plan.image
     regions = [[r.region_id, [round(v, 4) for v in r.box], r.source, r.category_id, r.proposal_score,
-                round(r.max_iou_base, 6)] for r in plan.regions]
+                round(r.max_iou_base, 6), list(r.names) if r.names is not None else None] for r in plan.regions]
     bad = [[b.source, b.index, b.kind] for b in plan.bad_boxes]
     return [image.image_id, image.file_name, image.width, image.height, regions, bad]
 

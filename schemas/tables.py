@@ -59,7 +59,9 @@ def _regions(dim: int) -> pa.Schema:
         pa.field("max_iou_base", pa.float32()),  # max IoU with the image's base GT boxes
         pa.field("crop_mode", pa.string(), nullable=False),  # one of CROP_MODES
         pa.field("crop_box", BOX_TYPE, nullable=False),  # the window actually cut, xyxy
-        pa.field("names", pa.list_(pa.string())),  # object names (Open-Det), alternatives of one object
+        # Object names of a GT box (Open-Det targets), alternatives of one object ("a, b" synonyms already split);
+        # null for proposal and image regions, and for every region unless extract-features names objects.
+        pa.field("names", pa.list_(pa.string())),
         pa.field("embedding", embedding_type(dim), nullable=False),
     ])
 
@@ -80,8 +82,9 @@ def _pseudo_labels(dim: int) -> pa.Schema:
 def _vocab(dim: int) -> pa.Schema:
     return pa.schema([
         pa.field("name", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # "class" or "label"
-        pa.field("category_id", pa.int64()),  # null for free-text labels
+        # "class" (a category), "label" (a pseudo label) or "name" (an object name of regions.names)
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("category_id", pa.int64()),  # null for labels and names
         pa.field("split", pa.string()),  # "base" / "novel" for classes, null otherwise
         pa.field("prompts", pa.string(), nullable=False),  # name of the prompt ensemble used
         pa.field("embedding", embedding_type(dim), nullable=False),
