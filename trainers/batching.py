@@ -1,7 +1,7 @@
 """A collated batch of the streaming dataset → the detector's inputs and the teachers' embeddings."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -12,7 +12,8 @@ import torch.nn.functional as F
 class DetectorInputs:
     """images: B × (3, H, W); targets: B × {boxes, labels}; pseudo: B × {boxes, label_ids, scores,
     text_embeddings}; region_embeddings: (R, D) CLIP embeddings in the detector's region order (per image
-    its base GT boxes, then its pseudo boxes); image_embeddings: (B, D); pseudo_names: K label strings."""
+    its base GT boxes, then its pseudo boxes); image_embeddings: (B, D); pseudo_names: K label strings;
+    object_names: B × G × (alternative names of the GT box, or None), in the order of targets' boxes (Open-Det)."""
 
     images: list[torch.Tensor]
     targets: list[dict[str, torch.Tensor]]
@@ -20,6 +21,7 @@ class DetectorInputs:
     region_embeddings: torch.Tensor
     image_embeddings: torch.Tensor
     pseudo_names: list[str]
+    object_names: list[list[tuple[str, ...] | None]] = field(default_factory=list)
 
 
 def to_detector_inputs(batch: dict, use_pseudo_boxes: bool = True, device: torch.device = torch.device("cpu"),
@@ -48,4 +50,5 @@ def to_detector_inputs(batch: dict, use_pseudo_boxes: bool = True, device: torch
         targets=[{"boxes": b.to(device), "labels": l.to(device)} for b, l in zip(batch["boxes"], batch["labels"])],
         pseudo=[{key: value.to(device) for key, value in p.items()} for p in pseudo],
         region_embeddings=torch.cat(region_embeddings).to(device),
-        image_embeddings=batch["image_embedding"].to(device), pseudo_names=list(names))
+        image_embeddings=batch["image_embedding"].to(device), pseudo_names=list(names),
+        object_names=batch.get("names") or [[None] * len(boxes) for boxes in batch["boxes"]])

@@ -1,9 +1,11 @@
-"""Class text embeddings from the store's `vocab` table: the classifier of base classes and the novel
-classes that only evaluation may see."""
+"""Text embeddings from the store's `vocab` table: the classifier of base classes and the novel classes that only
+evaluation may see (kind "class"), and the object names that name Open-Det's GT boxes (kind "name")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 
@@ -32,17 +34,39 @@ class ClassVocabulary:
         return {category: row for row, category in enumerate(self.category_ids)}
 
 
+@dataclass(frozen=True)
+class NameVocabulary:
+    """Object names (vocab kind "name") in the store's order. embeddings: (N, D) float32, L2-normalised."""
+
+    names: tuple[str, ...]
+    embeddings: torch.Tensor
+
+
+def _vocab_rows(store, kind: str) -> pa.Table:
+    table = StoreReader(store).read_table("vocab")
+    return table.filter(pc.equal(table.column("kind"), kind))
+
+
+def _unit_embeddings(table: pa.Table) -> torch.Tensor:
+    embeddings = torch.from_numpy(embeddings_to_numpy(table.column("embedding")).astype("float32"))
+    return F.normalize(embeddings, dim=-1)
+
+
 def load_class_vocabulary(store) -> ClassVocabulary:
     """All classes of the store's vocab (kind = class), base and novel, ordered by category id."""
-    table = StoreReader(store).read_table("vocab")
-    rows = [i for i, kind in enumerate(table.column("kind").to_pylist()) if kind == "class"]
-    if not rows:
+    table = _vocab_rows(store, "class")
+    if not table.num_rows:
         raise ValueError(f"store {store} has no class rows in its vocab table; run extract-features first")
-    table = table.take(rows).sort_by("category_id")
-    embeddings = torch.from_numpy(embeddings_to_numpy(table.column("embedding")).astype("float32"))
+    table = table.sort_by("category_id")
     return ClassVocabulary(
         category_ids=tuple(table.column("category_id").to_pylist()),
         names=tuple(table.column("name").to_pylist()),
         is_novel=torch.tensor([split == "novel" for split in table.column("split").to_pylist()]),
-        embeddings=F.normalize(embeddings, dim=-1),
+        embeddings=_unit_embeddings(table),
     )
+
+
+def load_name_vocabulary(store) -> NameVocabulary:
+    """The object names of the store's vocab (kind = name); none for a store written without object names."""
+    table = _vocab_rows(store, "name")
+    return NameVocabulary(tuple(table.column("name").to_pylist()), _unit_embeddings(table))

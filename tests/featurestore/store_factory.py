@@ -49,14 +49,20 @@ def pseudo_label_tables(shard: int, dim: int = DIM) -> dict:
         "text_embedding": rng.standard_normal((len(keep), dim)).astype(np.float16)}}
 
 
+def vocab_columns(dim: int = DIM) -> dict:
+    """Classes star (base, e0) and circle (novel, e1), and the object names of the GT regions: "red star" (e2) and
+    "star" (e0, as the same prompt ensemble gives the same embedding as the class)."""
+    return {"name": ["star", "circle", "red star", "star"], "kind": ["class", "class", "name", "name"],
+            "category_id": [3, 4, None, None], "split": ["base", "novel", None, None], "prompts": ["single"] * 4,
+            "embedding": np.eye(dim, dtype=np.float16)[[0, 1, 2, 0]]}
+
+
 def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True) -> Path:
     writer = ShardWriter(root, "extract_features", DIM)
     writer.open_stage({"crop": {"mode": "square"}}, "hash-extract", {"clip": {"path": "tiny", "sha256": "0" * 64}})
     for shard in range(shards):
         writer.commit(shard, shard_tables(shard), fingerprint=f"fp-{shard}", stats={"images": IMAGES_PER_SHARD})
-    writer.commit_table("vocab", {"name": ["star", "circle"], "kind": ["class", "class"], "category_id": [3, 4],
-                                  "split": ["base", "novel"], "prompts": ["single", "single"],
-                                  "embedding": np.eye(2, DIM, dtype=np.float16)})
+    writer.commit_table("vocab", vocab_columns())
     writer.finish_stage({"images": shards * IMAGES_PER_SHARD})
     if with_pseudo_labels:
         labels = ShardWriter(root, "pseudo_labels", DIM)

@@ -32,7 +32,8 @@ def test_pseudo_labels_and_vocab_round_trip(store):
     np.testing.assert_array_equal(embeddings_to_numpy(got.column("text_embedding")), expected["text_embedding"])
     assert got.column("candidates").to_pylist() == expected["candidates"]
     vocab = reader.read_table("vocab")
-    assert vocab.column("name").to_pylist() == ["star", "circle"]
+    assert vocab.column("name").to_pylist() == ["star", "circle", "red star", "star"]
+    assert vocab.column("kind").to_pylist() == ["class", "class", "name", "name"]
     assert embeddings_to_numpy(vocab.column("embedding")).dtype == np.float16
 
 

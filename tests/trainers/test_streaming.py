@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from featurestore.reader import StoreReader
 from tests.featurestore.store_factory import write_store
+from trainers.batching import to_detector_inputs
 from trainers.data.partition import shards_for
 from trainers.data.streaming import StoreDetectionDataset, StreamConfig, batches_before, collate_samples
 from trainers.data.transforms import horizontal_flip
@@ -48,9 +49,20 @@ def test_sample_fields_and_pseudo_labels(store_and_images):
     sample = next(iter(StoreDetectionDataset(root, images, {3: 0}, config)))
     assert sample["image"].shape == (3, 24, 32)  # 64 x 48 resized so the longest side is 32
     assert sample["labels"].tolist() == [0]
+    assert sample["names"] == [("red star", "star")]  # the GT region's regions.names
     assert sample["gt_embeddings"].shape == (1, 16) and sample["pseudo_embeddings"].shape == (2, 16)
     assert sample["pseudo_labels"] == ["star", "star"]
     torch.testing.assert_close(sample["boxes"], torch.tensor([[0.0, 0.0, 5.0, 6.0]]))  # (0,0,10,12) * 0.5
+
+
+def test_detector_inputs_carry_the_object_names_of_the_gt_boxes(store_and_images):
+    root, images = store_and_images
+    dataset = StoreDetectionDataset(root, images, {3: 0}, StreamConfig(image_size=32, shuffle_buffer=0))
+    batch = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_samples)))
+    inputs = to_detector_inputs(batch)
+    assert inputs.object_names == [[("red star", "star")], [("red star", "star")]]
+    del batch["names"]  # a batch from elsewhere without names: every box unnamed
+    assert to_detector_inputs(batch).object_names == [[None], [None]]
 
 
 def test_flip_moves_boxes_with_pixels():

@@ -48,7 +48,8 @@ class StoreDetectionDataset(IterableDataset):
     """Yields one training sample per image, streamed shard by shard. Fields (G base GT, P proposals, D dim):
 
     image (3, H, W) float in [0, 1]; boxes (G, 4) xyxy pixels of the resized image; labels (G,) int64 index
-    of the base class; gt_embeddings (G, D) CLIP region embeddings; pseudo_boxes (P, 4) the stored proposals
+    of the base class; names G × (alternative object names, or None where the store names no object: regions.names);
+    gt_embeddings (G, D) CLIP region embeddings; pseudo_boxes (P, 4) the stored proposals
     (pseudo boxes); pseudo_embeddings (P, D); pseudo_labels P × str or None (no pseudo label);
     pseudo_scores (P,) float, NaN where unlabelled; pseudo_text_embeddings (P, D); image_embedding (D,).
     """
@@ -97,6 +98,7 @@ class StoreDetectionDataset(IterableDataset):
         boxes = np.asarray(regions.column("box").to_pylist(), dtype=np.float32).reshape(-1, 4)
         sources = np.asarray(regions.column("source").to_pylist())
         categories = regions.column("category_id").to_pylist()
+        names = regions.column("names").to_pylist()
         embeddings = embeddings_to_numpy(regions.column("embedding")).astype(np.float32)
         labelled = None
         if self.has_pseudo_labels:
@@ -114,6 +116,7 @@ class StoreDetectionDataset(IterableDataset):
             record = {
                 "image_id": image_id, "file_name": file_name, "image_embedding": image_embeddings[row],
                 "boxes": boxes[gt], "labels": np.asarray([self.category_index[categories[i]] for i in gt], np.int64),
+                "names": [tuple(names[i]) if names[i] else None for i in gt],
                 "gt_embeddings": embeddings[gt],
                 "pseudo_boxes": boxes[proposals], "pseudo_embeddings": embeddings[proposals],
                 "pseudo_labels": [None] * len(proposals),

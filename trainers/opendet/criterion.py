@@ -57,12 +57,18 @@ class LayerMatch:
 
 
 class OpenDetCriterion(nn.Module):
-    """class_names: the name of each base-class label, for batches that name boxes by class (trainers.opendet.step)."""
+    """class_names: the name of each base-class label, for boxes named by their class (trainers.opendet.step).
+    object_names, object_name_embeddings (N, Dt): the store's object names (vocab kind "name"), for boxes that carry
+    names; a buffer outside the state dict, so it follows `.to(device)` and checkpoints hold no copy of the vocab."""
 
-    def __init__(self, config: OpenDetLossConfig, class_names: tuple[str, ...] = ()):
+    def __init__(self, config: OpenDetLossConfig, class_names: tuple[str, ...] = (), object_names: tuple[str, ...] = (),
+                 object_name_embeddings: Tensor | None = None):
         super().__init__()
         self.config = config
         self.class_names = tuple(class_names)
+        self.object_names = tuple(object_names)
+        embeddings = object_name_embeddings if object_name_embeddings is not None else torch.zeros(0, 0)
+        self.register_buffer("object_name_embeddings", embeddings, persistent=False)
 
     def match(self, boxes: Tensor, padding: Tensor, scores: list[Tensor] | None, objects: ObjectTargets,
               copies: int) -> LayerMatch:

@@ -1,11 +1,15 @@
-"""Open-Det through the one training loop (method=opendet): streamed batches, steps, checkpoint, resume."""
+"""Open-Det through the one training loop (method=opendet): object names as targets, streamed batches, steps,
+checkpoint, resume."""
+from collections import Counter
+
 import pytest
 import torch
 
 from tests.trainers.test_loop import step_losses, tiny_config, tiny_store  # noqa: F401 (tiny_store is a fixture)
 from trainers.loop import train
 from trainers.methods import METHODS, training_method
-from trainers.opendet.step import named_targets
+from trainers.opendet.step import build_opendet, named_targets, pick_object_names
+from trainers.vocabulary import load_class_vocabulary
 
 TINY_OPENDET = {"method": "opendet", "opendet.detector.image_size": 64, "opendet.detector.hidden_dim": 32,
                 "opendet.detector.ffn_dim": 64, "opendet.detector.encoder_layers": 1,
@@ -19,6 +23,49 @@ def test_boxes_are_named_by_their_class():
     targets = [{"boxes": torch.zeros(2, 4), "labels": torch.tensor([2, 0])}]
     named = named_targets(targets, text, ("circle", "square", "star"))
     assert named[0]["names"] == ["star", "circle"] and torch.equal(named[0]["text_embeddings"], text[[2, 0]])
+
+
+def test_a_box_is_named_by_an_alternative_drawn_uniformly_and_reproducibly():
+    boxes = [[("red star", "star", "shape")] * 3000, [None, ("circle",)]]
+    picked = pick_object_names(boxes, torch.Generator().manual_seed(5))
+    assert picked[1] == [None, "circle"]
+    counts = Counter(picked[0])
+    assert set(counts) == {"red star", "star", "shape"} and all(900 < n < 1100 for n in counts.values())
+    assert picked == pick_object_names(boxes, torch.Generator().manual_seed(5))
+    assert picked != pick_object_names(boxes, torch.Generator().manual_seed(6))
+
+
+def test_draws_come_from_the_training_rng_and_only_where_there_is_a_choice():
+    boxes = [[("red star", "star"), ("square", "box")]]
+    torch.manual_seed(11)  # what trainers.loop does; checkpoints save this generator's state
+    first = [pick_object_names(boxes) for _ in range(8)]
+    torch.manual_seed(11)
+    assert [pick_object_names(boxes) for _ in range(8)] == first
+    assert len({tuple(p[0]) for p in first}) > 1  # a fresh draw each step
+    state = torch.get_rng_state()
+    assert pick_object_names([[("star",), None]]) == [["star", None]]
+    assert torch.equal(torch.get_rng_state(), state)  # stores without names leave the RNG as it was
+
+
+def test_named_boxes_take_their_name_embedding_and_unnamed_boxes_their_class():
+    classes, names = torch.eye(4)[:2], torch.eye(4)[2:]
+    targets = [{"boxes": torch.zeros(3, 4), "labels": torch.tensor([0, 1, 1])}]
+    named = named_targets(targets, classes, ("circle", "star"), [["red star", None, "star"]], ("red star", "star"),
+                          names)
+    assert named[0]["names"] == ["red star", "star", "star"]
+    assert torch.equal(named[0]["text_embeddings"], torch.eye(4)[[2, 1, 3]])
+    with pytest.raises(ValueError, match="no vocab row of kind 'name'"):
+        named_targets(targets, classes, ("circle", "star"), [["blue star", None, None]], ("red star", "star"), names)
+
+
+def test_the_criterion_and_tokenizer_know_the_store_object_names(tiny_store, tmp_path):  # noqa: F811
+    config = tiny_config(tiny_store, tmp_path, **TINY_OPENDET)
+    model, criterion = build_opendet(config, load_class_vocabulary(config.store))
+    assert criterion.object_names == ("red star", "star")
+    assert criterion.object_name_embeddings.shape == (2, 16)
+    assert "object_name_embeddings" not in criterion.state_dict()  # checkpoints hold no copy of the vocab
+    tokenizer = model.name_generator.tokenizer
+    assert tokenizer.unk_token_id not in tokenizer("red star")["input_ids"]
 
 
 def test_methods_registry_names_the_choices():
