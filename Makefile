@@ -41,12 +41,14 @@ $(SETUP_STAMP): requirements/torch.txt requirements/main.txt requirements/constr
 test: setup ## run the test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, base-only vs HD-OVD, Table V
+demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD-OVD Table V rows, Open-Det beside them
 	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
 	$(PY) -m featurestore inspect $(STORE)
 	$(PY) -m featurestore validate $(STORE)
 	$(PY) -m featurestore labels $(STORE) --top 10
 	$(PY) -m trainers.ablation --config $(TRAIN_CONFIG) --rows base_only,image,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
+	$(PY) -m trainers.train --config $(TRAIN_CONFIG) --set method=opendet --set store=$(STORE) --set out_dir=runs/demo/opendet $(SET_FLAGS)
+	$(PY) -m trainers.demo_report --table5 runs/demo/table5.json --opendet runs/demo/opendet/metrics.json --out runs/demo/demo.md
 
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
 	@test -f $(DATA)/ov_split.json || $(PY) -m pipelines.shapes --out $(DATA)
