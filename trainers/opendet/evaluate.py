@@ -58,13 +58,15 @@ class NameTally:
 
 
 def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: EvalConfig,
-                     inference: OpenDetInferenceConfig, name_encoder: NameEncoder, device: torch.device
-                     ) -> tuple[dict, list[dict]]:
+                     inference: OpenDetInferenceConfig, name_encoder: NameEncoder, categories: torch.Tensor,
+                     device: torch.device) -> tuple[dict, list[dict]]:
     """(metrics, per-category name table). Metrics: AP50 all / base / novel (or LVIS AP) through name mapping, and
-    `name_right_base` / `name_right_novel`, the share of found GT boxes whose generated name maps to their class."""
+    `name_right_base` / `name_right_novel`, the share of found GT boxes whose generated name maps to their class.
+
+    categories: (C, D) float, L2-normalised, `vocabulary`'s names embedded in `name_encoder`'s space."""
     ground_truth = load_coco_ground_truth(config.annotations)
     image_ids = sorted(ground_truth.getImgIds())[: config.max_images or None]
-    encoder, categories = cached(name_encoder), vocabulary.embeddings
+    encoder = cached(name_encoder)
     tally, results = NameTally(vocabulary, inference.right_name_iou), []
     model.eval()
     for start in range(0, len(image_ids), config.batch_size):

@@ -1,9 +1,11 @@
-"""The fixed text encoder of the evaluation: the store's own CLIP and prompt ensemble, so a generated name and a
-category name are embedded exactly as extract-features embedded the store's vocab.
+"""The fixed text encoder of the evaluation (`opendet.inference.name_encoder`): the store's own CLIP and prompt
+ensemble, so a generated name and a category name are embedded exactly as extract-features embedded the store's
+vocab, or an offline sentence encoder (all-MiniLM-L6-v2, `trainers.opendet.sentence_encoder`).
 
 The Open-Det protocol embeds both with one pre-trained text encoder (Sec. 4, "Evaluation Metrics"); with the store's
-CLIP the category side is the `vocab` table itself. Loading reuses the pipelines' offline open_clip loader and prompt
-ensembles (the one place the trainer reads a pipelines module, and only at evaluation).
+CLIP the category side is the `vocab` table itself, with any other encoder the category names are embedded by it.
+Loading the CLIP reuses the pipelines' offline open_clip loader and prompt ensembles (the one place the trainer reads
+a pipelines module, and only at evaluation).
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from torch import Tensor
 
 from featurestore.reader import StoreReader
 from trainers.opendet.inference import NameEncoder
+from trainers.opendet.opendet_config import OpenDetInferenceConfig
+from trainers.opendet.sentence_encoder import load_sentence_encoder
+from trainers.vocabulary import ClassVocabulary
 
 
 def store_clip_name_encoder(store: str, device: str = "cpu") -> NameEncoder:
@@ -33,3 +38,21 @@ def store_clip_name_encoder(store: str, device: str = "cpu") -> NameEncoder:
         return F.normalize(torch.from_numpy(embeddings), dim=-1)
 
     return encode
+
+
+def load_name_encoder(inference: OpenDetInferenceConfig, store: str, device: str = "cpu") -> NameEncoder:
+    """The evaluation's text encoder named by `inference.name_encoder`."""
+    if inference.name_encoder == "store_clip":
+        return store_clip_name_encoder(store, device)
+    return load_sentence_encoder(inference.name_encoder_dir, device)
+
+
+def category_embeddings(inference: OpenDetInferenceConfig, vocabulary: ClassVocabulary, name_encoder: NameEncoder
+                        ) -> Tensor:
+    """(C, D) float32, L2-normalised, in `vocabulary` order: the category names in the space of `name_encoder`.
+
+    store_clip: the vocab's own rows, which extract-features wrote with this very CLIP and prompt ensemble (the
+    same numbers, no re-embedding); any other encoder embeds `vocabulary.names` itself."""
+    if inference.name_encoder == "store_clip":
+        return vocabulary.embeddings
+    return name_encoder(list(vocabulary.names))

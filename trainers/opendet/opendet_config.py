@@ -3,6 +3,7 @@ so `trainers.train_config` can hold it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from trainers.opendet.config import OpenDetLossConfig
 from trainers.opendet.detector_config import QueryDetectorConfig
@@ -31,6 +32,20 @@ class OpenDetInferenceConfig:
     max_boxes: int = 100  # queries kept per image, best objectness first
     top_classes: int = 15  # Open-Det / GenerateU evaluation: the 15 most similar category names per box
     right_name_iou: float = 0.5  # a GT box is "found" by the best-overlapping query at IoU ≥ 0.5 (name table)
+    # The fixed text encoder that embeds generated names and category names alike (Open-Det Sec. 4 / GenerateU:
+    # one pre-trained text encoder for both). "store_clip": the store's CLIP and prompt ensemble, whose category
+    # side is the store's vocab; "sentence_transformer": a mean-pooling sentence encoder such as all-MiniLM-L6-v2,
+    # read offline from `name_encoder_dir` (a local save_pretrained directory), which embeds the category names too.
+    name_encoder: Literal["store_clip", "sentence_transformer"] = "store_clip"
+    name_encoder_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name_encoder == "sentence_transformer" and not self.name_encoder_dir:
+            raise ValueError("opendet.inference.name_encoder=sentence_transformer needs "
+                             "opendet.inference.name_encoder_dir, a local sentence-transformers directory")
+        if self.name_encoder == "store_clip" and self.name_encoder_dir:
+            raise ValueError(f"opendet.inference.name_encoder_dir={self.name_encoder_dir!r} is only read with "
+                             "opendet.inference.name_encoder=sentence_transformer; the store's CLIP needs no directory")
 
 
 @dataclass(frozen=True)

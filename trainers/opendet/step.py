@@ -105,12 +105,16 @@ def build_opendet(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[Ope
 def evaluate_opendet_checkpoint(config: TrainConfig, weights: dict, vocabulary: ClassVocabulary,
                                 device: torch.device) -> tuple[dict, dict, str]:
     """(metrics, {"name_table": rows}, the name table as Markdown) of the Open-Det model in `weights` (a
-    checkpoint's "detector" state dict); generated names map to category names with the store's own CLIP."""
+    checkpoint's "detector" state dict); generated names map to category names with the text encoder of
+    `opendet.inference.name_encoder` (default: the store's own CLIP), loaded before any evaluation work."""
     from trainers.opendet.evaluate import evaluate_opendet, format_name_table
-    from trainers.opendet.name_encoder import store_clip_name_encoder
+    from trainers.opendet.name_encoder import category_embeddings, load_name_encoder
 
+    inference = config.opendet.inference
+    name_encoder = load_name_encoder(inference, config.store)
+    categories = category_embeddings(inference, vocabulary, name_encoder)
     model, _ = build_opendet(config, vocabulary)
     model.load_state_dict(weights)
-    metrics, table = evaluate_opendet(model.to(device), vocabulary, config.eval, config.opendet.inference,
-                                      store_clip_name_encoder(config.store), device)
+    metrics, table = evaluate_opendet(model.to(device), vocabulary, config.eval, inference, name_encoder, categories,
+                                      device)
     return metrics, {"name_table": table}, format_name_table(table)
