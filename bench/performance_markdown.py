@@ -47,7 +47,8 @@ TITLES = {"extract": "extract-features: model only vs our Beam job vs a naive lo
 
 def _extract(metrics: dict) -> list[str]:
     rows = [f"{metrics['model']} (random weights), {metrics['images']} synthetic photo-sized images, "
-            f"{metrics['crop_mode']} crops, batch {metrics['batch']}.", "",
+            f"{metrics['crop_mode']} crops, batch {metrics['batch']}, {metrics.get('shard_size', 16)} images per shard; "
+            f"the naive loop timed on the first {metrics.get('naive_images', metrics['images'])} images.", "",
             "| dtype | crops | (a) model only crops/s | (b) Beam job crops/s | (c) naive crops/s | b/a | b/c | "
             "(a) GFLOP/s | matmul GFLOP/s | (a) / matmul |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
