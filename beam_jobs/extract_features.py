@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from beam_jobs.clip_handler import ClipImageHandler  # noqa: E402
 from beam_jobs.extract_steps import (OUTCOMES, STAGE, CommitShard, DecodeAndCrop, key_embedding_by_shard,  # noqa: E402
                                      open_with_beam)
-from beam_jobs.job_main import run_job  # noqa: E402
+from beam_jobs.job_main import parse_job_args, run_job  # noqa: E402
 from beam_jobs.store_progress import (FailureRateExceeded, check_failure_rate, forget_shards,  # noqa: E402
                                       summarise_store)
 from featurestore.atomic import sha256_file  # noqa: E402
@@ -38,20 +38,14 @@ from pipelines.extract_plan import plan_dataset  # noqa: E402
 from pipelines.coco import AnnotationError  # noqa: E402
 from pipelines.models.clip import ModelLoadError, load_clip, resolve_clip  # noqa: E402
 from pipelines.sharding import ShardTask, build_shard_tasks  # noqa: E402
-from schemas.config import ConfigError, add_config_arguments, config_hash, load_config, to_dict  # noqa: E402
+from schemas.config import ConfigError, config_hash, load_config, to_dict  # noqa: E402
 
 LOG = logging.getLogger("extract_features")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """Our flags; everything else is returned untouched for PipelineOptions."""
-    parser = argparse.ArgumentParser(prog="python -m beam_jobs.extract_features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
-    parser.add_argument("--store", default="data/store", help="feature store root (created if missing)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="recompute every shard even when its fingerprint matches a committed one")
-    return parser.parse_known_args(argv)
+    return parse_job_args("python -m beam_jobs.extract_features", __doc__,
+                          "feature store root (created if missing)", argv)
 
 
 def build_pipeline(pipeline: beam.Pipeline, tasks: list[ShardTask], config: ExtractFeaturesConfig, store: str,

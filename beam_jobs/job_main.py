@@ -1,11 +1,27 @@
 """The command-line ending shared by the Beam jobs: logging, exit codes, the summary on stdout."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from typing import Callable
 
+from schemas.config import add_config_arguments
+
 SETUP_ERROR_EXIT = 2  # input and setup problems: the message names the file or config key
+
+
+def parse_job_args(prog: str, description: str | None, store_help: str, argv: list[str] | None
+                   ) -> tuple[argparse.Namespace, list[str]]:
+    """A job's own flags (--config, --set, --store, --overwrite); everything else is returned untouched for
+    PipelineOptions, so runner options pass through."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--store", default="data/store", help=store_help)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute every shard even when its fingerprint matches a committed one")
+    return parser.parse_known_args(argv)
 
 
 def run_job(run: Callable[[list[str] | None], dict], argv: list[str] | None, log: logging.Logger,

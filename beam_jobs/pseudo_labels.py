@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from beam_jobs.captioner_handler import CaptionerHandler  # noqa: E402
 from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, STAGE, CommitLabelShard, CosineMoments,  # noqa: E402
                                           LabelShardTask, PickLabels, ReadPseudoBoxes)
-from beam_jobs.job_main import run_job  # noqa: E402
+from beam_jobs.job_main import parse_job_args, run_job  # noqa: E402
 from beam_jobs.store_progress import forget_shards  # noqa: E402
 from featurestore import layout  # noqa: E402
 from featurestore.atomic import sha256_file  # noqa: E402
@@ -41,7 +41,7 @@ from featurestore.writer import ShardWriter  # noqa: E402
 from pipelines.captioners import captioner_provenance, check_captioner_files  # noqa: E402
 from pipelines.models.clip import ClipSource, ModelLoadError, resolve_clip  # noqa: E402
 from pipelines.pseudo_label_config import PseudoLabelsConfig  # noqa: E402
-from schemas.config import ConfigError, add_config_arguments, config_hash, load_config, to_dict  # noqa: E402
+from schemas.config import ConfigError, config_hash, load_config, to_dict  # noqa: E402
 from schemas.tables import SCHEMA_VERSION  # noqa: E402
 
 LOG = logging.getLogger("pseudo_labels")
@@ -49,14 +49,8 @@ UPSTREAM = "extract_features"
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """Our flags; everything else is returned untouched for PipelineOptions."""
-    parser = argparse.ArgumentParser(prog="python -m beam_jobs.pseudo_labels", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
-    parser.add_argument("--store", default="data/store", help="feature store written by extract-features")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="recompute every shard even when its fingerprint matches a committed one")
-    return parser.parse_known_args(argv)
+    return parse_job_args("python -m beam_jobs.pseudo_labels", __doc__,
+                          "feature store written by extract-features", argv)
 
 
 def resolve_text_clip(config: PseudoLabelsConfig, upstream: dict, store: str) -> tuple[ClipSource, str, str]:
