@@ -46,15 +46,15 @@ demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD
 	$(PY) -m featurestore inspect $(STORE)
 	$(PY) -m featurestore validate $(STORE)
 	$(PY) -m featurestore labels $(STORE) --top 10
-	$(PY) -m trainers.ablation --config $(TRAIN_CONFIG) --rows base_only,image,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
+	$(PY) -m trainers.hdovd.ablation --config $(TRAIN_CONFIG) --rows base_only,image,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
 	$(PY) -m trainers.train --config $(TRAIN_CONFIG) --set method=opendet --set store=$(STORE) --set out_dir=runs/demo/opendet $(SET_FLAGS)
 	$(PY) -m trainers.demo_report --table5 runs/demo/table5.json --opendet runs/demo/opendet/metrics.json --out runs/demo/demo.md
 
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
-	@test -f $(DATA)/ov_split.json || $(PY) -m pipelines.shapes --out $(DATA)
+	@test -f $(DATA)/ov_split.json || $(PY) -m shapesov --out $(DATA)
 
 teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies verified, trained only if missing)
-	$(PY) -m pipelines.teachers --data $(DATA) --out $(TEACHERS)
+	$(PY) -m shapesov.teachers --data $(DATA) --out $(TEACHERS)
 
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
 	$(PY) -m beam_jobs.extract_features --config $(or $(CONFIG),$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
@@ -72,7 +72,7 @@ bench: setup ## run the benchmarks in bench/; writes bench/results.json and benc
 	$(PY) bench/run_all.py
 
 ablation: setup ## train and evaluate every row of HD-OVD Table V; table in runs/table5/table5.md
-	$(PY) -m trainers.ablation --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) $(SET_FLAGS) --out runs/table5
+	$(PY) -m trainers.hdovd.ablation --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) $(SET_FLAGS) --out runs/table5
 
 inspect: setup ## summarise the store: tables, shards, rows, bytes, schema, provenance (STORE=…)
 	$(PY) -m featurestore inspect $(STORE)

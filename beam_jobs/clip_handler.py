@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipelines.clip_preprocess import CropPreprocess, normalise_batch
-from pipelines.models.clip import ClipSource, LoadedClip, load_clip
+from vlm.clip_preprocess import CropPreprocess, normalise_batch
+from vlm.clip import ClipSource, LoadedClip, load_clip
 
 
 class ClipImageHandler(ModelHandler[torch.Tensor, PredictionResult, LoadedClip]):

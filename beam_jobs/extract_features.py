@@ -32,11 +32,11 @@ from beam_jobs.store_progress import (FailureRateExceeded, check_failure_rate, f
 from featurestore.atomic import sha256_file  # noqa: E402
 from featurestore.writer import ShardWriter  # noqa: E402
 from pipelines.class_vocab import class_vocab, name_vocab, stack_vocab, vocab_fingerprint  # noqa: E402
-from pipelines.clip_preprocess import CropPreprocess  # noqa: E402
+from vlm.clip_preprocess import CropPreprocess  # noqa: E402
 from pipelines.extract_config import ExtractFeaturesConfig  # noqa: E402
 from pipelines.extract_plan import plan_dataset  # noqa: E402
 from pipelines.coco import AnnotationError  # noqa: E402
-from pipelines.models.clip import ModelLoadError, load_clip, resolve_clip  # noqa: E402
+from vlm.clip import ModelLoadError, load_clip, resolve_clip  # noqa: E402
 from pipelines.sharding import ShardTask, build_shard_tasks  # noqa: E402
 from schemas.config import ConfigError, config_hash, load_config, to_dict  # noqa: E402
 

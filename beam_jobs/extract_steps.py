@@ -12,10 +12,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.shard_rows import STAGE, WHOLE_IMAGE_KEY, shard_tables
 from featurestore.writer import ShardWriter
-from pipelines.clip_preprocess import CropPreprocess, resize_crop
-from pipelines.coco import PathEscapeError, resolve_image_path
+from vlm.clip_preprocess import CropPreprocess, resize_crop
+from vlm.images import PathEscapeError, resolve_image_path
 from pipelines.crops import crop_window, cut
-from pipelines.images import ImageReadError, load_image
+from vlm.images import ImageReadError, load_image
 from pipelines.sharding import ShardTask
 
 OUTCOMES = "outcomes"

@@ -14,9 +14,9 @@ from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from featurestore.writer import ShardWriter
 from pipelines.captioners import CaptionFailure, ImageRegions
-from pipelines.models.clip import ClipSource, load_clip
+from vlm.clip import ClipSource, load_clip
 from pipelines.nouns import NounConfig, NounExtractor
-from pipelines.prompts import text_embeddings
+from vlm.prompts import text_embeddings
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
 
 STAGE = "pseudo_labels"

@@ -37,7 +37,7 @@ from bench.common import add_json_flag, at_least, report, result  # noqa: E402
 from pipelines.crops import crop_window  # noqa: E402
 from pipelines.extract_config import ExtractFeaturesConfig  # noqa: E402
 from pipelines.extract_plan import plan_dataset  # noqa: E402
-from pipelines.models.clip import load_clip, resolve_clip  # noqa: E402
+from vlm.clip import load_clip, resolve_clip  # noqa: E402
 from schemas.config import load_config  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

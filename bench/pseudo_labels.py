@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from bench.common import add_json_flag, report, result  # noqa: E402
-from pipelines.models.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel  # noqa: E402
+from vlm.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel  # noqa: E402
 from pipelines.nouns import load_spacy  # noqa: E402
 
 TEACHER_DIR = REPO / "assets" / "teachers" / "clipcap"

@@ -19,8 +19,8 @@ def child_env() -> dict:
 
 
 def write_shapes(out: Path, train: int, val: int = 8) -> Path:
-    """`python -m pipelines.shapes` (deterministic, seconds); returns `out`."""
-    subprocess.run([sys.executable, "-m", "pipelines.shapes", "--out", str(out), "--train", str(train),
+    """`python -m shapesov` (deterministic, seconds); returns `out`."""
+    subprocess.run([sys.executable, "-m", "shapesov", "--out", str(out), "--train", str(train),
                     "--val", str(val)], cwd=REPO, env=child_env(), check=True, capture_output=True)
     return out
 

@@ -10,9 +10,9 @@ import hashlib
 import numpy as np
 
 from pipelines.coco import CocoDataset
-from pipelines.models.clip import LoadedClip
+from vlm.clip import LoadedClip
 from pipelines.ov_split import OvSplit
-from pipelines.prompts import text_embeddings
+from vlm.prompts import text_embeddings
 
 
 def _vocab_columns(names: list[str], kind: str, category_ids: list, splits: list, clip: LoadedClip,

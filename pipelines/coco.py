@@ -6,8 +6,6 @@ Beam knows (beam_jobs passes `FileSystems.open`); this module never imports Beam
 from __future__ import annotations
 
 import json
-import os
-import posixpath
 from dataclasses import dataclass, field
 from typing import Callable, BinaryIO
 
@@ -124,26 +122,3 @@ def read_coco(path: str, open_fn: OpenFn = open_local) -> CocoDataset:
         target.setdefault(annotation.image_id, []).append(annotation)
     return CocoDataset(categories, images, {k: tuple(v) for k, v in by_image.items()}, source=path,
                        unknown_category={k: tuple(v) for k, v in unknown_category.items()})
-
-
-class PathEscapeError(ValueError):
-    """An image file name that would resolve outside the image root."""
-
-
-def resolve_image_path(root: str, file_name: str) -> str:
-    """`root`/`file_name`, refusing names that are absolute or climb out of the root.
-
-    Works for local roots and URL-like roots (`gs://bucket/images`); for local roots symlinks are resolved
-    too, so a link pointing outside the root is refused as well.
-    """
-    name = file_name.replace("\\", "/")
-    normal = posixpath.normpath(name)
-    if posixpath.isabs(normal) or normal == ".." or normal.startswith("../") or ":" in normal.split("/")[0]:
-        raise PathEscapeError(f"image file name {file_name!r} escapes the image root {root!r}")
-    joined = root.rstrip("/") + "/" + normal
-    if "://" not in root:
-        real_root = os.path.realpath(root)
-        real = os.path.realpath(joined)
-        if os.path.commonpath([real_root, real]) != real_root:
-            raise PathEscapeError(f"image file name {file_name!r} resolves to {real}, outside the image root {root!r}")
-    return joined

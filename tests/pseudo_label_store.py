@@ -16,8 +16,8 @@ from PIL import Image
 
 from featurestore.atomic import sha256_file
 from featurestore.writer import ShardWriter
-from pipelines.models.clip import load_clip, resolve_clip
-from pipelines.prompts import text_embeddings
+from vlm.clip import load_clip, resolve_clip
+from vlm.prompts import text_embeddings
 from schemas.tables import embedding_type
 from tests.tiny_teachers import CLIP_DIM, write_tiny_clip
 

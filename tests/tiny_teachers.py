@@ -46,7 +46,7 @@ def write_tiny_clip(directory: Path, seed: int = 0) -> Path:
 def write_tiny_gpt2_dir(directory: Path, n_embd: int = 32) -> Path:
     from transformers import GPT2Config
 
-    from pipelines.teachers.tokenizer import train_caption_tokenizer
+    from shapesov.teachers.tokenizer import train_caption_tokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = train_caption_tokenizer(CAPTION_CORPUS, vocab_size=300)
@@ -61,7 +61,7 @@ def write_tiny_clipcap(directory: Path, prefix_size: int = CLIP_DIM, mapping_typ
     """(checkpoint, gpt_dir): a random ClipCap state dict in the official layout, legacy mask buffers included."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from pipelines.models.clipcap import ClipCapConfig, ClipCapModel
+    from vlm.clipcap import ClipCapConfig, ClipCapModel
 
     gpt_dir = write_tiny_gpt2_dir(directory / "gpt2")
     torch.manual_seed(seed)
@@ -83,7 +83,7 @@ def write_tiny_blip2(directory: Path, seed: int = 0) -> Path:
     from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig,
                               Blip2VisionConfig, BlipImageProcessor, GPT2TokenizerFast, OPTConfig)
 
-    from pipelines.teachers.tokenizer import END_OF_TEXT, train_caption_tokenizer
+    from shapesov.teachers.tokenizer import END_OF_TEXT, train_caption_tokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     slow = train_caption_tokenizer(CAPTION_CORPUS, vocab_size=300)

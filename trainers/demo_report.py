@@ -28,7 +28,7 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def demo_rows(table5: dict, opendet: dict | None) -> list[list[str]]:
-    """table5: {row: {"metrics": {...}}} as trainers.ablation writes it; opendet: a metrics.json of an Open-Det run."""
+    """table5: {row: {"metrics": {...}}} as trainers.hdovd.ablation writes it; opendet: a metrics.json of an Open-Det run."""
     rows = []
     for name, result in table5.items():
         metrics = result["metrics"]
@@ -50,7 +50,7 @@ def format_rows(rows: list[list[str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainers.demo_report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table5", required=True, help="table5.json written by python -m trainers.ablation")
+    parser.add_argument("--table5", required=True, help="table5.json written by python -m trainers.hdovd.ablation")
     parser.add_argument("--opendet", default=None, help="metrics.json of an Open-Det run")
     parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
     args = parser.parse_args(argv)

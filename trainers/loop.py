@@ -13,18 +13,18 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from featurestore.label_report import names_any_class
+from featurestore.commands.label_report import names_any_class
 from featurestore.reader import StoreReader
 from schemas.config import to_dict
 from schemas.version import code_version
-from trainers.batching import to_detector_inputs
+from trainers.data.batching import to_detector_inputs
 from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
 from trainers.distributed import all_reduce_mean, init_distributed, pick_device
 from trainers.methods import training_method
 from trainers.optim import WarmupMultiStep, build_optimizer, scaled_schedule
 from trainers.scalars import ScalarLog
-from trainers.train_config import TrainConfig
+from trainers.config import TrainConfig
 from trainers.vocabulary import ClassVocabulary, load_class_vocabulary
 
 

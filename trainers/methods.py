@@ -11,11 +11,11 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from trainers.detectors import build_detector
-from trainers.evaluate import evaluate
-from trainers.hdovd_step import hdovd_losses
-from trainers.losses.criterion import HdovdCriterion
-from trainers.train_config import TrainConfig
+from trainers.hdovd.detectors import build_detector
+from trainers.hdovd.evaluate import evaluate
+from trainers.hdovd.batch_losses import hdovd_losses
+from trainers.hdovd.criterion import HdovdCriterion
+from trainers.config import TrainConfig
 from trainers.vocabulary import ClassVocabulary
 
 
@@ -47,7 +47,7 @@ def _hdovd() -> TrainingMethod:
 
 def _opendet() -> TrainingMethod:
     # transformers + peft: imported only for Open-Det runs
-    from trainers.opendet.step import build_opendet, evaluate_opendet_checkpoint, opendet_losses
+    from trainers.opendet.batch_losses import build_opendet, evaluate_opendet_checkpoint, opendet_losses
 
     return TrainingMethod(build_opendet, opendet_losses, evaluate_opendet_checkpoint)
 

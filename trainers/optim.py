@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from trainers.train_config import OptimConfig
+from trainers.config import OptimConfig
 
 WARMUP_START_FACTOR = 0.001  # mmdet's default warm-up ratio
 

@@ -15,10 +15,10 @@ import torch
 from schemas.config import ConfigError, add_config_arguments, load_config, to_dict
 from trainers.checkpoint import load_checkpoint
 from trainers.distributed import pick_device
-from trainers.evaluation import format_metrics, save_metrics
+from trainers.evaluation.ov_coco import format_metrics, save_metrics
 from trainers.loop import NonFiniteLossError, train
 from trainers.methods import training_method
-from trainers.train_config import TrainConfig
+from trainers.config import TrainConfig
 from trainers.vocabulary import load_class_vocabulary
 
 

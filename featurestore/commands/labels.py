@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from featurestore.commands.render import add_store_argument, emit, text_table
-from featurestore.label_report import (NovelGroundTruth, base_synonyms, label_counts, merge_near_duplicates,
+from featurestore.commands.label_report import (NovelGroundTruth, base_synonyms, label_counts, merge_near_duplicates,
                                        pseudo_label_accuracy, vocab_rows)
 from featurestore.reader import StoreReader
 

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.commands.render import emit
 from featurestore.commands.store_images import image_root, open_image
-from featurestore.label_report import normalised
+from featurestore.commands.label_report import normalised
 from featurestore.reader import StoreReader
 
 THUMB = 128
@@ -34,8 +34,8 @@ def add_arguments(parser) -> None:
 
 def text_query(reader: StoreReader, text: str) -> np.ndarray:
     """(1, D) unit text embedding from the CLIP and prompts that extract-features recorded in the manifest."""
-    from pipelines.models.clip import load_clip, resolve_clip
-    from pipelines.prompts import text_embeddings
+    from vlm.clip import load_clip, resolve_clip
+    from vlm.prompts import text_embeddings
 
     config = reader.stage_config("extract_features").get("config", {})
     model = config.get("model", {})

@@ -18,7 +18,7 @@ def image_root(reader: StoreReader, override: str | None) -> str:
 
 def open_image(root: str, file_name: str) -> Image.Image:
     """The RGB image `file_name` under `root`; names that escape the root are refused."""
-    from pipelines.coco import resolve_image_path
+    from vlm.images import resolve_image_path
 
     path = resolve_image_path(root, file_name)
     if not Path(path).is_file():

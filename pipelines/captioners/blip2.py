@@ -18,9 +18,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipelines.captioners.base import CaptionFailure, CaptionResult, ImageRegions, register_captioner  # noqa: E402
-from pipelines.coco import PathEscapeError, resolve_image_path  # noqa: E402
+from vlm.images import PathEscapeError, resolve_image_path  # noqa: E402
 from pipelines.crops import crop_window, cut  # noqa: E402
-from pipelines.images import ImageReadError, load_image  # noqa: E402
+from vlm.images import ImageReadError, load_image  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

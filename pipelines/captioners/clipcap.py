@@ -28,7 +28,7 @@ class ClipCapRegionCaptioner:
     name = "clipcap"
 
     def __init__(self, captioner, config: ClipCapCaptionerConfig):
-        self.captioner = captioner  # pipelines.models.clipcap.ClipCapCaptioner
+        self.captioner = captioner  # vlm.clipcap.ClipCapCaptioner
         self.config = config
 
     def caption(self, batch: Sequence[ImageRegions]) -> list[list[str]]:
@@ -55,7 +55,7 @@ def check_clipcap_files(config: ClipCapCaptionerConfig) -> None:
 
 @register_captioner("clipcap")
 def build_clipcap(config: ClipCapCaptionerConfig) -> ClipCapRegionCaptioner:
-    from pipelines.models.clipcap import ClipCapCaptioner
+    from vlm.clipcap import ClipCapCaptioner
 
     check_clipcap_files(config)
     captioner = ClipCapCaptioner.from_paths(config.checkpoint, config.gpt_dir, stop_token=config.stop_token,

@@ -19,7 +19,7 @@ from beam_jobs.store_progress import FailureRateExceeded
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from pipelines.extract_config import ExtractFeaturesConfig
-from pipelines.models.clip import ModelLoadError, load_clip, resolve_clip
+from vlm.clip import ModelLoadError, load_clip, resolve_clip
 from schemas.config import load_config
 from tests.beam_jobs.sample import NOVEL_IDS, make_sample
 from tests.tiny_clip import save_local_dir

@@ -14,9 +14,9 @@ from beam_jobs.extract_features import run
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from featurestore.validate import validate_store
-from pipelines.models.clip import load_clip, resolve_clip
+from vlm.clip import load_clip, resolve_clip
 from pipelines.object_names import NamesFileError
-from pipelines.prompts import text_embeddings
+from vlm.prompts import text_embeddings
 from tests.beam_jobs.sample import CATEGORIES, NOVEL_IDS, make_sample
 from tests.tiny_clip import save_local_dir
 

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from pipelines.coco import AnnotationError, PathEscapeError, read_coco, resolve_image_path
+from pipelines.coco import AnnotationError, read_coco
+from vlm.images import PathEscapeError, resolve_image_path
 
 
 def _write(tmp_path, data):

@@ -13,7 +13,7 @@ from schemas.config import load_config
 from tests.featurestore.store_factory import DIM, write_store
 from trainers.loop import NonFiniteLossError, train
 from trainers.train import main as train_main
-from trainers.train_config import TrainConfig
+from trainers.config import TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

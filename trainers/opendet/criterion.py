@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert, box_iou, generalized_box_iou
 
-from trainers.opendet.config import OpenDetLossConfig
-from trainers.opendet.detector import QueryDetectorOutput
+from trainers.opendet.loss_config import OpenDetLossConfig
+from trainers.modeling.query_detector import QueryDetectorOutput
 from trainers.opendet.losses import (
     alignment_targets,
     binary_focal_loss,
@@ -24,7 +24,7 @@ from trainers.opendet.losses import (
     masked_alignment_loss,
     vl_distillation_loss,
 )
-from trainers.opendet.matching import hungarian_match, matching_cost
+from trainers.modeling.matching import hungarian_match, matching_cost
 
 
 @dataclass
@@ -57,7 +57,7 @@ class LayerMatch:
 
 
 class OpenDetCriterion(nn.Module):
-    """class_names: the name of each base-class label, for boxes named by their class (trainers.opendet.step).
+    """class_names: the name of each base-class label, for boxes named by their class (trainers.opendet.batch_losses).
     object_names, object_name_embeddings (N, Dt): the store's object names (vocab kind "name"), for boxes that carry
     names; a buffer outside the state dict, so it follows `.to(device)` and checkpoints hold no copy of the vocab."""
 

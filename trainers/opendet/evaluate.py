@@ -7,13 +7,13 @@ from pathlib import Path
 import torch
 from torchvision.ops import box_iou
 
-from trainers.evaluate import load_image
-from trainers.evaluation import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
-from trainers.lvis_eval import evaluate_lvis
+from trainers.hdovd.evaluate import load_image
+from trainers.evaluation.ov_coco import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
+from trainers.evaluation.lvis import evaluate_lvis
 from trainers.opendet.inference import NameEncoder, NamedBoxes, cached, detect_named_boxes, name_detections
 from trainers.opendet.model import OpenDetModel
-from trainers.opendet.opendet_config import OpenDetInferenceConfig
-from trainers.train_config import EvalConfig
+from trainers.opendet.config import OpenDetInferenceConfig
+from trainers.config import EvalConfig
 from trainers.vocabulary import ClassVocabulary
 
 

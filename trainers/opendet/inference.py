@@ -16,7 +16,7 @@ from torch import Tensor
 from torchvision.ops import box_convert, clip_boxes_to_image
 
 from trainers.opendet.model import OpenDetModel
-from trainers.opendet.opendet_config import OpenDetInferenceConfig
+from trainers.opendet.config import OpenDetInferenceConfig
 
 # names → (N, D) float32 L2-normalised embeddings in the space of the category embeddings.
 NameEncoder = Callable[[list[str]], Tensor]

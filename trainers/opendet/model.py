@@ -5,9 +5,9 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from trainers.opendet.alignment import BidirectionalAlignment
-from trainers.opendet.detector import QueryDetector, QueryDetectorOutput
+from trainers.modeling.query_detector import QueryDetector, QueryDetectorOutput
 from trainers.opendet.name_generator import ObjectNameGenerator
-from trainers.opendet.opendet_config import OpenDetConfig
+from trainers.opendet.config import OpenDetConfig
 from trainers.opendet.prompt_distiller import PromptDistiller
 
 

@@ -15,15 +15,15 @@ from torch import Tensor
 
 from featurestore.reader import StoreReader
 from trainers.opendet.inference import NameEncoder
-from trainers.opendet.opendet_config import OpenDetInferenceConfig
+from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.opendet.sentence_encoder import load_sentence_encoder
 from trainers.vocabulary import ClassVocabulary
 
 
 def store_clip_name_encoder(store: str, device: str = "cpu") -> NameEncoder:
     """names → (N, D) float32, L2-normalised, with the CLIP and `vocab.prompts` of the store's extract-features run."""
-    from pipelines.models.clip import load_clip, resolve_clip
-    from pipelines.prompts import text_embeddings
+    from vlm.clip import load_clip, resolve_clip
+    from vlm.prompts import text_embeddings
 
     stage = StoreReader(store).stage_config("extract_features")
     config = stage.get("config", {})

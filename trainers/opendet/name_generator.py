@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration  # noqa: E402
 
-from trainers.opendet.opendet_config import NameGeneratorConfig  # noqa: E402
+from trainers.opendet.config import NameGeneratorConfig  # noqa: E402
 
 LORA_TARGETS = ("shared", "lm_head")  # Open-Det Sec. 3.5 / A.2: the LoRA head on T5's embedding and head
 

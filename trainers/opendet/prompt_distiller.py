@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainers.opendet.transformer import MLP, CrossAttentionBlock, TokenLayout, sine_embedding
+from trainers.modeling.transformer import MLP, CrossAttentionBlock, TokenLayout, sine_embedding
 
 
 class PromptDistiller(nn.Module):

@@ -10,7 +10,7 @@ from featurestore.writer import ShardWriter
 from trainers.opendet.evaluate import NameTally, format_name_table
 from trainers.opendet.inference import NamedBoxes, cached, detect_named_boxes, name_detections, nearest_categories
 from trainers.opendet.name_encoder import store_clip_name_encoder
-from trainers.opendet.opendet_config import OpenDetInferenceConfig
+from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.vocabulary import ClassVocabulary
 
 CATEGORIES = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]]), dim=-1)

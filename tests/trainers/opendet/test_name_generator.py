@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from trainers.opendet.name_generator import ObjectNameGenerator, load_t5
-from trainers.opendet.opendet_config import NameGeneratorConfig
+from trainers.opendet.config import NameGeneratorConfig
 from trainers.opendet.name_tokenizer import train_name_tokenizer
 
 NAMES = ["red circle", "circle", "blue star", "star", "green square", "a square"]

@@ -14,9 +14,9 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 from schemas.config import ConfigError, load_config
 from trainers.opendet.evaluate import evaluate_opendet
 from trainers.opendet.name_encoder import category_embeddings
-from trainers.opendet.opendet_config import OpenDetInferenceConfig
+from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.opendet.sentence_encoder import load_sentence_encoder
-from trainers.train_config import EvalConfig, TrainConfig
+from trainers.config import EvalConfig, TrainConfig
 from trainers.vocabulary import ClassVocabulary
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

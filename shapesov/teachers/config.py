@@ -1,0 +1,67 @@
+"""The one config of the teachers stage (loaded with `schemas.config.load_config`; stored in MANIFEST.json)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    """Contrastive training of the tiny open_clip CLIP on rendered ShapesOV crops."""
+
+    model_name: str = "shapes-clip-tiny"  # shapesov/teachers/model_configs/<name>.json
+    image_size: int = 32  # must match the model config's vision_cfg.image_size
+    train_scenes: int = 4000  # about 2.5 objects each
+    crops_per_object: int = 2  # random crop modes per object (tight / square / context)
+    box_jitter: float = 0.06  # relative std of box noise, like proposals around an object
+    # Tight / square / context crop shares. Square (OADP) crops leave the object an eighth of 32x32 pixels, too
+    # little to learn from often; they stay a minority so the embeddings still see context-heavy crops.
+    crop_mode_weights: tuple[float, ...] = (0.5, 0.2, 0.3)
+    batch_size: int = 128
+    steps: int = 1000
+    warmup_steps: int = 50
+    # Separate learning rates per tower (DESIGN.md prototype): the randomly initialised vision tower needs large
+    # steps, the text tower with its 49k-row embedding table is stable only with smaller ones.
+    lr_visual: float = 2e-3
+    lr_text: float = 5e-4
+    weight_decay: float = 0.05
+    init_logit_scale: float = math.log(30.0)  # DESIGN.md prototype: ln 30 (open_clip's default is ln(1/0.07))
+
+
+@dataclass(frozen=True)
+class ClipCapTrainConfig:
+    """Training of the tiny ClipCap (MLP mapper + small GPT-2) on frozen CLIP embeddings of the same crops."""
+
+    vocab_size: int = 400  # byte-level BPE: 256 byte symbols + merges + <|endoftext|>
+    n_embd: int = 96
+    n_layer: int = 2
+    n_head: int = 4
+    n_positions: int = 48
+    prefix_length: int = 4
+    normalize_prefix: bool = True  # the feature store keeps L2-normalised region embeddings
+    batch_size: int = 128
+    steps: int = 900
+    warmup_steps: int = 50
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+
+
+@dataclass(frozen=True)
+class TeacherEvalConfig:
+    """How the teacher report measures the teachers on the generated ShapesOV val split."""
+
+    crop_modes: tuple[str, ...] = ("tight", "square")
+    prompt: str = "a photo of a {}."  # the pipeline's default prompt
+    beam_size: int = 3
+    max_tokens: int = 16
+
+
+@dataclass(frozen=True)
+class TeachersConfig:
+    seed: int = 0
+    # One thread: results of CPU kernels may differ between thread counts, and on a shared 2-core machine two
+    # OpenMP threads waiting on each other ran 2x slower than one.
+    threads: int = 1
+    clip: ClipTrainConfig = field(default_factory=ClipTrainConfig)
+    clipcap: ClipCapTrainConfig = field(default_factory=ClipCapTrainConfig)
+    eval: TeacherEvalConfig = field(default_factory=TeacherEvalConfig)

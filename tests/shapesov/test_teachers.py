@@ -1,0 +1,121 @@
+"""Teachers: open_clip local-dir and ClipCap save/load round trips, short training runs, determinism, manifest reuse."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import dataclasses  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from vlm.clipcap import ClipCapCaptioner  # noqa: E402
+from shapesov.scenes import sample_scene, SceneConfig  # noqa: E402
+from shapesov.streams import stream_rng  # noqa: E402
+from shapesov.teachers.build import ensure_teachers, training_config_hash  # noqa: E402
+from shapesov.teachers.clip_model import create_clip, load_local_dir, save_local_dir  # noqa: E402
+from shapesov.teachers.config import ClipCapTrainConfig, ClipTrainConfig, TeachersConfig  # noqa: E402
+from shapesov.teachers.crops import crop_window, render_crop_bank, squash_crop, to_model_input  # noqa: E402
+from shapesov.teachers.evaluate import encode_crops  # noqa: E402
+from shapesov.teachers.manifest import read_manifest, verify_teacher  # noqa: E402
+from shapesov.teachers.train_clip import train_clip_on_bank  # noqa: E402
+from shapesov.teachers.train_clipcap import save_clipcap, train_clipcap  # noqa: E402
+
+TINY_CLIP = ClipTrainConfig(train_scenes=12, crops_per_object=1, batch_size=32, steps=40, warmup_steps=5)
+TINY_CLIPCAP = ClipCapTrainConfig(n_embd=32, n_layer=1, n_head=2, batch_size=32, steps=60, warmup_steps=5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Like the teachers' default config: one thread is deterministic and fastest on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return render_crop_bank(0, "teacher_clip", TINY_CLIP.train_scenes, 2, TINY_CLIP.image_size, 0.05)
+
+
+def _halves(losses: list[float]) -> tuple[float, float]:
+    k = len(losses) // 4
+    return sum(losses[:k]) / k, sum(losses[-k:]) / k
+
+
+def test_clip_local_dir_round_trip_and_preprocess(tmp_path, bank):
+    torch.manual_seed(0)
+    model = create_clip(TINY_CLIP.model_name, TINY_CLIP.init_logit_scale).eval()
+    files = save_local_dir(model, TINY_CLIP.model_name, TINY_CLIP.image_size, tmp_path / "clip")
+    assert sorted(p.name for p in files) == ["open_clip_config.json", "open_clip_model.safetensors"]
+    loaded, preprocess, tokenizer = load_local_dir(tmp_path / "clip")
+    torch.testing.assert_close(encode_crops(loaded, bank), encode_crops(model, bank), rtol=0, atol=0)
+    text = tokenizer(["a photo of a star."])
+    torch.testing.assert_close(loaded.encode_text(text), model.encode_text(text), rtol=0, atol=0)
+    # The saved preprocess config (squash, bicubic, OpenAI mean/std) is what the teachers trained and are measured on.
+    scene = sample_scene(stream_rng(0, "teacher_eval", 0), SceneConfig())
+    x, y, w, h = scene.objects[0].bbox
+    window = crop_window((x, y, x + w, y + h), "tight", scene.width, scene.height)
+    ours = to_model_input(torch.from_numpy(squash_crop(scene.image, window, 32))[None],
+                          loaded.visual.image_mean, loaded.visual.image_std)
+    theirs = preprocess(scene.image.crop(window))[None]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_short_clip_training_lowers_the_loss_and_repeats_exactly(bank):
+    model, losses = train_clip_on_bank(TINY_CLIP, bank, seed=0, log=lambda _: None)
+    first, last = _halves(losses)
+    assert last < first - 0.1, (first, last)
+    short = dataclasses.replace(TINY_CLIP, steps=5)
+    one, one_losses = train_clip_on_bank(short, bank, seed=0, log=lambda _: None)
+    two, two_losses = train_clip_on_bank(short, bank, seed=0, log=lambda _: None)
+    assert one_losses == two_losses
+    for (name, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_clipcap_training_and_official_layout_save_load(tmp_path, bank):
+    torch.manual_seed(0)
+    clip = create_clip(TINY_CLIP.model_name, TINY_CLIP.init_logit_scale).eval()
+    embeddings = encode_crops(clip, bank)
+    model, tokenizer, losses = train_clipcap(TINY_CLIPCAP, embeddings, bank.shape_ids, bank.colour_ids, seed=0,
+                                             log=lambda _: None)
+    first, last = _halves(losses)
+    assert last < first * 0.7, (first, last)
+    save_clipcap(model, tokenizer, tmp_path / "clipcap")
+    assert AutoTokenizer.from_pretrained(tmp_path / "clipcap" / "gpt2").encode("a red star.") == \
+        tokenizer.encode("a red star.")
+    state = torch.load(tmp_path / "clipcap" / "clipcap_mlp.pt", weights_only=True)
+    assert {"clip_project.model.0.weight", "clip_project.model.2.weight", "gpt.transformer.wte.weight"} <= set(state)
+    loaded = ClipCapCaptioner.from_paths(tmp_path / "clipcap" / "clipcap_mlp.pt", tmp_path / "clipcap" / "gpt2",
+                                         normalize_prefix=True)
+    in_memory = ClipCapCaptioner(model, tokenizer)
+    assert loaded.caption(embeddings[:12], beam_size=2, max_tokens=8) == \
+        in_memory.caption(embeddings[:12], beam_size=2, max_tokens=8)
+
+
+def test_teachers_are_reused_or_copied_when_their_sha256_matches(tmp_path):
+    cfg = TeachersConfig(clip=dataclasses.replace(TINY_CLIP, steps=3, train_scenes=4),
+                         clipcap=dataclasses.replace(TINY_CLIPCAP, steps=3))
+    messages: list[str] = []
+    first = ensure_teachers(cfg, tmp_path / "a", assets=None, retrain=False, log=messages.append)
+    assert "training both teachers (seed 0)" in messages
+    messages.clear()
+    assert ensure_teachers(cfg, tmp_path / "a", None, False, messages.append)["teachers"] == first["teachers"]
+    assert all("kept" in m for m in messages), messages
+    messages.clear()
+    ensure_teachers(cfg, tmp_path / "b", assets=tmp_path / "a", retrain=False, log=messages.append)
+    assert all("copied" in m for m in messages), messages
+    messages.clear()
+    other_report = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, beam_size=1))
+    ensure_teachers(other_report, tmp_path / "b", assets=None, retrain=False, log=messages.append)
+    assert all("kept" in m for m in messages), "report settings must not retrain the teachers"
+    weights = tmp_path / "b" / "clip" / "open_clip_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    problems = verify_teacher(tmp_path / "b", read_manifest(tmp_path / "b"), "clip", training_config_hash(cfg))
+    assert problems and "sha256" in problems[0]

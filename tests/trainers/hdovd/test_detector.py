@@ -1,0 +1,163 @@
+"""The Faster R-CNN open-vocabulary detector with the tiny CPU backbone, on scenes drawn here with PIL."""
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from trainers.hdovd.detectors import BACKGROUND, DetectorConfig, build_detector
+from trainers.hdovd.batch_losses import hdovd_losses, limit_pseudo_boxes
+from trainers.hdovd.criterion import HdovdCriterion
+from trainers.hdovd.loss_config import HdovdLossConfig
+
+D = 16  # a small stand-in for the CLIP width
+SIZE = 128
+
+
+def draw_scene(seed: int):
+    """A rectangle (base class 0), an ellipse (base class 1) and a triangle (pseudo box, label id 7)."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (SIZE, SIZE), tuple(rng.randint(90, 140) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    boxes = []
+    for column in range(3):
+        x0, y0 = column * 42 + rng.randint(0, 6), rng.randint(10, 70)
+        boxes.append([x0, y0, x0 + rng.randint(26, 34), y0 + rng.randint(26, 40)])
+    draw.rectangle(boxes[0], fill=(220, 40, 40))
+    draw.ellipse(boxes[1], fill=(40, 200, 60))
+    x0, y0, x1, y1 = boxes[2]
+    draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=(40, 60, 220))
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+    return pixels, torch.tensor(boxes, dtype=torch.float32)
+
+
+def class_vectors():
+    return F.normalize(torch.randn(3, D, generator=torch.Generator().manual_seed(0)), dim=-1)
+
+
+def make_batch(seeds):
+    """The batch contract of trainers.hdovd.detectors: CLIP-like embeddings are the class vectors plus noise."""
+    vectors, noise = class_vectors(), torch.Generator().manual_seed(1)
+    batch = {"images": [], "targets": [], "pseudo": [], "region_embeddings": []}
+    for seed in seeds:
+        image, boxes = draw_scene(seed)
+        batch["images"].append(image)
+        batch["targets"].append({"boxes": boxes[:2], "labels": torch.tensor([0, 1])})
+        batch["pseudo"].append({"boxes": boxes[2:], "label_ids": torch.tensor([7]), "scores": torch.tensor([2.0]),
+                                "text_embeddings": vectors[2:]})
+        batch["region_embeddings"].append(F.normalize(vectors + 0.1 * torch.randn(3, D, generator=noise), dim=-1))
+    batch["image_embeddings"] = F.normalize(torch.stack([e.mean(0) for e in batch["region_embeddings"]]), dim=-1)
+    return batch
+
+
+def test_forward_backward_gives_finite_losses_and_aligned_queries():
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig(embed_dim=D))
+    batch = make_batch([0, 1])
+    output = detector(batch["images"], batch["targets"], batch["pseudo"], class_vectors()[:2])
+    assert output.region_queries.shape == (6, D)  # 2 images × (2 ground-truth + 1 pseudo)
+    assert torch.allclose(output.region_queries.norm(dim=-1), torch.ones(6))
+    assert output.region_is_pseudo.tolist() == [False, False, True] * 2
+    assert output.image_queries.shape == (2, D)
+    assert output.class_logits.shape[1] == 3  # 2 base columns + 1 pseudo column
+    pseudo_rows = output.class_targets == 2
+    assert pseudo_rows.any(), "the pseudo box is added as a proposal, so some RoI must be matched to it"
+    assert torch.equal(~torch.isnan(output.matched_pseudo_scores), pseudo_rows)
+    criterion = HdovdCriterion(HdovdLossConfig(), D)
+    losses = criterion(output, torch.cat(batch["region_embeddings"]), batch["image_embeddings"])
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    stem = detector.rcnn.backbone.body.stem[0].weight.grad
+    assert stem is not None and torch.isfinite(stem).all() and stem.abs().sum() > 0
+
+
+def test_pseudo_boxes_can_be_left_out_of_the_classifier():
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig(embed_dim=D))
+    batch = make_batch([0])
+    output = detector(batch["images"], batch["targets"], batch["pseudo"], class_vectors()[:2], classify_pseudo=False)
+    assert output.class_logits.shape[1] == 2
+    assert set(output.class_targets.tolist()) <= {0, 1, BACKGROUND}
+    assert torch.isnan(output.matched_pseudo_scores).all()
+    assert output.region_queries.shape == (3, D)  # still distilled
+
+
+def test_pseudo_boxes_never_supervise_box_regression():
+    from trainers.hdovd.faster_rcnn import _class_agnostic_box_loss
+
+    deltas = torch.zeros(3, 4)
+    targets = torch.tensor([[1.0, 0, 0, 0], [5.0, 5, 5, 5], [9.0, 9, 9, 9]])
+    labels = torch.tensor([1, 3, 0])  # base, pseudo (label > num_base = 2), background
+    expected = (1.0 - 0.5 / 9) / 3  # smooth-L1 (β = 1/9) of the base row only, over 3 sampled RoIs
+    assert _class_agnostic_box_loss(deltas, targets, labels, num_base=2).item() == pytest.approx(expected)
+
+
+def test_limit_pseudo_boxes_keeps_rows_aligned():
+    batch = make_batch([0])
+    pseudo, embeddings = limit_pseudo_boxes(batch["targets"], batch["pseudo"], batch["region_embeddings"], 0)
+    assert len(pseudo[0]["boxes"]) == 0 and embeddings[0].shape == (2, D)
+    with pytest.raises(ValueError, match="rows must be"):
+        limit_pseudo_boxes(batch["targets"], batch["pseudo"], [batch["region_embeddings"][0][:2]], 5)
+
+
+def test_missing_backbone_checkpoint_names_the_config_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="detector.backbone_weights"):
+        build_detector(DetectorConfig(backbone="resnet50", backbone_weights=str(tmp_path / "resnet50.pth")))
+
+
+def test_a_few_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig(embed_dim=D))
+    # No queues here: a filling queue adds negatives and raises the contrastive terms step by step.
+    criterion = HdovdCriterion(HdovdLossConfig(region_queue_length=0, image_queue_length=0), D)
+    optimizer = torch.optim.AdamW(detector.parameters(), lr=1e-3)
+    batch, base_text = make_batch([0, 1, 2, 3]), class_vectors()[:2]
+    totals = []
+    for _ in range(8):
+        losses = hdovd_losses(detector, criterion, batch, base_text)
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    assert all(np.isfinite(totals))
+    assert np.mean(totals[-2:]) < 0.5 * np.mean(totals[:2]), totals
+
+
+def test_step_accepts_batch_wide_region_rows_and_attribute_batches():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    detector = build_detector(DetectorConfig(embed_dim=D))
+    criterion = HdovdCriterion(HdovdLossConfig(max_pseudo_boxes=0), D).eval()
+    batch = make_batch([0, 1])
+    flat = SimpleNamespace(**{**batch, "region_embeddings": torch.cat(batch["region_embeddings"])})
+    losses = hdovd_losses(detector, criterion, flat, class_vectors()[:2])
+    assert torch.isfinite(losses["loss_rkd_instance"])
+    with pytest.raises(ValueError, match="rows must be"):
+        limit_pseudo_boxes(batch["targets"], batch["pseudo"], flat.region_embeddings[:5], 5)
+
+
+def test_resnet50_backbone_runs_and_refuses_a_foreign_checkpoint(tmp_path):
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from trainers.hdovd.detectors import RESNET50_FPN
+
+    small = dataclasses.replace(RESNET50_FPN, embed_dim=D, min_size=64, max_size=64, rpn_pre_nms_top_n_train=50,
+                                rpn_post_nms_top_n_train=20, box_batch_size_per_image=16, representation_size=64)
+    torch.manual_seed(0)
+    output = build_detector(small)([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[5.0, 5, 40, 40]]),
+                                                              "labels": torch.tensor([0])}],
+                                   [{"boxes": torch.zeros(0, 4), "label_ids": torch.zeros(0, dtype=torch.long),
+                                     "scores": torch.zeros(0), "text_embeddings": torch.zeros(0, D)}],
+                                   class_vectors()[:2])
+    assert output.region_queries.shape == (1, D)
+    assert all(torch.isfinite(v) for v in output.box_losses.values())
+    foreign = tmp_path / "not_resnet.safetensors"
+    save_file({"conv.weight": torch.zeros(2, 2)}, str(foreign))
+    with pytest.raises(ValueError, match="not a torchvision ResNet-50 state dict"):
+        build_detector(dataclasses.replace(small, backbone_weights=str(foreign)))

@@ -1,0 +1,70 @@
+import numpy as np
+from open_clip.transform import PreprocessCfg, image_transform_v2
+import pytest
+import torch
+from PIL import Image
+
+from vlm.clip_preprocess import CropPreprocess, normalise_batch, resize_crop
+from vlm.clip import ModelLoadError, load_clip, resolve_clip
+from tests.tiny_clip import MODEL_CONFIGS, TINY, save_checkpoint, save_local_dir
+
+
+def test_local_dir_and_name_plus_checkpoint_load_the_same_weights(tmp_path):
+    folder = save_local_dir(tmp_path / "clip", seed=3)
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", seed=3)
+    from_dir = load_clip(resolve_clip(f"local-dir:{folder}", None, None))
+    from_name = load_clip(resolve_clip(TINY, str(checkpoint), str(MODEL_CONFIGS)))
+    assert from_dir.embed_dim == 16 and from_dir.preprocess_cfg["size"] in (32, (32, 32))
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(from_dir.model.encode_image(pixels), from_name.model.encode_image(pixels))
+
+
+def test_refusals_name_the_config_key(tmp_path):
+    with pytest.raises(ModelLoadError, match="model.clip .*hub"):
+        resolve_clip("hf-hub:laion/CLIP-ViT-B-32", None, None)
+    with pytest.raises(ModelLoadError, match="model.checkpoint"):
+        resolve_clip("ViT-B-32", "openai", None)
+    with pytest.raises(ModelLoadError, match="model.checkpoint"):
+        resolve_clip("ViT-B-32", None, None)
+    with pytest.raises(ModelLoadError, match="model.model_config_dir"):
+        resolve_clip("no-such-arch", "x.pt", None)
+    with pytest.raises(ModelLoadError, match="model.clip"):
+        resolve_clip(f"local-dir:{tmp_path / 'absent'}", None, None)
+    folder = save_local_dir(tmp_path / "noweights")
+    (folder / "open_clip_model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="no weights file .*model.clip"):
+        resolve_clip(f"local-dir:{folder}", None, None)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "extra": _Payload()}, path)
+    with pytest.raises(ModelLoadError, match="evil.pt holds more than tensors"):
+        load_clip(resolve_clip(TINY, str(path), str(MODEL_CONFIGS)))
+
+
+@pytest.mark.parametrize("resize_mode", ["shortest", "squash", "longest"])
+def test_tensor_preprocess_matches_open_clip_transform(resize_mode):
+    rng = np.random.default_rng(0)
+    # A smooth image with some edges: what crops of photos look like (pure noise is the worst case for resizing).
+    yy, xx = np.mgrid[0:120, 0:160]
+    image = np.stack([(xx * 1.5) % 256, (yy * 2.0) % 256, ((xx + yy) * 0.8) % 256], -1).astype(np.uint8)
+    image[40:80, 50:90] = rng.integers(0, 255, 3)
+    cfg = PreprocessCfg(size=48, resize_mode=resize_mode)
+    reference = image_transform_v2(cfg, is_train=False)
+    ours = CropPreprocess.from_open_clip(vars(cfg))
+    for window in [(0, 0, 160, 120), (10, 5, 41, 100), (30, 30, 130, 50), (3, 3, 20, 20)]:
+        left, top, right, bottom = window
+        crop = image[top:bottom, left:right]
+        expected = reference(Image.fromarray(crop))
+        got = normalise_batch(resize_crop(crop, ours)[None], ours, torch.float32)[0]
+        assert got.shape == expected.shape
+        # One grey level of resampling rounding is 1/255/std ≈ 0.015 after normalisation.
+        difference = (got - expected).abs()
+        assert difference.mean() < 0.01 and difference.max() < 0.1, (window, difference.max())

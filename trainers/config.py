@@ -1,0 +1,60 @@
+"""The one config of a training run (`make train`): data, model, optimisation, schedule, evaluation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trainers.data.streaming import StreamConfig
+from trainers.hdovd.config import HdovdConfig
+from trainers.opendet.config import OpenDetConfig
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    # The 1x schedule: 12 epochs, learning rate x0.1 after epochs 8 and 11 (Detectron / mmdet "1x").
+    epochs: int = 12
+    lr_milestones: tuple[int, ...] = (8, 11)
+    lr_gamma: float = 0.1
+    schedule_scale: float = 1.0  # 2.0 = "2x"; epochs and milestones are scaled together
+    warmup_steps: int = 100  # linear warm-up from 0.001 x lr (mmdet: 500 iterations at ratio 0.001)
+    clip_grad_norm: float = 10.0  # 0 = off
+    accumulate: int = 1  # micro-batches per optimizer step
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    annotations: str = "data/shapes/annotations/val.json"  # COCO json with base and novel classes
+    image_root: str = "data/shapes/images/val"
+    protocol: Literal["ov_coco", "lvis"] = "ov_coco"
+    batch_size: int = 16
+    max_images: int = 0  # 0 = all
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    store: str = "data/store"
+    image_root: str = "data/shapes/images/train"  # where the store's images.file_name resolve
+    out_dir: str = "runs/hdovd"
+    method: Literal["hdovd", "opendet"] = "hdovd"  # key of trainers.methods.METHODS
+    model: HdovdConfig = field(default_factory=HdovdConfig)  # method=hdovd
+    opendet: OpenDetConfig = field(default_factory=OpenDetConfig)  # method=opendet
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Pseudo boxes are meant for objects of no base class. One whose label names a base class ("red triangle")
+    # is a base object the proposal framed badly, or a caption error; as a pseudo class it would compete with
+    # the base class's own column. True leaves such boxes out (label words checked against base class names).
+    drop_pseudo_labels_naming_base: bool = False
+    batch_size: int = 8
+    num_workers: int = 1
+    bf16: bool = False  # autocast to bfloat16 (fast on recent CPUs and GPUs)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    log_every: int = 20
+    checkpoint_every: int = 200  # optimizer steps
+    max_steps: int = 0  # stop after this many optimizer steps (0 = the whole schedule); for smoke runs

@@ -1,0 +1,80 @@
+"""The interface an open-vocabulary detector implements for HD-OVD training and inference.
+
+A detector turns images into (a) its own box losses, (b) classification logits of sampled RoIs against text
+embeddings with their targets, (c) one "query" per distilled region and (d) one global query per image. The HD-OVD
+losses (`trainers.hdovd.losses`) only ever see these outputs, so a query-based detector can replace Faster R-CNN.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+BACKGROUND = -1  # class target of a RoI matched to no box
+
+
+@dataclass
+class DetectorTrainOutput:
+    """What one training forward returns. N = sampled RoIs, C = M base + K pseudo classes, R = distilled regions.
+
+    box_losses: name → scalar; RPN and box regression, computed from base ground truth only.
+    class_logits: (N, C) float, cos(q̂_i, e_j)·τ_cls against [base text embeddings; batch pseudo-label embeddings].
+    background_logits: (N,) float against a learnable background embedding, or None for a sigmoid classifier.
+    class_targets: (N,) int64, column index in [0, C) or BACKGROUND.
+    matched_pseudo_scores: (N,) float, score s of the pseudo box a RoI is matched to, NaN for base / background.
+    region_queries: (R, D) float, L2-normalised; one per distilled region, in batch order: per image its base
+        ground-truth boxes, then its pseudo boxes.
+    region_is_pseudo: (R,) bool, which of those rows are pseudo boxes.
+    image_queries: (B, D) float, L2-normalised global image embedding of the detector (eq. 6–7 + projection).
+    """
+
+    box_losses: dict[str, Tensor]
+    class_logits: Tensor
+    background_logits: Tensor | None
+    class_targets: Tensor
+    matched_pseudo_scores: Tensor
+    region_queries: Tensor
+    region_is_pseudo: Tensor
+    image_queries: Tensor
+
+
+@dataclass
+class RegionPredictions:
+    """Scored regions of one image before the ensemble and NMS (P = proposals kept by the detector).
+
+    boxes: (P, 4) float xyxy in the pixels of the image as given. class_probs: (P, C) float, p_cls in [0, 1].
+    queries: (P, D) float, L2-normalised distilled region embedding q (gives p_dis of eq. 12).
+    """
+
+    boxes: Tensor
+    class_probs: Tensor
+    queries: Tensor
+
+
+class OpenVocabularyDetector(nn.Module, abc.ABC):
+    """A detector whose classes are text embeddings given at call time."""
+
+    embed_dim: int  # D, the CLIP embedding width the queries are projected to
+
+    def forward(self, images, targets, pseudo, base_text_embeddings, classify_pseudo: bool = True) -> DetectorTrainOutput:
+        """The training forward (what DistributedDataParallel calls); see forward_train."""
+        return self.forward_train(images, targets, pseudo, base_text_embeddings, classify_pseudo)
+
+    @abc.abstractmethod
+    def forward_train(
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Tensor]],
+        pseudo: list[dict[str, Tensor]],
+        base_text_embeddings: Tensor,
+        classify_pseudo: bool = True,
+    ) -> DetectorTrainOutput:
+        """images: B × (3, H, W) float in [0, 1]. targets: B × {boxes (G, 4) float xyxy pixels, labels (G,) int64
+        index into base_text_embeddings}. pseudo: B × {boxes (P, 4), label_ids (P,) int64, scores (P,) float,
+        text_embeddings (P, D) float}. base_text_embeddings: (M, D) float, L2-normalised.
+        classify_pseudo: False leaves pseudo boxes out of the classifier (they are then background, Table V)."""
+
+    @abc.abstractmethod
+    def predict(self, images: list[Tensor], class_text_embeddings: Tensor) -> list[RegionPredictions]:
+        """images: B × (3, H, W) float in [0, 1]; class_text_embeddings: (C, D) float, L2-normalised."""

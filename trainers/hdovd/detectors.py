@@ -1,0 +1,67 @@
+"""Open-vocabulary detectors for HD-OVD, by name, and the contract between a training step and them.
+
+One training step reads:
+
+    batch = {
+        "images":            B × (3, H, W) float in [0, 1], any sizes,
+        "targets":           B × {"boxes": (G, 4) float xyxy image pixels, "labels": (G,) int64 base-class index},
+        "pseudo":            B × {"boxes": (P, 4) float xyxy pixels, "label_ids": (P,) int64 pseudo-label vocab id,
+                                  "scores": (P,) float matching score s, "text_embeddings": (P, D) float},
+        "region_embeddings": B × (G + P, D) float, CLIP embeddings of [targets boxes; pseudo boxes] in that order,
+        "image_embeddings":  (B, D) float, CLIP embeddings of the whole images,
+    }
+    base_text_embeddings: (M, D) float, the base classes' text embeddings, label index = row.
+
+    detector = build_detector(DetectorConfig(...))          # registry DETECTORS
+    criterion = HdovdCriterion(HdovdLossConfig(...), detector.embed_dim)
+    losses = hdovd_losses(detector, criterion, batch, base_text_embeddings)   # trainers.hdovd.batch_losses
+    loss = sum(losses.values())                              # names: loss_rpn_objectness, loss_rpn_box,
+                                                             # loss_box_reg, loss_cls, loss_ckd_instance,
+                                                             # loss_rkd_instance, loss_ckd_image
+
+`hdovd_losses` truncates pseudo boxes to `loss.max_pseudo_boxes`, calls `detector(images, targets, pseudo,
+base_text_embeddings, classify_pseudo)` → `DetectorTrainOutput`, and `criterion(output, region_embeddings,
+image_embeddings)`. At evaluation, `detector.predict(images, class_text_embeddings)` → per image
+`RegionPredictions(boxes, class_probs, queries)`, which `trainers.hdovd.detect.detect` turns into scored boxes with the
+ensemble of eq. 12 and NMS. Pseudo boxes never enter the box losses. The criterion's queues are in its state_dict:
+checkpoint it with the detector.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from trainers.hdovd.detector_base import BACKGROUND, DetectorTrainOutput, OpenVocabularyDetector, RegionPredictions
+from trainers.hdovd.detector_config import RESNET50_FPN, DetectorConfig
+from trainers.hdovd.faster_rcnn import FasterRcnnOpenVocabulary
+
+
+def _query_detr(config: DetectorConfig) -> OpenVocabularyDetector:
+    # Imported on use: trainers.opendet builds on this package's backbones, so a top-level import would be circular.
+    from trainers.hdovd.query_detr import QueryDetrOpenVocabulary
+
+    return QueryDetrOpenVocabulary.from_config(config)
+
+
+# Detector classes by DetectorConfig.name.
+DETECTORS: dict[str, Callable[[DetectorConfig], OpenVocabularyDetector]] = {
+    "faster_rcnn": FasterRcnnOpenVocabulary.from_config,
+    "query_detr": _query_detr,  # Open-Det's DETR-like detector (trainers.modeling.query_detector)
+}
+
+
+def build_detector(config: DetectorConfig) -> OpenVocabularyDetector:
+    if config.name not in DETECTORS:
+        raise KeyError(f"detector.name={config.name!r} is unknown; choose one of {sorted(DETECTORS)}")
+    return DETECTORS[config.name](config)
+
+
+__all__ = [
+    "BACKGROUND",
+    "DETECTORS",
+    "RESNET50_FPN",
+    "DetectorConfig",
+    "DetectorTrainOutput",
+    "OpenVocabularyDetector",
+    "RegionPredictions",
+    "build_detector",
+]

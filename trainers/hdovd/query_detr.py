@@ -1,0 +1,135 @@
+"""Open-Det's DETR-like query detector (trainers.modeling.query_detector) as an HD-OVD open-vocabulary detector.
+
+The last decoder layer's queries are HD-OVD's object queries: each is projected to the CLIP width (q) and through a
+residual MLP to the text space (q̂, classified by cosine against text embeddings given at call time). Matching, not
+RoI sampling, decides which query stands for which box: per image, the last layer is matched one-to-one to
+[base ground truth; pseudo boxes] on GIoU and L1, giving each query its class target and each distilled region its
+query. Box losses (every decoder layer and the encoder's proposals) use base ground truth only.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import box_convert, clip_boxes_to_image
+
+from trainers.hdovd.detector_base import BACKGROUND, DetectorTrainOutput, OpenVocabularyDetector, RegionPredictions
+from trainers.hdovd.detector_config import DetectorConfig
+from trainers.hdovd.heads import CLASSIFIERS
+from trainers.hdovd.pseudo_classes import PseudoClassifierColumns
+from trainers.opendet.loss_config import OpenDetLossConfig
+from trainers.opendet.criterion import ObjectTargets, OpenDetCriterion
+from trainers.modeling.query_detector import QueryDetector
+from trainers.modeling.query_detector_config import QueryDetectorConfig
+from trainers.modeling.matching import hungarian_match, matching_cost
+
+
+def normalised_cxcywh(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """(N, 4) xyxy pixels of an image of `size` (h, w) → (N, 4) cxcywh in [0, 1]."""
+    height, width = size
+    return box_convert(boxes / boxes.new_tensor([width, height, width, height]), "xyxy", "cxcywh").clamp(0, 1)
+
+
+class QueryDetrOpenVocabulary(OpenVocabularyDetector):
+    def __init__(self, config: DetectorConfig):
+        super().__init__()
+        self.config = config
+        self.embed_dim = config.embed_dim
+        detr_config = dataclasses.replace(QueryDetectorConfig(), backbone=config.backbone,
+                                          backbone_weights=config.backbone_weights,
+                                          trainable_backbone_layers=config.trainable_backbone_layers,
+                                          image_size=config.min_size)
+        self.detr = QueryDetector(detr_config)
+        dim = detr_config.hidden_dim
+        self.query_projection = nn.Linear(dim, config.embed_dim)
+        # Residual D → 2D → D, as RegionQueryHead: q̂ starts close to q (HD-OVD released code).
+        self.text_mlp = nn.Sequential(nn.Linear(config.embed_dim, 2 * config.embed_dim), nn.ReLU(),
+                                      nn.Linear(2 * config.embed_dim, config.embed_dim))
+        self.image_projection = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, config.embed_dim))
+        self.classifier = CLASSIFIERS[config.classifier](config.embed_dim, config.tau_cls)
+        # Box and objectness losses of Open-Det's detector, without its language terms.
+        self.box_criterion = OpenDetCriterion(OpenDetLossConfig(joint_loss=False))
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig) -> "QueryDetrOpenVocabulary":
+        return cls(config)
+
+    def _queries(self, queries: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, d) → q (N, D) and q̂ (N, D), both L2-normalised."""
+        projected = self.query_projection(queries)
+        return F.normalize(projected, dim=-1), F.normalize(projected + self.text_mlp(projected), dim=-1)
+
+    def _box_losses(self, output, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        boxes = [normalised_cxcywh(t["boxes"], size) for t, size in zip(targets, output.image_sizes)]
+        objects = ObjectTargets(torch.cat(boxes), torch.cat(boxes)[:, :0], [], [len(b) for b in boxes])
+        criterion, total = self.box_criterion, {}
+        layers = [(layer.boxes, layer.binary_logits, output.padding, 1 if layer.one_to_one else
+                   criterion.config.one_to_many_k) for layer in output.layers]
+        layers.append((output.encoder_boxes, output.encoder_logits,
+                       torch.zeros_like(output.encoder_logits, dtype=torch.bool), criterion.config.one_to_many_k))
+        for boxes_of_layer, logits, padding, copies in layers:
+            terms, _ = criterion.layer_losses(None, boxes_of_layer, logits, None, padding, objects, copies)
+            for name, value in terms.items():
+                total[f"loss_{name}"] = total.get(f"loss_{name}", 0.0) + value
+        weights = {"loss_l1": criterion.config.weight_l1, "loss_giou": criterion.config.weight_giou}
+        return {name: weights.get(name, 1.0) * value for name, value in total.items()}
+
+    def forward_train(self, images, targets, pseudo, base_text_embeddings, classify_pseudo=True) -> DetectorTrainOutput:
+        if len(images) != len(targets) or len(images) != len(pseudo):
+            raise ValueError(f"{len(images)} images, {len(targets)} targets, {len(pseudo)} pseudo entries: one each")
+        output = self.detr(images)
+        final = output.layers[-1]
+        columns = PseudoClassifierColumns.from_batch(pseudo, [p["boxes"] for p in pseudo], base_text_embeddings,
+                                                     classify_pseudo)
+        class_targets, pseudo_scores, region_rows, region_is_pseudo, offset = [], [], [], [], 0
+        for image, (target, boxes, size) in enumerate(zip(targets, pseudo, output.image_sizes)):
+            valid_boxes = final.boxes[image][~output.padding[image]]
+            regions = normalised_cxcywh(torch.cat([target["boxes"], boxes["boxes"]]), size)
+            if len(regions) > len(valid_boxes):
+                raise ValueError(f"image {image}: {len(regions)} boxes to distil but {len(valid_boxes)} queries; "
+                                 "raise the detector's min_queries")
+            cost = matching_cost(valid_boxes.detach(), valid_boxes.new_zeros(len(valid_boxes), len(regions)),
+                                 regions, 2.0, 5.0, 0.0)  # DINO's GIoU / L1 weights
+            queries, matched = hungarian_match(cost)
+            num_base = len(target["boxes"])
+            labels = torch.full((len(valid_boxes),), BACKGROUND, dtype=torch.long, device=valid_boxes.device)
+            scores = torch.full((len(valid_boxes),), float("nan"), device=valid_boxes.device)
+            is_base = matched < num_base
+            labels[queries[is_base]] = target["labels"][matched[is_base]]
+            if len(columns.columns[image]):
+                pseudo_rows = matched[~is_base] - num_base
+                labels[queries[~is_base]] = columns.columns[image][pseudo_rows]
+                scores[queries[~is_base]] = columns.scores[image][pseudo_rows].to(scores.dtype)
+            region_rows.append(offset + queries[matched.argsort()])  # region order: base boxes, then pseudo boxes
+            region_is_pseudo.append(torch.arange(len(regions), device=labels.device) >= num_base)
+            class_targets.append(labels)
+            pseudo_scores.append(scores)
+            offset += len(valid_boxes)
+        queries, text_queries = self._queries(final.queries[~output.padding])
+        class_logits, background_logits = self.classifier(text_queries, columns.embeddings)
+        return DetectorTrainOutput(
+            box_losses=self._box_losses(output, targets),
+            class_logits=class_logits,
+            background_logits=background_logits,
+            class_targets=torch.cat(class_targets),
+            matched_pseudo_scores=torch.cat(pseudo_scores),
+            region_queries=queries[torch.cat(region_rows)],
+            region_is_pseudo=torch.cat(region_is_pseudo),
+            image_queries=F.normalize(self.image_projection(output.memory.mean(dim=1)), dim=-1),
+        )
+
+    def predict(self, images, class_text_embeddings) -> list[RegionPredictions]:
+        output = self.detr(images)
+        final = output.layers[-1]
+        predictions = []
+        for image, (height, width) in enumerate(output.image_sizes):
+            valid = ~output.padding[image]
+            queries, text_queries = self._queries(final.queries[image][valid])
+            probs = self.classifier.probabilities(*self.classifier(text_queries, class_text_embeddings))
+            boxes = box_convert(final.boxes[image][valid], "cxcywh", "xyxy") * final.boxes.new_tensor(
+                [width, height, width, height])
+            boxes = clip_boxes_to_image(boxes, (height, width))  # a centre ± half a side can leave the image
+            predictions.append(RegionPredictions(boxes=boxes, class_probs=probs, queries=queries))
+        return predictions

@@ -1,0 +1,126 @@
+"""Backbones with FPN, by name. Each builder returns the module plus what the detector needs to know about it."""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
+from torchvision.ops import misc as misc_ops
+
+from trainers.hdovd.detector_config import DetectorConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """module: image batch (B, 3, H, W) → OrderedDict of FPN maps (B, out_channels, H_l, W_l).
+    anchor_sizes: one tuple of anchor sizes (pixels) per FPN map, in the module's output order.
+    roi_feature_names: the maps RoIAlign pools from (the max-pool level is for the RPN only)."""
+
+    module: nn.Module
+    out_channels: int
+    anchor_sizes: tuple[tuple[int, ...], ...]
+    roi_feature_names: tuple[str, ...]
+
+
+def load_state_dict_file(path: str, config_key: str) -> dict[str, Tensor]:
+    """A local checkpoint as a state dict: safetensors, or a tensors-only torch file (`weights_only=True`)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {file} (config key {config_key}); "
+                                "weights are never downloaded, give a local file")
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # checkpoints saved as {"state_dict": ...}
+    if not isinstance(state, dict):
+        raise ValueError(f"{file} (config key {config_key}) does not hold a state dict")
+    return state
+
+
+class _ConvBlock(nn.Sequential):
+    """Two 3×3 convolutions, the first with stride 2; GroupNorm because CPU batches hold 2–4 images."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
+            nn.GroupNorm(8, out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.GroupNorm(8, out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+def _tiny_body(widths: tuple[int, ...]) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict(stem=_ConvBlock(3, widths[0]))  # stride 2
+    in_widths = (widths[0],) + widths[:-1]
+    for index, (in_width, width) in enumerate(zip(in_widths, widths)):
+        layers[f"block{index + 1}"] = _ConvBlock(in_width, width)  # strides 4, 8, 16
+    return nn.Sequential(layers)
+
+
+def build_tiny(config: DetectorConfig) -> BackboneSpec:
+    """Stem + 3 conv blocks at strides 4 / 8 / 16 (32, 16, 8 cells at 128 px) and a 64-channel FPN.
+
+    Sized for the ShapesOV demo on 2 CPU cores (DESIGN: a 3-block conv backbone at 128 px); never pretrained.
+    """
+    if config.backbone_weights is not None:
+        raise ValueError("detector.backbone_weights is set, but backbone=tiny has no pretrained weights")
+    widths = (32, 64, 128)
+    fpn_channels = 64
+    body = _tiny_body(widths)
+    module = BackboneWithFPN(body, {"block1": "0", "block2": "1", "block3": "2"}, list(widths), fpn_channels)
+    # One anchor size per map (3 FPN levels + max-pool level); shapes in the demo span about 12–80 px.
+    return BackboneSpec(module, fpn_channels, ((16,), (32,), (64,), (128,)), ("0", "1", "2"))
+
+
+_RESNET_FC_KEYS = {"fc.weight", "fc.bias"}
+
+
+def build_resnet50(config: DetectorConfig) -> BackboneSpec:
+    """torchvision ResNet-50 + FPN (256 channels), ImageNet weights from `detector.backbone_weights` if given.
+
+    Pretrained: FrozenBatchNorm and `trainable_backbone_layers` trainable stages (torchvision's fine-tuning recipe).
+    From scratch: ordinary BatchNorm and every stage trainable, since frozen random statistics would be meaningless.
+    """
+    pretrained = config.backbone_weights is not None
+    # Read the checkpoint first: a wrong path fails before the model is built.
+    state = load_state_dict_file(config.backbone_weights, "detector.backbone_weights") if pretrained else None
+    module = resnet_fpn_backbone(
+        backbone_name="resnet50",
+        weights=None,
+        norm_layer=misc_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
+        trainable_layers=config.trainable_backbone_layers if pretrained else 5,
+    )
+    if state is not None:
+        result = module.body.load_state_dict(state, strict=False)
+        unexpected = set(result.unexpected_keys) - _RESNET_FC_KEYS
+        if result.missing_keys or unexpected:
+            raise ValueError(f"{config.backbone_weights} (detector.backbone_weights) is not a torchvision ResNet-50 "
+                             f"state dict: missing {sorted(result.missing_keys)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    else:
+        log.warning("detector.backbone=resnet50 without detector.backbone_weights: training from random weights")
+    # torchvision fasterrcnn_resnet50_fpn anchors: one size per level, 32–512 px.
+    return BackboneSpec(module, 256, ((32,), (64,), (128,), (256,), (512,)), ("0", "1", "2", "3"))
+
+
+BACKBONES: dict[str, Callable[[DetectorConfig], BackboneSpec]] = {
+    "tiny": build_tiny,
+    "resnet50": build_resnet50,
+}
+
+
+def build_backbone(config: DetectorConfig) -> BackboneSpec:
+    if config.backbone not in BACKBONES:
+        raise KeyError(f"detector.backbone={config.backbone!r} is unknown; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[config.backbone](config)

@@ -1,0 +1,151 @@
+"""A lean DETR-like detector for Open-Det (Sec. 3.2): CNN + FPN tokens, transformer encoder, threshold query
+selection from the encoder tokens, and a decoder whose first layers match one-to-many and last layers one-to-one.
+
+Boxes are (cx, cy, w, h) normalised to the image (DETR's convention), so one square resize serves every image size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainers.modeling.backbones import build_backbone
+from trainers.hdovd.detector_config import DetectorConfig
+from trainers.modeling.query_detector_config import QueryDetectorConfig
+from trainers.modeling.transformer import MLP, DecoderLayer, TokenLayout, build_encoder, sine_embedding
+
+# ImageNet statistics, as torchvision's detection transform normalises.
+IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
+    x = x.clamp(eps, 1 - eps)
+    return torch.log(x / (1 - x))
+
+
+def freeze_unread_fpn_levels(backbone: nn.Module, feature_maps: tuple[str, ...]) -> None:
+    """The FPN's lateral and output convolutions of a level whose map is not read as tokens never touch the loss
+    (the top-down path flows from coarse to fine only): freeze them, so the optimizer and DistributedDataParallel
+    see only parameters that get gradients. backbone: torchvision BackboneWithFPN, maps named "0", "1", …"""
+    fpn = backbone.fpn
+    for level, (lateral, output) in enumerate(zip(fpn.inner_blocks, fpn.layer_blocks)):
+        if str(level) not in feature_maps:
+            lateral.requires_grad_(False)
+            output.requires_grad_(False)
+
+
+@dataclass
+class DecoderLayerOutput:
+    """boxes: (B, Q, 4) float cxcywh in [0, 1]. binary_logits: (B, Q) float, objectness. queries: (B, Q, d)."""
+
+    boxes: Tensor
+    binary_logits: Tensor
+    queries: Tensor
+    one_to_one: bool  # matched one-to-one (the last layers) or one-to-many
+
+
+@dataclass
+class QueryDetectorOutput:
+    """Everything the Open-Det criterion and VLD-M read. T = encoder tokens, Q = selected queries (padded).
+
+    padding: (B, Q) bool, True where an image has fewer queries than the batch's widest.
+    encoder_boxes, encoder_logits: (B, T, 4), (B, T) float, the token proposals and their objectness.
+    backbone_tokens, memory, token_pos: (B, T, d) float, FPN tokens (projected), encoder output, positions.
+    level_shapes: (h, w) of each feature level, in token order.
+    image_sizes: B × (height, width) of the input images in pixels.
+    """
+
+    layers: list[DecoderLayerOutput]
+    padding: Tensor
+    encoder_boxes: Tensor
+    encoder_logits: Tensor
+    backbone_tokens: Tensor
+    memory: Tensor
+    token_pos: Tensor
+    level_shapes: list[tuple[int, int]]
+    image_sizes: list[tuple[int, int]]
+
+
+class QueryDetector(nn.Module):
+    def __init__(self, config: QueryDetectorConfig):
+        super().__init__()
+        self.config = config
+        spec = build_backbone(DetectorConfig(backbone=config.backbone, backbone_weights=config.backbone_weights,
+                                             trainable_backbone_layers=config.trainable_backbone_layers))
+        self.backbone = spec.module
+        freeze_unread_fpn_levels(self.backbone, config.feature_maps)
+        dim = config.hidden_dim
+        self.input_projection = nn.Linear(spec.out_channels, dim)
+        self.level_embedding = nn.Parameter(torch.zeros(len(config.feature_maps), dim))
+        self.encoder = build_encoder(dim, config.num_heads, config.ffn_dim, config.encoder_layers)
+        self.encoder_score_head = nn.Linear(dim, 1)
+        self.encoder_box_head = MLP(dim, dim, 4, 3)
+        self.query_content = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
+        self.reference_pos = MLP(dim, dim, dim, 2)  # sine(box) → query position (DAB-DETR)
+        first_one_to_one = config.decoder_layers - config.one_to_one_layers
+        levels = len(config.feature_maps)
+        self.decoder = nn.ModuleList(DecoderLayer(dim, config.num_heads, config.ffn_dim, index >= first_one_to_one,
+                                                  levels, config.sampling_points)
+                                     for index in range(config.decoder_layers))
+        self.box_head = MLP(dim, dim, 4, 3)
+        self.binary_head = nn.Linear(dim, 1)
+        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+    def tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[tuple[int, int]]]:
+        """B × (3, H, W) in [0, 1] → tokens (B, T, d), positions (B, T, d), anchors (B, T, 4) cxcywh, and the
+        (h, w) of each level."""
+        size = self.config.image_size
+        batch = torch.stack([F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+                             for image in images])
+        maps = self.backbone((batch - self.image_mean) / self.image_std)
+        tokens, positions, anchors, shapes = [], [], [], []
+        for level, name in enumerate(self.config.feature_maps):
+            feature = maps[name]  # (B, C, h, w)
+            batch_size, _, height, width = feature.shape
+            shapes.append((height, width))
+            ys, xs = torch.meshgrid(torch.arange(height, device=feature.device),
+                                    torch.arange(width, device=feature.device), indexing="ij")
+            centres = torch.stack([(xs + 0.5) / width, (ys + 0.5) / height], dim=-1).reshape(-1, 2).float()
+            side = torch.full_like(centres, self.config.anchor_scale * 2.0**level)
+            tokens.append(self.input_projection(feature.flatten(2).transpose(1, 2)))
+            position = sine_embedding(centres, self.config.hidden_dim // 2) + self.level_embedding[level]
+            positions.append(position.expand(batch_size, -1, -1))
+            anchors.append(torch.cat([centres, side], dim=-1).expand(batch_size, -1, -1))
+        return torch.cat(tokens, 1), torch.cat(positions, 1), torch.cat(anchors, 1), shapes
+
+    def select_queries(self, encoder_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Open-Det eq. 1: tokens with σ(score) > threshold, per image, bounded by [min_queries, max_queries].
+
+        encoder_logits: (B, T) → indices (B, Q) int64 (best first) and padding (B, Q) bool."""
+        config = self.config
+        counts = (encoder_logits.detach().sigmoid() > config.selection_threshold).sum(dim=1)
+        counts = counts.clamp(min=min(config.min_queries, encoder_logits.shape[1]), max=config.max_queries)
+        width = int(counts.max())
+        indices = encoder_logits.detach().topk(width, dim=1).indices
+        padding = torch.arange(width, device=counts.device)[None] >= counts[:, None]
+        return indices, padding
+
+    def forward(self, images: list[Tensor]) -> QueryDetectorOutput:
+        """images: B × (3, H, W) float in [0, 1]."""
+        backbone_tokens, token_pos, anchors, level_shapes = self.tokens(images)
+        memory = self.encoder(backbone_tokens + token_pos)
+        encoder_logits = self.encoder_score_head(memory).squeeze(-1)
+        encoder_boxes = (inverse_sigmoid(anchors) + self.encoder_box_head(memory)).sigmoid()
+        indices, padding = self.select_queries(encoder_logits)
+        gather = indices.unsqueeze(-1)
+        queries = self.query_content(memory.gather(1, gather.expand(-1, -1, memory.shape[-1])))
+        # The encoder's proposals become the first reference boxes, detached as in two-stage Deformable DETR.
+        reference = encoder_boxes.detach().gather(1, gather.expand(-1, -1, 4))
+        layers = []
+        for index, layer in enumerate(self.decoder):
+            query_pos = self.reference_pos(sine_embedding(reference, self.config.hidden_dim // 4))
+            queries = layer(queries, query_pos, padding, memory, token_pos, TokenLayout(reference, level_shapes))
+            boxes = (inverse_sigmoid(reference) + self.box_head(queries)).sigmoid()
+            layers.append(DecoderLayerOutput(boxes, self.binary_head(queries).squeeze(-1), queries,
+                                             one_to_one=layer.self_attention is not None))
+            reference = boxes.detach()  # each layer refines the previous layer's boxes (iterative refinement)
+        return QueryDetectorOutput(layers, padding, encoder_boxes, encoder_logits, backbone_tokens, memory,
+                                   token_pos, level_shapes, [tuple(image.shape[-2:]) for image in images])

@@ -1,0 +1,120 @@
+"""One Open-Det loss evaluation: batch → model → criterion → named loss terms (the shape of trainers.hdovd.batch_losses).
+
+Object names: a ground-truth box that carries names (the store's `regions.names`, written by extract-features with
+`dataset.names` / `dataset.object_names`) is named, each step afresh, by one of its alternatives drawn uniformly
+("red star" or "star"), with that name's text embedding from the store's vocab rows of kind "name". A box without
+names (stores written without them) is named by its class: the class name and the class text embedding. The draws
+use torch's global generator, which the loop seeds and checkpoints save, so `--resume` continues them exactly.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from trainers.opendet.criterion import OpenDetCriterion
+from trainers.opendet.model import OpenDetModel
+from trainers.opendet.name_tokenizer import train_name_tokenizer
+from trainers.config import TrainConfig
+from trainers.vocabulary import ClassVocabulary, load_name_vocabulary
+
+
+def pick_object_names(box_names: list[list[tuple[str, ...] | None]], generator: torch.Generator | None = None
+                      ) -> list[list[str | None]]:
+    """B × G × (alternative names, or None) → B × G × (one alternative drawn uniformly, or None).
+
+    One draw per box with two or more alternatives, from `generator` (default: torch's global CPU generator, the
+    training RNG); nothing is drawn when no box has a choice, so batches without names leave the RNG untouched."""
+    choices = sum(1 for names in box_names for alternatives in names if alternatives and len(alternatives) > 1)
+    draws = iter(torch.rand(choices, generator=generator).tolist() if choices else ())
+
+    def pick(alternatives: tuple[str, ...] | None) -> str | None:
+        if not alternatives or len(alternatives) == 1:
+            return alternatives[0] if alternatives else None
+        return alternatives[min(int(next(draws) * len(alternatives)), len(alternatives) - 1)]
+
+    return [[pick(alternatives) for alternatives in names] for names in box_names]
+
+
+def named_targets(targets: list[dict[str, Tensor]], base_text_embeddings: Tensor, class_names: tuple[str, ...],
+                  box_names: list[list[str | None]] | None = None, object_names: tuple[str, ...] = (),
+                  object_name_embeddings: Tensor | None = None) -> list[dict]:
+    """B × {boxes (G, 4), labels (G,) base-class index} → B × {boxes, text_embeddings (G, Dt), names G strings}.
+
+    box_names: B × G picked names (pick_object_names), None for a box named by its class; object_names and
+    object_name_embeddings (N, Dt): the vocab rows of kind "name" that hold their text embeddings."""
+    offset = base_text_embeddings.shape[0]
+    table = base_text_embeddings
+    if object_names:
+        table = torch.cat([base_text_embeddings, object_name_embeddings.to(base_text_embeddings)])
+    row_of = {name: offset + row for row, name in enumerate(object_names)}
+    named = []
+    for image, target in enumerate(targets):
+        labels = target["labels"].tolist()
+        names = box_names[image] if box_names is not None else [None] * len(labels)
+        rows, strings = [], []
+        for label, name in zip(labels, names):
+            if name is None:
+                rows.append(label)
+                strings.append(class_names[label])
+                continue
+            if name not in row_of:
+                raise ValueError(f"object name {name!r} of a ground-truth box has no vocab row of kind 'name'; the "
+                                 "store's regions and vocab come from different extract-features runs (rerun it)")
+            rows.append(row_of[name])
+            strings.append(name)
+        index = torch.as_tensor(rows, dtype=torch.long, device=table.device)
+        named.append({"boxes": target["boxes"], "text_embeddings": table[index], "names": strings})
+    return named
+
+
+def opendet_losses(model: OpenDetModel | torch.nn.Module, criterion: OpenDetCriterion, batch: Mapping[str, Any] | Any,
+                   base_text_embeddings: Tensor) -> dict[str, Tensor]:
+    """The named, weighted Open-Det loss terms of one batch (A.5, eq. 5); their sum is the training loss.
+
+    batch: a mapping or object with `images`, `targets` (trainers.hdovd.detectors contract; pseudo boxes are unused) and
+    optionally `object_names` (trainers.data.batching.DetectorInputs).
+    model: an OpenDetModel or its DistributedDataParallel wrapper (called for the forward, unwrapped for parts)."""
+    def field(name: str, default: Any = None) -> Any:
+        return batch.get(name, default) if isinstance(batch, Mapping) else getattr(batch, name, default)
+
+    output = model(field("images"))
+    box_names = field("object_names")
+    targets = named_targets(field("targets"), base_text_embeddings, criterion.class_names,
+                            pick_object_names(box_names) if box_names else None, criterion.object_names,
+                            criterion.object_name_embeddings)
+    return criterion(getattr(model, "module", model), output, targets)
+
+
+def build_opendet(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[OpenDetModel, OpenDetCriterion]:
+    """The model (text width = the store's CLIP) and the criterion naming boxes by their object names or base class.
+
+    Without `name_generator.t5_dir`, the tiny T5's word tokenizer is trained on every class and object name of the
+    vocab, as a real T5's vocabulary holds every word: knowing a word is not having learnt to say it for a novel
+    object."""
+    settings = config.opendet
+    object_names = load_name_vocabulary(config.store)
+    tokenizer = (None if settings.name_generator.t5_dir
+                 else train_name_tokenizer(vocabulary.names + object_names.names))
+    model = OpenDetModel.from_config(settings, vocabulary.embeddings.shape[1], tokenizer)
+    return model, OpenDetCriterion(settings.loss, class_names=vocabulary.subset(novel=False).names,
+                                   object_names=object_names.names, object_name_embeddings=object_names.embeddings)
+
+
+def evaluate_opendet_checkpoint(config: TrainConfig, weights: dict, vocabulary: ClassVocabulary,
+                                device: torch.device) -> tuple[dict, dict, str]:
+    """(metrics, {"name_table": rows}, the name table as Markdown) of the Open-Det model in `weights` (a
+    checkpoint's "detector" state dict); generated names map to category names with the text encoder of
+    `opendet.inference.name_encoder` (default: the store's own CLIP), loaded before any evaluation work."""
+    from trainers.opendet.evaluate import evaluate_opendet, format_name_table
+    from trainers.opendet.name_encoder import category_embeddings, load_name_encoder
+
+    inference = config.opendet.inference
+    name_encoder = load_name_encoder(inference, config.store)
+    categories = category_embeddings(inference, vocabulary, name_encoder)
+    model, _ = build_opendet(config, vocabulary)
+    model.load_state_dict(weights)
+    metrics, table = evaluate_opendet(model.to(device), vocabulary, config.eval, inference, name_encoder, categories,
+                                      device)
+    return metrics, {"name_table": table}, format_name_table(table)
