@@ -37,6 +37,7 @@ from pipelines.extract_config import ExtractFeaturesConfig  # noqa: E402
 from pipelines.extract_plan import plan_dataset  # noqa: E402
 from pipelines.coco import AnnotationError  # noqa: E402
 from vlm.clip import ModelLoadError, load_clip, resolve_clip  # noqa: E402
+from vlm.text_encoder import StoreTextEncoder  # noqa: E402
 from pipelines.sharding import ShardTask, build_shard_tasks  # noqa: E402
 from schemas.config import ConfigError, config_hash, load_config, to_dict  # noqa: E402
 
@@ -94,10 +95,11 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     writer.open_stage(to_dict(config), config_hash(config),
                       models={"clip": {"path": source.weights_path, "sha256": weights_sha256,
                                        "name": config.model.clip}})
-    vocab = class_vocab(planned.dataset, planned.split, clip, config.vocab.prompts)
+    encoder = StoreTextEncoder(clip, config.vocab.prompts)
+    vocab = class_vocab(planned.dataset, planned.split, encoder)
     object_names = planned.object_names()
     if object_names:
-        vocab = stack_vocab(vocab, name_vocab(object_names, clip, config.vocab.prompts))
+        vocab = stack_vocab(vocab, name_vocab(object_names, encoder))
     writer.commit_table("vocab", vocab, vocab_fingerprint(vocab, weights_sha256))
     dim = clip.embed_dim
     del clip  # workers load their own copy through the ModelHandler

@@ -14,9 +14,9 @@ from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from featurestore.writer import ShardWriter
 from pipelines.captioners import CaptionFailure, ImageRegions
-from vlm.clip import ClipSource, load_clip
+from vlm.clip import ClipSource
 from pipelines.nouns import NounConfig, NounExtractor
-from vlm.prompts import text_embeddings
+from vlm.text_encoder import StoreTextEncoder
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
 
 STAGE = "pseudo_labels"
@@ -118,9 +118,8 @@ class PickLabels(beam.DoFn):
 
     def setup(self):
         self._extractor = NounExtractor(self._nouns)
-        clip = load_clip(self._clip, device=self._device, dtype=self._dtype)
-        self._cache = TextEmbeddingCache(
-            lambda texts: text_embeddings(clip.model, clip.tokenizer, texts, self._prompts, clip.device))
+        encoder = StoreTextEncoder.load(self._clip, self._prompts, device=self._device, dtype=self._dtype)
+        self._cache = TextEmbeddingCache(encoder.encode)
 
     def process(self, batch):
         started = time.perf_counter()

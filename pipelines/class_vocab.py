@@ -10,30 +10,29 @@ import hashlib
 import numpy as np
 
 from pipelines.coco import CocoDataset
-from vlm.clip import LoadedClip
 from pipelines.ov_split import OvSplit
-from vlm.prompts import text_embeddings
+from vlm.text_encoder import StoreTextEncoder
 
 
-def _vocab_columns(names: list[str], kind: str, category_ids: list, splits: list, clip: LoadedClip,
-                   prompts: str) -> dict:
-    embeddings = text_embeddings(clip.model, clip.tokenizer, names, prompts, clip.device)
+def _vocab_columns(names: list[str], kind: str, category_ids: list, splits: list, encoder: StoreTextEncoder
+                   ) -> dict:
+    embeddings = encoder.encode(names)
     return {"name": list(names), "kind": [kind] * len(names), "category_id": category_ids, "split": splits,
-            "prompts": [prompts] * len(names), "embedding": embeddings.reshape(len(names), clip.embed_dim)}
+            "prompts": [encoder.prompts] * len(names), "embedding": embeddings.reshape(len(names), encoder.embed_dim)}
 
 
-def class_vocab(dataset: CocoDataset, split: OvSplit, clip: LoadedClip, prompts: str) -> dict:
+def class_vocab(dataset: CocoDataset, split: OvSplit, encoder: StoreTextEncoder) -> dict:
     """Columns of `vocab`: base classes then novel classes, each by category id; embedding (C, D) float32."""
     names = dataset.category_names()
     ordered = [(cid, "base") for cid in sorted(split.base_ids)] + [(cid, "novel") for cid in sorted(split.novel_ids)]
     return _vocab_columns([names[cid] for cid, _ in ordered], "class", [cid for cid, _ in ordered],
-                          [side for _, side in ordered], clip, prompts)
+                          [side for _, side in ordered], encoder)
 
 
-def name_vocab(names: list[str], clip: LoadedClip, prompts: str) -> dict:
+def name_vocab(names: list[str], encoder: StoreTextEncoder) -> dict:
     """Columns of `vocab` rows of kind "name", one per object name (no category id, no split), embedded with the
     same model and prompt ensemble as the classes; embedding (N, D) float32."""
-    return _vocab_columns(list(names), "name", [None] * len(names), [None] * len(names), clip, prompts)
+    return _vocab_columns(list(names), "name", [None] * len(names), [None] * len(names), encoder)
 
 
 def stack_vocab(*parts: dict) -> dict:

@@ -16,6 +16,7 @@ from featurestore.commands.render import emit
 from featurestore.commands.store_images import image_root, open_image
 from featurestore.commands.label_report import normalised
 from featurestore.reader import StoreReader
+from vlm.text_encoder import StoreTextEncoder
 
 THUMB = 128
 LABEL_HEIGHT = 28
@@ -34,14 +35,8 @@ def add_arguments(parser) -> None:
 
 def text_query(reader: StoreReader, text: str) -> np.ndarray:
     """(1, D) unit text embedding from the CLIP and prompts that extract-features recorded in the manifest."""
-    from vlm.clip import load_clip, resolve_clip
-    from vlm.prompts import text_embeddings
-
     config = reader.stage_config("extract_features").get("config", {})
-    model = config.get("model", {})
-    source = resolve_clip(model.get("clip"), model.get("checkpoint"), model.get("model_config_dir"))
-    clip = load_clip(source, device="cpu")
-    return normalised(text_embeddings(clip.model, clip.tokenizer, [text], config["vocab"]["prompts"], clip.device))
+    return StoreTextEncoder.from_extract_config(config, f"store {reader.root}").encode([text])
 
 
 def search_regions(reader: StoreReader, query: np.ndarray, k: int, sources: list[str] | None) -> list[dict]:

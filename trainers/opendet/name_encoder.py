@@ -4,8 +4,7 @@ vocab, or an offline sentence encoder (all-MiniLM-L6-v2, `trainers.opendet.sente
 
 The Open-Det protocol embeds both with one pre-trained text encoder (Sec. 4, "Evaluation Metrics"); with the store's
 CLIP the category side is the `vocab` table itself, with any other encoder the category names are embedded by it.
-Loading the CLIP reuses the pipelines' offline open_clip loader and prompt ensembles (the one place the trainer reads
-a pipelines module, and only at evaluation).
+The store's CLIP is `vlm.text_encoder.StoreTextEncoder`, the same encoder search and pseudo-labels use.
 """
 from __future__ import annotations
 
@@ -18,26 +17,14 @@ from trainers.opendet.inference import NameEncoder
 from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.opendet.sentence_encoder import load_sentence_encoder
 from trainers.vocabulary import ClassVocabulary
+from vlm.text_encoder import StoreTextEncoder
 
 
 def store_clip_name_encoder(store: str, device: str = "cpu") -> NameEncoder:
     """names → (N, D) float32, L2-normalised, with the CLIP and `vocab.prompts` of the store's extract-features run."""
-    from vlm.clip import load_clip, resolve_clip
-    from vlm.prompts import text_embeddings
-
-    stage = StoreReader(store).stage_config("extract_features")
-    config = stage.get("config", {})
-    if "model" not in config or "prompts" not in config.get("vocab", {}):
-        raise ValueError(f"store {store}: its manifest has no extract_features model and vocab.prompts, so the "
-                         "text encoder that embedded its vocab is unknown; run extract-features first")
-    model, prompts = config["model"], config["vocab"]["prompts"]
-    clip = load_clip(resolve_clip(model["clip"], model.get("checkpoint"), model.get("model_config_dir")), device)
-
-    def encode(names: list[str]) -> Tensor:
-        embeddings = text_embeddings(clip.model, clip.tokenizer, names, prompts, clip.device)
-        return F.normalize(torch.from_numpy(embeddings), dim=-1)
-
-    return encode
+    encoder = StoreTextEncoder.from_extract_config(StoreReader(store).stage_config("extract_features").get("config", {}),
+                                                   f"store {store}", device)
+    return lambda names: F.normalize(torch.from_numpy(encoder.encode(list(names))), dim=-1)
 
 
 def load_name_encoder(inference: OpenDetInferenceConfig, store: str, device: str = "cpu") -> NameEncoder:
