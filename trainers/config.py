@@ -1,12 +1,31 @@
-"""The one config of a training run (`make train`): data, model, optimisation, schedule, evaluation."""
+"""The one config of a training run (`make train`): the engine's sections (data stream, optimisation, schedule,
+evaluation) and each method's own section (`hdovd`, `opendet`, defined in the method packages).
+
+Choices are `Literal` types (the loader refuses anything else); ranges are checked in `__post_init__`, and messages
+name the dotted key. Presets for real data are YAML files: configs/train_*.yaml.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trainers.data.streaming import StreamConfig
 from trainers.hdovd.config import HdovdConfig
 from trainers.opendet.config import OpenDetConfig
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How the store is streamed into training samples (trainers.data.streaming)."""
+
+    image_size: int = 128  # longest side after resize
+    flip_probability: float = 0.5
+    shuffle_buffer: int = 256
+    seed: int = 0
+    use_pseudo_labels: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.flip_probability <= 1.0:
+            raise ValueError(f"stream.flip_probability must be in [0, 1], got {self.flip_probability}")
 
 
 @dataclass(frozen=True)
@@ -24,6 +43,10 @@ class OptimConfig:
     clip_grad_norm: float = 10.0  # 0 = off
     accumulate: int = 1  # micro-batches per optimizer step
 
+    def __post_init__(self) -> None:
+        if self.accumulate < 1:
+            raise ValueError(f"optim.accumulate must be >= 1, got {self.accumulate}")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -40,7 +63,7 @@ class TrainConfig:
     image_root: str = "data/shapes/images/train"  # where the store's images.file_name resolve
     out_dir: str = "runs/hdovd"
     method: Literal["hdovd", "opendet"] = "hdovd"  # key of trainers.methods.METHODS
-    model: HdovdConfig = field(default_factory=HdovdConfig)  # method=hdovd
+    hdovd: HdovdConfig = field(default_factory=HdovdConfig)  # method=hdovd
     opendet: OpenDetConfig = field(default_factory=OpenDetConfig)  # method=opendet
     stream: StreamConfig = field(default_factory=StreamConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -52,6 +75,7 @@ class TrainConfig:
     batch_size: int = 8
     num_workers: int = 1
     bf16: bool = False  # autocast to bfloat16 (fast on recent CPUs and GPUs)
+    # auto: cuda when visible, else cpu. Under torchrun each process takes cuda:LOCAL_RANK.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default

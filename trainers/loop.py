@@ -10,21 +10,20 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from featurestore.commands.label_report import names_any_class
 from featurestore.reader import StoreReader
 from schemas.config import to_dict
 from schemas.version import code_version
-from trainers.data.batching import to_detector_inputs
 from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from trainers.config import TrainConfig
+from trainers.data.batching import to_detector_inputs
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
-from trainers.distributed import all_reduce_mean, init_distributed, pick_device
+from trainers.distributed import all_reduce_mean, data_parallel, init_distributed, pick_device
 from trainers.methods import training_method
 from trainers.optim import WarmupMultiStep, build_optimizer, scaled_schedule
 from trainers.scalars import ScalarLog
-from trainers.config import TrainConfig
 from trainers.vocabulary import ClassVocabulary, load_class_vocabulary
 
 
@@ -55,7 +54,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
     """Train until the schedule (or `max_steps`) ends; returns the path of the final checkpoint."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    device = pick_device(config.device)  # cuda:LOCAL_RANK under torchrun, made the current device
     group = init_distributed(device)
     torch.manual_seed(config.seed + group.rank)
     out_dir = Path(config.out_dir)
@@ -64,7 +63,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
     state = build_state(config, vocabulary, device)
     if resume:
         restore(state, load_checkpoint(resume))
-    model = DistributedDataParallel(state.detector) if group.world_size > 1 else state.detector
+    model = data_parallel(state.detector, device, group)
     dataset = StoreDetectionDataset(config.store, config.image_root, base.index_of, config.stream, config.batch_size)
     epochs, _ = scaled_schedule(config.optim)
     steps_per_epoch = math.ceil(_store_images(config.store) / (config.batch_size * group.world_size

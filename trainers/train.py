@@ -1,6 +1,8 @@
 """`python -m trainers.train [--config F] [--set k=v …] [--resume CKPT] [--eval-only CKPT]`: train, then evaluate.
 
-Under `torchrun --nproc_per_node N -m trainers.train …` every process trains its share of the shards (DDP).
+`--print-config` prints the resolved config as YAML and exits, touching nothing (presets: configs/train_*.yaml).
+Under `torchrun --nproc_per_node N -m trainers.train …` every process trains its share of the shards (DDP), each
+on the GPU of its LOCAL_RANK.
 """
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from schemas.config import ConfigError, add_config_arguments, load_config, to_dict
 from trainers.checkpoint import load_checkpoint
+from trainers.config import TrainConfig
 from trainers.distributed import pick_device
 from trainers.evaluation.ov_coco import format_metrics, save_metrics
 from trainers.loop import NonFiniteLossError, train
 from trainers.methods import training_method
-from trainers.config import TrainConfig
 from trainers.vocabulary import load_class_vocabulary
 
 
@@ -42,12 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", default=None, help="continue exactly from this checkpoint")
     parser.add_argument("--eval-only", default=None, metavar="CHECKPOINT", help="evaluate a checkpoint, no training")
     parser.add_argument("--no-eval", action="store_true", help="train only")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (file + --set) as YAML and exit; nothing is read or written")
     args = parser.parse_args(argv)
     try:
         config = load_config(TrainConfig, args.config, args.overrides)
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return 0
     print("config: " + json.dumps(to_dict(config), sort_keys=True))
     if args.eval_only:
         evaluate_checkpoint(config, Path(args.eval_only))

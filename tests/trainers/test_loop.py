@@ -38,7 +38,7 @@ def tiny_store(tmp_path_factory):
 
 def tiny_config(root, out, **overrides) -> TrainConfig:
     settings = [f"store={root / 'store'}", f"image_root={root / 'images'}", f"out_dir={out}",
-                f"model.detector.embed_dim={DIM}", "model.detector.min_size=64", "model.detector.max_size=64",
+                f"hdovd.detector.embed_dim={DIM}", "hdovd.detector.min_size=64", "hdovd.detector.max_size=64",
                 "stream.image_size=64", "stream.shuffle_buffer=3", "batch_size=2", "num_workers=0",
                 "log_every=1", "checkpoint_every=1000", "optim.warmup_steps=2",
                 f"eval.annotations={root / 'val.json'}", f"eval.image_root={root / 'images'}"]
@@ -79,7 +79,7 @@ def test_non_finite_loss_stops_with_step_and_terms(tiny_store, tmp_path):
 def test_train_then_evaluate_writes_metrics(tiny_store, tmp_path, capsys):
     out = tmp_path / "cli"
     settings = [f"store={tiny_store / 'store'}", f"image_root={tiny_store / 'images'}", f"out_dir={out}",
-                f"model.detector.embed_dim={DIM}", "model.detector.min_size=64", "model.detector.max_size=64",
+                f"hdovd.detector.embed_dim={DIM}", "hdovd.detector.min_size=64", "hdovd.detector.max_size=64",
                 "batch_size=2", "num_workers=0", "max_steps=2", f"eval.annotations={tiny_store / 'val.json'}",
                 f"eval.image_root={tiny_store / 'images'}"]
     assert train_main([arg for s in settings for arg in ("--set", s)]) == 0
@@ -98,7 +98,7 @@ def test_unknown_config_key_is_named(capsys):
 def test_torchrun_two_cpu_processes(tiny_store, tmp_path):
     out = tmp_path / "ddp"
     settings = [f"store={tiny_store / 'store'}", f"image_root={tiny_store / 'images'}", f"out_dir={out}",
-                f"model.detector.embed_dim={DIM}", "model.detector.min_size=64", "model.detector.max_size=64",
+                f"hdovd.detector.embed_dim={DIM}", "hdovd.detector.min_size=64", "hdovd.detector.max_size=64",
                 "batch_size=1", "num_workers=0", "max_steps=2", "threads=1"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "trainers.train", "--no-eval"] + [arg for s in settings for arg in ("--set", s)]

@@ -12,7 +12,8 @@ from featurestore.reader import StoreReader
 from tests.featurestore.store_factory import write_store
 from trainers.data.batching import to_detector_inputs
 from trainers.data.partition import shards_for
-from trainers.data.streaming import StoreDetectionDataset, StreamConfig, batches_before, collate_samples
+from trainers.config import StreamConfig
+from trainers.data.streaming import StoreDetectionDataset, batches_before, collate_samples
 from trainers.data.transforms import horizontal_flip
 
 

@@ -6,31 +6,22 @@ sample leaves the buffer, so skipping (for an exact resume) costs no decoding.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
+from trainers.config import StreamConfig
+from trainers.data.image_tensors import load_image_tensor
 from trainers.data.partition import shards_for
 from trainers.data.transforms import horizontal_flip, resize_longest_side
 
 BOX_FIELDS = ("boxes", "pseudo_boxes")
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    image_size: int = 128  # longest side after resize
-    flip_probability: float = 0.5
-    shuffle_buffer: int = 256
-    seed: int = 0
-    use_pseudo_labels: bool = True
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -57,7 +48,7 @@ class StoreDetectionDataset(IterableDataset):
     def __init__(self, store: str | Path, image_root: str | Path, category_index: Mapping[int, int],
                  config: StreamConfig = StreamConfig(), batch_size: int = 1):
         self.store = Path(store)
-        self.image_root = Path(image_root)
+        self.image_root = str(image_root)  # joined with each file name by vlm.images.resolve_image_path
         self.category_index = dict(category_index)
         self.config = config
         self.batch_size = batch_size
@@ -147,14 +138,8 @@ class StoreDetectionDataset(IterableDataset):
 
     # -- pixels ---------------------------------------------------------------------------------------------
     def _load(self, record: dict) -> dict:
-        path = self.image_root / record["file_name"]
-        try:
-            with Image.open(path) as handle:
-                pixels = np.array(handle.convert("RGB"))
-        except (OSError, ValueError) as error:
-            raise RuntimeError(f"image {record['image_id']} ({path}) cannot be read for training: {error}; "
-                               "it is in the store, so the image root (flag image_root) may be wrong") from error
-        image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
+        # The file is in the store, so a failure here most likely means the image root is wrong (key image_root).
+        image = load_image_tensor(self.image_root, record["file_name"], record["image_id"], "image_root")
         boxes = {name: torch.from_numpy(record[name]) for name in BOX_FIELDS}
         image, boxes, _ = resize_longest_side(image, boxes, self.config.image_size)
         # Augmentation drawn per (seed, epoch, image): a resumed run flips exactly as the uninterrupted one.

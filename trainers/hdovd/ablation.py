@@ -11,28 +11,28 @@ import sys
 from pathlib import Path
 
 from schemas.config import add_config_arguments, config_hash, load_config
-from trainers.hdovd.detect import InferenceConfig
-from trainers.train import evaluate_checkpoint
-from trainers.loop import train
 from trainers.config import TrainConfig
+from trainers.hdovd.config import InferenceConfig
+from trainers.loop import train
+from trainers.train import evaluate_checkpoint
 
-_OFF = {"model.loss.instance_contrastive": False, "model.loss.instance_relational": False,
-        "model.loss.pseudo_classes": False, "model.loss.pseudo_weighting": False,
-        "model.loss.image_contrastive": False, "model.inference.ensemble": False}
+_OFF = {"hdovd.loss.instance_contrastive": False, "hdovd.loss.instance_relational": False,
+        "hdovd.loss.pseudo_classes": False, "hdovd.loss.pseudo_weighting": False,
+        "hdovd.loss.image_contrastive": False, "hdovd.inference.ensemble": False}
 
 # HD-OVD Table V, top to bottom: each row switches one more component on (columns CKD, RKD, Cls., Wei.,
 # image, Ens.). Row names are what `--rows` takes.
 TABLE_V = {
     "base_only": {},
-    "ckd": {"model.loss.instance_contrastive": True},
-    "ckd_rkd": {"model.loss.instance_contrastive": True, "model.loss.instance_relational": True},
-    "cls": {"model.loss.instance_contrastive": True, "model.loss.instance_relational": True,
-            "model.loss.pseudo_classes": True},
-    "cls_weighted": {"model.loss.instance_contrastive": True, "model.loss.instance_relational": True,
-                     "model.loss.pseudo_classes": True, "model.loss.pseudo_weighting": True},
-    "image": {"model.loss.instance_contrastive": True, "model.loss.instance_relational": True,
-              "model.loss.pseudo_classes": True, "model.loss.pseudo_weighting": True,
-              "model.loss.image_contrastive": True},
+    "ckd": {"hdovd.loss.instance_contrastive": True},
+    "ckd_rkd": {"hdovd.loss.instance_contrastive": True, "hdovd.loss.instance_relational": True},
+    "cls": {"hdovd.loss.instance_contrastive": True, "hdovd.loss.instance_relational": True,
+            "hdovd.loss.pseudo_classes": True},
+    "cls_weighted": {"hdovd.loss.instance_contrastive": True, "hdovd.loss.instance_relational": True,
+                     "hdovd.loss.pseudo_classes": True, "hdovd.loss.pseudo_weighting": True},
+    "image": {"hdovd.loss.instance_contrastive": True, "hdovd.loss.instance_relational": True,
+              "hdovd.loss.pseudo_classes": True, "hdovd.loss.pseudo_weighting": True,
+              "hdovd.loss.image_contrastive": True},
     "hdovd": {key: True for key in _OFF},
 }
 COLUMNS = ("instance_contrastive", "instance_relational", "pseudo_classes", "pseudo_weighting",
@@ -49,8 +49,8 @@ def row_overrides(row: str) -> list[str]:
 
 def training_key(config: TrainConfig) -> str:
     """Hash of everything that shapes training: the config without its inference and output settings."""
-    model = dataclasses.replace(config.model, inference=InferenceConfig())
-    return config_hash(dataclasses.replace(config, model=model, out_dir=""))
+    hdovd = dataclasses.replace(config.hdovd, inference=InferenceConfig())
+    return config_hash(dataclasses.replace(config, hdovd=hdovd, out_dir=""))
 
 
 def format_table(results: dict[str, dict]) -> str:
@@ -60,7 +60,7 @@ def format_table(results: dict[str, dict]) -> str:
     for row, result in results.items():
         switches = {**_OFF, **TABLE_V[row]}
         marks = ["✓" if switches[k] else "" for k in
-                 [f"model.loss.{c}" if c != "ensemble" else "model.inference.ensemble" for c in COLUMNS]]
+                 [f"hdovd.loss.{c}" if c != "ensemble" else "hdovd.inference.ensemble" for c in COLUMNS]]
         metrics = result["metrics"]
         values = [f"{100 * metrics[k]:.1f}" if metrics.get(k) is not None else "n/a"
                   for k in ("AP50_all", "AP50_base", "AP50_novel")]

@@ -1,15 +1,124 @@
-"""The model side of an HD-OVD run in one config: detector, losses, inference; checked to fit together.
+"""Every config section of an HD-OVD run (`TrainConfig.hdovd`): detector, losses, inference; checked to fit together.
 
-Load it like every stage config: `load_config(HdovdConfig, path, overrides)` with keys such as
-`detector.backbone=resnet50`, `loss.instance_relational=false`, `inference.beta_novel=0.45`.
+Plain dataclasses without heavy imports, so `trainers.config` can hold them. Choices are `Literal` types (the loader
+refuses anything else); ranges are checked in `__post_init__`, and messages name the dotted key from the run
+config's root (`hdovd.loss.tau_ckd`). Defaults are the CPU demo on ShapesOV; the real-data settings are the presets
+configs/train_ov_coco.yaml and configs/train_ov_lvis.yaml.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from trainers.hdovd.detector_config import DetectorConfig
-from trainers.hdovd.detect import DISTILL_PROBABILITIES, InferenceConfig
-from trainers.hdovd.loss_config import HdovdLossConfig
+# How eq. 12's p_dis turns cosines into probabilities (InferenceConfig.distill_probability).
+DistillProbability = Literal["sigmoid", "softmax"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Which detector (registry name), its backbone and sizes, and how it classifies. Defaults: the CPU demo
+    detector; configs/train_ov_coco.yaml holds torchvision's fasterrcnn_resnet50_fpn sizes."""
+
+    name: Literal["faster_rcnn", "query_detr"] = "faster_rcnn"  # key of trainers.hdovd.detectors.DETECTORS
+    backbone: Literal["tiny", "resnet50"] = "tiny"  # key of trainers.modeling.backbones.BACKBONES
+    # Local ImageNet checkpoint of the backbone (.pth state dict or .safetensors); None = random initialisation.
+    backbone_weights: str | None = None
+    trainable_backbone_layers: int = 3  # torchvision's default for a pretrained ResNet-50 FPN
+    embed_dim: int = 512  # CLIP ViT-B/32 embedding width (HD-OVD's teacher, Sec. IV-B)
+    # `sigmoid` pairs with loss sigmoid_focal (eq. 4); `softmax_background` with weighted_softmax (released code).
+    classifier: Literal["sigmoid", "softmax_background"] = "sigmoid"
+    tau_cls: float = 50.0  # HD-OVD eq. 4: τ_cls = 50
+
+    # Input size: shorter side to min_size, longer side at most max_size (torchvision GeneralizedRCNNTransform).
+    min_size: int = 128  # ShapesOV demo renders at 128 px (DESIGN, embedded sample)
+    max_size: int = 128
+    # Proposal and RoI budget. The demo prototype: 100 post-NMS proposals and 64 sampled RoIs per image, a 256-d
+    # box head (torchvision's 2000 / 512 / 1024 were ten times slower per step on 2 cores).
+    rpn_pre_nms_top_n_train: int = 300
+    rpn_post_nms_top_n_train: int = 100
+    rpn_pre_nms_top_n_test: int = 300
+    rpn_post_nms_top_n_test: int = 100
+    box_batch_size_per_image: int = 64
+    box_positive_fraction: float = 0.25  # Faster R-CNN / torchvision default
+    representation_size: int = 256
+    # RoIAlign bilinear samples per bin side (torchvision's MultiScaleRoIAlign: 2). Its CPU backward was 36% of a
+    # demo training step (py-spy); 1 sample per bin makes the pooling about 2x cheaper.
+    roi_sampling_ratio: int = 2
+
+
+@dataclass(frozen=True)
+class HdovdLossConfig:
+    """Switches, variants, temperatures and weights of the HD-OVD training losses (paper Sec. III, eq. 1–11)."""
+
+    # --- component switches (Table V columns: CKD, RKD, Cls., Wei., image) ---
+    instance_contrastive: bool = True  # L_ckd^ins, eq. 1–2
+    instance_relational: bool = True  # L_rkd^ins, eq. 3
+    pseudo_classes: bool = True  # pseudo-label text embeddings join the classifier (eq. 4, "Cls.")
+    pseudo_weighting: bool = True  # α_j = σ(s_j) for pseudo classes (eq. 5, "Wei."); off: weight 1
+    image_contrastive: bool = True  # L_ckd^img, eq. 6–10
+
+    # --- which regions are distilled (Table VI: base / pseudo / both) and how many pseudo boxes (Table IX) ---
+    distill_regions: Literal["base_and_pseudo", "base", "pseudo"] = "base_and_pseudo"
+    max_pseudo_boxes: int = 5  # HD-OVD Sec. IV-B / Table IX: top-5 proposals per image by default
+
+    # --- variants: the paper's formula or the released code's ---
+    # sigmoid_bce: eq. 1–2 (BCE, positives on the diagonal); info_nce: released code, bidirectional CE at τ_ckd.
+    instance_contrastive_variant: Literal["sigmoid_bce", "info_nce"] = "sigmoid_bce"
+    # sigmoid_focal: eq. 4 (needs detector.classifier=sigmoid);
+    # weighted_softmax: released code, CE with a learnable background (needs detector.classifier=softmax_background).
+    classification_variant: Literal["sigmoid_focal", "weighted_softmax"] = "sigmoid_focal"
+    # How a pseudo box's score s becomes its weight: `sigmoid` is eq. 5 (σ(s), s a standardised CLIP score);
+    # `as_given` uses s unchanged, as the released code does with its s = σ((cos − μ)/σ)·k.
+    pseudo_weight_transform: Literal["sigmoid", "as_given"] = "sigmoid"
+    # Eq. 3 prints KL(P_q || P_e) (student first); the released code's mmdet KD loss computes KL(P_e || P_q).
+    rkd_kl_direction: Literal["student_teacher", "teacher_student"] = "student_teacher"
+    # Eq. 3 keeps the diagonal (self-similarity, constant 1·τ_rkd on both sides); True drops it from both softmaxes.
+    rkd_exclude_diagonal: bool = False
+
+    # --- temperatures (HD-OVD Sec. IV-B and released config) ---
+    tau_ckd: float = 20.0  # HD-OVD eq. 2 and eq. 9–10: τ_ckd = 20
+    tau_rkd: float = 5.0  # HD-OVD eq. 3: τ_rkd = 5
+
+    # --- loss weights (HD-OVD eq. 11) ---
+    alpha_instance_contrastive: float = 0.5  # α1
+    alpha_instance_relational: float = 5.0  # α2
+    alpha_image_contrastive: float = 0.2  # α3
+    weight_classification: float = 1.0  # eq. 11 adds L_cls unweighted
+    weight_box: float = 1.0  # eq. 11 adds L_box unweighted
+
+    # --- focal loss of eq. 4 (Lin et al., RetinaNet: α = 0.25, γ = 2) ---
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+    # --- memory queues of negatives (DESIGN: length 1024; the released Faster R-CNN config uses 2048 / 512) ---
+    region_queue_length: int = 1024
+    image_queue_length: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.max_pseudo_boxes < 0:
+            raise ValueError(f"hdovd.loss.max_pseudo_boxes must be >= 0, got {self.max_pseudo_boxes}")
+        for name in ("tau_ckd", "tau_rkd"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"hdovd.loss.{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Scoring of eq. 12, NMS and top-k. Defaults: OV-COCO; configs/train_ov_lvis.yaml holds the OV-LVIS values."""
+
+    ensemble: bool = True  # Table V "Ens."; False scores with p_cls alone
+    beta_base: float = 0.35  # HD-OVD eq. 12, OV-COCO: β1 = 0.35
+    beta_novel: float = 0.65  # HD-OVD eq. 12, OV-COCO: β2 = 0.65
+    tau_distill: float = 20.0  # eq. 12: p_dis = sigmoid(cos(q, e)·τ_ckd), τ_ckd = 20
+    # "sigmoid" is eq. 12 as printed. "softmax" normalises over the evaluated classes as ViLD's ensemble does: with a
+    # teacher whose cosines sit far from 0 (ShapesOV's CLIP: about 0.66 right class, 0.35 wrong) the sigmoid is
+    # near 1 for every class, and p_dis^β then only lifts weak p_cls scores of novel classes.
+    distill_probability: DistillProbability = "sigmoid"
+    score_threshold: float = 0.05  # released config: rcnn score_thr 0.05
+    nms_iou: float = 0.5  # released config: rcnn nms iou_threshold 0.5
+    detections_per_image: int = 100  # COCO protocol: at most 100 detections per image
+    min_box_size: float = 1e-2  # torchvision postprocess_detections: drop degenerate boxes
+
 
 # Each classification loss is defined for one kind of classifier head (and its inference probabilities).
 CLASSIFIER_OF_LOSS = {
@@ -20,6 +129,8 @@ CLASSIFIER_OF_LOSS = {
 
 @dataclass(frozen=True)
 class HdovdConfig:
+    """The model side of an HD-OVD run (`--set hdovd.loss.instance_relational=false`)."""
+
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     loss: HdovdLossConfig = field(default_factory=HdovdLossConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
@@ -27,11 +138,8 @@ class HdovdConfig:
     def __post_init__(self) -> None:
         wanted = CLASSIFIER_OF_LOSS[self.loss.classification_variant]
         if self.detector.classifier != wanted:
-            raise ValueError(f"loss.classification_variant={self.loss.classification_variant} needs "
-                             f"detector.classifier={wanted}, got {self.detector.classifier}")
-        if self.inference.distill_probability not in DISTILL_PROBABILITIES:
-            raise ValueError(f"inference.distill_probability={self.inference.distill_probability!r}; choose one of "
-                             f"{', '.join(DISTILL_PROBABILITIES)}")
+            raise ValueError(f"hdovd.loss.classification_variant={self.loss.classification_variant} needs "
+                             f"hdovd.detector.classifier={wanted}, got {self.detector.classifier}")
         if self.inference.tau_distill != self.loss.tau_ckd:
-            raise ValueError(f"inference.tau_distill={self.inference.tau_distill} must equal loss.tau_ckd="
+            raise ValueError(f"hdovd.inference.tau_distill={self.inference.tau_distill} must equal hdovd.loss.tau_ckd="
                              f"{self.loss.tau_ckd}: eq. 12 scores p_dis with the temperature it was trained at")

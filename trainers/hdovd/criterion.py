@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from trainers.hdovd.detector_base import DetectorTrainOutput
 from trainers.hdovd.losses.classification import CLASSIFICATION_LOSSES, roi_class_weights
-from trainers.hdovd.loss_config import HdovdLossConfig
+from trainers.hdovd.config import HdovdLossConfig
 from trainers.hdovd.losses.contrastive import INSTANCE_CONTRASTIVE_LOSSES, bidirectional_info_nce
 from trainers.hdovd.losses.relational import relational_kd_loss
 from trainers.hdovd.queues import EmbeddingQueue

@@ -1,41 +1,16 @@
 """From detector outputs to final detections: the score ensemble of HD-OVD eq. 12, per-class NMS, top-k."""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from typing import get_args
 
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, remove_small_boxes
 
+from trainers.hdovd.config import DistillProbability, InferenceConfig
 from trainers.hdovd.detector_base import OpenVocabularyDetector
 
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """Defaults: OV-COCO. `OV_LVIS_INFERENCE` holds the LVIS values."""
-
-    ensemble: bool = True  # Table V "Ens."; False scores with p_cls alone
-    beta_base: float = 0.35  # HD-OVD eq. 12, OV-COCO: β1 = 0.35
-    beta_novel: float = 0.65  # HD-OVD eq. 12, OV-COCO: β2 = 0.65
-    tau_distill: float = 20.0  # eq. 12: p_dis = sigmoid(cos(q, e)·τ_ckd), τ_ckd = 20
-    # "sigmoid" is eq. 12 as printed. "softmax" normalises over the evaluated classes as ViLD's ensemble does: with a
-    # teacher whose cosines sit far from 0 (ShapesOV's CLIP: about 0.66 right class, 0.35 wrong) the sigmoid is
-    # near 1 for every class, and p_dis^β then only lifts weak p_cls scores of novel classes.
-    distill_probability: str = "sigmoid"
-    score_threshold: float = 0.05  # released config: rcnn score_thr 0.05
-    nms_iou: float = 0.5  # released config: rcnn nms iou_threshold 0.5
-    detections_per_image: int = 100  # COCO protocol: at most 100 detections per image
-    min_box_size: float = 1e-2  # torchvision postprocess_detections: drop degenerate boxes
-
-
-# HD-OVD eq. 12, OV-LVIS: β1 = 0.25, β2 = 0.45; the LVIS protocol scores up to 300 detections per image, and
-# low-scoring ones matter for rare classes (threshold 1e-4 as in Detic / ViLD evaluations).
-OV_LVIS_INFERENCE = dataclasses.replace(InferenceConfig(), beta_base=0.25, beta_novel=0.45,
-                                        score_threshold=1e-4, detections_per_image=300)
-
-
-DISTILL_PROBABILITIES = ("sigmoid", "softmax")
+DISTILL_PROBABILITIES = get_args(DistillProbability)
 
 
 def distillation_probabilities(queries: Tensor, class_text_embeddings: Tensor, tau: float,
@@ -47,7 +22,7 @@ def distillation_probabilities(queries: Tensor, class_text_embeddings: Tensor, t
         return torch.sigmoid(logits)
     if kind == "softmax":
         return logits.softmax(dim=1)
-    raise ValueError(f"inference.distill_probability={kind!r}; choose one of {', '.join(DISTILL_PROBABILITIES)}")
+    raise ValueError(f"hdovd.inference.distill_probability={kind!r}; choose one of {', '.join(DISTILL_PROBABILITIES)}")
 
 
 def ensemble_scores(class_probs: Tensor, distill_probs: Tensor, is_novel: Tensor, beta_base: float,

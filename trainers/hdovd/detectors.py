@@ -12,7 +12,7 @@ One training step reads:
     }
     base_text_embeddings: (M, D) float, the base classes' text embeddings, label index = row.
 
-    detector = build_detector(DetectorConfig(...))          # registry DETECTORS
+    detector = build_detector(DetectorConfig(...))          # registry DETECTORS (trainers.hdovd.config)
     criterion = HdovdCriterion(HdovdLossConfig(...), detector.embed_dim)
     losses = hdovd_losses(detector, criterion, batch, base_text_embeddings)   # trainers.hdovd.batch_losses
     loss = sum(losses.values())                              # names: loss_rpn_objectness, loss_rpn_box,
@@ -30,36 +30,27 @@ from __future__ import annotations
 
 from typing import Callable
 
+from trainers.hdovd.config import DetectorConfig
 from trainers.hdovd.detector_base import BACKGROUND, DetectorTrainOutput, OpenVocabularyDetector, RegionPredictions
-from trainers.hdovd.detector_config import RESNET50_FPN, DetectorConfig
 from trainers.hdovd.faster_rcnn import FasterRcnnOpenVocabulary
+from trainers.hdovd.query_detr import QueryDetrOpenVocabulary
 
-
-def _query_detr(config: DetectorConfig) -> OpenVocabularyDetector:
-    # Imported on use: trainers.opendet builds on this package's backbones, so a top-level import would be circular.
-    from trainers.hdovd.query_detr import QueryDetrOpenVocabulary
-
-    return QueryDetrOpenVocabulary.from_config(config)
-
-
-# Detector classes by DetectorConfig.name.
+# Detector classes by DetectorConfig.name, each mapping the `hdovd.detector` section onto its arguments.
 DETECTORS: dict[str, Callable[[DetectorConfig], OpenVocabularyDetector]] = {
     "faster_rcnn": FasterRcnnOpenVocabulary.from_config,
-    "query_detr": _query_detr,  # Open-Det's DETR-like detector (trainers.modeling.query_detector)
+    "query_detr": QueryDetrOpenVocabulary.from_config,  # the shared DETR-like detector (trainers.modeling)
 }
 
 
 def build_detector(config: DetectorConfig) -> OpenVocabularyDetector:
     if config.name not in DETECTORS:
-        raise KeyError(f"detector.name={config.name!r} is unknown; choose one of {sorted(DETECTORS)}")
+        raise KeyError(f"hdovd.detector.name={config.name!r} is unknown; choose one of {sorted(DETECTORS)}")
     return DETECTORS[config.name](config)
 
 
 __all__ = [
     "BACKGROUND",
     "DETECTORS",
-    "RESNET50_FPN",
-    "DetectorConfig",
     "DetectorTrainOutput",
     "OpenVocabularyDetector",
     "RegionPredictions",

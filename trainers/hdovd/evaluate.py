@@ -1,28 +1,15 @@
 """Evaluate a detector on a COCO-format set with base and novel classes: OV-COCO AP50 or LVIS AP_r/c/f."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
-from PIL import Image
 
-from trainers.evaluation.ov_coco import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
-from trainers.hdovd.detect import InferenceConfig, detect
-from trainers.evaluation.lvis import evaluate_lvis
 from trainers.config import EvalConfig
+from trainers.data.image_tensors import load_image_tensor
+from trainers.evaluation.lvis import evaluate_lvis
+from trainers.evaluation.ov_coco import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
+from trainers.hdovd.config import InferenceConfig
+from trainers.hdovd.detect import detect
 from trainers.vocabulary import ClassVocabulary
-
-
-def load_image(root: Path, file_name: str, image_id: int) -> torch.Tensor:
-    """(3, H, W) float in [0, 1]; the detector resizes internally and answers in these pixels."""
-    path = root / file_name
-    try:
-        with Image.open(path) as handle:
-            pixels = np.array(handle.convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise RuntimeError(f"evaluation image {image_id} ({path}) cannot be read: {error} (key eval.image_root)") from error
-    return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
 
 
 def run_detector(detector, vocabulary: ClassVocabulary, config: EvalConfig, inference: InferenceConfig,
@@ -36,12 +23,13 @@ def run_detector(detector, vocabulary: ClassVocabulary, config: EvalConfig, infe
     image_ids = sorted(ground_truth.getImgIds())
     if config.max_images:
         image_ids = image_ids[: config.max_images]
-    root = Path(config.image_root)
     embeddings = vocabulary.embeddings.to(device)
     results = []
     for start in range(0, len(image_ids), config.batch_size):
         ids = image_ids[start:start + config.batch_size]
-        images = [load_image(root, ground_truth.imgs[i]["file_name"], i).to(device) for i in ids]
+        # The detector resizes internally and answers in the pixels of the image as read.
+        images = [load_image_tensor(config.image_root, ground_truth.imgs[i]["file_name"], i, "eval.image_root")
+                  .to(device) for i in ids]
         detections = detect(detector, images, embeddings, vocabulary.is_novel.to(device), inference)
         results += to_coco_results(detections, ids, vocabulary.category_ids)
     return ground_truth, results

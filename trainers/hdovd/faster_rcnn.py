@@ -18,11 +18,11 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import MultiScaleRoIAlign, clip_boxes_to_image
 
-from trainers.modeling.backbones import build_backbone
+from trainers.hdovd.config import DetectorConfig
 from trainers.hdovd.detector_base import BACKGROUND, DetectorTrainOutput, OpenVocabularyDetector, RegionPredictions
-from trainers.hdovd.detector_config import DetectorConfig
 from trainers.hdovd.heads import CLASSIFIERS, ImageQueryHead, RegionQueryHead
 from trainers.hdovd.pseudo_classes import PseudoClassifierColumns
+from trainers.modeling.backbones import BackboneSpec, build_backbone
 
 ROI_OUTPUT_SIZE = 7  # torchvision / mmdet Faster R-CNN: 7 × 7 RoIAlign
 ASPECT_RATIOS = (0.5, 1.0, 2.0)  # Faster R-CNN anchors, one set per FPN level
@@ -31,37 +31,52 @@ ASPECT_RATIOS = (0.5, 1.0, 2.0)  # Faster R-CNN anchors, one set per FPN level
 class FasterRcnnOpenVocabulary(OpenVocabularyDetector):
     """Faster R-CNN + FPN whose RoI features are HD-OVD's object queries."""
 
-    def __init__(self, config: DetectorConfig):
+    def __init__(self, *, backbone: BackboneSpec, embed_dim: int, classifier: str, tau_cls: float, min_size: int,
+                 max_size: int, rpn_pre_nms_top_n_train: int, rpn_post_nms_top_n_train: int,
+                 rpn_pre_nms_top_n_test: int, rpn_post_nms_top_n_test: int, box_batch_size_per_image: int,
+                 box_positive_fraction: float, representation_size: int, roi_sampling_ratio: int):
+        """backbone: built by trainers.modeling.backbones.build_backbone; embed_dim: D of the CLIP teacher;
+        classifier: a key of CLASSIFIERS at temperature tau_cls; the rest are torchvision FasterRCNN's arguments
+        (input size, proposals kept, RoIs sampled per image) and the box head's width."""
         super().__init__()
-        if config.classifier not in CLASSIFIERS:
-            raise KeyError(f"detector.classifier={config.classifier!r} is unknown; choose one of {sorted(CLASSIFIERS)}")
-        self.config = config
-        self.embed_dim = config.embed_dim
-        spec = build_backbone(config)
-        box_head = TwoMLPHead(spec.out_channels * ROI_OUTPUT_SIZE**2, config.representation_size)
+        if classifier not in CLASSIFIERS:
+            raise KeyError(f"hdovd.detector.classifier={classifier!r} is unknown; choose one of {sorted(CLASSIFIERS)}")
+        self.embed_dim = embed_dim
+        box_head = TwoMLPHead(backbone.out_channels * ROI_OUTPUT_SIZE**2, representation_size)
         self.rcnn = FasterRCNN(
-            spec.module,
+            backbone.module,
             num_classes=None,
-            min_size=config.min_size,
-            max_size=config.max_size,
-            rpn_anchor_generator=AnchorGenerator(spec.anchor_sizes, (ASPECT_RATIOS,) * len(spec.anchor_sizes)),
-            rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
-            rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
-            rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n_test,
-            rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
-            box_roi_pool=MultiScaleRoIAlign(list(spec.roi_feature_names), ROI_OUTPUT_SIZE,
-                                           sampling_ratio=config.roi_sampling_ratio),
+            min_size=min_size,
+            max_size=max_size,
+            rpn_anchor_generator=AnchorGenerator(backbone.anchor_sizes, (ASPECT_RATIOS,) * len(backbone.anchor_sizes)),
+            rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+            rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+            rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+            rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+            box_roi_pool=MultiScaleRoIAlign(list(backbone.roi_feature_names), ROI_OUTPUT_SIZE,
+                                           sampling_ratio=roi_sampling_ratio),
             box_head=box_head,
-            box_predictor=RegionQueryHead(config.representation_size, config.embed_dim),
-            box_batch_size_per_image=config.box_batch_size_per_image,
-            box_positive_fraction=config.box_positive_fraction,
+            box_predictor=RegionQueryHead(representation_size, embed_dim),
+            box_batch_size_per_image=box_batch_size_per_image,
+            box_positive_fraction=box_positive_fraction,
         )
-        self.classifier = CLASSIFIERS[config.classifier](config.embed_dim, config.tau_cls)
-        self.image_head = ImageQueryHead(spec.out_channels, config.embed_dim, spec.roi_feature_names)
+        self.classifier = CLASSIFIERS[classifier](embed_dim, tau_cls)
+        self.image_head = ImageQueryHead(backbone.out_channels, embed_dim, backbone.roi_feature_names)
 
     @classmethod
     def from_config(cls, config: DetectorConfig) -> "FasterRcnnOpenVocabulary":
-        return cls(config)
+        """The detector of `hdovd.detector`."""
+        backbone = build_backbone(config.backbone, config.backbone_weights, config.trainable_backbone_layers,
+                                  config_section="hdovd.detector")
+        return cls(backbone=backbone, embed_dim=config.embed_dim, classifier=config.classifier, tau_cls=config.tau_cls,
+                   min_size=config.min_size, max_size=config.max_size,
+                   rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
+                   rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
+                   rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n_test,
+                   rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
+                   box_batch_size_per_image=config.box_batch_size_per_image,
+                   box_positive_fraction=config.box_positive_fraction,
+                   representation_size=config.representation_size, roi_sampling_ratio=config.roi_sampling_ratio)
 
     def _embed_boxes(self, features, boxes: list[Tensor], image_sizes) -> tuple[Tensor, Tensor, Tensor]:
         """boxes: B × (n_i, 4) in transformed-image pixels → box_deltas (Σn, 4), queries (Σn, D), text_queries."""

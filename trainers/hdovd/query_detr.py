@@ -1,4 +1,4 @@
-"""Open-Det's DETR-like query detector (trainers.modeling.query_detector) as an HD-OVD open-vocabulary detector.
+"""The shared DETR-like query detector (trainers.modeling.query_detector) as an HD-OVD open-vocabulary detector.
 
 The last decoder layer's queries are HD-OVD's object queries: each is projected to the CLIP width (q) and through a
 residual MLP to the text space (q̂, classified by cosine against text embeddings given at call time). Matching, not
@@ -8,73 +8,56 @@ query. Box losses (every decoder layer and the encoder's proposals) use base gro
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_convert, clip_boxes_to_image
 
+from trainers.hdovd.config import DetectorConfig
 from trainers.hdovd.detector_base import BACKGROUND, DetectorTrainOutput, OpenVocabularyDetector, RegionPredictions
-from trainers.hdovd.detector_config import DetectorConfig
 from trainers.hdovd.heads import CLASSIFIERS
 from trainers.hdovd.pseudo_classes import PseudoClassifierColumns
-from trainers.opendet.loss_config import OpenDetLossConfig
-from trainers.opendet.criterion import ObjectTargets, OpenDetCriterion
-from trainers.modeling.query_detector import QueryDetector
-from trainers.modeling.query_detector_config import QueryDetectorConfig
+from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, normalised_cxcywh
 from trainers.modeling.matching import hungarian_match, matching_cost
+from trainers.modeling.query_detector import QueryDetector
 
-
-def normalised_cxcywh(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """(N, 4) xyxy pixels of an image of `size` (h, w) → (N, 4) cxcywh in [0, 1]."""
-    height, width = size
-    return box_convert(boxes / boxes.new_tensor([width, height, width, height]), "xyxy", "cxcywh").clamp(0, 1)
+# Class matching of the last layer's queries to [base ground truth; pseudo boxes]: DINO's GIoU / L1 cost weights.
+REGION_MATCH_COST_GIOU, REGION_MATCH_COST_L1 = 2.0, 5.0
 
 
 class QueryDetrOpenVocabulary(OpenVocabularyDetector):
-    def __init__(self, config: DetectorConfig):
+    def __init__(self, *, detr: QueryDetector, embed_dim: int, classifier: str, tau_cls: float,
+                 box_criterion: BoxCriterion):
+        """detr: the shared query detector; embed_dim: D of the CLIP teacher; classifier: a key of CLASSIFIERS at
+        temperature tau_cls; box_criterion: the detector's box and objectness losses (no language terms)."""
         super().__init__()
-        self.config = config
-        self.embed_dim = config.embed_dim
-        detr_config = dataclasses.replace(QueryDetectorConfig(), backbone=config.backbone,
-                                          backbone_weights=config.backbone_weights,
-                                          trainable_backbone_layers=config.trainable_backbone_layers,
-                                          image_size=config.min_size)
-        self.detr = QueryDetector(detr_config)
-        dim = detr_config.hidden_dim
-        self.query_projection = nn.Linear(dim, config.embed_dim)
+        if classifier not in CLASSIFIERS:
+            raise KeyError(f"hdovd.detector.classifier={classifier!r} is unknown; choose one of {sorted(CLASSIFIERS)}")
+        self.embed_dim = embed_dim
+        self.detr = detr
+        dim = detr.hidden_dim
+        self.query_projection = nn.Linear(dim, embed_dim)
         # Residual D → 2D → D, as RegionQueryHead: q̂ starts close to q (HD-OVD released code).
-        self.text_mlp = nn.Sequential(nn.Linear(config.embed_dim, 2 * config.embed_dim), nn.ReLU(),
-                                      nn.Linear(2 * config.embed_dim, config.embed_dim))
-        self.image_projection = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, config.embed_dim))
-        self.classifier = CLASSIFIERS[config.classifier](config.embed_dim, config.tau_cls)
-        # Box and objectness losses of Open-Det's detector, without its language terms.
-        self.box_criterion = OpenDetCriterion(OpenDetLossConfig(joint_loss=False))
+        self.text_mlp = nn.Sequential(nn.Linear(embed_dim, 2 * embed_dim), nn.ReLU(),
+                                      nn.Linear(2 * embed_dim, embed_dim))
+        self.image_projection = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, embed_dim))
+        self.classifier = CLASSIFIERS[classifier](embed_dim, tau_cls)
+        self.box_criterion = box_criterion
 
     @classmethod
     def from_config(cls, config: DetectorConfig) -> "QueryDetrOpenVocabulary":
-        return cls(config)
+        """The detector of `hdovd.detector`: the shared query detector at its default (CPU demo) sizes with this
+        section's backbone, square input side `min_size`, and the box criterion's default constants."""
+        detr = QueryDetector(backbone=config.backbone, backbone_weights=config.backbone_weights,
+                             trainable_backbone_layers=config.trainable_backbone_layers, image_size=config.min_size,
+                             config_section="hdovd.detector")
+        return cls(detr=detr, embed_dim=config.embed_dim, classifier=config.classifier, tau_cls=config.tau_cls,
+                   box_criterion=BoxCriterion())
 
     def _queries(self, queries: Tensor) -> tuple[Tensor, Tensor]:
         """(N, d) → q (N, D) and q̂ (N, D), both L2-normalised."""
         projected = self.query_projection(queries)
         return F.normalize(projected, dim=-1), F.normalize(projected + self.text_mlp(projected), dim=-1)
-
-    def _box_losses(self, output, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        boxes = [normalised_cxcywh(t["boxes"], size) for t, size in zip(targets, output.image_sizes)]
-        objects = ObjectTargets(torch.cat(boxes), torch.cat(boxes)[:, :0], [], [len(b) for b in boxes])
-        criterion, total = self.box_criterion, {}
-        layers = [(layer.boxes, layer.binary_logits, output.padding, 1 if layer.one_to_one else
-                   criterion.config.one_to_many_k) for layer in output.layers]
-        layers.append((output.encoder_boxes, output.encoder_logits,
-                       torch.zeros_like(output.encoder_logits, dtype=torch.bool), criterion.config.one_to_many_k))
-        for boxes_of_layer, logits, padding, copies in layers:
-            terms, _ = criterion.layer_losses(None, boxes_of_layer, logits, None, padding, objects, copies)
-            for name, value in terms.items():
-                total[f"loss_{name}"] = total.get(f"loss_{name}", 0.0) + value
-        weights = {"loss_l1": criterion.config.weight_l1, "loss_giou": criterion.config.weight_giou}
-        return {name: weights.get(name, 1.0) * value for name, value in total.items()}
 
     def forward_train(self, images, targets, pseudo, base_text_embeddings, classify_pseudo=True) -> DetectorTrainOutput:
         if len(images) != len(targets) or len(images) != len(pseudo):
@@ -91,7 +74,7 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
                 raise ValueError(f"image {image}: {len(regions)} boxes to distil but {len(valid_boxes)} queries; "
                                  "raise the detector's min_queries")
             cost = matching_cost(valid_boxes.detach(), valid_boxes.new_zeros(len(valid_boxes), len(regions)),
-                                 regions, 2.0, 5.0, 0.0)  # DINO's GIoU / L1 weights
+                                 regions, REGION_MATCH_COST_GIOU, REGION_MATCH_COST_L1, 0.0)
             queries, matched = hungarian_match(cost)
             num_base = len(target["boxes"])
             labels = torch.full((len(valid_boxes),), BACKGROUND, dtype=torch.long, device=valid_boxes.device)
@@ -110,7 +93,8 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
         queries, text_queries = self._queries(final.queries[~output.padding])
         class_logits, background_logits = self.classifier(text_queries, columns.embeddings)
         return DetectorTrainOutput(
-            box_losses=self._box_losses(output, targets),
+            box_losses=self.box_criterion(
+                output, BoxTargets.from_pixel_boxes([t["boxes"] for t in targets], output.image_sizes)),
             class_logits=class_logits,
             background_logits=background_logits,
             class_targets=torch.cat(class_targets),

@@ -1,4 +1,8 @@
-"""Backbones with FPN, by name. Each builder returns the module plus what the detector needs to know about it."""
+"""Backbones with FPN, by name. Each builder returns the module plus what the detector needs to know about it.
+
+Builders take explicit arguments (pretrained weights, trainable stages); `config_section` is only the dotted config
+section their error messages name (e.g. `hdovd.detector`), so a user knows which key to change.
+"""
 from __future__ import annotations
 
 import logging
@@ -8,11 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.ops import misc as misc_ops
-
-from trainers.hdovd.detector_config import DetectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,6 @@ def load_state_dict_file(path: str, config_key: str) -> dict[str, Tensor]:
         raise FileNotFoundError(f"checkpoint not found: {file} (config key {config_key}); "
                                 "weights are never downloaded, give a local file")
     if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(file))
     state = torch.load(file, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -69,13 +70,15 @@ def _tiny_body(widths: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(layers)
 
 
-def build_tiny(config: DetectorConfig) -> BackboneSpec:
+def build_tiny(weights: str | None, trainable_layers: int, config_section: str) -> BackboneSpec:
     """Stem + 3 conv blocks at strides 4 / 8 / 16 (32, 16, 8 cells at 128 px) and a 64-channel FPN.
 
-    Sized for the ShapesOV demo on 2 CPU cores (DESIGN: a 3-block conv backbone at 128 px); never pretrained.
+    Sized for the ShapesOV demo on 2 CPU cores (DESIGN: a 3-block conv backbone at 128 px); never pretrained, so
+    every stage trains whatever `trainable_layers` says.
     """
-    if config.backbone_weights is not None:
-        raise ValueError("detector.backbone_weights is set, but backbone=tiny has no pretrained weights")
+    del trainable_layers
+    if weights is not None:
+        raise ValueError(f"{config_section}.backbone_weights is set, but backbone=tiny has no pretrained weights")
     widths = (32, 64, 128)
     fpn_channels = 64
     body = _tiny_body(widths)
@@ -87,40 +90,45 @@ def build_tiny(config: DetectorConfig) -> BackboneSpec:
 _RESNET_FC_KEYS = {"fc.weight", "fc.bias"}
 
 
-def build_resnet50(config: DetectorConfig) -> BackboneSpec:
-    """torchvision ResNet-50 + FPN (256 channels), ImageNet weights from `detector.backbone_weights` if given.
+def build_resnet50(weights: str | None, trainable_layers: int, config_section: str) -> BackboneSpec:
+    """torchvision ResNet-50 + FPN (256 channels), ImageNet weights from the local file `weights` if given.
 
-    Pretrained: FrozenBatchNorm and `trainable_backbone_layers` trainable stages (torchvision's fine-tuning recipe).
+    Pretrained: FrozenBatchNorm and `trainable_layers` trainable stages (torchvision's fine-tuning recipe).
     From scratch: ordinary BatchNorm and every stage trainable, since frozen random statistics would be meaningless.
     """
-    pretrained = config.backbone_weights is not None
+    key = f"{config_section}.backbone_weights"
+    pretrained = weights is not None
     # Read the checkpoint first: a wrong path fails before the model is built.
-    state = load_state_dict_file(config.backbone_weights, "detector.backbone_weights") if pretrained else None
+    state = load_state_dict_file(weights, key) if pretrained else None
     module = resnet_fpn_backbone(
         backbone_name="resnet50",
         weights=None,
         norm_layer=misc_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
-        trainable_layers=config.trainable_backbone_layers if pretrained else 5,
+        trainable_layers=trainable_layers if pretrained else 5,
     )
     if state is not None:
         result = module.body.load_state_dict(state, strict=False)
         unexpected = set(result.unexpected_keys) - _RESNET_FC_KEYS
         if result.missing_keys or unexpected:
-            raise ValueError(f"{config.backbone_weights} (detector.backbone_weights) is not a torchvision ResNet-50 "
-                             f"state dict: missing {sorted(result.missing_keys)[:5]}, unexpected {sorted(unexpected)[:5]}")
+            raise ValueError(f"{weights} ({key}) is not a torchvision ResNet-50 state dict: "
+                             f"missing {sorted(result.missing_keys)[:5]}, unexpected {sorted(unexpected)[:5]}")
     else:
-        log.warning("detector.backbone=resnet50 without detector.backbone_weights: training from random weights")
+        log.warning(f"{config_section}.backbone=resnet50 without {key}: training from random weights")
     # torchvision fasterrcnn_resnet50_fpn anchors: one size per level, 32–512 px.
     return BackboneSpec(module, 256, ((32,), (64,), (128,), (256,), (512,)), ("0", "1", "2", "3"))
 
 
-BACKBONES: dict[str, Callable[[DetectorConfig], BackboneSpec]] = {
+# Builders by name: (weights, trainable_layers, config_section) → BackboneSpec.
+BACKBONES: dict[str, Callable[[str | None, int, str], BackboneSpec]] = {
     "tiny": build_tiny,
     "resnet50": build_resnet50,
 }
 
 
-def build_backbone(config: DetectorConfig) -> BackboneSpec:
-    if config.backbone not in BACKBONES:
-        raise KeyError(f"detector.backbone={config.backbone!r} is unknown; choose one of {sorted(BACKBONES)}")
-    return BACKBONES[config.backbone](config)
+def build_backbone(name: str, weights: str | None = None, trainable_layers: int = 3,
+                   config_section: str = "detector") -> BackboneSpec:
+    """The backbone `name` (a key of BACKBONES) with FPN. weights: a local ImageNet checkpoint or None (random);
+    trainable_layers: stages trained when pretrained (torchvision's default for ResNet-50 FPN: 3)."""
+    if name not in BACKBONES:
+        raise KeyError(f"{config_section}.backbone={name!r} is unknown; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name](weights, trainable_layers, config_section)

@@ -1,5 +1,6 @@
-"""A lean DETR-like detector for Open-Det (Sec. 3.2): CNN + FPN tokens, transformer encoder, threshold query
-selection from the encoder tokens, and a decoder whose first layers match one-to-many and last layers one-to-one.
+"""A lean DETR-like detector (Open-Det Sec. 3.2): CNN + FPN tokens, transformer encoder, threshold query selection
+from the encoder tokens, and a decoder whose first layers match one-to-many and last layers one-to-one. Open-Det
+trains it with its language parts; HD-OVD uses it as its query-based detector.
 
 Boxes are (cx, cy, w, h) normalised to the image (DETR's convention), so one square resize serves every image size.
 """
@@ -12,8 +13,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.modeling.backbones import build_backbone
-from trainers.hdovd.detector_config import DetectorConfig
-from trainers.modeling.query_detector_config import QueryDetectorConfig
 from trainers.modeling.transformer import MLP, DecoderLayer, TokenLayout, build_encoder, sine_embedding
 
 # ImageNet statistics, as torchvision's detection transform normalises.
@@ -69,26 +68,52 @@ class QueryDetectorOutput:
 
 
 class QueryDetector(nn.Module):
-    def __init__(self, config: QueryDetectorConfig):
+    """Defaults are the CPU demo detector (ShapesOV at 128 px on 2 cores); the paper's detector has 6 decoder layers
+    (4 one-to-many + 2 one-to-one) of 256-d queries. Each method's config maps onto these arguments."""
+
+    def __init__(
+        self,
+        backbone: str = "tiny",  # key of trainers.modeling.backbones.BACKBONES (the FPN's maps feed the encoder)
+        backbone_weights: str | None = None,  # local ImageNet checkpoint (resnet50 only); None = random
+        trainable_backbone_layers: int = 3,
+        feature_maps: tuple[str, ...] = ("1", "2"),  # FPN maps as encoder tokens; tiny at 128 px: 16×16 + 8×8
+        image_size: int = 128,  # images are resized to a square of this side (ShapesOV renders at 128 px)
+        hidden_dim: int = 64,  # query width (the paper: 256; 64 fits the 2-core demo)
+        num_heads: int = 4,
+        ffn_dim: int = 128,
+        encoder_layers: int = 2,
+        decoder_layers: int = 4,  # the paper: 6 = 4 one-to-many + 2 one-to-one
+        one_to_one_layers: int = 2,  # Open-Det Sec. 3.2: the last two layers use self-attention and one-to-one
+        selection_threshold: float = 0.05,  # Open-Det Sec. 3.2, eq. 1: tokens with σ(score) > 0.05 become queries
+        min_queries: int = 10,  # bounds on the threshold's count (an untrained head passes every or no token)
+        max_queries: int = 100,
+        sampling_points: int = 4,  # Deformable DETR: 4 points per head and level; 0 = global attention
+        anchor_scale: float = 0.05,  # encoder proposals: anchor side 0.05 · 2^level of the image (DINO two-stage)
+        config_section: str = "detector",  # the dotted config section error messages name
+    ):
         super().__init__()
-        self.config = config
-        spec = build_backbone(DetectorConfig(backbone=config.backbone, backbone_weights=config.backbone_weights,
-                                             trainable_backbone_layers=config.trainable_backbone_layers))
+        self.feature_maps = tuple(feature_maps)
+        self.image_size = image_size
+        self.hidden_dim = hidden_dim
+        self.selection_threshold = selection_threshold
+        self.min_queries, self.max_queries = min_queries, max_queries
+        self.anchor_scale = anchor_scale
+        spec = build_backbone(backbone, backbone_weights, trainable_backbone_layers, config_section)
         self.backbone = spec.module
-        freeze_unread_fpn_levels(self.backbone, config.feature_maps)
-        dim = config.hidden_dim
+        freeze_unread_fpn_levels(self.backbone, self.feature_maps)
+        dim = hidden_dim
         self.input_projection = nn.Linear(spec.out_channels, dim)
-        self.level_embedding = nn.Parameter(torch.zeros(len(config.feature_maps), dim))
-        self.encoder = build_encoder(dim, config.num_heads, config.ffn_dim, config.encoder_layers)
+        self.level_embedding = nn.Parameter(torch.zeros(len(self.feature_maps), dim))
+        self.encoder = build_encoder(dim, num_heads, ffn_dim, encoder_layers)
         self.encoder_score_head = nn.Linear(dim, 1)
         self.encoder_box_head = MLP(dim, dim, 4, 3)
         self.query_content = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
         self.reference_pos = MLP(dim, dim, dim, 2)  # sine(box) → query position (DAB-DETR)
-        first_one_to_one = config.decoder_layers - config.one_to_one_layers
-        levels = len(config.feature_maps)
-        self.decoder = nn.ModuleList(DecoderLayer(dim, config.num_heads, config.ffn_dim, index >= first_one_to_one,
-                                                  levels, config.sampling_points)
-                                     for index in range(config.decoder_layers))
+        first_one_to_one = decoder_layers - one_to_one_layers
+        levels = len(self.feature_maps)
+        self.decoder = nn.ModuleList(DecoderLayer(dim, num_heads, ffn_dim, index >= first_one_to_one, levels,
+                                                  sampling_points)
+                                     for index in range(decoder_layers))
         self.box_head = MLP(dim, dim, 4, 3)
         self.binary_head = nn.Linear(dim, 1)
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -97,21 +122,21 @@ class QueryDetector(nn.Module):
     def tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[tuple[int, int]]]:
         """B × (3, H, W) in [0, 1] → tokens (B, T, d), positions (B, T, d), anchors (B, T, 4) cxcywh, and the
         (h, w) of each level."""
-        size = self.config.image_size
+        size = self.image_size
         batch = torch.stack([F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
                              for image in images])
         maps = self.backbone((batch - self.image_mean) / self.image_std)
         tokens, positions, anchors, shapes = [], [], [], []
-        for level, name in enumerate(self.config.feature_maps):
+        for level, name in enumerate(self.feature_maps):
             feature = maps[name]  # (B, C, h, w)
             batch_size, _, height, width = feature.shape
             shapes.append((height, width))
             ys, xs = torch.meshgrid(torch.arange(height, device=feature.device),
                                     torch.arange(width, device=feature.device), indexing="ij")
             centres = torch.stack([(xs + 0.5) / width, (ys + 0.5) / height], dim=-1).reshape(-1, 2).float()
-            side = torch.full_like(centres, self.config.anchor_scale * 2.0**level)
+            side = torch.full_like(centres, self.anchor_scale * 2.0**level)
             tokens.append(self.input_projection(feature.flatten(2).transpose(1, 2)))
-            position = sine_embedding(centres, self.config.hidden_dim // 2) + self.level_embedding[level]
+            position = sine_embedding(centres, self.hidden_dim // 2) + self.level_embedding[level]
             positions.append(position.expand(batch_size, -1, -1))
             anchors.append(torch.cat([centres, side], dim=-1).expand(batch_size, -1, -1))
         return torch.cat(tokens, 1), torch.cat(positions, 1), torch.cat(anchors, 1), shapes
@@ -120,9 +145,8 @@ class QueryDetector(nn.Module):
         """Open-Det eq. 1: tokens with σ(score) > threshold, per image, bounded by [min_queries, max_queries].
 
         encoder_logits: (B, T) → indices (B, Q) int64 (best first) and padding (B, Q) bool."""
-        config = self.config
-        counts = (encoder_logits.detach().sigmoid() > config.selection_threshold).sum(dim=1)
-        counts = counts.clamp(min=min(config.min_queries, encoder_logits.shape[1]), max=config.max_queries)
+        counts = (encoder_logits.detach().sigmoid() > self.selection_threshold).sum(dim=1)
+        counts = counts.clamp(min=min(self.min_queries, encoder_logits.shape[1]), max=self.max_queries)
         width = int(counts.max())
         indices = encoder_logits.detach().topk(width, dim=1).indices
         padding = torch.arange(width, device=counts.device)[None] >= counts[:, None]
@@ -141,7 +165,7 @@ class QueryDetector(nn.Module):
         reference = encoder_boxes.detach().gather(1, gather.expand(-1, -1, 4))
         layers = []
         for index, layer in enumerate(self.decoder):
-            query_pos = self.reference_pos(sine_embedding(reference, self.config.hidden_dim // 4))
+            query_pos = self.reference_pos(sine_embedding(reference, self.hidden_dim // 4))
             queries = layer(queries, query_pos, padding, memory, token_pos, TokenLayout(reference, level_shapes))
             boxes = (inverse_sigmoid(reference) + self.box_head(queries)).sigmoid()
             layers.append(DecoderLayerOutput(boxes, self.binary_head(queries).squeeze(-1), queries,

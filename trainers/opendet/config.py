@@ -1,12 +1,108 @@
-"""The model side of an Open-Det run in one config: detector, losses, name generator (no heavy imports here,
-so `trainers.config` can hold it)."""
+"""Every config section of an Open-Det run (`TrainConfig.opendet`): detector, losses, name generator, inference.
+
+Plain dataclasses without heavy imports, so `trainers.config` can hold them. Choices are `Literal` types (the loader
+refuses anything else); ranges are checked in `__post_init__`, and messages name the dotted key from the run
+config's root (`opendet.loss.joint_alpha`).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trainers.opendet.loss_config import OpenDetLossConfig
-from trainers.modeling.query_detector_config import QueryDetectorConfig
+
+@dataclass(frozen=True)
+class QueryDetectorConfig:
+    """The DETR-like detector (Open-Det Sec. 3.2), mapped onto trainers.modeling.query_detector.QueryDetector.
+    Defaults are the CPU demo detector; the paper's detector has 6 decoder layers of 256-d queries
+    (configs/train_opendet.yaml)."""
+
+    backbone: Literal["tiny", "resnet50"] = "tiny"  # trainers.modeling.backbones.BACKBONES; FPN maps feed the encoder
+    backbone_weights: str | None = None  # local ImageNet checkpoint (resnet50 only); None = random
+    trainable_backbone_layers: int = 3
+    feature_maps: tuple[str, ...] = ("1", "2")  # FPN maps as encoder tokens; tiny at 128 px: 16×16 + 8×8 tokens
+    image_size: int = 128  # images are resized to a square of this side (ShapesOV renders at 128 px)
+    hidden_dim: int = 64  # query width (the paper: 256; 64 fits the 2-core demo)
+    num_heads: int = 4
+    ffn_dim: int = 128
+    encoder_layers: int = 2
+    decoder_layers: int = 4  # the paper: 6 = 4 one-to-many + 2 one-to-one
+    one_to_one_layers: int = 2  # Open-Det Sec. 3.2: the last two layers use self-attention and one-to-one matching
+    selection_threshold: float = 0.05  # Open-Det Sec. 3.2, eq. 1: tokens with σ(score) > 0.05 become queries
+    min_queries: int = 10  # bounds on the threshold's count (an untrained head passes every or no token)
+    max_queries: int = 100
+    # Deformable DETR (Zhu et al. 2021) samples 4 points per head and level; 0 = global attention over all tokens.
+    sampling_points: int = 4
+    anchor_scale: float = 0.05  # encoder proposals: anchor side 0.05 · 2^level of the image (DINO two-stage)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.one_to_one_layers <= self.decoder_layers:
+            raise ValueError(f"opendet.detector.one_to_one_layers={self.one_to_one_layers} must be in [1, "
+                             f"opendet.detector.decoder_layers={self.decoder_layers}]")
+        if not 1 <= self.min_queries <= self.max_queries:
+            raise ValueError(f"opendet.detector.min_queries={self.min_queries} must be in [1, "
+                             f"opendet.detector.max_queries={self.max_queries}]")
+        if self.sampling_points < 0:
+            raise ValueError(f"opendet.detector.sampling_points={self.sampling_points} must be >= 0 "
+                             "(0 = global attention)")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"opendet.detector.hidden_dim={self.hidden_dim} must divide by "
+                             f"opendet.detector.num_heads={self.num_heads}")
+
+
+@dataclass(frozen=True)
+class OpenDetLossConfig:
+    """Switches, constants and weights of Open-Det training (paper Sec. 3, Appendix A.5 eq. 5–9)."""
+
+    # --- component switches (Table 3 columns: ODR, BVLA-M, VLD-M, ONG, Losses; Tables 4 and 5) ---
+    one_to_many_matching: bool = True  # ODR, Sec. 3.2: one-to-many in the first decoder layers; off = one-to-one
+    bidirectional_alignment: bool = True  # BVLA-M, eq. 2; off = V-to-L cosine only
+    vl_distillation: bool = True  # VLD-M loss, eq. 7
+    name_generator: bool = True  # ONG, the T5 language-modelling loss, eq. 9
+    lora_head: bool = True  # Table 5: LoRA on the frozen LM head (Sec. 3.5, A.2)
+    text_denoising: bool = True  # Table 5: noisy text embeddings reconstructed by T5 (Sec. 3.5)
+    masked_alignment: bool = True  # Table 4: MAL mask on the alignment targets; off = one-hot targets (GenerateU)
+    joint_loss: bool = True  # Table 4: Joint Loss on the binary head; off = sigmoid focal loss on matched / unmatched
+
+    # --- Masked Alignment Loss (Sec. 3.6) ---
+    same_name_threshold: float = 0.99  # Open-Det Sec. 3.6: mask binarised at cos ≥ 0.99
+    focal_alpha: float = 0.25  # sigmoid focal loss (Lin et al., RetinaNet; DESIGN: α 0.25)
+    focal_gamma: float = 2.0  # γ 2 (same source)
+    # "positives" of the normaliser: matched queries (DETR's num_boxes) or positive entries of the masked targets.
+    alignment_normalizer: Literal["matched_queries", "positive_entries"] = "matched_queries"
+
+    # --- Joint Loss (Sec. 3.6, eq. 4; constants from the released Open-Det2 code via DESIGN) ---
+    joint_alpha: float = 0.25  # Open-Det Sec. 3.6: α = 0.25 (default)
+    joint_min_iou: float = 0.01  # released code: IoU clamped at ≥ 0.01 before the power
+    joint_min_target: float = 0.1  # released code: target t clamped at ≥ 0.1
+    # eq. 4 divides by N, "the number of queries"; `positives` divides by matched queries as DETR losses do.
+    joint_normalizer: Literal["queries", "positives"] = "queries"
+
+    # --- text denoising (Sec. 3.5) ---
+    denoise_probability: float = 0.9  # DESIGN (released code): noise applied with probability 0.9
+
+    # --- matching costs (A.4: GIoU, L1 and alignment score; DINO's weights 2 / 5 / 2) ---
+    match_cost_giou: float = 2.0
+    match_cost_l1: float = 5.0
+    match_cost_alignment: float = 2.0
+    # Queries matched per object in the one-to-many layers (which layers: detector.one_to_one_layers).
+    one_to_many_k: int = 4  # H-DETR's one-to-many branch repeats each object k times
+
+    # --- loss weights (eq. 5–6; DINO's box weights) ---
+    weight_giou: float = 2.0
+    weight_l1: float = 5.0
+    weight_binary: float = 1.0
+    weight_alignment: float = 1.0
+    weight_distillation: float = 1.0
+    weight_name: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.denoise_probability <= 1.0:
+            raise ValueError(f"opendet.loss.denoise_probability must be in [0, 1], got {self.denoise_probability}")
+        if not 0.0 < self.joint_alpha < 0.5:
+            raise ValueError(f"opendet.loss.joint_alpha must be in (0, 0.5) so IoU keeps a positive power 1 − 2α, "
+                             f"got {self.joint_alpha}")
+        if self.one_to_many_k < 1:
+            raise ValueError(f"opendet.loss.one_to_many_k must be >= 1, got {self.one_to_many_k}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +146,7 @@ class OpenDetInferenceConfig:
 
 @dataclass(frozen=True)
 class OpenDetConfig:
-    """The model side of an Open-Det run: `load_config(OpenDetConfig, path, ["loss.joint_loss=false", ...])`."""
+    """The model side of an Open-Det run (`TrainConfig.opendet`; `--set opendet.loss.joint_loss=false`)."""
 
     detector: QueryDetectorConfig = field(default_factory=QueryDetectorConfig)
     loss: OpenDetLossConfig = field(default_factory=OpenDetLossConfig)

@@ -12,48 +12,43 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import box_convert, box_iou, generalized_box_iou
+from torchvision.ops import box_convert, box_iou
 
-from trainers.opendet.loss_config import OpenDetLossConfig
+from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch
 from trainers.modeling.query_detector import QueryDetectorOutput
+from trainers.opendet.config import OpenDetLossConfig
 from trainers.opendet.losses import (
     alignment_targets,
-    binary_focal_loss,
     joint_loss,
     joint_targets,
     masked_alignment_loss,
     vl_distillation_loss,
 )
-from trainers.modeling.matching import hungarian_match, matching_cost
 
 
 @dataclass
-class ObjectTargets:
-    """The batch's objects, flattened. boxes: (Nt, 4) cxcywh in [0, 1]; text_embeddings: (Nt, Dt) float of each
-    object's name; names: Nt strings; counts: objects per image (rows are image after image)."""
+class ObjectTargets(BoxTargets):
+    """The batch's objects, flattened (BoxTargets), with what names them. text_embeddings: (Nt, Dt) float of each
+    object's name; names: Nt strings."""
 
-    boxes: Tensor
     text_embeddings: Tensor
     names: list[str]
-    counts: list[int]
 
     @classmethod
     def from_targets(cls, targets: list[dict], image_sizes: list[tuple[int, int]]) -> "ObjectTargets":
         """targets: B × {boxes (G, 4) xyxy pixels, text_embeddings (G, Dt), names G strings}."""
-        boxes = []
-        for target, (height, width) in zip(targets, image_sizes):
-            scale = target["boxes"].new_tensor([width, height, width, height])
-            boxes.append(box_convert(target["boxes"] / scale, "xyxy", "cxcywh").clamp(0, 1))
-        return cls(torch.cat(boxes), torch.cat([t["text_embeddings"] for t in targets]),
-                   [name for t in targets for name in t["names"]], [len(t["boxes"]) for t in targets])
+        boxes = BoxTargets.from_pixel_boxes([t["boxes"] for t in targets], image_sizes)
+        return cls(boxes.boxes, boxes.counts, torch.cat([t["text_embeddings"] for t in targets]),
+                   [name for t in targets for name in t["names"]])
 
 
-@dataclass
-class LayerMatch:
-    """Matched pairs of one layer: rows of the flattened valid queries ↔ rows of ObjectTargets."""
-
-    queries: Tensor  # (K,) int64
-    objects: Tensor  # (K,) int64
+def box_criterion_from_config(config: OpenDetLossConfig) -> BoxCriterion:
+    """The shared box part of the criterion with Open-Det's matching costs, box weights, focal constants and k."""
+    return BoxCriterion(cost_giou=config.match_cost_giou, cost_l1=config.match_cost_l1,
+                        cost_alignment=config.match_cost_alignment, weight_giou=config.weight_giou,
+                        weight_l1=config.weight_l1, weight_binary=config.weight_binary,
+                        focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma,
+                        one_to_many_k=config.one_to_many_k)
 
 
 class OpenDetCriterion(nn.Module):
@@ -65,46 +60,21 @@ class OpenDetCriterion(nn.Module):
                  object_name_embeddings: Tensor | None = None):
         super().__init__()
         self.config = config
+        self.box_criterion = box_criterion_from_config(config)
         self.class_names = tuple(class_names)
         self.object_names = tuple(object_names)
         embeddings = object_name_embeddings if object_name_embeddings is not None else torch.zeros(0, 0)
         self.register_buffer("object_name_embeddings", embeddings, persistent=False)
 
-    def match(self, boxes: Tensor, padding: Tensor, scores: list[Tensor] | None, objects: ObjectTargets,
-              copies: int) -> LayerMatch:
-        """boxes: (B, Q, 4); padding: (B, Q) bool; scores: B × (Q_b, G_b) alignment logits against the image's
-        own objects, or None (encoder proposals: boxes only)."""
-        config = self.config
-        query_rows, object_rows, query_offset, object_offset = [], [], 0, 0
-        for image, count in enumerate(objects.counts):
-            valid_boxes = boxes[image][~padding[image]].detach()
-            gt = objects.boxes[object_offset:object_offset + count]
-            alignment = scores[image].detach() if scores is not None else valid_boxes.new_zeros(len(valid_boxes), count)
-            cost = matching_cost(valid_boxes, alignment, gt, config.match_cost_giou, config.match_cost_l1,
-                                 config.match_cost_alignment if scores is not None else 0.0)
-            queries, matched_objects = hungarian_match(cost, copies)
-            query_rows.append(queries + query_offset)
-            object_rows.append(matched_objects + object_offset)
-            query_offset, object_offset = query_offset + len(valid_boxes), object_offset + count
-        return LayerMatch(torch.cat(query_rows), torch.cat(object_rows))
-
-    def box_losses(self, boxes: Tensor, match: LayerMatch, objects: ObjectTargets) -> dict[str, Tensor]:
-        """boxes: (N, 4) valid queries' boxes → L1 and 1 − GIoU of matched pairs, / matched pairs (DETR)."""
-        predicted, target = boxes[match.queries], objects.boxes[match.objects]
-        count = max(len(match.queries), 1)
-        giou = torch.diag(generalized_box_iou(box_convert(predicted, "cxcywh", "xyxy"),
-                                              box_convert(target, "cxcywh", "xyxy")))
-        return {"l1": (predicted - target).abs().sum() / count, "giou": (1 - giou).sum() / count}
-
-    def binary_loss(self, logits: Tensor, boxes: Tensor, alignment: Tensor | None, match: LayerMatch,
+    def binary_loss(self, logits: Tensor, boxes: Tensor, alignment: Tensor, match: LayerMatch,
                     objects: ObjectTargets) -> Tensor:
-        """logits: (N,) of valid queries; alignment: (N, Nt) BVLA-M logits or None (then focal: no σ(s) exists)."""
+        """logits: (N,) of valid queries; boxes: (N, 4); alignment: (N, Nt) BVLA-M logits. The Joint Loss, or with
+        `loss.joint_loss` off the focal loss of the shared box criterion."""
         config = self.config
+        if not config.joint_loss:
+            return self.box_criterion.objectness_loss(logits, match)
         matched = torch.zeros_like(logits, dtype=torch.bool)
         matched[match.queries] = True
-        if not config.joint_loss or alignment is None:
-            return binary_focal_loss(logits, matched, max(len(match.queries), 1), config.focal_alpha,
-                                     config.focal_gamma)
         ious = torch.diag(box_iou(box_convert(boxes[match.queries], "cxcywh", "xyxy"),
                                   box_convert(objects.boxes[match.objects], "cxcywh", "xyxy")))
         targets = torch.zeros_like(logits)
@@ -121,22 +91,20 @@ class OpenDetCriterion(nn.Module):
         normalizer = len(match.queries) if config.alignment_normalizer == "matched_queries" else targets.sum()
         return masked_alignment_loss(alignment, targets, normalizer, config.focal_alpha, config.focal_gamma)
 
-    def layer_losses(self, aligner: nn.Module, boxes: Tensor, logits: Tensor, queries: Tensor | None,
-                     padding: Tensor, objects: ObjectTargets, copies: int) -> tuple[dict[str, Tensor], LayerMatch]:
-        """One decoder layer (queries given) or the encoder proposals (queries None: no alignment)."""
+    def layer_losses(self, aligner: nn.Module, boxes: Tensor, logits: Tensor, queries: Tensor, padding: Tensor,
+                     objects: ObjectTargets, copies: int) -> tuple[dict[str, Tensor], LayerMatch]:
+        """One decoder layer: box terms matched with the alignment scores, the binary head's loss, MAL.
+        boxes: (B, Q, 4); logits: (B, Q); queries: (B, Q, d); padding: (B, Q) bool."""
         valid = ~padding
         flat_boxes, flat_logits = boxes[valid], logits[valid]
-        alignment, per_image = None, None
-        if queries is not None:
-            alignment = aligner(queries[valid], objects.text_embeddings)  # (N, Nt): the whole batch's objects
-            rows = valid.sum(dim=1).tolist()
-            per_image = [block.split(objects.counts, dim=1)[image]
-                         for image, block in enumerate(alignment.split(rows, dim=0))]
-        match = self.match(boxes, padding, per_image, objects, copies)
-        terms = self.box_losses(flat_boxes, match, objects)
+        alignment = aligner(queries[valid], objects.text_embeddings)  # (N, Nt): the whole batch's objects
+        rows = valid.sum(dim=1).tolist()
+        per_image = [block.split(objects.counts, dim=1)[image]
+                     for image, block in enumerate(alignment.split(rows, dim=0))]
+        match = self.box_criterion.match(boxes, padding, objects, copies, per_image)
+        terms = self.box_criterion.box_losses(flat_boxes, match, objects)
         terms["binary"] = self.binary_loss(flat_logits, flat_boxes, alignment, match, objects)
-        if alignment is not None:
-            terms["alignment"] = self.alignment_loss(alignment, match, objects)
+        terms["alignment"] = self.alignment_loss(alignment, match, objects)
         return terms, match
 
     def forward(self, model: nn.Module, output: QueryDetectorOutput, targets: list[dict]) -> dict[str, Tensor]:
@@ -158,9 +126,10 @@ class OpenDetCriterion(nn.Module):
                 final_match = match
             else:
                 auxiliary.append(sum(weighted.values()))
+        # The encoder's token proposals have no queries to align: matched on boxes, focal loss on their objectness.
         no_padding = torch.zeros_like(output.encoder_logits, dtype=torch.bool)
-        encoder_terms, _ = self.layer_losses(model.aligner, output.encoder_boxes, output.encoder_logits, None,
-                                             no_padding, objects, config.one_to_many_k)
+        encoder_terms, _ = self.box_criterion.layer_losses(output.encoder_boxes, output.encoder_logits, no_padding,
+                                                           objects, config.one_to_many_k)
         auxiliary.append(sum(weights[name] * value for name, value in encoder_terms.items()))
         losses["loss_aux"] = sum(auxiliary)
         losses.update(self.language_losses(model, output, final_match, objects))

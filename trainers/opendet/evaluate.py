@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import torch
 from torchvision.ops import box_iou
 
-from trainers.hdovd.evaluate import load_image
-from trainers.evaluation.ov_coco import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
+from trainers.config import EvalConfig
+from trainers.data.image_tensors import load_image_tensor
 from trainers.evaluation.lvis import evaluate_lvis
+from trainers.evaluation.ov_coco import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
+from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.opendet.inference import NameEncoder, NamedBoxes, cached, detect_named_boxes, name_detections
 from trainers.opendet.model import OpenDetModel
-from trainers.opendet.config import OpenDetInferenceConfig
-from trainers.config import EvalConfig
 from trainers.vocabulary import ClassVocabulary
 
 
@@ -71,7 +70,8 @@ def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: E
     model.eval()
     for start in range(0, len(image_ids), config.batch_size):
         ids = image_ids[start:start + config.batch_size]
-        images = [load_image(Path(config.image_root), ground_truth.imgs[i]["file_name"], i).to(device) for i in ids]
+        images = [load_image_tensor(config.image_root, ground_truth.imgs[i]["file_name"], i, "eval.image_root")
+                  .to(device) for i in ids]
         named_boxes = detect_named_boxes(model, images, inference)
         detections = [name_detections(named, encoder, categories, inference.top_classes) for named in named_boxes]
         results += to_coco_results(detections, ids, vocabulary.category_ids)

@@ -74,15 +74,6 @@ def joint_loss(binary_logits: Tensor, matched: Tensor, targets: Tensor, normaliz
     return per_query.sum() / max(float(normalizer), 1.0)
 
 
-def binary_focal_loss(binary_logits: Tensor, matched: Tensor, normalizer: float, alpha: float = 0.25,
-                      gamma: float = 2.0) -> Tensor:
-    """The baseline of Table 4 without the Joint Loss: sigmoid focal on hard labels (matched = 1), / normalizer.
-
-    binary_logits: (Nq,) float. matched: (Nq,) bool."""
-    per_query = sigmoid_focal_loss(binary_logits.float(), matched.float(), alpha=alpha, gamma=gamma, reduction="none")
-    return per_query.sum() / max(float(normalizer), 1.0)
-
-
 def vl_distillation_loss(prompts: Tensor, text_embeddings: Tensor) -> Tensor:
     """mean(1 − cos(t_k, z_k)) over matched pairs (Open-Det eq. 7, VLD-M); 0 when nothing is matched.
 

@@ -4,11 +4,23 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from trainers.opendet.alignment import BidirectionalAlignment
 from trainers.modeling.query_detector import QueryDetector, QueryDetectorOutput
+from trainers.opendet.alignment import BidirectionalAlignment
+from trainers.opendet.config import OpenDetConfig, QueryDetectorConfig
 from trainers.opendet.name_generator import ObjectNameGenerator
-from trainers.opendet.config import OpenDetConfig
 from trainers.opendet.prompt_distiller import PromptDistiller
+
+
+def query_detector_from_config(config: QueryDetectorConfig) -> QueryDetector:
+    """The shared DETR-like detector with the sizes of `opendet.detector`."""
+    return QueryDetector(backbone=config.backbone, backbone_weights=config.backbone_weights,
+                         trainable_backbone_layers=config.trainable_backbone_layers, feature_maps=config.feature_maps,
+                         image_size=config.image_size, hidden_dim=config.hidden_dim, num_heads=config.num_heads,
+                         ffn_dim=config.ffn_dim, encoder_layers=config.encoder_layers,
+                         decoder_layers=config.decoder_layers, one_to_one_layers=config.one_to_one_layers,
+                         selection_threshold=config.selection_threshold, min_queries=config.min_queries,
+                         max_queries=config.max_queries, sampling_points=config.sampling_points,
+                         anchor_scale=config.anchor_scale, config_section="opendet.detector")
 
 
 class OpenDetModel(nn.Module):
@@ -29,7 +41,7 @@ class OpenDetModel(nn.Module):
                                                     lora_head=config.loss.lora_head,
                                                     text_denoising=config.loss.text_denoising,
                                                     denoise_probability=config.loss.denoise_probability)
-        return cls(QueryDetector(config.detector),
+        return cls(query_detector_from_config(config.detector),
                    BidirectionalAlignment(dim, text_dim, bidirectional=config.loss.bidirectional_alignment),
                    PromptDistiller(dim, text_dim, config.detector.num_heads, config.detector.ffn_dim,
                                    len(config.detector.feature_maps), config.detector.sampling_points), generator)

@@ -7,28 +7,24 @@ T5 to reconstruct their names (Sec. 3.5).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import peft
+import torch
+from torch import Tensor, nn
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
-import peft  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration  # noqa: E402
-
-from trainers.opendet.config import NameGeneratorConfig  # noqa: E402
+from trainers.opendet.config import NameGeneratorConfig
 
 LORA_TARGETS = ("shared", "lm_head")  # Open-Det Sec. 3.5 / A.2: the LoRA head on T5's embedding and head
 
 
 def load_t5(config: NameGeneratorConfig) -> tuple[T5ForConditionalGeneration, PreTrainedTokenizerBase]:
-    """A real T5 and its tokenizer from `name_generator.t5_dir` (never the hub)."""
+    """A real T5 and its tokenizer from `opendet.name_generator.t5_dir` (never the hub)."""
     directory = Path(config.t5_dir)
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"no T5 checkpoint at {directory} (config key name_generator.t5_dir): give a local "
-                                "directory written by save_pretrained; nothing is downloaded")
+        raise FileNotFoundError(f"no T5 checkpoint at {directory} (config key opendet.name_generator.t5_dir): give "
+                                "a local directory written by save_pretrained; nothing is downloaded")
     model = T5ForConditionalGeneration.from_pretrained(str(directory), local_files_only=True)
     return model, AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
 
@@ -67,12 +63,15 @@ class ObjectNameGenerator(nn.Module):
     """VL-prompts (K, Dt) → T5 → object names; Dt is the vision-language model's text width."""
 
     def __init__(self, t5: T5ForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, prompt_dim: int,
-                 config: NameGeneratorConfig, lora_head: bool = True, text_denoising: bool = True,
-                 denoise_probability: float = 0.9):
+                 lora_rank: int = 16, lora_alpha: int = 16, max_name_tokens: int = 6, num_beams: int = 3,
+                 lora_head: bool = True, text_denoising: bool = True, denoise_probability: float = 0.9):
+        """lora_rank, lora_alpha: the LoRA head (Open-Det A.2: rank 16); max_name_tokens: tokens per name, </s>
+        included; num_beams: beam search width at inference (Open-Det2 released code: 3)."""
         super().__init__()
-        self.config = config
         self.tokenizer = tokenizer
-        self.t5 = add_lora_head(t5, config.lora_rank, config.lora_alpha) if lora_head else t5
+        self.max_name_tokens = max_name_tokens
+        self.num_beams = num_beams
+        self.t5 = add_lora_head(t5, lora_rank, lora_alpha) if lora_head else t5
         # One linear map from the text width to T5's width; prompts and text embeddings share it, so the
         # denoising task teaches T5 the very input space the VL-prompts are distilled into (VLD-M, eq. 7).
         self.prompt_projection = nn.Linear(prompt_dim, t5.config.d_model)
@@ -82,18 +81,20 @@ class ObjectNameGenerator(nn.Module):
     @classmethod
     def from_config(cls, config: NameGeneratorConfig, prompt_dim: int, tokenizer: PreTrainedTokenizerBase | None,
                     **switches) -> "ObjectNameGenerator":
-        """A local T5 (`t5_dir`) with its own tokenizer, or the tiny T5 over `tokenizer` (e.g. train_name_tokenizer)."""
+        """A local T5 (`t5_dir`) with its own tokenizer, or the tiny T5 over `tokenizer` (e.g. train_name_tokenizer).
+        switches: lora_head, text_denoising, denoise_probability (the loss section's settings)."""
         if config.t5_dir:
             t5, tokenizer = load_t5(config)
         elif tokenizer is None:
-            raise ValueError("name_generator.t5_dir is empty (tiny demo T5) and no name tokenizer was given")
+            raise ValueError("opendet.name_generator.t5_dir is empty (tiny demo T5) and no name tokenizer was given")
         else:
             t5 = tiny_t5(config, tokenizer)
-        return cls(t5, tokenizer, prompt_dim, config, **switches)
+        return cls(t5, tokenizer, prompt_dim, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
+                   max_name_tokens=config.max_name_tokens, num_beams=config.num_beams, **switches)
 
     def encode_names(self, names: list[str], device: torch.device) -> Tensor:
         """(K, L) int64 labels, padding as −100 (ignored by T5's cross-entropy)."""
-        tokens = self.tokenizer(names, padding=True, truncation=True, max_length=self.config.max_name_tokens,
+        tokens = self.tokenizer(names, padding=True, truncation=True, max_length=self.max_name_tokens,
                                 return_tensors="pt")
         labels = tokens["input_ids"].to(device)
         return labels.masked_fill(tokens["attention_mask"].to(device) == 0, -100)
@@ -130,6 +131,6 @@ class ObjectNameGenerator(nn.Module):
             return []
         inputs = self.prompt_projection(prompts).unsqueeze(1)
         tokens = self.t5.generate(inputs_embeds=inputs, attention_mask=torch.ones(inputs.shape[:2], dtype=torch.long,
-                                  device=inputs.device), num_beams=num_beams or self.config.num_beams,
-                                  max_new_tokens=self.config.max_name_tokens, do_sample=False)
+                                  device=inputs.device), num_beams=num_beams or self.num_beams,
+                                  max_new_tokens=self.max_name_tokens, do_sample=False)
         return [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]

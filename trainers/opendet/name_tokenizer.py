@@ -6,14 +6,10 @@ same code path serves it and a real T5 tokenizer loaded from a local directory.
 """
 from __future__ import annotations
 
-import os
 from typing import Iterable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
-from transformers import PreTrainedTokenizerFast  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
 
 # T5's ids: pad = 0 (also decoder_start_token_id), eos = 1, unk = 2.
 T5_SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")

@@ -7,18 +7,14 @@ This module does the same three steps, so the embeddings match `SentenceTransfor
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import AutoModel, AutoTokenizer
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import Tensor  # noqa: E402
-from transformers import AutoModel, AutoTokenizer  # noqa: E402
-
-from trainers.opendet.inference import NameEncoder  # noqa: E402
+from trainers.opendet.inference import NameEncoder
 
 CONFIG_KEY = "opendet.inference.name_encoder_dir"
 

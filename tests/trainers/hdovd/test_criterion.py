@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from trainers.hdovd.detector_base import BACKGROUND, DetectorTrainOutput
 from trainers.hdovd.criterion import HdovdCriterion
-from trainers.hdovd.loss_config import HdovdLossConfig
+from trainers.hdovd.config import HdovdLossConfig
 from trainers.hdovd.losses.relational import relational_kd_loss
 from trainers.hdovd.losses.contrastive import sigmoid_contrastive_loss
 

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from trainers.hdovd.detectors import BACKGROUND, DetectorConfig, build_detector
+from trainers.hdovd.config import DetectorConfig, HdovdLossConfig
+from trainers.hdovd.detectors import BACKGROUND, build_detector
 from trainers.hdovd.batch_losses import hdovd_losses, limit_pseudo_boxes
 from trainers.hdovd.criterion import HdovdCriterion
-from trainers.hdovd.loss_config import HdovdLossConfig
 
 D = 16  # a small stand-in for the CLIP width
 SIZE = 128
@@ -103,7 +103,7 @@ def test_limit_pseudo_boxes_keeps_rows_aligned():
 
 
 def test_missing_backbone_checkpoint_names_the_config_key(tmp_path):
-    with pytest.raises(FileNotFoundError, match="detector.backbone_weights"):
+    with pytest.raises(FileNotFoundError, match="hdovd.detector.backbone_weights"):
         build_detector(DetectorConfig(backbone="resnet50", backbone_weights=str(tmp_path / "resnet50.pth")))
 
 
@@ -145,10 +145,8 @@ def test_resnet50_backbone_runs_and_refuses_a_foreign_checkpoint(tmp_path):
 
     from safetensors.torch import save_file
 
-    from trainers.hdovd.detectors import RESNET50_FPN
-
-    small = dataclasses.replace(RESNET50_FPN, embed_dim=D, min_size=64, max_size=64, rpn_pre_nms_top_n_train=50,
-                                rpn_post_nms_top_n_train=20, box_batch_size_per_image=16, representation_size=64)
+    small = DetectorConfig(backbone="resnet50", embed_dim=D, min_size=64, max_size=64, rpn_pre_nms_top_n_train=50,
+                           rpn_post_nms_top_n_train=20, box_batch_size_per_image=16, representation_size=64)
     torch.manual_seed(0)
     output = build_detector(small)([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[5.0, 5, 40, 40]]),
                                                               "labels": torch.tensor([0])}],

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from trainers.hdovd.detectors import DetectorConfig, build_detector
+from trainers.hdovd.config import DetectorConfig, InferenceConfig
+from trainers.hdovd.detectors import build_detector
 from trainers.hdovd.detect import (
-    InferenceConfig,
     detect,
     distillation_probabilities,
     ensemble_scores,

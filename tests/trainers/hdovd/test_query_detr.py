@@ -4,10 +4,10 @@ import torch
 
 from tests.trainers.hdovd.test_detector import D, class_vectors, make_batch
 from tests.trainers.test_loop import tiny_store  # noqa: F401 (a fixture)
-from trainers.hdovd.detectors import BACKGROUND, DetectorConfig, build_detector
+from trainers.hdovd.config import DetectorConfig, HdovdLossConfig
+from trainers.hdovd.detectors import BACKGROUND, build_detector
 from trainers.hdovd.batch_losses import hdovd_losses
 from trainers.hdovd.criterion import HdovdCriterion
-from trainers.hdovd.loss_config import HdovdLossConfig
 
 
 def _detector():
@@ -58,5 +58,5 @@ def test_hdovd_trains_with_the_query_detector_through_the_loop(tiny_store, tmp_p
     from tests.trainers.test_loop import step_losses, tiny_config
     from trainers.loop import train
 
-    train(tiny_config(tiny_store, tmp_path / "run", max_steps=2, **{"model.detector.name": "query_detr"}))
+    train(tiny_config(tiny_store, tmp_path / "run", max_steps=2, **{"hdovd.detector.name": "query_detr"}))
     assert sorted(step_losses(tmp_path / "run")) == [1, 2]

@@ -6,7 +6,7 @@ import torch
 
 from schemas.config import ConfigError, load_config
 from trainers.opendet.alignment import BidirectionalAlignment
-from trainers.opendet.loss_config import OpenDetLossConfig
+from trainers.opendet.config import OpenDetLossConfig
 
 QUERIES = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
 TEXTS = torch.tensor([[1.0, 0.0], [1.0, 1.0]])

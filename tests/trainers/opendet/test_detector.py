@@ -1,11 +1,9 @@
 """The Open-Det detector and criterion: forward and backward on two random 128-px images."""
 import torch
 
-from trainers.opendet.loss_config import OpenDetLossConfig
+from trainers.opendet.config import NameGeneratorConfig, OpenDetConfig, OpenDetLossConfig, QueryDetectorConfig
 from trainers.opendet.criterion import OpenDetCriterion
-from trainers.modeling.query_detector_config import QueryDetectorConfig
 from trainers.opendet.model import OpenDetModel
-from trainers.opendet.config import NameGeneratorConfig, OpenDetConfig
 from trainers.opendet.name_tokenizer import train_name_tokenizer
 
 TEXT_DIM = 16

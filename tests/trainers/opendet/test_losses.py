@@ -6,7 +6,6 @@ import torch
 
 from trainers.opendet.losses import (
     alignment_targets,
-    binary_focal_loss,
     joint_loss,
     joint_targets,
     masked_alignment_loss,
@@ -87,12 +86,6 @@ def test_joint_loss_by_hand_and_gradient_sign():
     assert logits.grad.tolist() == pytest.approx(grads, rel=1e-5)
     # Matched below its target → raised; matched far above its target and unmatched → lowered.
     assert logits.grad[0] < 0 and logits.grad[1] > 0 and logits.grad[2] > 0
-
-
-def test_binary_focal_baseline_by_hand():
-    logits = torch.tensor([0.5, -0.5])
-    loss = binary_focal_loss(logits, torch.tensor([True, False]), normalizer=1)
-    assert loss.item() == pytest.approx(focal(0.5, True) + focal(-0.5, False), rel=1e-5)
 
 
 def test_vl_distillation_by_hand_and_gradient():

@@ -8,7 +8,8 @@ import torch
 from tests.trainers.test_loop import step_losses, tiny_config, tiny_store  # noqa: F401 (tiny_store is a fixture)
 from trainers.loop import train
 from trainers.methods import METHODS, training_method
-from trainers.opendet.batch_losses import build_opendet, named_targets, pick_object_names
+from trainers.opendet.batch_losses import named_targets, pick_object_names
+from trainers.opendet.method import build_opendet
 from trainers.vocabulary import load_class_vocabulary
 
 TINY_OPENDET = {"method": "opendet", "opendet.detector.image_size": 64, "opendet.detector.hidden_dim": 32,

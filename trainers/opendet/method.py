@@ -1,0 +1,47 @@
+"""Open-Det as a training method of the engine: build the model and criterion, the batch losses, evaluation."""
+from __future__ import annotations
+
+import torch
+
+from trainers.config import TrainConfig
+from trainers.opendet.batch_losses import opendet_losses
+from trainers.opendet.criterion import OpenDetCriterion
+from trainers.opendet.evaluate import evaluate_opendet, format_name_table
+from trainers.opendet.model import OpenDetModel
+from trainers.opendet.name_encoder import category_embeddings, load_name_encoder
+from trainers.opendet.name_tokenizer import train_name_tokenizer
+from trainers.training_method import TrainingMethod
+from trainers.vocabulary import ClassVocabulary, load_name_vocabulary
+
+
+def build_opendet(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[OpenDetModel, OpenDetCriterion]:
+    """The model (text width = the store's CLIP) and the criterion naming boxes by their object names or base class.
+
+    Without `name_generator.t5_dir`, the tiny T5's word tokenizer is trained on every class and object name of the
+    vocab, as a real T5's vocabulary holds every word: knowing a word is not having learnt to say it for a novel
+    object."""
+    settings = config.opendet
+    object_names = load_name_vocabulary(config.store)
+    tokenizer = (None if settings.name_generator.t5_dir
+                 else train_name_tokenizer(vocabulary.names + object_names.names))
+    model = OpenDetModel.from_config(settings, vocabulary.embeddings.shape[1], tokenizer)
+    return model, OpenDetCriterion(settings.loss, class_names=vocabulary.subset(novel=False).names,
+                                   object_names=object_names.names, object_name_embeddings=object_names.embeddings)
+
+
+def evaluate_opendet_checkpoint(config: TrainConfig, weights: dict, vocabulary: ClassVocabulary,
+                                device: torch.device) -> tuple[dict, dict, str]:
+    """(metrics, {"name_table": rows}, the name table as Markdown) of the Open-Det model in `weights` (a
+    checkpoint's "detector" state dict); generated names map to category names with the text encoder of
+    `opendet.inference.name_encoder` (default: the store's own CLIP), loaded before any evaluation work."""
+    inference = config.opendet.inference
+    name_encoder = load_name_encoder(inference, config.store)
+    categories = category_embeddings(inference, vocabulary, name_encoder)
+    model, _ = build_opendet(config, vocabulary)
+    model.load_state_dict(weights)
+    metrics, table = evaluate_opendet(model.to(device), vocabulary, config.eval, inference, name_encoder, categories,
+                                      device)
+    return metrics, {"name_table": table}, format_name_table(table)
+
+
+OPENDET = TrainingMethod(build=build_opendet, losses=opendet_losses, evaluate=evaluate_opendet_checkpoint)
