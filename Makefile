@@ -19,6 +19,10 @@ CONFIG ?=
 SET ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 SET_FLAGS := $(foreach kv,$(SET),--set $(kv))
+# train / eval: the demo config takes METHOD, STORE and RUN; a preset (CONFIG=configs/train_*.yaml) keeps its own
+# method, store and out_dir unless METHOD=, STORE= or RUN= is given.
+train_set = $(if $(or $(if $(CONFIG),,demo),$(filter-out file,$(origin $(2)))),--set $(1)=$($(2)))
+TRAIN_SETS = $(call train_set,method,METHOD) $(call train_set,store,STORE) $(call train_set,out_dir,RUN)
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -62,11 +66,11 @@ extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> imag
 pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG)
 	$(PY) -m beam_jobs.pseudo_labels --config $(or $(CONFIG),$(LABELS_CONFIG)) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
 
-train: setup ## stream the store and train (METHOD=hdovd or opendet), then evaluate; checkpoint + metrics in RUN
-	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set method=$(METHOD) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS)
+train: setup ## stream the store and train (METHOD=hdovd or opendet; CONFIG=configs/train_*.yaml), then evaluate
+	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS)
 
 eval: setup ## evaluate RUN/checkpoint.pt: AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
-	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set method=$(METHOD) --set store=$(STORE) --set out_dir=$(RUN) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
+	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
 
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
 	$(PY) bench/run_all.py
