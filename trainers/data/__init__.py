@@ -1,1 +1,1 @@
-"""Streaming the feature store into detector training batches."""
+"""Streaming the feature store into detector training batches, and image files as detector inputs."""

@@ -31,6 +31,8 @@ def evaluate_lvis(ground_truth_path: str | Path, results: list[dict],
 
     Returns {AP, AP50, AP75, APs, APm, APl, APr, APc, APf} as fractions (lvis reports −1 for an empty group).
     """
+    # Imported here for start-up time only: lvis pulls in matplotlib and more (about 0.6 s measured with
+    # `python -X importtime`), which OV-COCO runs never need.
     from lvis import LVIS, LVISEval, LVISResults
 
     path = Path(ground_truth_path)

@@ -22,8 +22,8 @@ One training step reads:
 `hdovd_losses` truncates pseudo boxes to `loss.max_pseudo_boxes`, calls `detector(images, targets, pseudo,
 base_text_embeddings, classify_pseudo)` → `DetectorTrainOutput`, and `criterion(output, region_embeddings,
 image_embeddings)`. At evaluation, `detector.predict(images, class_text_embeddings)` → per image
-`RegionPredictions(boxes, class_probs, queries)`, which `trainers.hdovd.detect.detect` turns into scored boxes with the
-ensemble of eq. 12 and NMS. Pseudo boxes never enter the box losses. The criterion's queues are in its state_dict:
+`RegionPredictions(boxes, class_probs, queries)`, which `trainers.hdovd.inference.detect` turns into scored boxes
+with the ensemble of eq. 12 and NMS. Pseudo boxes never enter the box losses. The criterion's queues are in its state_dict:
 checkpoint it with the detector.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from trainers.data.image_tensors import load_image_tensor
 from trainers.evaluation.lvis import evaluate_lvis
 from trainers.evaluation.ov_coco import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
 from trainers.hdovd.config import InferenceConfig
-from trainers.hdovd.detect import detect
+from trainers.hdovd.inference import detect
 from trainers.vocabulary import ClassVocabulary
 
 

@@ -6,7 +6,7 @@ import torch
 
 from trainers.hdovd.config import DetectorConfig, InferenceConfig
 from trainers.hdovd.detectors import build_detector
-from trainers.hdovd.detect import (
+from trainers.hdovd.inference import (
     detect,
     distillation_probabilities,
     ensemble_scores,
