@@ -40,7 +40,7 @@ from featurestore.reader import StoreReader  # noqa: E402
 from featurestore.writer import ShardWriter  # noqa: E402
 from pipelines.captioners import captioner_provenance, check_captioner_files  # noqa: E402
 from vlm.clip import ClipSource, ModelLoadError, resolve_clip  # noqa: E402
-from pipelines.pseudo_label_config import PseudoLabelsConfig  # noqa: E402
+from pipelines.pseudo_labels_config import PseudoLabelsConfig  # noqa: E402
 from schemas.config import ConfigError, config_hash, load_config, to_dict  # noqa: E402
 from schemas.tables import SCHEMA_VERSION  # noqa: E402
 
