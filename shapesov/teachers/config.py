@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ClipCapTrainConfig:
 class TeacherEvalConfig:
     """How the teacher report measures the teachers on the generated ShapesOV val split."""
 
-    crop_modes: tuple[str, ...] = ("tight", "square")
+    crop_modes: tuple[Literal["tight", "square", "context"], ...] = ("tight", "square")  # CROP_MODES of crops.py
     prompt: str = "a photo of a {}."  # the pipeline's default prompt
     beam_size: int = 3
     max_tokens: int = 16

@@ -14,7 +14,8 @@ from PIL import Image  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from vlm.clipcap import ClipCapCaptioner  # noqa: E402
-from shapesov.scenes import sample_scene, SceneConfig  # noqa: E402
+from shapesov.config import SceneConfig  # noqa: E402
+from shapesov.scenes import sample_scene  # noqa: E402
 from shapesov.streams import stream_rng  # noqa: E402
 from shapesov.teachers.build import ensure_teachers, training_config_hash  # noqa: E402
 from shapesov.teachers.clip_model import create_clip, load_local_dir, save_local_dir  # noqa: E402
