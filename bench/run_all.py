@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO, machine, module_command
-from bench.performance_markdown import performance_markdown
+from bench.performance_markdown import performance_markdown, with_kept_notes
 
 # Arguments per benchmark: full sizes, then --quick sizes (same code paths, fewer items).
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
@@ -54,6 +54,12 @@ def run_one(name: str, args: list[str]) -> dict:
     return outcome
 
 
+def write_markdown(path: Path, results: dict) -> None:
+    """PERFORMANCE.md from `results`, keeping the hand-written notes at its end."""
+    previous = path.read_text() if path.is_file() else None
+    path.write_text(with_kept_notes(performance_markdown(results), previous))
+
+
 def merged(previous: dict | None, outcomes: list[dict]) -> list[dict]:
     """The previous run's outcomes with the re-run benchmarks replaced, in BENCHMARKS order."""
     by_name = {o["bench"]: o for o in (previous or {}).get("benchmarks", [])}
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.render_only:
-        Path(args.markdown).write_text(performance_markdown(json.loads(Path(args.results).read_text())))
+        write_markdown(Path(args.markdown), json.loads(Path(args.results).read_text()))
         return 0
     names = args.only or list(BENCHMARKS)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"started": previous["started"] if previous else started, "quick": args.quick,
                "command": run_all_command, "machine": machine(), "benchmarks": merged(previous, outcomes)}
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
-    Path(args.markdown).write_text(performance_markdown(results))
+    write_markdown(Path(args.markdown), results)
     failed = [o["bench"] for o in outcomes if "failed" in o]
     print(f"\nwrote {args.results} and {args.markdown}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

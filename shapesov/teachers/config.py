@@ -60,8 +60,8 @@ class TeacherEvalConfig:
 @dataclass(frozen=True)
 class TeachersConfig:
     seed: int = 0
-    # One thread: results of CPU kernels may differ between thread counts, and on a shared 2-core machine two
-    # OpenMP threads waiting on each other ran 2x slower than one.
+    # One thread: results of CPU kernels may differ between thread counts, and more threads were slower on a shared
+    # 2-core machine (bench/PERFORMANCE.md, notes behind the shipped pipeline configs).
     threads: int = 1
     clip: ClipTrainConfig = field(default_factory=ClipTrainConfig)
     clipcap: ClipCapTrainConfig = field(default_factory=ClipCapTrainConfig)
