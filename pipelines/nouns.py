@@ -94,4 +94,3 @@ def _lemma_or_text(token, is_head: bool) -> str:
 
 def _normalise(caption: str) -> str:
     return " ".join(caption.lower().split()).strip(" .")
-

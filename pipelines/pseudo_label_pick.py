@@ -86,4 +86,3 @@ def match_scores(cos: np.ndarray, mu: float, sigma: float, k: float) -> np.ndarr
         raise ValueError(f"score sigma must be > 0, got {sigma} (config key score.sigma)")
     z = (np.asarray(cos, dtype=np.float64) - mu) / sigma
     return (k / (1.0 + np.exp(-z))).astype(np.float32)
-

@@ -55,4 +55,3 @@ def test_score_formula_with_released_constants():
 def test_score_rejects_non_positive_sigma():
     with pytest.raises(ValueError, match="score.sigma"):
         match_scores(np.zeros(2), 0.3, 0.0, 1.3)
-
