@@ -71,8 +71,8 @@ def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params:
     return kept
 
 
-def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: ImageRecord,
-                         params: RegionsSection, bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, float, float]]:
+def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: ImageRecord, params: RegionsSection,
+                         bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, float, float]]:
     """Proposals that survive validation, size, base-overlap, NMS and top-K: (box, score, max IoU), best first."""
     proposals = np.asarray(proposals, dtype=np.float64).reshape(-1, 5)
     valid = []

@@ -24,7 +24,7 @@ class Blip2Captioner:
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, dtype: str = "fp32", device: str = "cpu") -> "Blip2Captioner":
-        # transformers is imported only when a BLIP-2 is loaded: importing the captioner registry stays cheap.
+        # transformers is imported when a BLIP-2 is loaded, not with this module: importing it stays cheap.
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
         processor = Blip2Processor.from_pretrained(model_dir)

@@ -52,7 +52,7 @@ class Blip2RegionCaptioner:
         return [Image.fromarray(np.ascontiguousarray(cut(image.pixels, w))) for w in windows]
 
     def caption(self, batch: Sequence[ImageRegions]) -> list[CaptionResult]:
-        """B images → captions of all their regions, generated in one batch; an unreadable image → CaptionFailure."""
+        """B images → captions of all their regions, generated in one batch; unreadable image → CaptionFailure."""
         crops = [self._crops(item) for item in batch]
         flat = [c for per_image in crops if not isinstance(per_image, CaptionFailure) for c in per_image]
         texts = self.captioner.caption(flat, self.prompt, self.max_new_tokens, self.num_beams) if flat else []

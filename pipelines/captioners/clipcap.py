@@ -23,7 +23,7 @@ class ClipCapRegionCaptioner:
 
     @classmethod
     def from_config(cls, section: ClipCapSection) -> "ClipCapRegionCaptioner":
-        # vlm.clipcap imports transformers: imported when a ClipCap is built, so the registry stays cheap to import.
+        # vlm.clipcap imports transformers: imported when a ClipCap is built, so importing this module stays cheap.
         from vlm.clipcap import ClipCapCaptioner
 
         check_clipcap_files(section)

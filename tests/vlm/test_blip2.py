@@ -1,4 +1,4 @@
-"""BLIP-2 loaded from a tiny random save_pretrained folder (OPT, a decoder-only language model), captioning PIL images."""
+"""BLIP-2 from a tiny random save_pretrained folder (OPT, a decoder-only language model) captioning PIL images."""
 import numpy as np
 import pytest
 from PIL import Image
