@@ -73,7 +73,7 @@ eval: setup ## evaluate RUN/checkpoint.pt: AP50 all/base/novel (OV-COCO) or AP_r
 	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
 
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 ablation: setup ## train and evaluate every row of HD-OVD Table V; table in runs/table5/table5.md
 	$(PY) -m trainers.hdovd.ablation --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) $(SET_FLAGS) --out runs/table5

@@ -6,7 +6,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipelines.captioners import Captioner, CaptionerConfig, ImageRegions, build_captioner
+from pipelines.captioners import Captioner, ImageRegions, build_captioner
+from pipelines.pseudo_labels_config import CaptionerSection
 
 
 class CaptionerHandler(ModelHandler[ImageRegions, PredictionResult, Captioner]):
@@ -17,7 +18,7 @@ class CaptionerHandler(ModelHandler[ImageRegions, PredictionResult, Captioner]):
     machine with `large_model`), never per element or bundle. Batch sizes count images, not regions.
     """
 
-    def __init__(self, config: CaptionerConfig, *, min_batch_size: int = 4, max_batch_size: int = 32,
+    def __init__(self, config: CaptionerSection, *, min_batch_size: int = 4, max_batch_size: int = 32,
                  large_model: bool = False):
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size, large_model=large_model)
         self._config = config

@@ -13,33 +13,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model may come from the hub (set before open_clip imports it)
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
 
-import apache_beam as beam  # noqa: E402
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-
-from beam_jobs.clip_handler import ClipImageHandler  # noqa: E402
-from beam_jobs.extract_steps import (OUTCOMES, STAGE, CommitShard, DecodeAndCrop, key_embedding_by_shard,  # noqa: E402
+from beam_jobs.clip_handler import ClipImageHandler
+from beam_jobs.extract_steps import (OUTCOMES, STAGE, CommitShard, DecodeAndCrop, key_embedding_by_shard,
                                      open_with_beam)
-from beam_jobs.job_main import parse_job_args, run_job  # noqa: E402
-from beam_jobs.store_progress import (FailureRateExceeded, check_failure_rate, forget_shards,  # noqa: E402
+from beam_jobs.job_main import parse_job_args, run_job
+from beam_jobs.store_progress import (FailureRateExceeded, check_failure_rate, forget_shards,
                                       summarise_store)
-from featurestore.atomic import sha256_file  # noqa: E402
-from featurestore.writer import ShardWriter  # noqa: E402
-from pipelines.class_vocab import class_vocab, name_vocab, stack_vocab, vocab_fingerprint  # noqa: E402
-from vlm.clip_preprocess import CropPreprocess  # noqa: E402
-from pipelines.extract_config import ExtractFeaturesConfig  # noqa: E402
-from pipelines.extract_plan import plan_dataset  # noqa: E402
-from pipelines.coco import AnnotationError  # noqa: E402
-from vlm.clip import ModelLoadError, load_clip, resolve_clip  # noqa: E402
-from vlm.text_encoder import StoreTextEncoder  # noqa: E402
-from pipelines.sharding import ShardTask, build_shard_tasks  # noqa: E402
-from schemas.config import ConfigError, config_hash, load_config, to_dict  # noqa: E402
+from featurestore.atomic import sha256_file
+from featurestore.writer import ShardWriter
+from pipelines.class_vocab import class_vocab, name_vocab, stack_vocab, vocab_fingerprint
+from vlm.clip_preprocess import CropPreprocess
+from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.extract_plan import plan_dataset
+from pipelines.coco import AnnotationError
+from vlm.clip import ModelLoadError, load_clip, resolve_clip
+from vlm.text_encoder import StoreTextEncoder
+from pipelines.sharding import ShardTask, build_shard_tasks
+from schemas.config import ConfigError, config_hash, load_config, to_dict
 
 LOG = logging.getLogger("extract_features")
 

@@ -14,10 +14,11 @@ from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from featurestore.writer import ShardWriter
 from pipelines.captioners import CaptionFailure, ImageRegions
-from vlm.clip import ClipSource
-from pipelines.nouns import NounConfig, NounExtractor
-from vlm.text_encoder import StoreTextEncoder
+from pipelines.nouns import NounExtractor
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
+from pipelines.pseudo_labels_config import NounsSection
+from vlm.clip import ClipSource
+from vlm.text_encoder import StoreTextEncoder
 
 STAGE = "pseudo_labels"
 FAILURES = "failures"
@@ -109,7 +110,7 @@ class PickLabels(beam.DoFn):
     (TextEmbeddingCache) with the CLIP text tower and prompt ensemble of extract-features.
     """
 
-    def __init__(self, nouns: NounConfig, clip: ClipSource, prompts: str, device: str, dtype: str):
+    def __init__(self, nouns: NounsSection, clip: ClipSource, prompts: str, device: str, dtype: str):
         self._nouns = nouns
         self._clip = clip
         self._prompts = prompts
@@ -117,7 +118,7 @@ class PickLabels(beam.DoFn):
         self._dtype = dtype
 
     def setup(self):
-        self._extractor = NounExtractor(self._nouns)
+        self._extractor = NounExtractor.from_config(self._nouns)
         encoder = StoreTextEncoder.load(self._clip, self._prompts, device=self._device, dtype=self._dtype)
         self._cache = TextEmbeddingCache(encoder.encode)
 

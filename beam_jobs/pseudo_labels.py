@@ -15,34 +15,30 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model may come from the hub (set before transformers imports)
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
 
-import apache_beam as beam  # noqa: E402
-import numpy as np  # noqa: E402
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-
-from beam_jobs.captioner_handler import CaptionerHandler  # noqa: E402
-from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, STAGE, CommitLabelShard, CosineMoments,  # noqa: E402
+from beam_jobs.captioner_handler import CaptionerHandler
+from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, STAGE, CommitLabelShard, CosineMoments,
                                           LabelShardTask, PickLabels, ReadPseudoBoxes)
-from beam_jobs.job_main import parse_job_args, run_job  # noqa: E402
-from beam_jobs.store_progress import forget_shards  # noqa: E402
-from featurestore import layout  # noqa: E402
-from featurestore.atomic import sha256_file  # noqa: E402
-from featurestore.arrow import embeddings_to_numpy  # noqa: E402
-from featurestore.reader import StoreReader  # noqa: E402
-from featurestore.writer import ShardWriter  # noqa: E402
-from pipelines.captioners import captioner_provenance, check_captioner_files  # noqa: E402
-from vlm.clip import ClipSource, ModelLoadError, resolve_clip  # noqa: E402
-from pipelines.pseudo_label_config import PseudoLabelsConfig  # noqa: E402
-from schemas.config import ConfigError, config_hash, load_config, to_dict  # noqa: E402
-from schemas.tables import SCHEMA_VERSION  # noqa: E402
+from beam_jobs.job_main import parse_job_args, run_job
+from beam_jobs.store_progress import forget_shards
+from featurestore import layout
+from featurestore.atomic import sha256_file
+from featurestore.arrow import embeddings_to_numpy
+from featurestore.reader import StoreReader
+from featurestore.writer import ShardWriter
+from pipelines.captioners import captioner_provenance, check_captioner_files
+from vlm.clip import ClipSource, ModelLoadError, resolve_clip
+from pipelines.pseudo_labels_config import PseudoLabelsConfig
+from schemas.config import ConfigError, config_hash, load_config, to_dict
+from schemas.tables import SCHEMA_VERSION
 
 LOG = logging.getLogger("pseudo_labels")
 UPSTREAM = "extract_features"

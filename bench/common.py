@@ -1,6 +1,6 @@
 """What every benchmark shares: the machine description, goal checks, and the one result format.
 
-Each `bench/<concern>.py` measures one stage and returns a result dict:
+Each `bench/<concern>.py` measures one stage (`python -m bench.<concern>`) and returns a result dict:
     {"bench": name, "command": the exact command line, "machine": {...},
      "metrics": {name: value}, "goals": [{"goal", "target", "measured", "met", "note"}]}
 `--json PATH` writes it, so `bench/run_all.py` can collect every figure together with the command behind it.
@@ -72,14 +72,14 @@ def machine() -> dict:
             "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
-def command_line(argv: list[str] | None, script: str) -> str:
-    """The command that reproduces this run, relative to the repository root."""
-    args = sys.argv[1:] if argv is None else argv
-    return " ".join([".venv/bin/python", f"bench/{script}"] + [shlex.quote(a) for a in args])
+def module_command(name: str, args: list[str]) -> str:
+    """`python -m bench.<name> ARGS` as run from the repository root: the command that reproduces a run."""
+    return " ".join([".venv/bin/python", "-m", f"bench.{name}"] + [shlex.quote(a) for a in args])
 
 
 def result(bench: str, argv: list[str] | None, metrics: dict, goals: list[Goal], notes: list[str] = ()) -> dict:
-    return {"bench": bench, "command": command_line(argv, f"{bench}.py"), "machine": machine(),
+    args = sys.argv[1:] if argv is None else argv
+    return {"bench": bench, "command": module_command(bench, args), "machine": machine(),
             "metrics": metrics, "goals": [asdict(g) for g in goals], "notes": list(notes)}
 
 

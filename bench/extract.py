@@ -5,8 +5,8 @@
   (c) naive loop   — per image: PIL crop of every region, open_clip's PIL preprocess, one forward per image
                      (how public feature-extraction scripts do it)
 
-    .venv/bin/python bench/extract.py                     # small model (ViT-S-32, random weights)
-    .venv/bin/python bench/extract.py --model ViT-B-32 --dtype fp32 bf16 --images 64
+    .venv/bin/python -m bench.extract                     # small model (ViT-S-32, random weights)
+    .venv/bin/python -m bench.extract --model ViT-B-32 --dtype fp32 bf16 --images 64
 
 The images are synthetic photos-sized JPEGs written to a temporary folder; the model gets random weights and
 is saved in open_clip's folder format, so the job loads it exactly as it loads a real checkpoint.
@@ -25,20 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bench.common import add_json_flag, at_least, report, result  # noqa: E402
-from pipelines.crops import crop_window  # noqa: E402
-from pipelines.extract_config import ExtractFeaturesConfig  # noqa: E402
-from pipelines.extract_plan import plan_dataset  # noqa: E402
-from vlm.clip import load_clip, resolve_clip  # noqa: E402
-from schemas.config import load_config  # noqa: E402
+from bench.common import REPO, add_json_flag, at_least, report, result
+from pipelines.crops import crop_window
+from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.extract_plan import plan_dataset
+from schemas.config import load_config
+from vlm.clip import load_clip, resolve_clip
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Goals of issue 8.

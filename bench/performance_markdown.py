@@ -1,8 +1,10 @@
 """bench/results.json → the README's Performance section (markdown): machine, goals, then one table per stage,
-each under the exact command that produced it."""
+each under the exact command that produced it. Notes written by hand below NOTES_MARKER are kept across reruns."""
 from __future__ import annotations
 
 from bench.common import Goal
+
+NOTES_MARKER = "<!-- make bench rewrites everything above this line and keeps the notes below it -->"
 
 
 def performance_markdown(results: dict) -> str:
@@ -37,6 +39,12 @@ def performance_markdown(results: dict) -> str:
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def with_kept_notes(generated: str, previous: str | None) -> str:
+    """The generated markdown, the marker, then the hand-written notes below the marker of `previous` (if any)."""
+    notes = previous.split(NOTES_MARKER, 1)[1].lstrip("\n") if previous and NOTES_MARKER in previous else ""
+    return f"{generated}\n{NOTES_MARKER}\n" + (f"\n{notes}" if notes else "")
 
 
 TITLES = {"extract": "extract-features: model only vs our Beam job vs a naive loop",

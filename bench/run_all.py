@@ -1,10 +1,10 @@
 """Run every benchmark, one after the other, and write bench/results.json and the README's Performance section.
 
-    .venv/bin/python bench/run_all.py             # full sizes (what `make bench` runs; about 15 minutes on 2 cores)
-    .venv/bin/python bench/run_all.py --quick     # small sizes, a few minutes; for checking the benchmarks work
-    .venv/bin/python bench/run_all.py --only store trainer   # rerun some; the others' results are kept
+    .venv/bin/python -m bench.run_all             # full sizes (what `make bench` runs; about 15 minutes on 2 cores)
+    .venv/bin/python -m bench.run_all --quick     # small sizes, a few minutes; for checking the benchmarks work
+    .venv/bin/python -m bench.run_all --only store trainer   # rerun some; the others' results are kept
 
-Each benchmark runs as its own process (`bench/<name>.py … --json`), so one's memory and threads cannot colour
+Each benchmark runs as its own process (`python -m bench.<name> … --json`), so one's memory and threads cannot colour
 another's, and the command recorded next to each figure is exactly the one that produced it. They run in sequence:
 the machine is small and shared, and two benchmarks at once would measure each other.
 """
@@ -18,11 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.common import machine  # noqa: E402
-from bench.performance_markdown import performance_markdown  # noqa: E402
+from bench.common import REPO, machine, module_command
+from bench.performance_markdown import performance_markdown, with_kept_notes
 
 # Arguments per benchmark: full sizes, then --quick sizes (same code paths, fewer items).
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
@@ -37,10 +34,10 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
 
 
 def run_one(name: str, args: list[str]) -> dict:
-    """Run bench/<name>.py with its output shown live; returns its JSON result (or the failure)."""
+    """Run `python -m bench.<name>` with its output shown live; returns its JSON result (or the failure)."""
     with tempfile.TemporaryDirectory(prefix="bench-result-") as tmp:
         json_path = Path(tmp) / "result.json"
-        argv = [sys.executable, str(REPO / "bench" / f"{name}.py"), *args, "--json", str(json_path)]
+        argv = [sys.executable, "-m", f"bench.{name}", *args, "--json", str(json_path)]
         print(f"\n=== {name}: {' '.join(argv[1:-2])}", flush=True)
         started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         started = time.perf_counter()
@@ -51,10 +48,16 @@ def run_one(name: str, args: list[str]) -> dict:
                     "started": started_at}
         outcome = json.loads(json_path.read_text())
     # The command as a reader would type it, without the temporary --json path.
-    outcome["command"] = " ".join([".venv/bin/python", f"bench/{name}.py", *args])
+    outcome["command"] = module_command(name, args)
     outcome["seconds"] = seconds
     outcome["started"] = started_at
     return outcome
+
+
+def write_markdown(path: Path, results: dict) -> None:
+    """PERFORMANCE.md from `results`, keeping the hand-written notes at its end."""
+    previous = path.read_text() if path.is_file() else None
+    path.write_text(with_kept_notes(performance_markdown(results), previous))
 
 
 def merged(previous: dict | None, outcomes: list[dict]) -> list[dict]:
@@ -74,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.render_only:
-        Path(args.markdown).write_text(performance_markdown(json.loads(Path(args.results).read_text())))
+        write_markdown(Path(args.markdown), json.loads(Path(args.results).read_text()))
         return 0
     names = args.only or list(BENCHMARKS)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     outcomes = [run_one(name, BENCHMARKS[name][1 if args.quick else 0]) for name in names]
-    run_all_command = " ".join([".venv/bin/python", "bench/run_all.py"] + (["--quick"] if args.quick else []))
+    run_all_command = module_command("run_all", ["--quick"] if args.quick else [])
     previous = None
     if args.only and Path(args.results).is_file():
         previous = json.loads(Path(args.results).read_text())
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"started": previous["started"] if previous else started, "quick": args.quick,
                "command": run_all_command, "machine": machine(), "benchmarks": merged(previous, outcomes)}
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
-    Path(args.markdown).write_text(performance_markdown(results))
+    write_markdown(Path(args.markdown), results)
     failed = [o["bench"] for o in outcomes if "failed" in o]
     print(f"\nwrote {args.results} and {args.markdown}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -10,25 +10,21 @@ The job runs `runtime.shards_per_run` (4) shards at a time, so memory is bounded
 the dataset. `--shard-size` (default 50) is chosen so that 1x already fills those 4 shards; with the default config
 (shard_size 256) 1x would hold 1 shard and 4x 4, and the comparison would show the bound being reached, not flatness.
 
-    .venv/bin/python bench/scale.py                      # N = 200 and 800
-    .venv/bin/python bench/scale.py --images 80 --shard-size 20   # quick
+    .venv/bin/python -m bench.scale                      # N = 200 and 800
+    .venv/bin/python -m bench.scale --images 80 --shard-size 20   # quick
 """
 from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import psutil
 
-import psutil  # noqa: E402
-
-from bench.common import add_json_flag, at_most, report, result  # noqa: E402
-from bench.shapes_workload import child_env, extract_command, job_summary, write_shapes  # noqa: E402
+from bench.common import REPO, add_json_flag, at_most, report, result
+from bench.shapes_workload import child_env, extract_command, job_summary, write_shapes
 
 GOAL_FLAT = 1.10  # issue 8: memory and per-image time flat from 1x to 4x, within 10%
 POLL_SECONDS = 0.05

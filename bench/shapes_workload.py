@@ -15,7 +15,8 @@ EXTRACT_CONFIG = REPO / "configs" / "extract_features.yaml"
 
 
 def child_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    """This process's environment (offline Hugging Face, bench/__init__.py) with the repository importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def write_shapes(out: Path, train: int, val: int = 8) -> Path:

@@ -6,8 +6,8 @@
               the same random ids (all within the 1x store, so both find one image of 9 regions)
   size        bytes per region of the `regions` Parquet files (zstd), against the 2·D bytes of the embedding alone
 
-    .venv/bin/python bench/store.py                       # 1x = 8 shards, 10x = 80 shards
-    .venv/bin/python bench/store.py --shards 2 --lookups 20   # quick
+    .venv/bin/python -m bench.store                       # 1x = 8 shards, 10x = 80 shards
+    .venv/bin/python -m bench.store --shards 2 --lookups 20   # quick
 
 A shard is 256 images (configs/extract_features.yaml shard_size) of 9 regions each (3 GT, 5 proposals — regions.top_k
 — and the whole image). Embeddings are random unit vectors: they compress no better than real ones.
@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
+import pyarrow.dataset as pads
 
-import numpy as np  # noqa: E402
-import pyarrow.dataset as pads  # noqa: E402
-
-from bench.common import add_json_flag, at_least, at_most, report, result  # noqa: E402
-from featurestore.reader import StoreReader  # noqa: E402
-from featurestore.writer import ShardWriter  # noqa: E402
+from bench.common import add_json_flag, at_least, at_most, report, result
+from featurestore.reader import StoreReader
+from featurestore.writer import ShardWriter
 
 DIM = 512  # ViT-B/32 embedding width
 IMAGES_PER_SHARD = 256  # configs/extract_features.yaml shard_size

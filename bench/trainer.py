@@ -6,8 +6,8 @@ A generated ShapesOV train set goes through our extract-features job (tiny CLIP 
 each logging window spent in `next(batch)`; the first window (worker start-up, first shuffle buffer) is reported
 separately and left out of the goal.
 
-    .venv/bin/python bench/trainer.py                        # 200 images, 120 steps
-    .venv/bin/python bench/trainer.py --images 64 --steps 30  # quick
+    .venv/bin/python -m bench.trainer                        # 200 images, 120 steps
+    .venv/bin/python -m bench.trainer --images 64 --steps 30  # quick
 """
 from __future__ import annotations
 
@@ -18,11 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.common import add_json_flag, at_most, report, result  # noqa: E402
-from bench.shapes_workload import child_env, extract_command, write_shapes  # noqa: E402
+from bench.common import REPO, add_json_flag, at_most, report, result
+from bench.shapes_workload import child_env, extract_command, write_shapes
 
 GOAL_DATA_SHARE = 0.10
 TRAIN_CONFIG = REPO / "configs" / "train_shapes.yaml"

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-CROP_MODES = ("tight", "square", "context")
+from schemas.tables import CROP_MODES, CropMode
 
 
 def _integer_window(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> tuple[int, int, int, int]:
@@ -52,7 +52,7 @@ def context_window(box, width: int, height: int, scale: float) -> tuple[int, int
     return _integer_window(cx - half_w, cy - half_h, cx + half_w, cy + half_h, width, height)
 
 
-def crop_window(box, mode: str, width: int, height: int, context_scale: float = 1.5) -> tuple[int, int, int, int]:
+def crop_window(box, mode: CropMode, width: int, height: int, context_scale: float = 1.5) -> tuple[int, int, int, int]:
     if mode == "tight":
         return tight_window(box, width, height)
     if mode == "square":

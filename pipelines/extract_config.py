@@ -1,12 +1,13 @@
-"""Settings of the extract-features stage (configs/extract_features.yaml); loaded with schemas.config."""
+"""Settings of the extract-features stage (configs/extract_features.yaml): every section of it, loaded with
+schemas.config. Building blocks take these sections or explicit arguments; nothing here imports them."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipelines.regions import RegionParams
 from schemas.config import config_hash
+from schemas.tables import CropMode
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,20 @@ class DatasetSection:
 
 
 @dataclass(frozen=True)
+class RegionsSection:
+    """Thresholds of region planning (pipelines/regions.py)."""
+
+    max_iou_base: float = 0.5  # proposals overlapping base GT more than this are base objects, not candidates
+    min_proposal_side: float = 4.0  # pixels; smaller crops carry no usable signal at CLIP resolution
+    nms_iou: float = 0.5
+    top_k: int = 5  # proposals kept per image (HD-OVD default)
+    include_image: bool = True  # also store the whole image as a region (source "image")
+    box_tolerance: float = 1.0  # pixels a box may overshoot the image before it counts as out_of_image
+
+
+@dataclass(frozen=True)
 class CropSection:
-    mode: Literal["tight", "square", "context"] = "square"
+    mode: CropMode = "square"
     context_scale: float = 1.5  # window = box scaled about its centre (mode "context")
 
 
@@ -69,7 +82,7 @@ class RuntimeSection:
 @dataclass(frozen=True)
 class ExtractFeaturesConfig:
     dataset: DatasetSection = field(default_factory=DatasetSection)
-    regions: RegionParams = field(default_factory=RegionParams)
+    regions: RegionsSection = field(default_factory=RegionsSection)
     crop: CropSection = field(default_factory=CropSection)
     model: ModelSection = field(default_factory=ModelSection)
     vocab: VocabSection = field(default_factory=VocabSection)

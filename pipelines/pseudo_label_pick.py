@@ -3,6 +3,7 @@
 HD-OVD (Sec. III-C, Fig. 4): each candidate's CLIP text embedding is compared with the region's CLIP embedding by
 cosine; the best candidate is the label and its cosine, standardised and squashed, weights the class-wise loss:
     score = sigmoid((cos − μ) / σ) · k
+(μ, σ, k: config section `score`, pipelines/pseudo_labels_config.py.)
 """
 from __future__ import annotations
 
@@ -10,20 +11,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-
-# HD-OVD released code: μ=0.31, σ=0.026, k=1.3 for ClipCap on CLIP ViT-B/32 region embeddings. Other CLIPs (ours
-# included) have other cosine ranges, hence the option to measure μ and σ over the dataset.
-HDOVD_MU = 0.31
-HDOVD_SIGMA = 0.026
-HDOVD_K = 1.3
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    mu: float = HDOVD_MU
-    sigma: float = HDOVD_SIGMA
-    k: float = HDOVD_K
-    from_dataset: bool = False  # replace mu and sigma by the mean and std of all picked cosines (a global pass)
 
 
 @dataclass(frozen=True)
@@ -99,12 +86,3 @@ def match_scores(cos: np.ndarray, mu: float, sigma: float, k: float) -> np.ndarr
         raise ValueError(f"score sigma must be > 0, got {sigma} (config key score.sigma)")
     z = (np.asarray(cos, dtype=np.float64) - mu) / sigma
     return (k / (1.0 + np.exp(-z))).astype(np.float32)
-
-
-def cosine_statistics(cos: np.ndarray) -> tuple[float, float]:
-    """(mean, std) of picked cosines, the dataset's μ and σ; refuses fewer than two values."""
-    cos = np.asarray(cos, dtype=np.float64)
-    if cos.size < 2 or float(cos.std()) == 0.0:
-        raise ValueError(f"cannot measure score mu/sigma from {cos.size} picked cosines with zero spread; "
-                         f"set score.from_dataset=false")
-    return float(cos.mean()), float(cos.std())

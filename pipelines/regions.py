@@ -14,18 +14,7 @@ import numpy as np
 
 from pipelines.boxes import box_problem, clip_boxes, nms, pairwise_iou, xywh_to_xyxy
 from pipelines.coco import Annotation, ImageRecord
-
-
-@dataclass(frozen=True)
-class RegionParams:
-    """Planning thresholds (config section `regions`)."""
-
-    max_iou_base: float = 0.5  # proposals overlapping base GT more than this are base objects, not candidates
-    min_proposal_side: float = 4.0  # pixels; smaller crops carry no usable signal at CLIP resolution
-    nms_iou: float = 0.5
-    top_k: int = 5  # proposals kept per image (HD-OVD default)
-    include_image: bool = True  # also store the whole image as a region (source "image")
-    box_tolerance: float = 1.0  # pixels a box may overshoot the image before it counts as out_of_image
+from pipelines.extract_config import RegionsSection
 
 
 @dataclass(frozen=True)
@@ -57,7 +46,7 @@ class RegionPlan:
     skipped: dict[str, int] = field(default_factory=dict)  # normal filtering, counted by reason
 
 
-def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params: RegionParams,
+def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params: RegionsSection,
                 bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, Annotation]]:
     """Usable GT boxes (clipped xyxy, their annotation) in annotation order.
 
@@ -82,8 +71,8 @@ def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params:
     return kept
 
 
-def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: ImageRecord,
-                         params: RegionParams, bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, float, float]]:
+def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: ImageRecord, params: RegionsSection,
+                         bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, float, float]]:
     """Proposals that survive validation, size, base-overlap, NMS and top-K: (box, score, max IoU), best first."""
     proposals = np.asarray(proposals, dtype=np.float64).reshape(-1, 5)
     valid = []
@@ -110,7 +99,7 @@ def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: I
 
 
 def plan_regions(image: ImageRecord, annotations: tuple[Annotation, ...], proposals: np.ndarray,
-                 base_ids: frozenset[int], params: RegionParams = RegionParams(),
+                 base_ids: frozenset[int], params: RegionsSection = RegionsSection(),
                  names: Mapping[int, tuple[str, ...]] | None = None) -> RegionPlan:
     """Regions of one image, ids 0.. in order: GT (annotation order), proposals (score order), whole image.
 

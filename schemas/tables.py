@@ -7,6 +7,7 @@ D is a property of the model, so schemas are built for a given dimension.
 from __future__ import annotations
 
 import json
+from typing import Literal, get_args
 
 import pyarrow as pa
 
@@ -14,8 +15,11 @@ import pyarrow as pa
 SCHEMA_VERSION = 1
 
 METADATA_PREFIX = "ovd_distill."
-REGION_SOURCES = ("gt", "proposal", "image")
-CROP_MODES = ("tight", "square", "context")
+# The values of the `source` and `crop_mode` columns; the Literals are also the config types that name them.
+RegionSource = Literal["gt", "proposal", "image"]
+CropMode = Literal["tight", "square", "context"]
+REGION_SOURCES = get_args(RegionSource)
+CROP_MODES = get_args(CropMode)
 
 
 class SchemaVersionError(RuntimeError):

@@ -8,28 +8,15 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from shapesov.config import ProposalConfig
+
 # Pickle protocol 4: numpy arrays pickle in-band through `numpy._core.multiarray._reconstruct`, which a restricted
 # unpickler can allow by name (protocol 5 may use out-of-band buffers).
 PICKLE_PROTOCOL = 4
-
-
-@dataclass(frozen=True)
-class ProposalConfig:
-    """Noise model of the simulated proposal network."""
-
-    recall: float = 0.9  # chance that an object gets any proposal at all
-    min_boxes_per_object: int = 1
-    max_boxes_per_object: int = 3
-    jitter: float = 0.12  # std of centre shift and log-size change, relative to the object's size
-    min_false_positives: int = 2
-    max_false_positives: int = 8
-    score_noise: float = 0.08  # std of the noise added to the IoU-based score
-    min_box_side: float = 4.0  # pixels; smaller boxes are discarded like an RPN's min-size filter
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -7,24 +7,8 @@ import numpy as np
 from PIL import Image
 
 from shapesov.classes import COLOUR_NAMES, SHAPE_NAMES
+from shapesov.config import SceneConfig
 from shapesov.render import PlacedShape, paint_shape, shape_alpha, textured_background, to_uint8_image
-
-
-@dataclass(frozen=True)
-class SceneConfig:
-    """How scenes are drawn. Sizes in pixels; radius fractions are relative to the image's shorter side."""
-
-    min_side: int = 128
-    max_side: int = 256
-    min_objects: int = 1
-    max_objects: int = 4
-    min_radius_fraction: float = 0.08
-    max_radius_fraction: float = 0.22
-    # An occluded object keeps at least this share of its pixels, so every annotated box is still recognisable.
-    min_visible_fraction: float = 0.6
-    max_angle_deg: float = 15.0  # larger turns would make a square look like a diamond
-    max_aspect_stretch: float = 0.12
-    placement_tries: int = 40
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import torch  # noqa: E402
+import torch
 
 CLIP_DIM = 32
 CAPTION_CORPUS = [f"a {colour} {shape} on a {ground} background." for colour in ("red", "blue", "green", "yellow")

@@ -11,19 +11,15 @@ Checkpoints saved with older transformers carry the causal-mask buffers `gpt.tra
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 MappingType = Literal["mlp", "transformer"]
 _LEGACY_BUFFER_KEY = re.compile(r"^gpt\.transformer\.h\.\d+\.attn\.(bias|masked_bias)$")

@@ -2,50 +2,41 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from pipelines.captioners.base import (CAPTIONERS, CaptionFailure, CaptionResult, Captioner, ImageRegions,
                                        register_captioner)
-from pipelines.captioners.blip2 import Blip2CaptionerConfig, check_blip2_files
-from pipelines.captioners.clipcap import ClipCapCaptionerConfig, check_clipcap_files
-from pipelines.captioners.given import GivenConfig, check_given_files
+from pipelines.captioners.blip2 import check_blip2_files
+from pipelines.captioners.clipcap import check_clipcap_files
+from pipelines.captioners.given import check_given_files
+from pipelines.pseudo_labels_config import CaptionerSection
 
-__all__ = ["CAPTIONERS", "CaptionFailure", "CaptionResult", "Captioner", "CaptionerConfig", "ImageRegions",
-           "build_captioner", "captioner_provenance", "check_captioner_files", "register_captioner"]
+__all__ = ["CAPTIONERS", "CaptionFailure", "CaptionResult", "Captioner", "ImageRegions", "build_captioner",
+           "captioner_provenance", "check_captioner_files", "register_captioner"]
 
 # Weight and data files whose bytes decide a captioner's output (configs and tokenizers are small, hashed too).
 _HASHED_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".json", ".jsonl", ".txt", ".model")
 
 
-@dataclass(frozen=True)
-class CaptionerConfig:
-    name: Literal["clipcap", "blip2", "given"] = "clipcap"
-    clipcap: ClipCapCaptionerConfig = field(default_factory=ClipCapCaptionerConfig)
-    blip2: Blip2CaptionerConfig = field(default_factory=Blip2CaptionerConfig)
-    given: GivenConfig = field(default_factory=GivenConfig)
-
-
-def build_captioner(config: CaptionerConfig) -> Captioner:
+def build_captioner(config: CaptionerSection) -> Captioner:
     """The captioner named by `config.name`, built from its own section; errors name the config key."""
     if config.name not in CAPTIONERS:
         raise ValueError(f"unknown captioner {config.name!r} (config key captioner.name); "
                          f"known: {sorted(CAPTIONERS)}")
-    return CAPTIONERS[config.name](getattr(config, config.name))
+    return CAPTIONERS[config.name].from_config(getattr(config, config.name))
 
 
 _FILE_CHECKS = {"clipcap": check_clipcap_files, "blip2": check_blip2_files, "given": check_given_files}
 
 
-def check_captioner_files(config: CaptionerConfig) -> None:
+def check_captioner_files(config: CaptionerSection) -> None:
     """Every file the named captioner needs exists; otherwise an error naming the config key (before any work)."""
     if config.name not in _FILE_CHECKS:
         raise ValueError(f"unknown captioner {config.name!r} (config key captioner.name); known: {sorted(CAPTIONERS)}")
     _FILE_CHECKS[config.name](getattr(config, config.name))
 
 
-def _files_of(config: CaptionerConfig) -> list[Path]:
+def _files_of(config: CaptionerSection) -> list[Path]:
     if config.name == "clipcap":
         return [Path(config.clipcap.checkpoint), *sorted(Path(config.clipcap.gpt_dir).glob("*"))]
     if config.name == "blip2":
@@ -53,7 +44,7 @@ def _files_of(config: CaptionerConfig) -> list[Path]:
     return [Path(config.given.path)]
 
 
-def captioner_provenance(config: CaptionerConfig) -> dict:
+def captioner_provenance(config: CaptionerSection) -> dict:
     """{"name", "sha256"}: one digest over the captioner's files, so new weights or captions mean new shards."""
     digest = hashlib.sha256()
     for path in _files_of(config):

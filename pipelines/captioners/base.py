@@ -37,17 +37,20 @@ CaptionResult = list[str] | CaptionFailure
 class Captioner(Protocol):
     name: str
 
+    @classmethod
+    def from_config(cls, section) -> "Captioner":
+        """The captioner built from its own config section (captioner.<name>), files checked first."""
+
     def caption(self, batch: Sequence[ImageRegions]) -> list[CaptionResult]:
         """B images → B results: captions, one per region in region order ("" for none), or a CaptionFailure."""
 
 
-# name → factory taking the captioner's config section; filled by the modules that define captioners.
-CaptionerFactory = Callable[..., Captioner]
-CAPTIONERS: dict[str, CaptionerFactory] = {}
+# name → captioner class; filled by the modules that define captioners.
+CAPTIONERS: dict[str, type[Captioner]] = {}
 
 
-def register_captioner(name: str) -> Callable[[CaptionerFactory], CaptionerFactory]:
-    def register(factory: CaptionerFactory) -> CaptionerFactory:
-        CAPTIONERS[name] = factory
-        return factory
+def register_captioner(name: str) -> Callable[[type[Captioner]], type[Captioner]]:
+    def register(captioner: type[Captioner]) -> type[Captioner]:
+        CAPTIONERS[name] = captioner
+        return captioner
     return register

@@ -1,7 +1,6 @@
-"""`clipcap` captioner: ClipCap on the STORED CLIP region embeddings (no re-crop, no second CLIP pass)."""
+"""`clipcap` captioner: ClipCap (vlm.clipcap) on the STORED CLIP region embeddings (no re-crop, no second CLIP pass)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -9,27 +8,29 @@ import numpy as np
 import torch
 
 from pipelines.captioners.base import ImageRegions, register_captioner
+from pipelines.pseudo_labels_config import ClipCapSection
 
 
-@dataclass(frozen=True)
-class ClipCapCaptionerConfig:
-    checkpoint: str = "data/teachers/clipcap/clipcap_mlp.pt"  # official ClipCap layout (.pt or .safetensors)
-    gpt_dir: str = "data/teachers/clipcap/gpt2"  # local GPT-2 config + tokenizer directory
-    mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
-    # Official ClipCap `--normalize_prefix`. A no-op on our store, whose region embeddings are already unit length.
-    normalize_prefix: bool = False
-    method: Literal["beam", "greedy"] = "beam"
-    beam_size: int = 5  # official ClipCap generate_beam default
-    max_tokens: int = 20
-    stop_token: str = "."  # official ClipCap stops at the first "."
-
-
+@register_captioner("clipcap")
 class ClipCapRegionCaptioner:
     name = "clipcap"
 
-    def __init__(self, captioner, config: ClipCapCaptionerConfig):
+    def __init__(self, captioner, *, method: Literal["beam", "greedy"], beam_size: int, max_tokens: int):
         self.captioner = captioner  # vlm.clipcap.ClipCapCaptioner
-        self.config = config
+        self.method = method
+        self.beam_size = beam_size
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def from_config(cls, section: ClipCapSection) -> "ClipCapRegionCaptioner":
+        # vlm.clipcap imports transformers: imported when a ClipCap is built, so importing this module stays cheap.
+        from vlm.clipcap import ClipCapCaptioner
+
+        check_clipcap_files(section)
+        captioner = ClipCapCaptioner.from_paths(section.checkpoint, section.gpt_dir, stop_token=section.stop_token,
+                                                mapping_type=section.mapping_type,
+                                                normalize_prefix=section.normalize_prefix)
+        return cls(captioner, method=section.method, beam_size=section.beam_size, max_tokens=section.max_tokens)
 
     def caption(self, batch: Sequence[ImageRegions]) -> list[list[str]]:
         """B images → captions of all their regions, generated in one batch over every region of every image."""
@@ -37,28 +38,17 @@ class ClipCapRegionCaptioner:
         if not sum(sizes):
             return [[] for _ in batch]
         stacked = torch.from_numpy(np.concatenate([item.embeddings for item in batch]).astype(np.float32))
-        captions = self.captioner.caption(stacked, method=self.config.method, beam_size=self.config.beam_size,
-                                          max_tokens=self.config.max_tokens, batch_size=max(len(stacked), 1))
+        captions = self.captioner.caption(stacked, method=self.method, beam_size=self.beam_size,
+                                          max_tokens=self.max_tokens, batch_size=max(len(stacked), 1))
         ends = np.cumsum(sizes)
         return [captions[end - size:end] for size, end in zip(sizes, ends)]
 
 
-def check_clipcap_files(config: ClipCapCaptionerConfig) -> None:
+def check_clipcap_files(section: ClipCapSection) -> None:
     """Raise, naming the config key, when a file the captioner needs is missing (called before any work)."""
-    if not Path(config.checkpoint).is_file():
-        raise FileNotFoundError(f"ClipCap checkpoint not found: {config.checkpoint} "
+    if not Path(section.checkpoint).is_file():
+        raise FileNotFoundError(f"ClipCap checkpoint not found: {section.checkpoint} "
                                 f"(config key captioner.clipcap.checkpoint)")
-    if not (Path(config.gpt_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"GPT-2 directory {config.gpt_dir} has no config.json "
+    if not (Path(section.gpt_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"GPT-2 directory {section.gpt_dir} has no config.json "
                                 f"(config key captioner.clipcap.gpt_dir)")
-
-
-@register_captioner("clipcap")
-def build_clipcap(config: ClipCapCaptionerConfig) -> ClipCapRegionCaptioner:
-    from vlm.clipcap import ClipCapCaptioner
-
-    check_clipcap_files(config)
-    captioner = ClipCapCaptioner.from_paths(config.checkpoint, config.gpt_dir, stop_token=config.stop_token,
-                                            mapping_type=config.mapping_type,
-                                            normalize_prefix=config.normalize_prefix)
-    return ClipCapRegionCaptioner(captioner, config)

@@ -2,16 +2,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from pipelines.captioners.base import ImageRegions, register_captioner
-
-
-@dataclass(frozen=True)
-class GivenConfig:
-    path: str = ""  # JSONL, one {"image_id", "region_id", "caption"} per line
+from pipelines.pseudo_labels_config import GivenSection
 
 
 def read_caption_jsonl(path: str | Path) -> dict[tuple[int, int], str]:
@@ -37,22 +32,22 @@ def read_caption_jsonl(path: str | Path) -> dict[tuple[int, int], str]:
     return captions
 
 
+@register_captioner("given")
 class GivenCaptioner:
     name = "given"
 
     def __init__(self, captions: dict[tuple[int, int], str]):
         self.captions = captions
 
+    @classmethod
+    def from_config(cls, section: GivenSection) -> "GivenCaptioner":
+        return cls(read_caption_jsonl(section.path))
+
     def caption(self, batch: Sequence[ImageRegions]) -> list[list[str]]:
         """B images → their regions' captions; a region missing from the file gets "" (a failures row later)."""
         return [[self.captions.get((item.image_id, r), "") for r in item.region_ids] for item in batch]
 
 
-def check_given_files(config: GivenConfig) -> None:
-    if not Path(config.path).is_file():
-        raise FileNotFoundError(f"captions file not found: {config.path!r} (config key captioner.given.path)")
-
-
-@register_captioner("given")
-def build_given(config: GivenConfig) -> GivenCaptioner:
-    return GivenCaptioner(read_caption_jsonl(config.path))
+def check_given_files(section: GivenSection) -> None:
+    if not Path(section.path).is_file():
+        raise FileNotFoundError(f"captions file not found: {section.path!r} (config key captioner.given.path)")

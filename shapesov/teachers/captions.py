@@ -74,13 +74,6 @@ def true_caption_mask(table: CaptionTable, caption_ids: torch.Tensor, shape_ids:
     return same_shape & colour_ok
 
 
-def clipcap_captions(shape_ids: torch.Tensor, colour_ids: torch.Tensor, generator: torch.Generator) -> list[str]:
-    """One ClipCap training caption per crop, e.g. "a red star on a textured background."."""
-    templates = torch.randint(len(CLIPCAP_TEMPLATES), (shape_ids.shape[0],), generator=generator)
-    return [CLIPCAP_TEMPLATES[int(t)].format(colour=COLOUR_NAMES[int(c)], shape=SHAPE_NAMES[int(s)])
-            for s, c, t in zip(shape_ids, colour_ids, templates)]
-
-
 def tokenizer_corpus() -> list[str]:
     """Every ClipCap caption there is, plus the bare class names, for training the caption tokenizer."""
     corpus = [t.format(colour=c, shape=s) for t in CLIPCAP_TEMPLATES for c in COLOUR_NAMES for s in SHAPE_NAMES]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ClipCapTrainConfig:
 class TeacherEvalConfig:
     """How the teacher report measures the teachers on the generated ShapesOV val split."""
 
-    crop_modes: tuple[str, ...] = ("tight", "square")
+    crop_modes: tuple[Literal["tight", "square", "context"], ...] = ("tight", "square")  # CROP_MODES of crops.py
     prompt: str = "a photo of a {}."  # the pipeline's default prompt
     beam_size: int = 3
     max_tokens: int = 16
@@ -59,8 +60,8 @@ class TeacherEvalConfig:
 @dataclass(frozen=True)
 class TeachersConfig:
     seed: int = 0
-    # One thread: results of CPU kernels may differ between thread counts, and on a shared 2-core machine two
-    # OpenMP threads waiting on each other ran 2x slower than one.
+    # One thread: results of CPU kernels may differ between thread counts, and more threads were slower on a shared
+    # 2-core machine (bench/PERFORMANCE.md, notes behind the shipped pipeline configs).
     threads: int = 1
     clip: ClipTrainConfig = field(default_factory=ClipTrainConfig)
     clipcap: ClipCapTrainConfig = field(default_factory=ClipCapTrainConfig)

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from shapesov.classes import COLOUR_NAMES, SHAPE_NAMES
-from shapesov.scenes import SceneConfig, sample_scene
+from shapesov.config import SceneConfig
+from shapesov.scenes import sample_scene
 from shapesov.streams import stream_rng
 
 CROP_MODES = ("tight", "square", "context")

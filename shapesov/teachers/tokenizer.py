@@ -5,16 +5,12 @@ Saved with `save_pretrained`, so `transformers.AutoTokenizer.from_pretrained(dir
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Iterable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
-from transformers import GPT2Tokenizer  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Tokenizer
 
 # GPT-2's single special token: bos, eos and unknown at once.
 END_OF_TEXT = "<|endoftext|>"

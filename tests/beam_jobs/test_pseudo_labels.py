@@ -8,7 +8,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from beam_jobs import pseudo_labels
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
-from pipelines.pseudo_label_pick import HDOVD_K, HDOVD_MU, HDOVD_SIGMA, match_scores
+from pipelines.pseudo_label_pick import match_scores
+from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
 from tests.pseudo_label_store import write_given_captions, write_label_store
 from tests.tiny_teachers import write_tiny_clipcap
 

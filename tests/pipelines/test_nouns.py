@@ -1,12 +1,13 @@
 """Noun candidates from captions with the real spaCy model."""
 import pytest
 
-from pipelines.nouns import NounConfig, NounExtractor
+from pipelines.nouns import NounExtractor
+from pipelines.pseudo_labels_config import NounsSection
 
 
 @pytest.fixture(scope="module")
 def extractor():
-    return NounExtractor(NounConfig())
+    return NounExtractor.from_config(NounsSection())
 
 
 def test_determiners_and_numbers_are_stripped_heads_lemmatised(extractor):
@@ -39,20 +40,20 @@ def test_batch_keeps_caption_order(extractor):
 
 
 def test_without_head_nouns_and_cap():
-    extractor = NounExtractor(NounConfig(add_head_nouns=False, max_candidates=1))
+    extractor = NounExtractor.from_config(NounsSection(add_head_nouns=False, max_candidates=1))
     assert extractor.candidates(["a red star and a blue heart"]) == [["red star"]]
 
 
 def test_extra_stop_words_from_config():
-    extractor = NounExtractor(NounConfig(extra_stop_words=("Wall",)))
+    extractor = NounExtractor.from_config(NounsSection(extra_stop_words=("Wall",)))
     assert extractor.candidates(["a red star on a wall"]) == [["red star", "star"]]
 
 
 def test_raw_mode_keeps_the_whole_caption_without_spacy():
-    extractor = NounExtractor(NounConfig(mode="raw", spacy_model="not-installed"))
+    extractor = NounExtractor.from_config(NounsSection(mode="raw", spacy_model="not-installed"))
     assert extractor.candidates(["A red  star on a wall.", ""]) == [["a red star on a wall"], []]
 
 
 def test_missing_spacy_model_names_the_config_key():
     with pytest.raises(OSError, match="nouns.spacy_model"):
-        NounExtractor(NounConfig(spacy_model="no_such_spacy_model"))
+        NounExtractor.from_config(NounsSection(spacy_model="no_such_spacy_model"))

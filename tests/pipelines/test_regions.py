@@ -1,7 +1,8 @@
 import numpy as np
 
 from pipelines.coco import Annotation, ImageRecord
-from pipelines.regions import RegionParams, plan_regions
+from pipelines.extract_config import RegionsSection
+from pipelines.regions import plan_regions
 
 IMAGE = ImageRecord(1, "a.jpg", 100, 80)
 
@@ -21,7 +22,7 @@ def test_gt_then_proposals_then_whole_image_with_reasons():
         [np.nan, 0, 5, 5, 0.6],  # bad
         [5, 45, 40, 75, 0.5],  # free
     ], dtype=np.float32)
-    plan = plan_regions(IMAGE, annotations, proposals, frozenset({1, 2}), RegionParams(top_k=5))
+    plan = plan_regions(IMAGE, annotations, proposals, frozenset({1, 2}), RegionsSection(top_k=5))
     assert [r.source for r in plan.regions] == ["gt", "gt", "proposal", "proposal", "image"]
     assert [r.region_id for r in plan.regions] == [0, 1, 2, 3, 4]
     assert [r.category_id for r in plan.regions[:2]] == [1, 2]
@@ -37,14 +38,14 @@ def test_gt_then_proposals_then_whole_image_with_reasons():
 def test_top_k_threshold_and_bad_gt():
     proposals = np.array([[x, 0, x + 9, 9, 1 - x / 100] for x in range(0, 90, 10)], dtype=np.float32)
     plan = plan_regions(IMAGE, (_ann(1, -20, 0, 10, 10), _ann(2, 95, 0, 50, 10)), proposals, frozenset({1}),
-                        RegionParams(top_k=3, include_image=False))
+                        RegionsSection(top_k=3, include_image=False))
     assert [r.box[0] for r in plan.regions] == [0.0, 10.0, 20.0]
     assert [(b.source, b.index, b.kind) for b in plan.bad_boxes] == [("gt", 1, "negative_box"),
                                                                      ("gt", 2, "out_of_image")]
     # A looser threshold lets proposals on base objects through; a stricter one keeps them out.
     gt = (_ann(1, 0, 0, 9, 9),)
-    assert len(plan_regions(IMAGE, gt, proposals[:1], frozenset({1}), RegionParams(max_iou_base=1.0)).regions) == 3
-    assert len(plan_regions(IMAGE, gt, proposals[:1], frozenset({1}), RegionParams(max_iou_base=0.5)).regions) == 2
+    assert len(plan_regions(IMAGE, gt, proposals[:1], frozenset({1}), RegionsSection(max_iou_base=1.0)).regions) == 3
+    assert len(plan_regions(IMAGE, gt, proposals[:1], frozenset({1}), RegionsSection(max_iou_base=0.5)).regions) == 2
 
 
 def test_novel_gt_kept_outside_strict_mode_does_not_block_proposals():

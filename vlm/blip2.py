@@ -1,0 +1,48 @@
+"""BLIP-2: transformers `Blip2ForConditionalGeneration` + `Blip2Processor` from a save_pretrained folder, and
+batched caption generation on PIL images.
+
+LAVIS cannot be installed beside current transformers, and its BLIP-2 checkpoints exist as transformers checkpoints,
+so this is the one BLIP-2 loader.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from vlm.clip import DTYPES
+
+
+class Blip2Captioner:
+    """PIL images → one caption each, all generated in one batch."""
+
+    def __init__(self, model, processor, dtype: str = "fp32"):
+        self.model = model.eval()
+        self.processor = processor
+        self.dtype = DTYPES[dtype]
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, dtype: str = "fp32", device: str = "cpu") -> "Blip2Captioner":
+        # transformers is imported when a BLIP-2 is loaded, not with this module: importing it stays cheap.
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+        processor = Blip2Processor.from_pretrained(model_dir)
+        model = Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype=DTYPES[dtype])
+        return cls(model.to(device), processor, dtype)
+
+    @torch.inference_mode()
+    def caption(self, images: list[Image.Image], prompt: str | None = None, max_new_tokens: int = 20,
+                num_beams: int = 1) -> list[str]:
+        """N images → N captions (greedy or beam search, no sampling); `prompt` conditions them, e.g. "a photo of"."""
+        # Decoder-only LMs (OPT) return their input ids before the caption, so they always get a text input (the
+        # prompt or "") whose length is then cut off; encoder-decoders (Flan-T5) return only the new tokens.
+        decoder_only = self.model.config.use_decoder_only_language_model
+        text = [prompt or ""] * len(images) if prompt or decoder_only else None
+        inputs = self.processor(images=images, text=text, return_tensors="pt", padding=True)
+        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
+        if decoder_only:
+            output = output[:, inputs["input_ids"].shape[1]:]
+        return [caption.strip() for caption in self.processor.batch_decode(output, skip_special_tokens=True)]
