@@ -30,6 +30,7 @@ from beam_jobs.job_main import parse_job_args, run_job  # noqa: E402
 from beam_jobs.store_progress import (FailureRateExceeded, check_failure_rate, forget_shards,  # noqa: E402
                                       summarise_store)
 from featurestore.atomic import sha256_file  # noqa: E402
+from featurestore.manifest import ModelRecord  # noqa: E402
 from featurestore.writer import ShardWriter  # noqa: E402
 from pipelines.class_vocab import class_vocab, name_vocab, stack_vocab, vocab_fingerprint  # noqa: E402
 from vlm.clip_preprocess import CropPreprocess  # noqa: E402
@@ -93,8 +94,10 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     writer = ShardWriter(args.store, STAGE, clip.embed_dim)
     forget_shards(args.store, STAGE, keep=set() if args.overwrite else {t.shard for t in tasks})
     writer.open_stage(to_dict(config), config_hash(config),
-                      models={"clip": {"path": source.weights_path, "sha256": weights_sha256,
-                                       "name": config.model.clip}})
+                      models={"clip": ModelRecord(sha256=weights_sha256, name=config.model.clip,
+                                                  path=source.weights_path, checkpoint=source.checkpoint,
+                                                  model_config_dir=source.model_config_dir,
+                                                  prompts=config.vocab.prompts)})
     encoder = StoreTextEncoder(clip, config.vocab.prompts)
     vocab = class_vocab(planned.dataset, planned.split, encoder)
     object_names = planned.object_names()

@@ -36,6 +36,7 @@ from beam_jobs.store_progress import forget_shards  # noqa: E402
 from featurestore import layout  # noqa: E402
 from featurestore.atomic import sha256_file  # noqa: E402
 from featurestore.arrow import embeddings_to_numpy  # noqa: E402
+from featurestore.manifest import ModelRecord  # noqa: E402
 from featurestore.reader import StoreReader  # noqa: E402
 from featurestore.writer import ShardWriter  # noqa: E402
 from pipelines.captioners import captioner_provenance, check_captioner_files  # noqa: E402
@@ -53,24 +54,21 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                           "feature store written by extract-features", argv)
 
 
-def resolve_text_clip(config: PseudoLabelsConfig, upstream: dict, store: str) -> tuple[ClipSource, str, str]:
+def resolve_text_clip(config: PseudoLabelsConfig, store_clip: ModelRecord, store: str
+                      ) -> tuple[ClipSource, ModelRecord]:
     """The CLIP (and prompt ensemble) that embeds candidates: the store's unless the config names one, which must
-    then have the same weights, since cosines across two CLIPs' spaces mean nothing. Returns (source, weights
-    sha256, prompt ensemble)."""
-    upstream_config = upstream.get("config", {})
-    model = upstream_config.get("model", {})
+    then have the same weights, since cosines across two CLIPs' spaces mean nothing. Returns the source to load and
+    the record of it (with the prompts) for the manifest."""
     text = config.text
-    source = resolve_clip(text.clip or model.get("clip"), text.checkpoint or model.get("checkpoint"),
-                          text.model_config_dir or model.get("model_config_dir"), key="text")
+    source = resolve_clip(text.clip or store_clip.name, text.checkpoint or store_clip.checkpoint,
+                          text.model_config_dir or store_clip.model_config_dir, key="text")
     weights_sha256 = sha256_file(source.weights_path)
-    stored_sha = upstream.get("models", {}).get("clip", {}).get("sha256")
-    if stored_sha and stored_sha != weights_sha256:
+    if weights_sha256 != store_clip.sha256:
         raise ConfigError(f"the CLIP at {source.weights_path} (config key text.clip) is not the CLIP whose region "
-                          f"embeddings are in {store} (weights sha256 {stored_sha[:12]}…); use the same weights")
-    prompts = text.prompts or upstream_config.get("vocab", {}).get("prompts")
-    if not prompts:
-        raise ConfigError(f"{store} does not record the prompt ensemble of extract-features; set text.prompts")
-    return source, weights_sha256, prompts
+                          f"embeddings are in {store} (weights sha256 {store_clip.sha256[:12]}…); use the same weights")
+    return source, ModelRecord(sha256=weights_sha256, name=source.open_clip_name, path=source.weights_path,
+                               checkpoint=source.checkpoint, model_config_dir=source.model_config_dir,
+                               prompts=text.prompts or store_clip.prompts)
 
 
 def shard_fingerprint(regions_fingerprint: str, content_hash: str, clip_sha: str, captioner_sha: str) -> str:
@@ -165,14 +163,15 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
     # Every model and input problem surfaces here, before anything is read or written.
     reader = StoreReader(args.store)
-    upstream = reader.stage_config(UPSTREAM)
+    upstream = reader.manifest.stages.get(UPSTREAM)
     if not upstream or not reader.shards("regions"):
         raise FileNotFoundError(f"{args.store} has no committed extract-features regions; run make extract-features "
                                 f"first (flag --store)")
-    clip, clip_sha, prompts = resolve_text_clip(config, upstream, args.store)
+    clip, text_clip = resolve_text_clip(config, reader.manifest.store_clip(f"store {args.store}"), args.store)
+    clip_sha, prompts = text_clip.sha256, text_clip.prompts
     check_captioner_files(config.captioner)
     captioner = captioner_provenance(config.captioner)
-    dim = int(upstream["embedding_dim"])
+    dim = int(upstream.embedding_dim)
     content = config.content_hash()
     tasks = [LabelShardTask(c.shard, shard_fingerprint(c.fingerprint, content, clip_sha,
                                                        captioner["sha256"]))
@@ -181,8 +180,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     writer = ShardWriter(args.store, STAGE, dim)
     forget_shards(args.store, STAGE, keep=set() if args.overwrite else {t.shard for t in tasks})
     writer.open_stage(to_dict(config), config_hash(config), models={
-        "clip": {"path": clip.weights_path, "sha256": clip_sha, "prompts": prompts},
-        "captioner": captioner})
+        "clip": text_clip, "captioner": ModelRecord(**captioner)})
     pending = [t for t in tasks if not writer.is_current(t.shard, t.fingerprint)]
     done = [t for t in tasks if t not in pending]
     LOG.info("%d shards: %d already committed with the same fingerprint, %d to compute", len(tasks), len(done),

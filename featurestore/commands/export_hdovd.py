@@ -25,10 +25,10 @@ import numpy as np
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.atomic import write_bytes_atomic
 from featurestore.reader import StoreReader
+from featurestore.stages import EXTRACT_FEATURES
 
 # Protocol 4 keeps numpy arrays in-band, so restricted unpicklers (ours included) can read the file.
 PICKLE_PROTOCOL = 4
-STAGE = "extract_features"
 
 
 def add_arguments(parser) -> None:
@@ -113,7 +113,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     proposals: dict[int, np.ndarray] = {}
     exported = sum(_export_shard(reader, shard, out, proposals)
-                   for shard in sorted({c.shard for c in reader.table_commits("images") if c.stage == STAGE}))
+                   for shard in sorted({c.shard for c in reader.table_commits("images") if c.stage == EXTRACT_FEATURES}))
     if args.annotations:
         order = [int(image["id"]) for image in json.loads(Path(args.annotations).read_text())["images"]]
     else:

@@ -8,6 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from beam_jobs import pseudo_labels
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
+from featurestore.stages import PSEUDO_LABELS
 from pipelines.pseudo_label_pick import HDOVD_K, HDOVD_MU, HDOVD_SIGMA, match_scores
 from tests.pseudo_label_store import write_given_captions, write_label_store
 from tests.tiny_teachers import write_tiny_clipcap
@@ -99,8 +100,8 @@ def test_clipcap_on_stored_embeddings_accounts_for_every_box(store, tmp_path):
             "--set", "runtime.device=cpu"]
     summary = pseudo_labels.run(argv, test_pipeline=TestPipeline())
     assert summary["labelled"] + summary["failures"] == 12 and summary["failures_by_kind"]["missing_embedding"] == 1
-    manifest = StoreReader(store.root).manifest["stages"]["pseudo_labels"]
-    assert manifest["models"]["captioner"]["name"] == "clipcap" and manifest["config"]["captioner"]["name"] == "clipcap"
+    record = StoreReader(store.root).manifest.stages[PSEUDO_LABELS]
+    assert record.models["captioner"].name == "clipcap" and record.setting("captioner.name") == "clipcap"
 
 
 def test_missing_captioner_file_fails_before_any_write(store, tmp_path):
