@@ -42,7 +42,9 @@ class FailureRateExceeded(RuntimeError):
     """More dead letters than runtime.max_failure_rate allows; everything computed is committed regardless."""
 
 
-class ShardTask(Protocol):
+class StageTask(Protocol):
+    """One shard of a stage's work (extract-features: pipelines.sharding.ShardTask; pseudo-labels: LabelShardTask)."""
+
     shard: int
     fingerprint: str
 
@@ -65,7 +67,7 @@ class ShardedStage(abc.ABC):
     totals: StageTotals
 
     def __init__(self, store: str, dim: int, config: Any, models: Mapping[str, ModelRecord],
-                 tasks: Sequence[ShardTask]):
+                 tasks: Sequence[StageTask]):
         self.store = store
         self.dim = dim
         self.config = config
