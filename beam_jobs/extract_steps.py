@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -10,13 +9,13 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.shard_rows import STAGE, WHOLE_IMAGE_KEY, shard_tables
+from beam_jobs.shard_rows import WHOLE_IMAGE_KEY, shard_tables
+from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
-from vlm.clip_preprocess import CropPreprocess, resize_crop
-from vlm.images import PathEscapeError, resolve_image_path
 from pipelines.crops import crop_window, cut
-from vlm.images import ImageReadError, load_image
 from pipelines.sharding import ShardTask
+from vlm.clip_preprocess import CropPreprocess, resize_crop
+from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path
 
 OUTCOMES = "outcomes"
 
@@ -104,15 +103,14 @@ class CommitShard(beam.DoFn):
     """(shard, {"task": [ShardTask], "outcomes": [ImageOutcome], "embeddings": [(image_id, region_id, emb, s)]})
     → the shard's stats dict, after its tables, WebDataset tar and stats are committed atomically."""
 
-    def __init__(self, store: str, dim: int, crop_mode: str, total_shards: int, crash_after_commits: int = 0):
+    def __init__(self, store: str, dim: int, crop_mode: str, total_shards: int):
         self._store = store
         self._dim = dim
         self._crop_mode = crop_mode
         self._total_shards = total_shards
-        self._crash_after_commits = crash_after_commits
 
     def setup(self):
-        self._writer = ShardWriter(self._store, STAGE, self._dim)
+        self._writer = ShardWriter(self._store, EXTRACT_FEATURES, self._dim)
         self._commits = 0
 
     def process(self, element):
@@ -127,8 +125,4 @@ class CommitShard(beam.DoFn):
         logging.info("committed shard %05d (%d of %d): %d images, %d regions, %d failures, %.1f crops/s, "
                      "commit %.2fs", shard, self._commits, self._total_shards, stats["images"], stats["regions"],
                      stats["failures"], stats["crops_per_second"], time.perf_counter() - started)
-        if self._crash_after_commits and self._commits >= self._crash_after_commits:
-            logging.error("fault injection: exiting hard after %d commits (runtime.crash_after_commits)",
-                          self._commits)
-            os._exit(17)
         yield stats

@@ -6,9 +6,11 @@ import json
 import logging
 from typing import Callable
 
+from beam_jobs.sharded_stage import FailureRateExceeded
 from schemas.config import add_config_arguments
 
 SETUP_ERROR_EXIT = 2  # input and setup problems: the message names the file or config key
+FAILURE_RATE_EXIT = 3  # everything computed is committed, but too many inputs became failure rows
 
 
 def parse_job_args(prog: str, description: str | None, store_help: str, argv: list[str] | None
@@ -25,11 +27,10 @@ def parse_job_args(prog: str, description: str | None, store_help: str, argv: li
 
 
 def run_job(run: Callable[[list[str] | None], dict], argv: list[str] | None, log: logging.Logger,
-            setup_errors: tuple[type[BaseException], ...],
-            exit_codes: dict[type[BaseException], int] | None = None) -> int:
+            setup_errors: tuple[type[BaseException], ...]) -> int:
     """Run a job's `run(argv)`; known errors become one log line and an exit code (a traceback adds nothing)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    codes = {**(exit_codes or {}), **{error: SETUP_ERROR_EXIT for error in setup_errors}}
+    codes = {FailureRateExceeded: FAILURE_RATE_EXIT, **{error: SETUP_ERROR_EXIT for error in setup_errors}}
     try:
         summary = run(argv)
     except tuple(codes) as error:

@@ -11,7 +11,10 @@ import numpy as np
 import pyarrow.compute as pc
 
 from featurestore.arrow import embeddings_to_numpy
+from featurestore.failures import Failure, failure_columns, failures_by_kind
 from featurestore.reader import StoreReader
+from featurestore.regions import Regions
+from featurestore.stages import PSEUDO_LABELS
 from featurestore.writer import ShardWriter
 from pipelines.captioners import CaptionFailure, ImageRegions
 from pipelines.nouns import NounExtractor
@@ -20,7 +23,6 @@ from pipelines.pseudo_labels_config import NounsSection
 from vlm.clip import ClipSource
 from vlm.text_encoder import StoreTextEncoder
 
-STAGE = "pseudo_labels"
 FAILURES = "failures"
 SECONDS = "seconds"
 
@@ -42,13 +44,9 @@ class LabelledRegion:
     text_embedding: np.ndarray  # (D,) float32, L2-normalised
 
 
-@dataclass(frozen=True)
-class RegionFailure:
-    image_id: int
-    region_id: int | None
-    file_name: str | None
-    kind: str
-    message: str
+def region_failure(image_id: int, region_id: int, file_name: str | None, kind: str, message: str) -> Failure:
+    """A pseudo box that got no label."""
+    return Failure(PSEUDO_LABELS, kind, message, image_id=image_id, region_id=region_id, file_name=file_name)
 
 
 def usable_embeddings(column, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +65,7 @@ def usable_embeddings(column, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 class ReadPseudoBoxes(beam.DoFn):
     """LabelShardTask → ((shard, image_id), ImageRegions) for each image with usable pseudo boxes, and
-    (shard, RegionFailure) on the `failures` output for each pseudo box without a usable embedding."""
+    (shard, Failure) on the `failures` output for each pseudo box without a usable embedding."""
 
     def __init__(self, store: str, sources: tuple[str, ...], dim: int):
         self._store = store
@@ -78,32 +76,30 @@ class ReadPseudoBoxes(beam.DoFn):
         self._reader = StoreReader(self._store)
 
     def process(self, task: LabelShardTask):
-        regions = self._reader.read_shard("regions", task.shard, ["image_id", "region_id", "box", "source",
-                                                                  "embedding"])
-        regions = regions.filter(pc.is_in(regions.column("source"), value_set=pc.cast(list(self._sources), "string")))
+        table = self._reader.read_shard("regions", task.shard, ["image_id", "region_id", "box", "source", "embedding"])
+        table = table.filter(pc.is_in(table.column("source"), value_set=pc.cast(list(self._sources), "string")))
         images = self._reader.read_shard("images", task.shard, ["image_id", "file_name"])
         file_names = dict(zip(images.column("image_id").to_pylist(), images.column("file_name").to_pylist()))
-        embeddings, usable = usable_embeddings(regions.column("embedding"), self._dim)
-        image_ids = regions.column("image_id").to_numpy()
-        region_ids = regions.column("region_id").to_numpy()
-        boxes = np.asarray(regions.column("box").to_pylist(), dtype=np.float32).reshape(-1, 4)
+        # Embeddings are read apart: a null one is a dead letter here, not an error of the whole shard.
+        regions = Regions.from_arrow(table.drop_columns(["embedding"]))
+        embeddings, usable = usable_embeddings(table.column("embedding"), self._dim)
         for row in np.flatnonzero(~usable):
-            image_id, region_id = int(image_ids[row]), int(region_ids[row])
-            yield beam.pvalue.TaggedOutput(FAILURES, (task.shard, RegionFailure(
+            image_id, region_id = int(regions.image_id[row]), int(regions.region_id[row])
+            yield beam.pvalue.TaggedOutput(FAILURES, (task.shard, region_failure(
                 image_id, region_id, file_names.get(image_id), "missing_embedding",
                 f"region {region_id} of image {image_id} (shard {task.shard}) has a null, non-finite or zero "
                 f"embedding in the regions table; rerun extract-features for this shard")))
-        for image_id in np.unique(image_ids[usable]):
-            rows = np.flatnonzero(usable & (image_ids == image_id))
-            rows = rows[np.argsort(region_ids[rows], kind="stable")]
+        for image_id in np.unique(regions.image_id[usable]):
+            rows = np.flatnonzero(usable & (regions.image_id == image_id))
+            rows = rows[np.argsort(regions.region_id[rows], kind="stable")]
             yield (task.shard, int(image_id)), ImageRegions(
-                int(image_id), file_names.get(int(image_id), ""), tuple(int(r) for r in region_ids[rows]),
-                boxes[rows], embeddings[rows])
+                int(image_id), file_names.get(int(image_id), ""), tuple(int(r) for r in regions.region_id[rows]),
+                regions.box[rows], embeddings[rows])
 
 
 class PickLabels(beam.DoFn):
     """A batch of ((shard, image_id), PredictionResult(ImageRegions, (captions | CaptionFailure, seconds))) →
-    (shard, LabelledRegion) per labelled region, (shard, RegionFailure) on `failures` for regions without a caption
+    (shard, LabelledRegion) per labelled region, (shard, Failure) on `failures` for regions without a caption
     or candidate, and (shard, {step: seconds}) on `seconds`.
 
     spaCy parses all captions of the batch in one `nlp.pipe`; candidate texts are embedded once per process
@@ -157,7 +153,7 @@ class PickLabels(beam.DoFn):
 
     @staticmethod
     def _failure(shard: int, item: ImageRegions, region_id: int, kind: str, message: str):
-        return beam.pvalue.TaggedOutput(FAILURES, (shard, RegionFailure(
+        return beam.pvalue.TaggedOutput(FAILURES, (shard, region_failure(
             item.image_id, region_id, item.file_name, kind, f"region {region_id} of image {item.image_id}: {message}")))
 
 
@@ -187,7 +183,7 @@ class CosineMoments(beam.CombineFn):
 
 
 class CommitLabelShard(beam.DoFn):
-    """(shard, {"task": [LabelShardTask], "labels": [LabelledRegion], "failures": [RegionFailure],
+    """(shard, {"task": [LabelShardTask], "labels": [LabelledRegion], "failures": [Failure],
     "seconds": [{step: s}]}) with side input (μ, σ) → the shard's stats, after pseudo_labels, failures and stats
     are committed atomically."""
 
@@ -197,7 +193,7 @@ class CommitLabelShard(beam.DoFn):
         self._k = k
 
     def setup(self):
-        self._writer = ShardWriter(self._store, STAGE, self._dim)
+        self._writer = ShardWriter(self._store, PSEUDO_LABELS, self._dim)
 
     def process(self, element, mu_sigma):
         shard, grouped = element
@@ -213,14 +209,12 @@ class CommitLabelShard(beam.DoFn):
             "label": [r.label for r in labels], "cos": cos, "score": match_scores(cos, mu, sigma, self._k),
             "text_embedding": np.stack([r.text_embedding for r in labels]) if labels else
             np.zeros((0, self._dim), np.float32)},
-            "failures": {"image_id": [f.image_id for f in failures], "region_id": [f.region_id for f in failures],
-                         "file_name": [f.file_name for f in failures], "stage": [STAGE] * len(failures),
-                         "kind": [f.kind for f in failures], "message": [f.message for f in failures]}}
+            "failures": failure_columns(failures)}
         seconds: Counter = Counter()
         for part in grouped["seconds"]:
             seconds.update(part)
         stats = {"regions": len(labels) + len(failures), "labelled": len(labels), "failures": len(failures),
-                 "failures_by_kind": dict(sorted(Counter(f.kind for f in failures).items())),
+                 "failures_by_kind": failures_by_kind(failures),
                  "unique_labels": len({r.label for r in labels}), "score_mu": mu, "score_sigma": sigma,
                  "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())}}
         stats["seconds"]["write"] = round(time.perf_counter() - started, 4)

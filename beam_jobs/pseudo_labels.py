@@ -5,43 +5,38 @@
 
 Reads the `regions` rows with source "proposal" of every extract-features shard and writes `pseudo_labels` shard by
 shard (shard k holds exactly the pseudo boxes of regions shard k), plus `failures` rows for boxes that got no label
-and `vocab` rows (kind "label") for the unique labels. Shards whose fingerprint (regions shard, config, CLIP and
-captioner weights, schema version) is already committed are skipped. With score.from_dataset, μ and σ of the score
-come from a global combine over every picked cosine (a first pass), and scores are computed in the commit (second).
+and `vocab` rows (kind "label") for the unique labels. The sharded-stage driver skips shards whose fingerprint
+(regions shard, config, CLIP and captioner weights, schema version) is already committed. With score.from_dataset,
+μ and σ of the score come from a global combine over every picked cosine (a first pass), and scores are computed in
+the commit (second).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
-import time
-from collections import Counter
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.captioner_handler import CaptionerHandler
-from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, STAGE, CommitLabelShard, CosineMoments,
-                                          LabelShardTask, PickLabels, ReadPseudoBoxes)
 from beam_jobs.job_main import parse_job_args, run_job
-from beam_jobs.store_progress import forget_shards
-from featurestore import layout
-from featurestore.atomic import sha256_file
+from beam_jobs.model_records import captioner_model_record, clip_model_record
+from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, CommitLabelShard, CosineMoments, LabelShardTask,
+                                          PickLabels, ReadPseudoBoxes)
+from beam_jobs.sharded_stage import ShardedStage, StageTotals, run_sharded_stage
 from featurestore.arrow import embeddings_to_numpy
+from featurestore.manifest import ModelRecord
 from featurestore.reader import StoreReader
-from featurestore.writer import ShardWriter
-from pipelines.captioners import captioner_provenance, check_captioner_files
-from vlm.clip import ClipSource, ModelLoadError, resolve_clip
+from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
+from pipelines.captioners import check_captioner_files
 from pipelines.pseudo_labels_config import PseudoLabelsConfig
-from schemas.config import ConfigError, config_hash, load_config, to_dict
-from schemas.tables import SCHEMA_VERSION
+from pipelines.sharding import pseudo_label_shard_fingerprint
+from schemas.config import ConfigError, load_config, to_dict
+from vlm.clip import ClipSource, ModelLoadError, resolve_clip
 
-LOG = logging.getLogger("pseudo_labels")
-UPSTREAM = "extract_features"
+LOG = logging.getLogger(PSEUDO_LABELS)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -49,30 +44,19 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                           "feature store written by extract-features", argv)
 
 
-def resolve_text_clip(config: PseudoLabelsConfig, upstream: dict, store: str) -> tuple[ClipSource, str, str]:
+def resolve_text_clip(config: PseudoLabelsConfig, store_clip: ModelRecord, store: str
+                      ) -> tuple[ClipSource, ModelRecord]:
     """The CLIP (and prompt ensemble) that embeds candidates: the store's unless the config names one, which must
-    then have the same weights, since cosines across two CLIPs' spaces mean nothing. Returns (source, weights
-    sha256, prompt ensemble)."""
-    upstream_config = upstream.get("config", {})
-    model = upstream_config.get("model", {})
+    then have the same weights, since cosines across two CLIPs' spaces mean nothing. Returns the source to load and
+    its record (with the prompts) for the manifest."""
     text = config.text
-    source = resolve_clip(text.clip or model.get("clip"), text.checkpoint or model.get("checkpoint"),
-                          text.model_config_dir or model.get("model_config_dir"), key="text")
-    weights_sha256 = sha256_file(source.weights_path)
-    stored_sha = upstream.get("models", {}).get("clip", {}).get("sha256")
-    if stored_sha and stored_sha != weights_sha256:
+    source = resolve_clip(text.clip or store_clip.name, text.checkpoint or store_clip.checkpoint,
+                          text.model_config_dir or store_clip.model_config_dir, key="text")
+    record = clip_model_record(source, text.prompts or store_clip.prompts)
+    if record.sha256 != store_clip.sha256:
         raise ConfigError(f"the CLIP at {source.weights_path} (config key text.clip) is not the CLIP whose region "
-                          f"embeddings are in {store} (weights sha256 {stored_sha[:12]}…); use the same weights")
-    prompts = text.prompts or upstream_config.get("vocab", {}).get("prompts")
-    if not prompts:
-        raise ConfigError(f"{store} does not record the prompt ensemble of extract-features; set text.prompts")
-    return source, weights_sha256, prompts
-
-
-def shard_fingerprint(regions_fingerprint: str, content_hash: str, clip_sha: str, captioner_sha: str) -> str:
-    payload = {"regions": regions_fingerprint, "config": content_hash, "clip": clip_sha, "captioner": captioner_sha,
-               "schema_version": SCHEMA_VERSION}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+                          f"embeddings are in {store} (weights sha256 {store_clip.sha256[:12]}…); use the same weights")
+    return source, record
 
 
 def committed_moments(reader: StoreReader, done: list[LabelShardTask]) -> tuple[float, float, float]:
@@ -82,40 +66,6 @@ def committed_moments(reader: StoreReader, done: list[LabelShardTask]) -> tuple[
         cos = batch.column("cos").to_numpy().astype(np.float64)
         count, total, squares = count + cos.size, total + cos.sum(), squares + (cos ** 2).sum()
     return count, total, squares
-
-
-def build_pipeline(pipeline: beam.Pipeline, pending: list[LabelShardTask], prior: tuple[float, float, float],
-                   config: PseudoLabelsConfig, store: str, dim: int, clip: ClipSource,
-                   prompts: str) -> beam.PCollection:
-    """The Beam graph over the pending shards; returns the PCollection of committed shards' stats."""
-    runtime = config.runtime
-    tasks = (pipeline
-             | "PendingShards" >> beam.Create(pending, reshuffle=False)
-             | "SpreadShards" >> beam.Reshuffle())
-    boxes = tasks | "ReadPseudoBoxes" >> beam.ParDo(
-        ReadPseudoBoxes(store, config.sources, dim)).with_outputs(FAILURES, main="images")
-    handler = CaptionerHandler(config.captioner, min_batch_size=runtime.min_batch_size,
-                               max_batch_size=runtime.max_batch_size, large_model=runtime.large_model)
-    picked = (boxes.images
-              | "Caption" >> RunInference(KeyedModelHandler(handler))
-              | "BatchForPick" >> beam.BatchElements(min_batch_size=1, max_batch_size=runtime.pick_batch_size)
-              | "NounsAndPick" >> beam.ParDo(PickLabels(config.nouns, clip, prompts, runtime.device,
-                                                        config.text.dtype)).with_outputs(FAILURES, SECONDS,
-                                                                                          main="labels"))
-    if config.score.from_dataset:
-        # First pass: every picked cosine (plus those of shards kept from an earlier run) → dataset μ, σ.
-        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: (1.0, kv[1].cos, kv[1].cos ** 2)),
-                    pipeline | "KeptShardMoments" >> beam.Create([prior]))
-                   | "AllMoments" >> beam.Flatten())
-        mu_sigma = moments | "DatasetMuSigma" >> beam.CombineGlobally(CosineMoments())
-    else:
-        mu_sigma = pipeline | "ReleasedMuSigma" >> beam.Create([(config.score.mu, config.score.sigma)])
-    failures = (boxes[FAILURES], picked[FAILURES]) | "AllFailures" >> beam.Flatten()
-    keyed_tasks = tasks | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
-    return ({"task": keyed_tasks, "labels": picked.labels, "failures": failures, "seconds": picked[SECONDS]}
-            | "GroupByShard" >> beam.CoGroupByKey()
-            | "CommitShard" >> beam.ParDo(CommitLabelShard(store, dim, config.score.k),
-                                          beam.pvalue.AsSingleton(mu_sigma)))
 
 
 def label_vocab(reader: StoreReader, prompts: str, dim: int) -> dict:
@@ -134,70 +84,95 @@ def label_vocab(reader: StoreReader, prompts: str, dim: int) -> dict:
             "embedding": np.stack([first[n] for n in names]) if names else np.zeros((0, dim), np.float16)}
 
 
-def summarise(store: str, tasks: list[LabelShardTask], computed: int, wall_seconds: float) -> dict:
-    totals: Counter = Counter()
-    kinds: Counter = Counter()
-    seconds: Counter = Counter()
-    mu_sigma = set()
-    for task in tasks:
-        path = Path(store) / layout.stats_path(STAGE, task.shard)
-        if not path.is_file():
-            raise RuntimeError(f"shard {task.shard} of {store} has no {STAGE} stats after the run: not committed")
-        stats = json.loads(path.read_text())
-        totals.update({k: stats[k] for k in ("regions", "labelled", "failures")})
-        kinds.update(stats["failures_by_kind"])
-        seconds.update(stats["seconds"])
-        mu_sigma.add((stats["score_mu"], stats["score_sigma"]))
-    return {"shards": len(tasks), "shards_computed": computed, "shards_skipped": len(tasks) - computed,
-            **{k: totals[k] for k in ("regions", "labelled", "failures")},
-            "failures_by_kind": dict(sorted(kinds.items())), "score_mu_sigma": sorted(mu_sigma),
-            "seconds": {k: round(v, 3) for k, v in sorted(seconds.items())}, "wall_seconds": round(wall_seconds, 3)}
+class PseudoLabels(ShardedStage):
+    """The pseudo-labels stage: shard k labels the pseudo boxes of regions shard k."""
+
+    name = PSEUDO_LABELS
+    totals = StageTotals(counts=("regions", "labelled", "failures"), breakdowns=("failures_by_kind",),
+                         inputs="regions", inputs_named="pseudo boxes")
+
+    def __init__(self, store: str, dim: int, config: PseudoLabelsConfig, models: dict[str, ModelRecord],
+                 tasks: list[LabelShardTask], text_clip: ClipSource):
+        super().__init__(store, dim, config, models, tasks)
+        self.text_clip = text_clip
+        self.prompts = models["clip"].prompts
+
+    def one_pipeline_reason(self) -> str | None:
+        if self.config.score.from_dataset:
+            return "score.from_dataset takes μ and σ from every picked cosine, a global combine over all shards"
+        return None
+
+    def build_pipeline(self, pipeline: beam.Pipeline, pending: list[LabelShardTask]) -> beam.PCollection:
+        config, runtime = self.config, self.config.runtime
+        tasks = (pipeline
+                 | "PendingShards" >> beam.Create(pending, reshuffle=False)
+                 | "SpreadShards" >> beam.Reshuffle())
+        boxes = tasks | "ReadPseudoBoxes" >> beam.ParDo(
+            ReadPseudoBoxes(self.store, config.sources, self.dim)).with_outputs(FAILURES, main="images")
+        handler = CaptionerHandler(config.captioner, min_batch_size=runtime.min_batch_size,
+                                   max_batch_size=runtime.max_batch_size, large_model=runtime.large_model)
+        picked = (boxes.images
+                  | "Caption" >> RunInference(KeyedModelHandler(handler))
+                  | "BatchForPick" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.pick.batch_size)
+                  | "NounsAndPick" >> beam.ParDo(PickLabels(config.nouns, self.text_clip, self.prompts,
+                                                            runtime.device, config.text.dtype)
+                                                 ).with_outputs(FAILURES, SECONDS, main="labels"))
+        failures = (boxes[FAILURES], picked[FAILURES]) | "AllFailures" >> beam.Flatten()
+        keyed_tasks = tasks | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
+        return ({"task": keyed_tasks, "labels": picked.labels, "failures": failures, "seconds": picked[SECONDS]}
+                | "GroupByShard" >> beam.CoGroupByKey()
+                | "CommitShard" >> beam.ParDo(CommitLabelShard(self.store, self.dim, config.score.k),
+                                              beam.pvalue.AsSingleton(self._mu_sigma(pipeline, picked, pending))))
+
+    def _mu_sigma(self, pipeline: beam.Pipeline, picked, pending: list[LabelShardTask]) -> beam.PCollection:
+        """One (μ, σ): the released constants, or with score.from_dataset every picked cosine (plus those of
+        shards kept from an earlier run) in a global combine."""
+        score = self.config.score
+        if not score.from_dataset:
+            return pipeline | "ReleasedMuSigma" >> beam.Create([(score.mu, score.sigma)])
+        done = [task for task in self.tasks if task not in pending]
+        prior = committed_moments(StoreReader(self.store), done)
+        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: (1.0, kv[1].cos, kv[1].cos ** 2)),
+                    pipeline | "KeptShardMoments" >> beam.Create([prior]))
+                   | "AllMoments" >> beam.Flatten())
+        return moments | "DatasetMuSigma" >> beam.CombineGlobally(CosineMoments())
+
+    def vocab(self) -> tuple[dict, str]:
+        return label_vocab(StoreReader(self.store), self.prompts, self.dim), ""
+
+    def summary_extras(self, stats: list[dict]) -> dict:
+        return {"score_mu_sigma": sorted({(shard["score_mu"], shard["score_sigma"]) for shard in stats})}
 
 
-def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Run the job; returns the summary (also stored in the manifest)."""
+def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None,
+        after_commit: beam.DoFn | None = None) -> dict:
+    """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded.
+    `after_commit` is applied to each committed shard's stats (see sharded_stage.run_sharded_stage)."""
     args, beam_args = parse_args(argv)
     config = load_config(PseudoLabelsConfig, args.config, args.overrides)
     LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
     # Every model and input problem surfaces here, before anything is read or written.
     reader = StoreReader(args.store)
-    upstream = reader.stage_config(UPSTREAM)
+    upstream = reader.manifest.stages.get(EXTRACT_FEATURES)
     if not upstream or not reader.shards("regions"):
         raise FileNotFoundError(f"{args.store} has no committed extract-features regions; run make extract-features "
                                 f"first (flag --store)")
-    clip, clip_sha, prompts = resolve_text_clip(config, upstream, args.store)
+    text_clip, clip = resolve_text_clip(config, reader.manifest.store_clip(f"store {args.store}"), args.store)
     check_captioner_files(config.captioner)
-    captioner = captioner_provenance(config.captioner)
-    dim = int(upstream["embedding_dim"])
+    captioner = captioner_model_record(config.captioner)
     content = config.content_hash()
-    tasks = [LabelShardTask(c.shard, shard_fingerprint(c.fingerprint, content, clip_sha,
-                                                       captioner["sha256"]))
+    tasks = [LabelShardTask(c.shard, pseudo_label_shard_fingerprint(c.fingerprint, content, clip.sha256,
+                                                                    captioner.sha256))
              for c in reader.table_commits("regions")]
-
-    writer = ShardWriter(args.store, STAGE, dim)
-    forget_shards(args.store, STAGE, keep=set() if args.overwrite else {t.shard for t in tasks})
-    writer.open_stage(to_dict(config), config_hash(config), models={
-        "clip": {"path": clip.weights_path, "sha256": clip_sha, "prompts": prompts},
-        "captioner": captioner})
-    pending = [t for t in tasks if not writer.is_current(t.shard, t.fingerprint)]
-    done = [t for t in tasks if t not in pending]
-    LOG.info("%d shards: %d already committed with the same fingerprint, %d to compute", len(tasks), len(done),
-             len(pending))
-    started = time.perf_counter()
-    if pending:
-        prior = committed_moments(StoreReader(args.store), done) if config.score.from_dataset else (0.0, 0.0, 0.0)
-        pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(beam_args))
-        build_pipeline(pipeline, pending, prior, config, args.store, dim, clip, prompts)
-        pipeline.run().wait_until_finish()
-    writer.commit_table("vocab", label_vocab(StoreReader(args.store), prompts, dim))
-    summary = summarise(args.store, tasks, len(pending), time.perf_counter() - started)
-    writer.finish_stage(summary)
-    LOG.info("summary: %s", json.dumps(summary, sort_keys=True))
-    return summary
+    stage = PseudoLabels(args.store, int(upstream.embedding_dim), config, {"clip": clip, "captioner": captioner},
+                         tasks, text_clip)
+    return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, test_pipeline=test_pipeline,
+                             after_commit=after_commit)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, FileNotFoundError, OSError))
+    # KeyError: the store's manifest lacks the record of its CLIP (featurestore.manifest.Manifest.store_clip).
+    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, FileNotFoundError, OSError, KeyError))
 
 
 if __name__ == "__main__":

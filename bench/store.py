@@ -25,6 +25,7 @@ import pyarrow.dataset as pads
 
 from bench.common import add_json_flag, at_least, at_most, report, result
 from featurestore.reader import StoreReader
+from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
 
 DIM = 512  # ViT-B/32 embedding width
@@ -65,7 +66,7 @@ def shard_tables(shard: int) -> dict:
 
 def write_stores(small: Path, large: Path, shards: int, scale: int) -> None:
     """`small` holds shards 0..shards-1, `large` shards 0..shards*scale-1; each shard is built once."""
-    writers = [ShardWriter(root, "extract_features", DIM) for root in (small, large)]
+    writers = [ShardWriter(root, EXTRACT_FEATURES, DIM) for root in (small, large)]
     for writer in writers:
         writer.open_stage({"bench": "store"}, "bench-store")
     for shard in range(shards * scale):

@@ -1,21 +1,126 @@
-"""The store's manifest and per-shard commit records.
+"""The store's manifest and per-shard commit records, as typed records.
 
 A shard of a stage is committed when its record `_commits/<stage>/<shard>.json` exists; that record is
 written last, after every file it lists has been renamed into place. Each worker writes only its own
 records, so commits from many processes or machines never contend for one file. `manifest.json`
 holds what is per stage (config, hash, models, code version) and the consolidated shard list written
-when a job finishes.
+when a job finishes; it has one writer, the job's driver.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from featurestore import layout
 from featurestore.atomic import write_bytes_atomic
+from featurestore.stages import EXTRACT_FEATURES
 from schemas.tables import SCHEMA_VERSION, SchemaVersionError
+
+
+def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a JSON object that are fields of `cls`: newer writers may add fields, older readers skip them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
+def _without_nones(record: object) -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if getattr(record, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model a stage ran: its name as configured, the file whose bytes are its weights, and their sha256."""
+
+    sha256: str  # of the weights file (a captioner: one digest over all its files)
+    name: str | None = None  # `local-dir:<folder>`, an architecture name, or a captioner name
+    path: str | None = None  # the weights file
+    checkpoint: str | None = None  # weights file given beside an architecture name; None for a model folder
+    model_config_dir: str | None = None  # extra architecture JSONs the name needs
+    prompts: str | None = None  # a CLIP's prompt ensemble for text ("single", "imagenet80")
+
+    def to_json(self) -> dict:
+        return _without_nones(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ModelRecord":
+        if "sha256" not in data:
+            raise ValueError(f"model record {dict(data)} has no sha256")
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage's section of manifest.json: what ran (config, models, code) and, once finished, what it committed."""
+
+    config: Mapping[str, Any] = field(default_factory=dict)  # the resolved stage config, as the job logged it
+    config_hash: str | None = None
+    models: Mapping[str, ModelRecord] = field(default_factory=dict)  # role ("clip", "captioner") → model
+    code_version: str | None = None
+    embedding_dim: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    shards: Mapping[str, str] | None = None  # shard name → fingerprint, consolidated when the stage finished
+    summary: Mapping[str, Any] | None = None  # the job's totals (counts, failures by kind, timings)
+
+    def setting(self, dotted: str) -> Any:
+        """The recorded config value at a dotted key ("dataset.image_root"); None when it was not recorded."""
+        value: Any = self.config
+        for part in dotted.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+        return value
+
+    def to_json(self) -> dict:
+        data = _without_nones(self)
+        data["models"] = {role: model.to_json() for role, model in sorted(self.models.items())}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "StageRecord":
+        known = _known_fields(cls, data)
+        known["models"] = {role: ModelRecord.from_json(model) for role, model in known.get("models", {}).items()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    stages: Mapping[str, StageRecord] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def with_stage(self, name: str, record: StageRecord) -> "Manifest":
+        return dataclasses.replace(self, stages={**self.stages, name: record})
+
+    def store_clip(self, where: str) -> ModelRecord:
+        """The CLIP of the store: its image tower embedded the regions, its text tower with its prompt ensemble the
+        vocab. Text compared with the store (a search, a pseudo-label candidate, a generated name) is embedded by it.
+        `where` names the store in errors."""
+        stage = self.stages.get(EXTRACT_FEATURES)
+        clip = stage.models.get("clip") if stage else None
+        if clip is not None and clip.prompts is None:
+            # Stores written before the clip record carried its prompts: the same facts, from the recorded config.
+            clip = dataclasses.replace(clip, name=clip.name or stage.setting("model.clip"),
+                                       checkpoint=stage.setting("model.checkpoint"),
+                                       model_config_dir=stage.setting("model.model_config_dir"),
+                                       prompts=stage.setting("vocab.prompts"))
+        if clip is None or not clip.name or not clip.prompts:
+            raise KeyError(f"{where}: the manifest records no {EXTRACT_FEATURES} CLIP with its prompt ensemble, so "
+                           "the text encoder of the store is unknown; run extract-features first")
+        return clip
+
+    def to_json(self) -> dict:
+        return {"schema_version": self.schema_version,
+                "stages": {name: record.to_json() for name, record in self.stages.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str) -> "Manifest":
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise SchemaVersionError(where, data.get("schema_version"))
+        return cls({name: StageRecord.from_json(section) for name, section in data.get("stages", {}).items()})
 
 
 @dataclass(frozen=True)
@@ -68,23 +173,20 @@ def dump_json(data: object) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
-def read_manifest(root: Path) -> dict:
+def read_manifest(root: Path) -> Manifest:
     """The manifest of the store at `root`; refuses a missing store or another schema version."""
     path = root / layout.MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{root} is not a feature store: {layout.MANIFEST} is missing")
-    manifest = json.loads(path.read_text())
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise SchemaVersionError(f"store {root}", manifest.get("schema_version"))
-    return manifest
+    return Manifest.from_json(json.loads(path.read_text()), f"store {root}")
 
 
-def update_manifest(root: Path, stage: str, **entries: object) -> dict:
-    """Merge `entries` into the stage's section of manifest.json (creating the store if new)."""
-    path = root / layout.MANIFEST
-    manifest = read_manifest(root) if path.is_file() else {"schema_version": SCHEMA_VERSION, "stages": {}}
-    manifest["stages"].setdefault(stage, {}).update(entries)
-    write_bytes_atomic(path, dump_json(manifest))
+def update_stage(root: Path, stage: str, **changes: Any) -> Manifest:
+    """Set fields of one stage's record in manifest.json (creating the store if new); its other fields stay."""
+    manifest = read_manifest(root) if (root / layout.MANIFEST).is_file() else Manifest()
+    record = dataclasses.replace(manifest.stages.get(stage, StageRecord()), **changes)
+    manifest = manifest.with_stage(stage, record)
+    write_bytes_atomic(root / layout.MANIFEST, dump_json(manifest.to_json()))
     return manifest
 
 

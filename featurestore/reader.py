@@ -1,6 +1,7 @@
 """Read a store: complete shards only, streamed rows, per-shard zips, and lookup of one image by id."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -8,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.manifest import CommitRecord, read_commits, read_manifest
+from featurestore.manifest import CommitRecord, Manifest, read_commits, read_manifest
 from featurestore.wds import read_wds_shard
 from schemas.tables import JOIN_KEYS, TABLES, check_schema_version
 
@@ -21,7 +22,7 @@ class StoreReader:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.manifest = read_manifest(self.root)  # refuses another schema version
+        self.manifest: Manifest = read_manifest(self.root)  # refuses another schema version
         self.commits: list[CommitRecord] = read_commits(self.root)
 
     # -- what is there ------------------------------------------------------------------------------------
@@ -38,8 +39,12 @@ class StoreReader:
         """Committed files of `table`, in stage and shard order."""
         return [self.root / c.files[table].path for c in self.table_commits(table)]
 
-    def stage_config(self, stage: str) -> dict:
-        return self.manifest["stages"].get(stage, {})
+    def shard_stats(self, stage: str, shard: int) -> dict:
+        """The counts and per-step timings `stage` committed with `shard` (its `_stats` file)."""
+        record = next((c for c in self.commits if c.stage == stage and c.shard == shard), None)
+        if record is None or "stats" not in record.files:
+            raise KeyError(f"shard {shard} of stage {stage} has no committed stats in {self.root}")
+        return json.loads((self.root / record.files["stats"].path).read_text())
 
     # -- reading ------------------------------------------------------------------------------------------
     def _open(self, path: Path) -> pq.ParquetFile:

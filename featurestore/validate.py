@@ -96,13 +96,13 @@ def validate_store(root: str | Path) -> list[str]:
         return [str(error)]
     problems = []
     for record in records:
-        if record.stage.split(".")[0] not in manifest["stages"]:
+        if record.stage.split(".")[0] not in manifest.stages:
             problems.append(f"commit {record.stage}/{record.shard}: stage missing from {layout.MANIFEST}")
         for name, entry in record.files.items():
             problems += check_file(root, name, entry, f"commit {record.stage}/{layout.shard_name(record.shard)}")
-    for stage, section in manifest["stages"].items():
+    for stage, stage_record in manifest.stages.items():
         committed = {layout.shard_name(r.shard) for r in records if r.stage == stage}
-        listed = set(section.get("shards", {}))
+        listed = set(stage_record.shards or {})
         for shard in sorted(listed - committed):
             problems.append(f"{layout.MANIFEST}: stage {stage} lists shard {shard} that has no commit record")
     return problems + check_join_keys(root, records) + uncommitted_files(root, records)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from featurestore.arrow import embeddings_to_numpy
+from featurestore.regions import Regions
 
 NON_EMBEDDING_REGION_COLUMNS = ("region_id", "box", "source", "category_id", "proposal_score",
                                 "max_iou_base", "crop_mode", "crop_box", "names")
@@ -39,35 +40,26 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _group_rows(regions: pa.Table) -> dict[int, np.ndarray]:
-    """image_id → row indices of its regions (regions arrive sorted by image_id, region_id)."""
-    ids = regions.column("image_id").to_numpy()
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=int)
-    ends = np.r_[starts[1:], len(ids)]
-    return {int(ids[s]): np.arange(s, e) for s, e in zip(starts, ends)}
-
-
-def write_wds_shard(path: Path, images: pa.Table | None, regions: pa.Table) -> None:
-    """Write one tar with a sample per image of `images` (or per image id present in `regions`)."""
-    region_rows = _group_rows(regions)
-    region_embeddings = embeddings_to_numpy(regions.column("embedding"))
-    boxes = np.asarray(regions.column("box").to_pylist(), dtype=np.float32).reshape(-1, 4)
-    meta_columns = {name: regions.column(name).to_pylist() for name in NON_EMBEDDING_REGION_COLUMNS}
+def write_wds_shard(path: Path, images: pa.Table | None, regions_table: pa.Table) -> None:
+    """Write one tar with a sample per image of `images` (or per image id present in the regions)."""
+    regions = Regions.from_arrow(regions_table)
+    rows_of = regions.rows_by_image()
+    region_rows = regions.to_rows(NON_EMBEDDING_REGION_COLUMNS)
     image_rows = images.drop_columns(["embedding"]).to_pylist() if images is not None else []
     image_embeddings = embeddings_to_numpy(images.column("embedding")) if images is not None else None
-    order = [row["image_id"] for row in image_rows] or sorted(region_rows)
+    order = [row["image_id"] for row in image_rows] or list(rows_of)
     by_id = {row["image_id"]: i for i, row in enumerate(image_rows)}
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
         for image_id in order:
-            rows = region_rows.get(image_id, np.array([], dtype=int))
+            rows = rows_of.get(image_id, np.array([], dtype=int))
             info = dict(image_rows[by_id[image_id]]) if image_id in by_id else {"image_id": image_id}
-            info["regions"] = [{name: meta_columns[name][i] for name in NON_EMBEDDING_REGION_COLUMNS} for i in rows]
+            info["regions"] = [region_rows[i] for i in rows]
             key = sample_key(image_id)
             _add(tar, f"{key}.json", json.dumps(info, sort_keys=True).encode())
             if image_embeddings is not None and image_id in by_id:
                 _add(tar, f"{key}.image_emb.npy", _npy_bytes(image_embeddings[by_id[image_id]]))
-            _add(tar, f"{key}.region_emb.npy", _npy_bytes(region_embeddings[rows]))
-            _add(tar, f"{key}.boxes.npy", _npy_bytes(boxes[rows]))
+            _add(tar, f"{key}.region_emb.npy", _npy_bytes(regions.embedding[rows]))
+            _add(tar, f"{key}.boxes.npy", _npy_bytes(regions.box[rows]))
 
 
 def read_wds_shard(path: str | Path) -> Iterator[dict]:

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 from featurestore import layout
 from featurestore.arrow import build_table, sort_by_keys
 from featurestore.atomic import publish, sha256_file, temporary_sibling, write_bytes_atomic
-from featurestore.manifest import (CommitRecord, FileEntry, dump_json, read_commits, read_manifest,
-                                  update_manifest)
+from featurestore.manifest import (CommitRecord, FileEntry, ModelRecord, StageRecord, dump_json, read_commits,
+                                   read_manifest, update_stage)
+from featurestore.stages import EXTRACT_FEATURES
 from featurestore.wds import write_wds_shard
 from schemas.tables import EMBEDDING_COLUMNS
 from schemas.version import code_version
@@ -23,7 +24,7 @@ from schemas.version import code_version
 # its whole group; on a 2304-row D=512 regions shard (one thread): 4096-row groups 12.7 ms, 1024-row groups 6.9 ms,
 # streaming 180k vs 167k rows/s. `bench/store.py` measures the store-level effect.
 ROW_GROUP_SIZE = 1024
-WDS_STAGE = "extract_features"
+WDS_STAGE = EXTRACT_FEATURES  # the stage whose shards also go out as WebDataset tars
 
 
 class ShardWriter:
@@ -39,20 +40,21 @@ class ShardWriter:
         self.dim = dim
 
     # -- stage-level -------------------------------------------------------------------------------------
-    def open_stage(self, config: dict, config_hash: str, models: dict | None = None) -> None:
+    def open_stage(self, config: Mapping, config_hash: str, models: Mapping[str, ModelRecord] | None = None) -> None:
         """Record the stage's provenance in manifest.json; called once by the driver before any shard."""
-        update_manifest(self.root, self.stage, config=config, config_hash=config_hash, models=models or {},
-                        code_version=code_version(), embedding_dim=self.dim, started_at=time.time())
+        update_stage(self.root, self.stage, config=config, config_hash=config_hash, models=dict(models or {}),
+                     code_version=code_version(), embedding_dim=self.dim, started_at=time.time())
 
     def finish_stage(self, summary: dict | None = None) -> None:
         """Write the consolidated shard list (and a run summary) into manifest.json."""
         shards = {layout.shard_name(r.shard): r.fingerprint for r in read_commits(self.root, self.stage)}
-        update_manifest(self.root, self.stage, shards=shards, finished_at=time.time(), summary=summary or {})
+        update_stage(self.root, self.stage, shards=shards, finished_at=time.time(), summary=summary or {})
 
     def provenance(self) -> dict:
-        section = read_manifest(self.root)["stages"].get(self.stage, {})
-        return {"stage": self.stage, "config_hash": section.get("config_hash"),
-                "models": section.get("models", {}), "code_version": section.get("code_version")}
+        record = read_manifest(self.root).stages.get(self.stage, StageRecord())
+        return {"stage": self.stage, "config_hash": record.config_hash,
+                "models": {role: model.to_json() for role, model in record.models.items()},
+                "code_version": record.code_version}
 
     # -- shards ------------------------------------------------------------------------------------------
     def committed(self, shard: int) -> CommitRecord | None:
@@ -60,6 +62,20 @@ class ShardWriter:
         if not path.is_file():
             return None
         return CommitRecord.from_json(json.loads(path.read_text()), str(path))
+
+    def forget_shards(self, keep: set[int]) -> list[int]:
+        """Remove the commit records of this stage's shards not in `keep`, so readers stop seeing them.
+
+        Used for `--overwrite` (keep nothing) and when the dataset now has fewer shards than a previous run.
+        The data files stay until the shard is recommitted; without a record they are invisible.
+        """
+        forgotten = []
+        # By file name, without parsing: a record of any age or state can be forgotten.
+        for path in sorted((self.root / layout.COMMITS / self.stage).glob("*.json")):
+            if path.stem.isdigit() and int(path.stem) not in keep:
+                path.unlink()
+                forgotten.append(int(path.stem))
+        return forgotten
 
     def is_current(self, shard: int, fingerprint: str) -> bool:
         """True when the shard is committed with this exact fingerprint (resume skips it)."""

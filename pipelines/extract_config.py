@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.runtime_section import RuntimeSection
 from schemas.config import config_hash
 from schemas.tables import CropMode
 
@@ -64,22 +65,6 @@ class VocabSection:
 
 
 @dataclass(frozen=True)
-class RuntimeSection:
-    """How the job runs, not what it computes: excluded from shard fingerprints."""
-
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    min_batch_size: int = 8
-    max_batch_size: int = 64
-    large_model: bool = False  # one model per machine, shared across worker processes
-    max_failure_rate: float = 0.01  # failure rows / input images above which the job fails
-    # Pending shards per pipeline run. Grouping embeddings back into shards is a barrier, and the DirectRunner
-    # holds a barrier's input in memory: running N shards at a time bounds memory by N shards, not the
-    # dataset. 0 = all shards in one run (distributed runners spill their shuffles to disk).
-    shards_per_run: int = 4
-    crash_after_commits: int = 0  # fault injection for resume tests: hard-exit after N commits (0 = off)
-
-
-@dataclass(frozen=True)
 class ExtractFeaturesConfig:
     dataset: DatasetSection = field(default_factory=DatasetSection)
     regions: RegionsSection = field(default_factory=RegionsSection)
@@ -90,5 +75,6 @@ class ExtractFeaturesConfig:
     shard_size: int = 256
 
     def content_hash(self) -> str:
-        """Hash of the settings that change what is computed (everything except `runtime`)."""
-        return config_hash(dataclasses.replace(self, runtime=RuntimeSection()))
+        """Hash of the settings that change what is computed: everything but `runtime`, left out altogether so a
+        runtime knob added later changes no fingerprint."""
+        return config_hash(dataclasses.replace(self, runtime=None))

@@ -1,9 +1,12 @@
-"""Deterministic input shards and their fingerprints.
+"""Deterministic input shards and the fingerprints of each stage's shards.
 
 Images are sorted by image id and cut into runs of `shard_size`: shard k of every table holds exactly the
-images of input shard k. A shard's fingerprint covers everything its rows depend on — the images, their
-planned regions (which already reflect annotations, proposals and thresholds), the stage's content config,
-the model's weights and the schema version — so a rerun recomputes exactly the shards that changed.
+images of input shard k. A shard's fingerprint covers everything its rows depend on, so a rerun recomputes
+exactly the shards that changed:
+- extract-features (`extract_shard_fingerprint`): the images, their planned regions (which already reflect
+  annotations, proposals and thresholds), the stage's content config, the CLIP weights and the schema version;
+- pseudo-labels (`pseudo_label_shard_fingerprint`): the extract-features fingerprint of the regions shard it
+  reads, its own content config, the CLIP and captioner weights and the schema version.
 """
 from __future__ import annotations
 
@@ -46,8 +49,8 @@ def _plan_record(plan: RegionPlan) -> list:
     return [image.image_id, image.file_name, image.width, image.height, regions, bad]
 
 
-def shard_fingerprint(plans: list[RegionPlan], orphans: list[UnknownImageProposals], content_hash: str,
-                      model_sha256: str, schema_version: int = SCHEMA_VERSION) -> str:
+def extract_shard_fingerprint(plans: list[RegionPlan], orphans: list[UnknownImageProposals], content_hash: str,
+                              model_sha256: str, schema_version: int = SCHEMA_VERSION) -> str:
     """sha256 over the shard's inputs, the content config hash, the weights hash and the schema version."""
     payload = {"images": [_plan_record(p) for p in plans], "orphans": [[o.image_id, o.count] for o in orphans],
                "config": content_hash, "model": model_sha256, "schema_version": schema_version}
@@ -66,6 +69,15 @@ def build_shard_tasks(plans: list[RegionPlan], orphans: list[UnknownImageProposa
     tasks = []
     for index, shard in enumerate(shards):
         shard_orphans = orphans_by_shard.get(index, [])
-        tasks.append(ShardTask(index, shard_fingerprint(shard, shard_orphans, content_hash, model_sha256),
+        tasks.append(ShardTask(index, extract_shard_fingerprint(shard, shard_orphans, content_hash, model_sha256),
                                tuple(shard), tuple(shard_orphans)))
     return tasks
+
+
+def pseudo_label_shard_fingerprint(regions_fingerprint: str, content_hash: str, clip_sha256: str,
+                                   captioner_sha256: str, schema_version: int = SCHEMA_VERSION) -> str:
+    """sha256 over the regions shard's own fingerprint, the content config hash, both models' weights hashes and
+    the schema version (hashed in the JSON form this fingerprint has always had)."""
+    payload = {"regions": regions_fingerprint, "config": content_hash, "clip": clip_sha256,
+               "captioner": captioner_sha256, "schema_version": schema_version}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -15,6 +15,8 @@ import pyarrow as pa
 from PIL import Image
 
 from featurestore.atomic import sha256_file
+from featurestore.manifest import ModelRecord
+from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
 from vlm.clip import load_clip, resolve_clip
 from vlm.prompts import text_embeddings
@@ -84,10 +86,11 @@ def write_label_store(tmp: Path, shards: int = 2, images_per_shard: int = 2,
     image_root = tmp / "images"
     write_images(image_root, [i for ids in image_ids for i in ids])
     root = tmp / "store"
-    writer = ShardWriter(root, "extract_features", CLIP_DIM)
+    writer = ShardWriter(root, EXTRACT_FEATURES, CLIP_DIM)
     writer.open_stage({"model": {"clip": clip_model, "checkpoint": None, "model_config_dir": None},
                        "vocab": {"prompts": PROMPTS}, "dataset": {"image_root": str(image_root)}}, "hash-extract",
-                      {"clip": {"path": source.weights_path, "sha256": sha256_file(source.weights_path), "name": clip_model}})
+                      {"clip": ModelRecord(sha256=sha256_file(source.weights_path), name=clip_model,
+                                           path=source.weights_path, prompts=PROMPTS)})
     for shard, ids in enumerate(image_ids):
         images = {"image_id": list(ids), "file_name": [f"{i:04d}.png" for i in ids],
                   "width": [IMAGE_SIZE[0]] * len(ids), "height": [IMAGE_SIZE[1]] * len(ids),

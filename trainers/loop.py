@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
-from featurestore.commands.label_report import names_any_class
+from featurestore.label_names import names_any_class
 from featurestore.reader import StoreReader
 from schemas.config import to_dict
 from schemas.version import code_version

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlm.clip import ClipSource, LoadedClip, ModelLoadError, load_clip, resolve_clip
+from vlm.clip import ClipSource, LoadedClip, load_clip
 from vlm.prompts import text_embeddings
 
 
@@ -23,16 +23,6 @@ class StoreTextEncoder:
     @classmethod
     def load(cls, source: ClipSource, prompts: str, device: str = "cpu", dtype: str = "fp32") -> "StoreTextEncoder":
         return cls(load_clip(source, device=device, dtype=dtype), prompts)
-
-    @classmethod
-    def from_extract_config(cls, config: dict, where: str, device: str = "cpu") -> "StoreTextEncoder":
-        """From the extract-features config a store's manifest records (its `model` and `vocab.prompts`)."""
-        model, prompts = config.get("model"), config.get("vocab", {}).get("prompts")
-        if not model or not prompts:
-            raise ModelLoadError(f"{where}: the manifest records no extract_features model and vocab.prompts, so the "
-                                 "text encoder of the store is unknown; run extract-features first")
-        source = resolve_clip(model["clip"], model.get("checkpoint"), model.get("model_config_dir"))
-        return cls.load(source, prompts, device=device)
 
     @property
     def embed_dim(self) -> int:

@@ -25,10 +25,11 @@ import numpy as np
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.atomic import write_bytes_atomic
 from featurestore.reader import StoreReader
+from featurestore.regions import Regions
+from featurestore.stages import EXTRACT_FEATURES
 
 # Protocol 4 keeps numpy arrays in-band, so restricted unpicklers (ours included) can read the file.
 PICKLE_PROTOCOL = 4
-STAGE = "extract_features"
 
 
 def add_arguments(parser) -> None:
@@ -46,21 +47,22 @@ def _tensor_bytes(payload) -> bytes:
     return buffer.getvalue()
 
 
-def _image_payload(image_vector: np.ndarray, rows: list[dict], vectors: np.ndarray,
-                   text_vectors: dict | None = None) -> dict:
+def _image_payload(image_vector: np.ndarray, regions: Regions, text_vectors: dict | None = None) -> dict:
+    """regions: one image's regions in region id order, with their embeddings."""
     import torch
 
     def stack(source: str) -> torch.Tensor:
-        picked = [i for i, row in enumerate(rows) if row["source"] == source]
-        return torch.from_numpy(vectors[picked].astype(np.float32).reshape(len(picked), -1))
+        return torch.from_numpy(regions.embedding[regions.source == source].astype(np.float32))
 
     payload = {"clip_full_image_embedding": torch.from_numpy(image_vector.astype(np.float32)[None]),
                "gt_clip_image_embedding": stack("gt"), "proposal_clip_image_embedding": stack("proposal")}
     if text_vectors is not None:
-        zero = np.zeros(vectors.shape[1], dtype=np.float32)
-        texts = [text_vectors.get((r["image_id"], r["region_id"]), zero) for r in rows if r["source"] == "proposal"]
-        payload["proposal_clip_text_embedding"] = torch.from_numpy(
-            np.asarray(texts, dtype=np.float32).reshape(len(texts), vectors.shape[1]))
+        dim = regions.embedding.shape[1]
+        zero = np.zeros(dim, dtype=np.float32)
+        proposals = regions.take(regions.source == "proposal")
+        texts = [text_vectors.get(key, zero) for key in zip(proposals.image_id.tolist(), proposals.region_id.tolist())]
+        payload["proposal_clip_text_embedding"] = torch.from_numpy(np.asarray(texts, dtype=np.float32).reshape(
+            len(texts), dim))
     return payload
 
 
@@ -76,23 +78,19 @@ def _pseudo_label_vectors(reader: StoreReader, shard: int) -> dict | None:
 
 def _export_shard(reader: StoreReader, shard: int, out: Path, proposals: dict[int, np.ndarray]) -> int:
     images = reader.read_shard("images", shard)
-    regions = reader.read_shard("regions", shard).sort_by([("image_id", "ascending"), ("region_id", "ascending")])
-    region_rows = regions.drop_columns(["embedding"]).to_pylist()
-    region_vectors = embeddings_to_numpy(regions.column("embedding"))
-    by_image: dict[int, list[int]] = {}
-    for index, row in enumerate(region_rows):
-        by_image.setdefault(row["image_id"], []).append(index)
+    regions = Regions.from_arrow(reader.read_shard("regions", shard).sort_by([("image_id", "ascending"),
+                                                                              ("region_id", "ascending")]))
+    rows_of = regions.rows_by_image()
     image_vectors = embeddings_to_numpy(images.column("embedding"))
     text_vectors = _pseudo_label_vectors(reader, shard)
     for position, image_row in enumerate(images.drop_columns(["embedding"]).to_pylist()):
-        picked = by_image.get(image_row["image_id"], [])
-        rows = [region_rows[i] for i in picked]
-        payload = _image_payload(image_vectors[position], rows, region_vectors[picked], text_vectors)
+        mine = regions.take(rows_of.get(image_row["image_id"], np.array([], dtype=np.int64)))
+        payload = _image_payload(image_vectors[position], mine, text_vectors)
         stem = PurePosixPath(image_row["file_name"]).stem
         write_bytes_atomic(out / f"{stem}.pth", _tensor_bytes(payload))
-        proposals[image_row["image_id"]] = np.asarray(
-            [list(r["box"]) + [r["proposal_score"]] for r in rows if r["source"] == "proposal"],
-            dtype=np.float32).reshape(-1, 5)
+        is_proposal = mine.source == "proposal"
+        scores = np.asarray([s for s, p in zip(mine.proposal_score, is_proposal) if p], dtype=np.float32)
+        proposals[image_row["image_id"]] = np.concatenate([mine.box[is_proposal], scores[:, None]], axis=1)
     return images.num_rows
 
 
@@ -113,7 +111,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     proposals: dict[int, np.ndarray] = {}
     exported = sum(_export_shard(reader, shard, out, proposals)
-                   for shard in sorted({c.shard for c in reader.table_commits("images") if c.stage == STAGE}))
+                   for shard in sorted({c.shard for c in reader.table_commits("images") if c.stage == EXTRACT_FEATURES}))
     if args.annotations:
         order = [int(image["id"]) for image in json.loads(Path(args.annotations).read_text())["images"]]
     else:

@@ -33,12 +33,13 @@ def summarise(reader: StoreReader) -> dict:
         for row in counts.to_pylist():
             failures[f"{row['stage']}/{row['kind']}"] = row["kind_count"]
     stages = {}
-    for name, section in reader.manifest["stages"].items():
-        stages[name] = {key: section.get(key) for key in
-                        ("config_hash", "code_version", "models", "embedding_dim", "summary")}
+    for name, record in reader.manifest.stages.items():
+        stages[name] = {"config_hash": record.config_hash, "code_version": record.code_version,
+                        "models": {role: model.to_json() for role, model in record.models.items()},
+                        "embedding_dim": record.embedding_dim, "summary": record.summary}
         stages[name]["committed_shards"] = sum(1 for c in reader.commits if c.stage == name)
     extra = {"wds": [c for c in reader.commits if "wds" in c.files]}
-    return {"store": str(reader.root), "schema_version": reader.manifest["schema_version"], "stages": stages,
+    return {"store": str(reader.root), "schema_version": reader.manifest.schema_version, "stages": stages,
             "tables": tables, "failures": failures,
             "wds": {"shards": len(extra["wds"]), "bytes": sum(c.files["wds"].bytes for c in extra["wds"])}}
 

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from featurestore.arrow import embeddings_to_numpy
+from featurestore.label_names import names_class
 from featurestore.reader import StoreReader
 
 ACCURACY_IOU = 0.5  # the issue's bar: a pseudo box "is" a novel object when IoU >= 0.5 with its GT box
@@ -37,17 +38,6 @@ def vocab_rows(reader: StoreReader, kind: str) -> tuple[list[dict], np.ndarray]:
     table = table.filter(pa.compute.equal(table.column("kind"), kind))
     rows = table.drop_columns(["embedding"]).to_pylist()
     return rows, normalised(embeddings_to_numpy(table.column("embedding")))
-
-
-def names_class(label: str, class_name: str) -> bool:
-    """True when every word of the class name is a word of the label ("red star" names "star")."""
-    words = set(label.lower().replace("-", " ").split())
-    return set(class_name.lower().replace("_", " ").split()) <= words
-
-
-def names_any_class(label: str, class_names) -> bool:
-    """True when the label names one of `class_names`."""
-    return any(names_class(label, name) for name in class_names)
 
 
 class _UnionFind:

@@ -10,6 +10,7 @@ from featurestore.commands.render import add_store_argument, emit, text_table
 from featurestore.commands.label_report import (NovelGroundTruth, base_synonyms, label_counts, merge_near_duplicates,
                                        pseudo_label_accuracy, vocab_rows)
 from featurestore.reader import StoreReader
+from featurestore.stages import EXTRACT_FEATURES
 
 # ShapesOV writes the novel-class train boxes it withheld next to the training annotations (evaluation only).
 HELD_OUT_FILE = "train_novel_heldout.json"
@@ -28,7 +29,8 @@ def add_arguments(parser) -> None:
 
 
 def default_ground_truth(reader: StoreReader) -> Path | None:
-    annotations = reader.stage_config("extract_features").get("config", {}).get("dataset", {}).get("annotations")
+    extract = reader.manifest.stages.get(EXTRACT_FEATURES)
+    annotations = extract.setting("dataset.annotations") if extract else None
     candidate = Path(annotations).parent / HELD_OUT_FILE if annotations else None
     return candidate if candidate is not None and candidate.is_file() else None
 

@@ -16,6 +16,7 @@ from featurestore.commands.render import emit
 from featurestore.commands.store_images import image_root, open_image
 from featurestore.commands.label_report import normalised
 from featurestore.reader import StoreReader
+from vlm.clip import resolve_clip
 from vlm.text_encoder import StoreTextEncoder
 
 THUMB = 128
@@ -35,8 +36,9 @@ def add_arguments(parser) -> None:
 
 def text_query(reader: StoreReader, text: str) -> np.ndarray:
     """(1, D) unit text embedding from the CLIP and prompts that extract-features recorded in the manifest."""
-    config = reader.stage_config("extract_features").get("config", {})
-    return StoreTextEncoder.from_extract_config(config, f"store {reader.root}").encode([text])
+    clip = reader.manifest.store_clip(f"store {reader.root}")
+    source = resolve_clip(clip.name, clip.checkpoint, clip.model_config_dir)
+    return StoreTextEncoder.load(source, clip.prompts).encode([text])
 
 
 def search_regions(reader: StoreReader, query: np.ndarray, k: int, sources: list[str] | None) -> list[dict]:

@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from featurestore.commands.store_images import image_root, open_image
 from featurestore.reader import StoreReader
+from featurestore.stages import PSEUDO_LABELS
 
 MIN_SIDE = 512  # small images (ShapesOV: 128-256 px) are upscaled so the text stays legible
 LINE_HEIGHT = 14
@@ -26,7 +27,7 @@ def region_lines(tables: dict) -> tuple[list[tuple[list[float], str, tuple]], li
     """(box, tag, colour) per drawn region and the text lines of the panel."""
     labels = {r["region_id"]: r for r in tables["pseudo_labels"].to_pylist()} if "pseudo_labels" in tables else {}
     failed = {f["region_id"]: f for f in tables["failures"].to_pylist()
-              if f["stage"] == "pseudo_labels"} if "failures" in tables else {}
+              if f["stage"] == PSEUDO_LABELS} if "failures" in tables else {}
     drawn, lines = [], []
     for region in tables.get("regions").to_pylist() if "regions" in tables else []:
         rid = region["region_id"]

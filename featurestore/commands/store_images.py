@@ -6,22 +6,26 @@ from pathlib import Path
 from PIL import Image
 
 from featurestore.reader import StoreReader
+from featurestore.stages import EXTRACT_FEATURES
+from vlm.images import ImageReadError, load_image, resolve_image_path
 
 
 def image_root(reader: StoreReader, override: str | None) -> str:
     """--image-root, else the image root extract-features read; an error naming the flag when neither exists."""
-    root = override or reader.stage_config("extract_features").get("config", {}).get("dataset", {}).get("image_root")
+    extract = reader.manifest.stages.get(EXTRACT_FEATURES)
+    root = override or (extract.setting("dataset.image_root") if extract else None)
     if not root or not Path(root).is_dir():
         raise FileNotFoundError(f"image folder {root!r} not found; give it with --image-root")
     return root
 
 
 def open_image(root: str, file_name: str) -> Image.Image:
-    """The RGB image `file_name` under `root`; names that escape the root are refused."""
-    from vlm.images import resolve_image_path
-
+    """The RGB image `file_name` under `root`, decoded as extract-features decodes it; names that escape the root
+    are refused."""
     path = resolve_image_path(root, file_name)
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"image file not found: {path} (flag --image-root)")
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    try:
+        return Image.fromarray(load_image(path).pixels)
+    except ImageReadError as error:
+        if error.kind == "missing":  # the usual cause is a wrong root, which the flag fixes
+            raise FileNotFoundError(f"{error} (flag --image-root)") from error
+        raise

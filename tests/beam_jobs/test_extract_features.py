@@ -1,6 +1,7 @@
 """The extract-features job on real Beam (TestPipeline, multi-processing, a killed subprocess), a tiny
 random-weight open_clip model and real files; checked against a direct computation of the same crops."""
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,12 +16,13 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
 from beam_jobs.extract_features import run
-from beam_jobs.store_progress import FailureRateExceeded
+from beam_jobs.sharded_stage import FailureRateExceeded
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from pipelines.extract_config import ExtractFeaturesConfig
 from vlm.clip import ModelLoadError, load_clip, resolve_clip
 from schemas.config import load_config
+from tests.beam_jobs.crash_after_commit import CRASH_EXIT_CODE
 from tests.beam_jobs.sample import NOVEL_IDS, make_sample
 from tests.tiny_clip import save_local_dir
 
@@ -139,10 +141,10 @@ def test_killed_run_resumes_to_the_same_store(world, clean_store):
     store = root / "resumed"
     argv = [f"--set={o}" for o in sample.overrides(model_dir)] + ["--store", str(store),
                                                                    "--set=runtime.max_failure_rate=1.0"]
-    crashed = subprocess.run([sys.executable, "-m", "beam_jobs.extract_features", *argv,
-                              "--set=runtime.crash_after_commits=1"], cwd=REPO, capture_output=True, text=True,
-                             timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert crashed.returncode == 17, crashed.stderr[-2000:]
+    crashed = subprocess.run([sys.executable, "-m", "tests.beam_jobs.crash_after_commit", "extract_features", *argv],
+                             cwd=REPO, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr[-2000:]
     reader = StoreReader(store)
     assert len(reader.shards("regions")) == 1  # only the committed shard is visible; the rest never started
     survivor = reader.shards("regions")[0]
@@ -188,3 +190,18 @@ def test_multi_processing_mode_and_an_image_left_without_regions(world, clean_st
         key = (row["image_id"], row["region_id"])
         assert row == clean_rows[key]
         np.testing.assert_allclose(multi_vectors[i].astype(np.float32), clean_vectors[index[key]], atol=2e-3)
+
+
+def test_the_direct_runner_runs_pending_shards_in_waves(world, clean_store, caplog):
+    root, model_dir, sample = world
+    store = root / "waves"
+    argv = [f"--set={o}" for o in sample.overrides(model_dir)] + [
+        "--store", str(store), "--set=runtime.max_failure_rate=1.0", "--set=runtime.shards_per_run=2"]
+    with caplog.at_level(logging.INFO, logger="beam_jobs.sharded_stage"):
+        summary = run(argv)  # no --runner: Beam's default, the DirectRunner
+    waves = [r.getMessage() for r in caplog.records if "pipeline" in r.getMessage()]
+    assert waves == ["extract_features: pipeline 1 of 2: shards [0, 1]", "extract_features: pipeline 2 of 2: shards [2]"]
+    assert summary["shards_computed"] == 3
+    waved, clean = _tables(store), _tables(clean_store[0])
+    for name in waved:
+        assert waved[name].drop_columns(["embedding"]).equals(clean[name].drop_columns(["embedding"]))

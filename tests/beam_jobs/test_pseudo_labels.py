@@ -8,6 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from beam_jobs import pseudo_labels
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
+from featurestore.stages import PSEUDO_LABELS
 from pipelines.pseudo_label_pick import match_scores
 from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
 from tests.pseudo_label_store import write_given_captions, write_label_store
@@ -33,12 +34,19 @@ def given_captions(store) -> dict:
     return captions  # region 3 of the second shard's images has no caption at all
 
 
-def run_job(store, tmp_path, *settings, overwrite=False):
+def job_argv(store, tmp_path, *settings) -> list[str]:
+    """Given captions; 5 of the 12 pseudo boxes get no label, above the default failure rate unless a setting
+    raises it."""
     path = write_given_captions(tmp_path / "captions.jsonl", given_captions(store))
     argv = ["--store", str(store.root), "--set", "captioner.name=given", "--set", f"captioner.given.path={path}",
             "--set", "runtime.device=cpu", "--set", "runtime.min_batch_size=1"]
     for setting in settings:
         argv += ["--set", setting]
+    return argv
+
+
+def run_job(store, tmp_path, *settings, overwrite=False):
+    argv = job_argv(store, tmp_path, "runtime.max_failure_rate=1.0", *settings)
     return pseudo_labels.run(argv + (["--overwrite"] if overwrite else []), test_pipeline=TestPipeline())
 
 
@@ -97,11 +105,22 @@ def test_clipcap_on_stored_embeddings_accounts_for_every_box(store, tmp_path):
     argv = ["--store", str(store.root), "--overwrite", "--set", "captioner.name=clipcap",
             "--set", f"captioner.clipcap.checkpoint={checkpoint}", "--set", f"captioner.clipcap.gpt_dir={gpt_dir}",
             "--set", "captioner.clipcap.method=greedy", "--set", "captioner.clipcap.max_tokens=5",
-            "--set", "runtime.device=cpu"]
+            "--set", "runtime.device=cpu", "--set", "runtime.max_failure_rate=1.0"]
     summary = pseudo_labels.run(argv, test_pipeline=TestPipeline())
     assert summary["labelled"] + summary["failures"] == 12 and summary["failures_by_kind"]["missing_embedding"] == 1
-    manifest = StoreReader(store.root).manifest["stages"]["pseudo_labels"]
-    assert manifest["models"]["captioner"]["name"] == "clipcap" and manifest["config"]["captioner"]["name"] == "clipcap"
+    record = StoreReader(store.root).manifest.stages[PSEUDO_LABELS]
+    assert record.models["captioner"].name == "clipcap" and record.setting("captioner.name") == "clipcap"
+
+
+def test_too_many_failure_rows_fail_the_job_after_everything_is_committed(store, tmp_path, capsys):
+    argv = job_argv(store, tmp_path) + ["--overwrite", "--runner", "DirectRunner"]
+    assert pseudo_labels.main(argv) == 3
+    message = next(line for line in capsys.readouterr().err.splitlines() if " exceed " in line)
+    assert "ERROR pseudo_labels: 5 failure rows for 12 pseudo boxes (41.7%) exceed runtime.max_failure_rate = 5.0%" \
+        in message
+    assert "'failures' table" in message and "(stage pseudo_labels)" in message
+    reader = StoreReader(store.root)
+    assert reader.manifest.stages[PSEUDO_LABELS].summary["labelled"] == 7 and reader.shards("pseudo_labels") == [0, 1]
 
 
 def test_missing_captioner_file_fails_before_any_write(store, tmp_path):

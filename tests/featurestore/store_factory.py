@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featurestore.manifest import ModelRecord
+from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
 
 DIM = 16
@@ -32,7 +34,7 @@ def shard_tables(shard: int, dim: int = DIM) -> dict:
                     "names": [["red star", "star"] if s == "gt" else None for s in sources],
                     "embedding": rng.standard_normal((n, dim)).astype(np.float16)},
         "failures": {"image_id": [ids[0]], "region_id": [None], "file_name": ["broken.jpg"],
-                     "stage": ["extract_features"], "kind": ["truncated_image"],
+                     "stage": [EXTRACT_FEATURES], "kind": ["truncated_image"],
                      "message": ["broken.jpg: image file is truncated"]},
     }
 
@@ -58,14 +60,15 @@ def vocab_columns(dim: int = DIM) -> dict:
 
 
 def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True) -> Path:
-    writer = ShardWriter(root, "extract_features", DIM)
-    writer.open_stage({"crop": {"mode": "square"}}, "hash-extract", {"clip": {"path": "tiny", "sha256": "0" * 64}})
+    writer = ShardWriter(root, EXTRACT_FEATURES, DIM)
+    writer.open_stage({"crop": {"mode": "square"}}, "hash-extract",
+                      {"clip": ModelRecord(sha256="0" * 64, name="local-dir:tiny", path="tiny", prompts="single")})
     for shard in range(shards):
         writer.commit(shard, shard_tables(shard), fingerprint=f"fp-{shard}", stats={"images": IMAGES_PER_SHARD})
     writer.commit_table("vocab", vocab_columns())
     writer.finish_stage({"images": shards * IMAGES_PER_SHARD})
     if with_pseudo_labels:
-        labels = ShardWriter(root, "pseudo_labels", DIM)
+        labels = ShardWriter(root, PSEUDO_LABELS, DIM)
         labels.open_stage({"captioner": "given"}, "hash-labels")
         for shard in range(shards):
             labels.commit(shard, pseudo_label_tables(shard), fingerprint=f"pl-{shard}")

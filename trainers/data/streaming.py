@@ -16,6 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
+from featurestore.regions import Regions
 from trainers.config import StreamConfig
 from trainers.data.image_tensors import load_image_tensor
 from trainers.data.partition import shards_for
@@ -84,13 +85,11 @@ class StoreDetectionDataset(IterableDataset):
     def _shard_records(self, reader: StoreReader, shard: int) -> Iterator[dict]:
         images = reader.read_shard("images", shard, ["image_id", "file_name", "embedding"])
         tables = ("regions", "pseudo_labels") if self.has_pseudo_labels else ("regions",)
-        regions = reader.zip_shard(shard, tables)
-        region_ids = regions.column("image_id").to_numpy()
-        boxes = np.asarray(regions.column("box").to_pylist(), dtype=np.float32).reshape(-1, 4)
-        sources = np.asarray(regions.column("source").to_pylist())
-        categories = regions.column("category_id").to_pylist()
-        names = regions.column("names").to_pylist()
-        embeddings = embeddings_to_numpy(regions.column("embedding")).astype(np.float32)
+        regions = reader.zip_shard(shard, tables)  # the regions, with their pseudo label columns where labelled
+        stored = Regions.from_arrow(regions)
+        region_ids, boxes, sources = stored.image_id, stored.box, stored.source
+        categories, names = stored.category_id, stored.names
+        embeddings = stored.embedding.astype(np.float32)
         labelled = None
         if self.has_pseudo_labels:
             labelled = np.asarray(regions.column("label").is_valid())

@@ -17,13 +17,15 @@ from trainers.opendet.inference import NameEncoder
 from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.opendet.sentence_encoder import load_sentence_encoder
 from trainers.vocabulary import ClassVocabulary
+from vlm.clip import resolve_clip
 from vlm.text_encoder import StoreTextEncoder
 
 
 def store_clip_name_encoder(store: str, device: str = "cpu") -> NameEncoder:
     """names → (N, D) float32, L2-normalised, with the CLIP and `vocab.prompts` of the store's extract-features run."""
-    encoder = StoreTextEncoder.from_extract_config(StoreReader(store).stage_config("extract_features").get("config", {}),
-                                                   f"store {store}", device)
+    clip = StoreReader(store).manifest.store_clip(f"store {store}")
+    encoder = StoreTextEncoder.load(resolve_clip(clip.name, clip.checkpoint, clip.model_config_dir), clip.prompts,
+                                    device=device)
     return lambda names: F.normalize(torch.from_numpy(encoder.encode(list(names))), dim=-1)
 
 

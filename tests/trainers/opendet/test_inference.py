@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from featurestore.atomic import sha256_file
+from featurestore.manifest import ModelRecord
+from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
 from trainers.opendet.evaluate import NameTally, format_name_table
 from trainers.opendet.inference import NamedBoxes, cached, detect_named_boxes, name_detections, nearest_categories
@@ -80,10 +83,11 @@ def test_name_table_counts_found_boxes_and_right_names():
 
 def test_store_clip_encoder_maps_names_to_their_shape(tmp_path):
     """The committed ShapesOV CLIP teacher: a generated name is nearest to its own shape's category name."""
-    writer = ShardWriter(tmp_path / "store", "extract_features", 64)
+    writer = ShardWriter(tmp_path / "store", EXTRACT_FEATURES, 64)
     committed_clip = Path(__file__).resolve().parents[3] / "assets" / "teachers" / "clip"
-    writer.open_stage({"model": {"clip": f"local-dir:{committed_clip}", "checkpoint": None,
-                                 "model_config_dir": None}, "vocab": {"prompts": "single"}}, "hash")
+    weights = committed_clip / "open_clip_model.safetensors"
+    writer.open_stage({}, "hash", {"clip": ModelRecord(sha256=sha256_file(weights), name=f"local-dir:{committed_clip}",
+                                                       path=str(weights), prompts="single")})
     writer.finish_stage({"images": 0})
     encode = store_clip_name_encoder(str(tmp_path / "store"))
     shapes = ["circle", "square", "triangle", "star", "crescent", "cross", "heart", "diamond"]
@@ -95,10 +99,10 @@ def test_store_clip_encoder_maps_names_to_their_shape(tmp_path):
 
 
 def test_missing_extract_stage_is_named(tmp_path):
-    writer = ShardWriter(tmp_path / "store", "pseudo_labels", 8)
+    writer = ShardWriter(tmp_path / "store", PSEUDO_LABELS, 8)
     writer.open_stage({}, "hash")
     writer.finish_stage({})
-    with pytest.raises(ValueError, match="extract_features"):
+    with pytest.raises(KeyError, match="extract_features"):
         store_clip_name_encoder(str(tmp_path / "store"))
 
 

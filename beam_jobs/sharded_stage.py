@@ -1,0 +1,189 @@
+"""The driver both Beam jobs share: tasks → fingerprints → forget / skip → run → vocab → summary → failure-rate gate.
+
+A job describes its stage as a `ShardedStage`: the shards of its dataset, each with the fingerprint of everything
+its rows depend on; the Beam graph over the pending ones; its vocab rows; and how its shards' stats add up. The
+driver does the rest, the same way for every job:
+1. forget the commit records of shards the dataset no longer has (all of them with --overwrite);
+2. record the stage's config and models in the manifest;
+3. skip the shards committed with the same fingerprint, run the Beam graph over the others;
+4. commit the stage's vocab rows;
+5. add up the committed shards' stats into the summary, write it into the manifest;
+6. fail (exit code 3, see job_main) when failure rows exceed runtime.max_failure_rate of the stage's inputs.
+
+Waves: on the DirectRunner, which holds each barrier's input in memory, the pending shards run
+`runtime.shards_per_run` at a time, one pipeline after another. Every other runner gets all pending shards in one
+pipeline: it spills its shuffles to disk, and each pipeline start costs minutes of worker start-up.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from featurestore.manifest import ModelRecord
+from featurestore.reader import StoreReader
+from featurestore.writer import ShardWriter
+from schemas.config import config_hash, to_dict
+
+LOG = logging.getLogger(__name__)
+
+# The runners that keep a pipeline's data in this process's memory (Beam's own class names).
+IN_MEMORY_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "TestDirectRunner")
+
+
+class FailureRateExceeded(RuntimeError):
+    """More dead letters than runtime.max_failure_rate allows; everything computed is committed regardless."""
+
+
+class StageTask(Protocol):
+    """One shard of a stage's work (extract-features: pipelines.sharding.ShardTask; pseudo-labels: LabelShardTask)."""
+
+    shard: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class StageTotals:
+    """How a stage's per-shard stats add up into its summary, and what its failure rate is a share of."""
+
+    counts: tuple[str, ...]  # integer counts, summed over shards ("failures" among them)
+    breakdowns: tuple[str, ...]  # {key: count} dicts, merged over shards ("failures_by_kind" among them)
+    inputs: str  # the count failure rows are a share of
+    inputs_named: str  # what that count counts, for the gate's message
+
+
+class ShardedStage(abc.ABC):
+    """One Beam job's stage, as the driver runs it. `config` is the stage's config dataclass, with a `runtime`
+    section (pipelines.runtime_section.RuntimeSection)."""
+
+    name: str  # the store stage (featurestore.stages)
+    totals: StageTotals
+
+    def __init__(self, store: str, dim: int, config: Any, models: Mapping[str, ModelRecord],
+                 tasks: Sequence[StageTask]):
+        self.store = store
+        self.dim = dim
+        self.config = config
+        self.models = dict(models)
+        self.tasks = list(tasks)
+
+    @abc.abstractmethod
+    def build_pipeline(self, pipeline: beam.Pipeline, pending: list) -> beam.PCollection:
+        """The Beam graph over `pending` tasks; returns the PCollection of each committed shard's stats."""
+
+    @abc.abstractmethod
+    def vocab(self) -> tuple[Mapping, str]:
+        """The stage's vocab rows (columns of the `vocab` table) and their fingerprint, committed after the run."""
+
+    def one_pipeline_reason(self) -> str | None:
+        """Why every pending shard must run in one pipeline even on the DirectRunner; None when waves are fine."""
+        return None
+
+    def summary_extras(self, stats: list[dict]) -> dict:
+        """Summary entries of this stage's own beyond the summed counts and merged breakdowns."""
+        return {}
+
+
+def runner_class_name(runner: str | None) -> str:
+    """The runner class Beam resolves `--runner` to ("direct" → "DirectRunner"); no --runner is the DirectRunner."""
+    if runner is None:
+        return "DirectRunner"
+    known = {path.rsplit(".", 1)[-1].lower(): path.rsplit(".", 1)[-1] for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    name = runner.rsplit(".", 1)[-1]
+    return known.get(name.lower(), known.get(name.lower() + "runner", name))
+
+
+def runs_in_waves(beam_args: Sequence[str]) -> bool:
+    """True when the runner of `beam_args` holds pipeline data in memory (the DirectRunner, in any running mode)."""
+    runner = PipelineOptions(list(beam_args)).view_as(StandardOptions).runner
+    return runner_class_name(runner) in IN_MEMORY_RUNNERS
+
+
+def shard_waves(pending: list, shards_per_run: int, in_waves: bool) -> list[list]:
+    """The pending tasks cut into pipelines: runs of `shards_per_run` in waves (0 = all at once), else one."""
+    if not pending:
+        return []
+    if not in_waves or shards_per_run <= 0:
+        return [pending]
+    return [pending[start:start + shards_per_run] for start in range(0, len(pending), shards_per_run)]
+
+
+def summarise(totals: StageTotals, stats: list[dict], computed: int, wall_seconds: float) -> dict:
+    """Totals over the stats of every shard of the stage (computed now or kept from an earlier run)."""
+    counts: Counter = Counter()
+    breakdowns: dict[str, Counter] = {name: Counter() for name in totals.breakdowns}
+    seconds: Counter = Counter()
+    for shard_stats in stats:
+        counts.update({key: shard_stats[key] for key in totals.counts})
+        for name, merged in breakdowns.items():
+            merged.update(shard_stats[name])
+        seconds.update(shard_stats["seconds"])
+    return {"shards": len(stats), "shards_computed": computed, "shards_skipped": len(stats) - computed,
+            **{key: counts[key] for key in totals.counts},
+            **{name: dict(sorted(merged.items())) for name, merged in breakdowns.items()},
+            "seconds": {step: round(value, 3) for step, value in sorted(seconds.items())},
+            "wall_seconds": round(wall_seconds, 3)}
+
+
+def check_failure_rate(summary: dict, totals: StageTotals, max_rate: float, store: str, stage: str) -> None:
+    inputs = summary[totals.inputs]
+    rate = summary["failures"] / max(inputs, 1)
+    if rate > max_rate:
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in summary["failures_by_kind"].items())
+        raise FailureRateExceeded(
+            f"{summary['failures']} failure rows for {inputs} {totals.inputs_named} ({rate:.1%}) exceed "
+            f"runtime.max_failure_rate = {max_rate:.1%} ({kinds}); every one is a row of the 'failures' table "
+            f"of {store} (stage {stage}), e.g. python -m featurestore inspect {store}")
+
+
+def _committed_stats(stage: ShardedStage, writer: ShardWriter) -> list[dict]:
+    """The stats of every task's shard, which must now be committed with the task's fingerprint."""
+    missing = [task.shard for task in stage.tasks if not writer.is_current(task.shard, task.fingerprint)]
+    if missing:
+        raise RuntimeError(f"shards {missing} of {stage.store} are not committed after the run of {stage.name}")
+    reader = StoreReader(stage.store)
+    return [reader.shard_stats(stage.name, task.shard) for task in stage.tasks]
+
+
+def run_sharded_stage(stage: ShardedStage, beam_args: Sequence[str], *, overwrite: bool = False,
+                      test_pipeline: beam.Pipeline | None = None, after_commit: beam.DoFn | None = None) -> dict:
+    """Run `stage` over its shards; returns its summary (also stored in the manifest).
+
+    `test_pipeline` runs every pending shard in that one pipeline. `after_commit` is applied to each committed
+    shard's stats (tests use it to kill a job mid-run). Raises FailureRateExceeded after the summary is written.
+    """
+    runtime = stage.config.runtime
+    writer = ShardWriter(stage.store, stage.name, stage.dim)
+    writer.forget_shards(keep=set() if overwrite else {task.shard for task in stage.tasks})
+    writer.open_stage(to_dict(stage.config), config_hash(stage.config), stage.models)
+    pending = [task for task in stage.tasks if not writer.is_current(task.shard, task.fingerprint)]
+    LOG.info("%s: %d shards, %d already committed with the same fingerprint, %d to compute", stage.name,
+             len(stage.tasks), len(stage.tasks) - len(pending), len(pending))
+    reason = stage.one_pipeline_reason()
+    in_waves = test_pipeline is None and reason is None and runs_in_waves(beam_args)
+    if reason is not None and pending:
+        LOG.info("%s: all %d pending shards run in one pipeline: %s", stage.name, len(pending), reason)
+    started = time.perf_counter()
+    waves = shard_waves(pending, runtime.shards_per_run, in_waves)
+    for number, wave in enumerate(waves, start=1):
+        LOG.info("%s: pipeline %d of %d: shards %s", stage.name, number, len(waves), [task.shard for task in wave])
+        pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(list(beam_args)))
+        committed = stage.build_pipeline(pipeline, wave)
+        if after_commit is not None:
+            _ = committed | "AfterCommit" >> beam.ParDo(after_commit)
+        pipeline.run().wait_until_finish()
+    writer.commit_table("vocab", *stage.vocab())
+    stats = _committed_stats(stage, writer)
+    summary = {**summarise(stage.totals, stats, len(pending), time.perf_counter() - started),
+               **stage.summary_extras(stats)}
+    writer.finish_stage(summary)
+    LOG.info("summary: %s", json.dumps(summary, sort_keys=True))
+    check_failure_rate(summary, stage.totals, runtime.max_failure_rate, stage.store, stage.name)
+    return summary

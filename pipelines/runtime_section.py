@@ -1,0 +1,23 @@
+"""How a Beam job runs, as opposed to what it computes: the `runtime` section of both stage configs
+(configs/extract_features.yaml, configs/pseudo_labels.yaml). It is left out of shard fingerprints, so changing it
+never recomputes a shard."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RuntimeSection:
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    # RunInference batch bounds of the stage's model: crops for the CLIP image tower, images for a captioner.
+    min_batch_size: int = 8
+    max_batch_size: int = 64
+    large_model: bool = False  # one model per machine, shared across worker processes
+    # Failure rows over the stage's inputs (extract-features: input images; pseudo-labels: pseudo boxes) above
+    # which the job fails with exit code 3, after committing everything it computed.
+    max_failure_rate: float = 0.01
+    # Pending shards per pipeline run on the DirectRunner. Grouping results back into shards is a barrier, and the
+    # DirectRunner holds a barrier's input in memory: running N shards at a time bounds memory by N shards, not the
+    # dataset. Other runners spill their shuffles to disk and get every pending shard in one pipeline. 0 = all at once.
+    shards_per_run: int = 4

@@ -1,0 +1,38 @@
+"""The two stage configs share one RuntimeSection; what it and pseudo-labels' `pick` section say (how a job runs)
+never enters a shard fingerprint, what the stage computes always does."""
+from pathlib import Path
+
+import pytest
+
+from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.pseudo_labels_config import PseudoLabelsConfig
+from pipelines.runtime_section import RuntimeSection
+from schemas.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_the_shipped_configs_share_one_runtime_section():
+    extract = load_config(ExtractFeaturesConfig, CONFIGS / "extract_features.yaml")
+    labels = load_config(PseudoLabelsConfig, CONFIGS / "pseudo_labels.yaml")
+    assert extract.runtime == RuntimeSection(max_failure_rate=0.01, shards_per_run=4)
+    assert labels.runtime == RuntimeSection(min_batch_size=4, max_batch_size=32, max_failure_rate=0.05)
+    assert labels.pick.batch_size == 64
+    assert PseudoLabelsConfig().runtime == labels.runtime  # the stage's own defaults, file or no file
+
+
+@pytest.mark.parametrize("cls, file, how, what", [
+    (ExtractFeaturesConfig, "extract_features.yaml",
+     ["runtime.device=cpu", "runtime.max_batch_size=8", "runtime.shards_per_run=1", "runtime.max_failure_rate=1.0"],
+     "crop.mode=tight"),
+    (PseudoLabelsConfig, "pseudo_labels.yaml",
+     ["runtime.large_model=true", "runtime.shards_per_run=0", "pick.batch_size=2"], "score.k=1.0")])
+def test_how_a_job_runs_is_left_out_of_the_content_hash(cls, file, how, what):
+    shipped = load_config(cls, CONFIGS / file)
+    assert load_config(cls, CONFIGS / file, how).content_hash() == shipped.content_hash()
+    assert load_config(cls, CONFIGS / file, [what]).content_hash() != shipped.content_hash()
+
+
+def test_the_fault_injection_key_is_gone():
+    with pytest.raises(ConfigError, match="runtime.crash_after_commits"):
+        load_config(ExtractFeaturesConfig, overrides=["runtime.crash_after_commits=1"])
