@@ -164,6 +164,16 @@ def _pretrained_tag_clip(model: str, tag: str, tag_cfg: dict, model_config_dir: 
     """An architecture and one of open_clip's pretrained tags. The registry's `hf_hub` is `org/name/file`, or
     `org/name/` for the repo's default file (open_clip.pretrained.download_pretrained); every tag of open_clip 3.3
     has one. The file goes to the cache and open_clip gets it as a checkpoint."""
+    import open_clip
+
+    architecture = model.replace("/", "-")
+    quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    if quick_gelu != bool(open_clip.get_model_config(architecture).get("quick_gelu", False)):
+        # open_clip only warns here; the features would come out quietly wrong (OpenAI's CLIPs use QuickGELU).
+        other = f"{architecture}-quickgelu" if quick_gelu else architecture.removesuffix("-quickgelu")
+        raise ModelLoadError(f"{key}.checkpoint = {tag!r} was trained {'with' if quick_gelu else 'without'} "
+                             f"QuickGELU, which {key}.clip = {model!r} {'lacks' if quick_gelu else 'has'}; "
+                             f"use {other!r} (open_clip's list_pretrained() pairs each tag with its architecture)")
     repo_id, filename = os.path.split(tag_cfg.get("hf_hub", ""))
     if not repo_id:
         raise ModelLoadError(f"{key}.checkpoint = {tag!r}: open_clip names no Hugging Face repo for this tag of "

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Sequence
 
 from huggingface_hub import constants, hf_hub_download, snapshot_download
-from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError,
-                                    OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
+from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, HfHubHTTPError, IncompleteSnapshotError,
+                                    LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+                                    RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
 
 HUB_PREFIX = "hf-hub:"  # open_clip's spelling of a Hub name (open_clip.factory.HF_HUB_PREFIX)
@@ -73,6 +74,8 @@ def _not_obtainable(key: str, reference: str, what: str, repo_id: str, error: Ex
         why = "the Hub has no such repository, or it is private or gated (log in with `hf auth login`)"
     elif isinstance(error, RevisionNotFoundError):
         why = "the repository has no such revision"
+    elif isinstance(error, IncompleteSnapshotError):  # the hub's own listing of the commit says files are missing
+        why = f"the cache holds only part of it: {error}"
     elif isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         why = ("it is not in the cache, and HF_HUB_OFFLINE=1 forbids downloading it" if constants.is_offline_mode()
                else "it is not in the cache, and the Hub could not be reached")

@@ -88,6 +88,10 @@ def test_a_real_tag_names_its_hub_repo_and_the_cache_it_looked_in():
     assert message.startswith("model.checkpoint = 'openai'")
     assert "timm/vit_base_patch32_clip_224.openai" in message  # open_clip's registry entry for the tag
     assert constants.HF_HUB_CACHE in message and "HF_HUB_OFFLINE=1" in message
+    # OpenAI's weights with an architecture without QuickGELU would embed quietly wrong: refused before any download.
+    with pytest.raises(ModelLoadError, match="with QuickGELU, which model.clip = 'ViT-B-32' lacks; use "
+                                             "'ViT-B-32-quickgelu'"):
+        resolve_clip("ViT-B-32", "openai", None)
 
 
 def test_every_missing_model_names_its_config_key_and_the_cache(tmp_path):
