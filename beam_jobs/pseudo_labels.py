@@ -30,8 +30,8 @@ from featurestore.arrow import embeddings_to_numpy
 from featurestore.manifest import ModelRecord
 from featurestore.reader import StoreReader
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
-from pipelines.captioners import check_captioner_files
-from pipelines.pseudo_labels_config import PseudoLabelsConfig
+from pipelines.captioners import resolve_captioner
+from pipelines.pseudo_labels_config import CaptionerSection, PseudoLabelsConfig
 from pipelines.sharding import pseudo_label_shard_fingerprint
 from schemas.config import ConfigError, load_config, to_dict
 from vlm.clip import ClipSource, ModelLoadError, resolve_clip
@@ -50,8 +50,10 @@ def resolve_text_clip(config: PseudoLabelsConfig, store_clip: ModelRecord, store
     then have the same weights, since cosines across two CLIPs' spaces mean nothing. Returns the source to load and
     its record (with the prompts) for the manifest."""
     text = config.text
+    # The store's own CLIP is found again at the commit it was read at; a CLIP the config names, at its latest.
+    revision = None if text.clip or text.checkpoint else store_clip.revision
     source = resolve_clip(text.clip or store_clip.name, text.checkpoint or store_clip.checkpoint,
-                          text.model_config_dir or store_clip.model_config_dir, key="text")
+                          text.model_config_dir or store_clip.model_config_dir, key="text", revision=revision)
     record = clip_model_record(source, text.prompts or store_clip.prompts)
     if record.sha256 != store_clip.sha256:
         raise ConfigError(f"the CLIP at {source.weights_path} (config key text.clip) is not the CLIP whose region "
@@ -92,9 +94,10 @@ class PseudoLabels(ShardedStage):
                          inputs="regions", inputs_named="pseudo boxes")
 
     def __init__(self, store: str, dim: int, config: PseudoLabelsConfig, models: dict[str, ModelRecord],
-                 tasks: list[LabelShardTask], text_clip: ClipSource):
+                 tasks: list[LabelShardTask], text_clip: ClipSource, captioner: CaptionerSection):
         super().__init__(store, dim, config, models, tasks)
         self.text_clip = text_clip
+        self.captioner = captioner  # config.captioner with its models as local paths (resolve_captioner)
         self.prompts = models["clip"].prompts
 
     def one_pipeline_reason(self) -> str | None:
@@ -109,7 +112,7 @@ class PseudoLabels(ShardedStage):
                  | "SpreadShards" >> beam.Reshuffle())
         boxes = tasks | "ReadPseudoBoxes" >> beam.ParDo(
             ReadPseudoBoxes(self.store, config.sources, self.dim)).with_outputs(FAILURES, main="images")
-        handler = CaptionerHandler(config.captioner, min_batch_size=runtime.min_batch_size,
+        handler = CaptionerHandler(self.captioner, min_batch_size=runtime.min_batch_size,
                                    max_batch_size=runtime.max_batch_size, large_model=runtime.large_model)
         picked = (boxes.images
                   | "Caption" >> RunInference(KeyedModelHandler(handler))
@@ -158,14 +161,14 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         raise FileNotFoundError(f"{args.store} has no committed extract-features regions; run make extract-features "
                                 f"first (flag --store)")
     text_clip, clip = resolve_text_clip(config, reader.manifest.store_clip(f"store {args.store}"), args.store)
-    check_captioner_files(config.captioner)
-    captioner = captioner_model_record(config.captioner)
+    resolved = resolve_captioner(config.captioner)
+    captioner = captioner_model_record(resolved)
     content = config.content_hash()
     tasks = [LabelShardTask(c.shard, pseudo_label_shard_fingerprint(c.fingerprint, content, clip.sha256,
                                                                     captioner.sha256))
              for c in reader.table_commits("regions")]
     stage = PseudoLabels(args.store, int(upstream.embedding_dim), config, {"clip": clip, "captioner": captioner},
-                         tasks, text_clip)
+                         tasks, text_clip, resolved.config)
     return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, test_pipeline=test_pipeline,
                              after_commit=after_commit)
 

@@ -32,24 +32,47 @@ def _without_nones(record: object) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ModelFile:
+    """One file a model's output depends on, as resolved on the machine that ran the stage."""
+
+    path: str  # for a hub model, inside the Hugging Face cache: …/models--org--name/snapshots/<commit>/<file>
+    sha256: str
+    repo_id: str | None = None  # hub repo it came from; None for a local file
+    revision: str | None = None  # the commit of that snapshot
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ModelFile":
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     """A model a stage ran: its name as configured, the file whose bytes are its weights, and their sha256."""
 
     sha256: str  # of the weights file (a captioner: one digest over all its files)
-    name: str | None = None  # `local-dir:<folder>`, an architecture name, or a captioner name
-    path: str | None = None  # the weights file
-    checkpoint: str | None = None  # weights file given beside an architecture name; None for a model folder
+    name: str | None = None  # `local-dir:<folder>`, `hf-hub:org/name`, an architecture name, or a captioner name
+    path: str | None = None  # the weights file (for a hub model, inside the Hugging Face cache)
+    checkpoint: str | None = None  # weights file or open_clip pretrained tag given beside an architecture name
     model_config_dir: str | None = None  # extra architecture JSONs the name needs
     prompts: str | None = None  # a CLIP's prompt ensemble for text ("single", "imagenet80")
+    repo_id: str | None = None  # hub repo of the weights, None for local files
+    revision: str | None = None  # the commit they were read at: loading the model again pins it
+    files: tuple[ModelFile, ...] | None = None  # a model of several files (a captioner): each with its sha256
 
     def to_json(self) -> dict:
-        return _without_nones(self)
+        data = _without_nones(self)
+        if self.files is not None:
+            data["files"] = [_without_nones(entry) for entry in self.files]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ModelRecord":
         if "sha256" not in data:
             raise ValueError(f"model record {dict(data)} has no sha256")
-        return cls(**_known_fields(cls, data))
+        known = _known_fields(cls, data)
+        if known.get("files") is not None:
+            known["files"] = tuple(ModelFile.from_json(entry) for entry in known["files"])
+        return cls(**known)
 
 
 @dataclass(frozen=True)

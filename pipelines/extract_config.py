@@ -53,8 +53,9 @@ class CropSection:
 
 @dataclass(frozen=True)
 class ModelSection:
-    clip: str = "local-dir:data/teachers/clip"  # `local-dir:<folder>` or a registered architecture name
-    checkpoint: str | None = None  # weights file when `clip` is an architecture name
+    # `local-dir:<folder>`, `hf-hub:org/name` or a registered architecture name (vlm/clip.py)
+    clip: str = "local-dir:data/teachers/clip"
+    checkpoint: str | None = None  # with an architecture name: a weights file or an open_clip tag ("openai")
     model_config_dir: str | None = None  # folder of extra open_clip architecture JSONs
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
 

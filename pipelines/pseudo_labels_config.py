@@ -23,8 +23,10 @@ NounMode = Literal["phrases", "raw"]
 class ClipCapSection:
     """`clipcap` captioner (pipelines/captioners/clipcap.py)."""
 
-    checkpoint: str = "data/teachers/clipcap/clipcap_mlp.pt"  # official ClipCap layout (.pt or .safetensors)
-    gpt_dir: str = "data/teachers/clipcap/gpt2"  # local GPT-2 config + tokenizer directory
+    # Official ClipCap layout (.pt or .safetensors): a file, or one in a Hub repo as hf-hub:org/name/<file>.
+    checkpoint: str = "data/teachers/clipcap/clipcap_mlp.pt"
+    # GPT-2 config + tokenizer: a folder or a Hub repo id (openai-community/gpt2); its weights are in the checkpoint.
+    gpt_dir: str = "data/teachers/clipcap/gpt2"
     mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
     # Official ClipCap `--normalize_prefix`. A no-op on our store, whose region embeddings are already unit length.
     normalize_prefix: bool = False
@@ -38,7 +40,9 @@ class ClipCapSection:
 class Blip2Section:
     """`blip2` captioner (pipelines/captioners/blip2.py)."""
 
-    model_dir: str = ""  # save_pretrained directory of Blip2ForConditionalGeneration + Blip2Processor
+    # Blip2ForConditionalGeneration + Blip2Processor: a save_pretrained folder or a Hub repo id
+    # (Salesforce/blip2-opt-2.7b), read through the Hugging Face cache.
+    model_dir: str = ""
     image_root: str = ""  # where the store's images.file_name paths live
     prompt: str | None = None  # e.g. "a photo of"; None: unconditional captioning
     crop_mode: CropMode = "tight"
@@ -93,8 +97,8 @@ class ClipTextSection:
     """The CLIP whose text tower embeds the candidates. Left empty, it is the CLIP and prompt ensemble that
     extract-features used (read from the store's manifest), so text and region embeddings share one space."""
 
-    clip: str | None = None  # `local-dir:<folder>` or an architecture name; None: the store's
-    checkpoint: str | None = None
+    clip: str | None = None  # as extract-features' model.clip (vlm/clip.py); None: the store's
+    checkpoint: str | None = None  # a weights file or an open_clip pretrained tag
     model_config_dir: str | None = None
     prompts: Literal["single", "imagenet80"] | None = None  # None: the store's extract-features vocab.prompts
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"

@@ -1,12 +1,18 @@
-"""open_clip models from local files only.
+"""open_clip models by the names people use, resolved to local files before anything is loaded.
 
-A model is named either `local-dir:<dir>` (open_clip's folder format: `open_clip_config.json` plus a
-weights file) or an architecture name plus a checkpoint file; architecture JSONs can be registered from
-a directory first (configs as data, open_clip's registry). Hub names and pretrained tags would need the
-internet, so they are refused — with the config key to change — before anything is loaded.
+A model (`<key>.clip`, with `<key>.checkpoint`) is named
+- `local-dir:<dir>`: open_clip's folder format, `open_clip_config.json` plus a weights file;
+- `hf-hub:org/name`: the same folder format on the Hugging Face Hub, fetched into the HF cache (vlm.hub) and
+  loaded as `local-dir:` from its snapshot folder;
+- an architecture name plus a checkpoint that is a weights file or one of open_clip's pretrained tags
+  (`ViT-B-32-quickgelu`, `openai`): open_clip's pretrained registry names the hub repo and file of a tag, which
+  are fetched into the HF cache and loaded as a checkpoint with the tag's preprocessing.
+Architecture JSONs can be registered from a directory first (configs as data, open_clip's registry). A model that
+cannot be found is an error naming the config key (and the cache folder, for hub names).
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -14,23 +20,36 @@ from pathlib import Path
 
 import torch
 
+from vlm.hub import (HUB_PREFIX, ModelLoadError, ModelNotFoundError, download_file, download_first, download_snapshot,
+                     repo_id_of)
+
 LOCAL_DIR = "local-dir:"
-HUB_PREFIXES = ("hf-hub:", "hf:", "http://", "https://", "timm/")
+# Other spellings of remote weights: refused with the spelling we accept, rather than misread as a name.
+OTHER_REMOTE_PREFIXES = ("hf:", "http://", "https://")
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS_NAME: a repo's default weights
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "*.model", "vocab*",
+                      "merges.txt")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class ModelLoadError(ValueError):
-    """A model that cannot be loaded from local files; the message names the config key."""
 
 
 @dataclass(frozen=True)
 class ClipSource:
     """Where a CLIP model comes from, resolved and checked: what `load_clip` needs on any worker."""
 
-    open_clip_name: str  # passed to open_clip.create_model_and_transforms
+    open_clip_name: str  # passed to open_clip.create_model_and_transforms (a hub repo: its snapshot as local-dir:)
     checkpoint: str | None  # weights file for an architecture name; None for local-dir (found in the folder)
     model_config_dir: str | None  # extra architecture JSONs to register before creating the model
     weights_path: str  # the file whose bytes are the weights (hash it for provenance)
+    name: str | None = None  # the model as configured when open_clip gets another name (`hf-hub:org/name`)
+    tag: str | None = None  # the open_clip pretrained tag `checkpoint` was resolved from (its preprocessing applies)
+    repo_id: str | None = None  # hub repo of the weights
+    revision: str | None = None  # commit of the cached snapshot holding them
+
+    @property
+    def configured(self) -> tuple[str, str | None]:
+        """(model, checkpoint) as the config wrote them: with `revision`, what finds these weights again."""
+        return self.name or self.open_clip_name, self.tag or self.checkpoint
 
 
 @dataclass
@@ -58,7 +77,7 @@ def _local_dir_weights(directory: str, key: str) -> str:
     import open_clip.factory
 
     folder = Path(directory)
-    if not (folder / "open_clip_config.json").is_file():
+    if not (folder / OPEN_CLIP_CONFIG).is_file():
         raise ModelLoadError(f"{directory} has no open_clip_config.json, so it is not an open_clip model folder "
                              f"(config key {key})")
     # The same rule open_clip applies when it loads the folder, so the hash is of the file it will load.
@@ -69,32 +88,112 @@ def _local_dir_weights(directory: str, key: str) -> str:
     return str(weights)
 
 
-def resolve_clip(model: str, checkpoint: str | None, model_config_dir: str | None,
-                 key: str = "model") -> ClipSource:
-    """Check that the model can be loaded offline and find its weights file; errors name `<key>.clip` etc."""
+def resolve_clip(model: str, checkpoint: str | None, model_config_dir: str | None, key: str = "model",
+                 revision: str | None = None) -> ClipSource:
+    """Find the weights of the CLIP a config names (module docstring), fetching hub names into the HF cache when
+    online; nothing is loaded. `revision` pins the commit of a hub repo (the one a store's manifest recorded).
+    Errors name `<key>.clip`, `<key>.checkpoint` or `<key>.model_config_dir`."""
     import open_clip
 
     if not model:
         raise ModelLoadError(f"no CLIP model given (config key {key}.clip)")
-    if model.startswith(HUB_PREFIXES):
-        raise ModelLoadError(f"{key}.clip = {model!r} names a hub model, which cannot be downloaded here; "
-                             f"give `local-dir:<folder>` or an architecture name with {key}.checkpoint")
+    if model.startswith(HUB_PREFIX):
+        if checkpoint:
+            raise ModelLoadError(f"{key}.clip = {model!r} is a hub repo, which holds its own weights; leave "
+                                 f"{key}.checkpoint empty (it is {checkpoint!r})")
+        return _hub_repo_clip(model, model_config_dir, key, revision)
+    if model.startswith(OTHER_REMOTE_PREFIXES):
+        raise ModelLoadError(f"{key}.clip = {model!r}: a Hugging Face repo is written {HUB_PREFIX}org/name; "
+                             f"other URLs are not fetched")
     if model.startswith(LOCAL_DIR):
         directory = model[len(LOCAL_DIR):]
         if not Path(directory).is_dir():
-            raise ModelLoadError(f"model folder not found: {directory} (config key {key}.clip)")
+            raise ModelNotFoundError(f"model folder not found: {directory} (config key {key}.clip)")
         weights = _local_dir_weights(directory, f"{key}.clip")
         return ClipSource(model, None, model_config_dir, weights)
     register_model_configs(model_config_dir, f"{key}.model_config_dir")
-    if model.replace("/", "-") not in open_clip.list_models():
+    architecture = model.replace("/", "-")  # open_clip's own spelling rule: ViT-B/32 is ViT-B-32
+    if architecture not in open_clip.list_models():
+        hint = f"; a Hub repo is written {HUB_PREFIX}{model}" if "/" in model else ""
         raise ModelLoadError(f"{key}.clip = {model!r} is neither `local-dir:<folder>` nor a registered "
-                             f"architecture; add its JSON under {key}.model_config_dir")
+                             f"architecture; add its JSON under {key}.model_config_dir{hint}")
     if not checkpoint:
-        raise ModelLoadError(f"{key}.clip = {model!r} needs a weights file in {key}.checkpoint")
+        raise ModelLoadError(f"{key}.clip = {model!r} needs a weights file or a pretrained tag in {key}.checkpoint")
+    # A tag first, then a file: the order of open_clip's create_model.
+    tag = open_clip.get_pretrained_cfg(architecture, checkpoint)
+    if tag:
+        return _pretrained_tag_clip(model, checkpoint, tag, model_config_dir, key, revision)
     if not os.path.isfile(checkpoint):
-        hint = " (a pretrained tag needs a download; give a local file)" if "/" not in checkpoint else ""
-        raise ModelLoadError(f"checkpoint not found: {checkpoint}{hint} (config key {key}.checkpoint)")
+        tags = open_clip.list_pretrained_tags_by_model(architecture)
+        known = f" (its tags: {', '.join(tags)})" if tags else ""
+        raise ModelNotFoundError(f"checkpoint not found: {checkpoint}, neither a file nor a pretrained tag of "
+                                 f"{architecture}{known} (config key {key}.checkpoint)")
     return ClipSource(model, checkpoint, model_config_dir, checkpoint)
+
+
+def _weights_candidates(filename: str) -> list[str]:
+    """The weights files to try for a hub repo's `filename`: its safetensors twins first (open_clip's
+    `open_clip_model.safetensors` for `open_clip_pytorch_model.bin`), the rule open_clip's own downloads follow."""
+    import open_clip.pretrained
+
+    return [*open_clip.pretrained._get_safe_alternatives(filename), filename]
+
+
+def _hub_repo_clip(reference: str, model_config_dir: str | None, key: str, revision: str | None) -> ClipSource:
+    """`hf-hub:org/name`: the config and the weights go to the cache, pinned to one commit, and open_clip loads
+    that snapshot folder as `local-dir:`, so the weights hashed are the weights loaded."""
+    repo_id = repo_id_of(reference, f"{key}.clip")
+    where = {"key": f"{key}.clip", "reference": reference}
+    config = download_file(repo_id, OPEN_CLIP_CONFIG, revision=revision, **where)
+    download_first(repo_id, _weights_candidates(OPEN_CLIP_WEIGHTS), revision=config.revision, **where)
+    folder = Path(config.path).parent
+    text_cfg = json.loads(Path(config.path).read_text()).get("model_cfg", {}).get("text_cfg", {})
+    if text_cfg.get("hf_tokenizer_name"):
+        # open_clip reads the Hugging Face tokenizer of a `local-dir:` model from that folder.
+        download_snapshot(repo_id, HF_TOKENIZER_FILES, revision=config.revision, **where)
+        if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+            raise ModelLoadError(f"{key}.clip = {reference!r}: its text tower uses the tokenizer "
+                                 f"{text_cfg['hf_tokenizer_name']!r}, which {repo_id} does not hold; put the model "
+                                 f"and that tokenizer in one folder and give it as local-dir:<folder>")
+    return ClipSource(f"{LOCAL_DIR}{folder}", None, model_config_dir, _local_dir_weights(str(folder), f"{key}.clip"),
+                      name=reference, repo_id=repo_id, revision=config.revision)
+
+
+def _pretrained_tag_clip(model: str, tag: str, tag_cfg: dict, model_config_dir: str | None, key: str,
+                         revision: str | None) -> ClipSource:
+    """An architecture and one of open_clip's pretrained tags. The registry's `hf_hub` is `org/name/file`, or
+    `org/name/` for the repo's default file (open_clip.pretrained.download_pretrained); every tag of open_clip 3.3
+    has one. The file goes to the cache and open_clip gets it as a checkpoint."""
+    import open_clip
+
+    architecture = model.replace("/", "-")
+    quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    if quick_gelu != bool(open_clip.get_model_config(architecture).get("quick_gelu", False)):
+        # open_clip only warns here; the features would come out quietly wrong (OpenAI's CLIPs use QuickGELU).
+        other = f"{architecture}-quickgelu" if quick_gelu else architecture.removesuffix("-quickgelu")
+        raise ModelLoadError(f"{key}.checkpoint = {tag!r} was trained {'with' if quick_gelu else 'without'} "
+                             f"QuickGELU, which {key}.clip = {model!r} {'lacks' if quick_gelu else 'has'}; "
+                             f"use {other!r} (open_clip's list_pretrained() pairs each tag with its architecture)")
+    repo_id, filename = os.path.split(tag_cfg.get("hf_hub", ""))
+    if not repo_id:
+        raise ModelLoadError(f"{key}.checkpoint = {tag!r}: open_clip names no Hugging Face repo for this tag of "
+                             f"{model} (only {tag_cfg.get('url') or 'nothing'}); download it and give the file")
+    files = download_first(repo_id, _weights_candidates(filename or OPEN_CLIP_WEIGHTS), key=f"{key}.checkpoint",
+                           reference=tag, revision=revision)
+    return ClipSource(model, files.path, model_config_dir, files.path, tag=tag, repo_id=repo_id,
+                      revision=files.revision)
+
+
+def _tag_preprocess(source: ClipSource) -> dict:
+    """The image preprocessing of a pretrained tag: open_clip applies it when it downloads the tag itself, not to
+    a checkpoint file, so it is passed along with the file."""
+    import open_clip
+
+    if not source.tag:
+        return {}
+    cfg = open_clip.get_pretrained_cfg(source.open_clip_name.replace("/", "-"), source.tag)
+    return {"image_mean": cfg.get("mean"), "image_std": cfg.get("std"), "image_interpolation": cfg.get("interpolation"),
+            "image_resize_mode": cfg.get("resize_mode")}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -114,7 +213,8 @@ def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32") -> L
     target = resolve_device(device)
     try:
         model, _, _ = open_clip.create_model_and_transforms(
-            source.open_clip_name, pretrained=source.checkpoint, device=target, weights_only=True)
+            source.open_clip_name, pretrained=source.checkpoint, device=target, weights_only=True,
+            **_tag_preprocess(source))
     except pickle.UnpicklingError as error:
         raise ModelLoadError(f"{source.weights_path} holds more than tensors (it asks to build objects or run code) "
                              f"and was refused; save a plain state dict or safetensors ({error})") from error

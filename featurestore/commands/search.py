@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 def text_query(reader: StoreReader, text: str) -> np.ndarray:
     """(1, D) unit text embedding from the CLIP and prompts that extract-features recorded in the manifest."""
     clip = reader.manifest.store_clip(f"store {reader.root}")
-    source = resolve_clip(clip.name, clip.checkpoint, clip.model_config_dir)
+    source = resolve_clip(clip.name, clip.checkpoint, clip.model_config_dir, revision=clip.revision)
     return StoreTextEncoder.load(source, clip.prompts).encode([text])
 
 

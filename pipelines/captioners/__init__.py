@@ -1,18 +1,21 @@
 """Region captioners behind one interface (`base.Captioner`), chosen by name from `CAPTIONERS`."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.captioners.base import (CAPTIONERS, CaptionFailure, CaptionResult, Captioner, ImageRegions,
                                        register_captioner)
-from pipelines.captioners.blip2 import check_blip2_files
-from pipelines.captioners.clipcap import check_clipcap_files
-from pipelines.captioners.given import check_given_files
+from pipelines.captioners.blip2 import resolve_blip2
+from pipelines.captioners.clipcap import resolve_clipcap
+from pipelines.captioners.given import resolve_given
 from pipelines.pseudo_labels_config import CaptionerSection
+from vlm.hub import ModelFiles
 
-__all__ = ["CAPTIONERS", "CaptionFailure", "CaptionResult", "Captioner", "ImageRegions", "build_captioner",
-           "captioner_provenance", "check_captioner_files", "register_captioner"]
+__all__ = ["CAPTIONERS", "CaptionFailure", "CaptionResult", "Captioner", "ImageRegions", "ResolvedCaptioner",
+           "build_captioner", "captioner_provenance", "register_captioner", "resolve_captioner"]
 
 # Weight and data files whose bytes decide a captioner's output (configs and tokenizers are small, hashed too).
 _HASHED_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".json", ".jsonl", ".txt", ".model")
@@ -26,31 +29,43 @@ def build_captioner(config: CaptionerSection) -> Captioner:
     return CAPTIONERS[config.name].from_config(getattr(config, config.name))
 
 
-_FILE_CHECKS = {"clipcap": check_clipcap_files, "blip2": check_blip2_files, "given": check_given_files}
+_RESOLVERS = {"clipcap": resolve_clipcap, "blip2": resolve_blip2, "given": resolve_given}
 
 
-def check_captioner_files(config: CaptionerSection) -> None:
-    """Every file the named captioner needs exists; otherwise an error naming the config key (before any work)."""
-    if config.name not in _FILE_CHECKS:
+@dataclass(frozen=True)
+class ResolvedCaptioner:
+    config: CaptionerSection  # the same settings, each model reference replaced by its local file or folder
+    models: tuple[ModelFiles, ...]  # where each of those came from (a hub repo and commit, or local disk)
+
+
+def resolve_captioner(config: CaptionerSection) -> ResolvedCaptioner:
+    """Every file the named captioner needs, found (hub names through the Hugging Face cache) before any work;
+    otherwise an error naming the config key. Workers build the captioner from `.config`, the local paths."""
+    if config.name not in _RESOLVERS:
         raise ValueError(f"unknown captioner {config.name!r} (config key captioner.name); known: {sorted(CAPTIONERS)}")
-    _FILE_CHECKS[config.name](getattr(config, config.name))
+    section, models = _RESOLVERS[config.name](getattr(config, config.name))
+    return ResolvedCaptioner(dataclasses.replace(config, **{config.name: section}), models)
 
 
-def _files_of(config: CaptionerSection) -> list[Path]:
-    if config.name == "clipcap":
-        return [Path(config.clipcap.checkpoint), *sorted(Path(config.clipcap.gpt_dir).glob("*"))]
-    if config.name == "blip2":
-        return sorted(Path(config.blip2.model_dir).glob("*"))
-    return [Path(config.given.path)]
+def _hashed_files(model: ModelFiles) -> list[Path]:
+    path = Path(model.path)
+    files = sorted(path.glob("*")) if path.is_dir() else [path]
+    return [file for file in files if file.is_file() and file.name.endswith(_HASHED_SUFFIXES)]
 
 
-def captioner_provenance(config: CaptionerSection) -> dict:
-    """{"name", "sha256"}: one digest over the captioner's files, so new weights or captions mean new shards."""
+def captioner_provenance(resolved: ResolvedCaptioner) -> dict:
+    """{"name", "sha256", "files"}: one digest over the captioner's files, so new weights or captions mean new
+    shards, and each file (for a hub model, inside the cache) with its own sha256, repo id and commit."""
     digest = hashlib.sha256()
-    for path in _files_of(config):
-        if path.is_file() and path.name.endswith(_HASHED_SUFFIXES):
+    files = []
+    for model in resolved.models:
+        for path in _hashed_files(model):
+            own = hashlib.sha256()
             digest.update(path.name.encode())
             with path.open("rb") as handle:
                 while block := handle.read(1 << 20):
                     digest.update(block)
-    return {"name": config.name, "sha256": digest.hexdigest()}
+                    own.update(block)
+            files.append({"path": str(path), "sha256": own.hexdigest(), "repo_id": model.repo_id,
+                          "revision": model.revision})
+    return {"name": resolved.config.name, "sha256": digest.hexdigest(), "files": files}

@@ -5,6 +5,7 @@ and all its regions are cropped from that array and captioned together with the 
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,7 @@ from pipelines.crops import crop_window, cut
 from pipelines.pseudo_labels_config import Blip2Section
 from schemas.tables import CropMode
 from vlm.blip2 import Blip2Captioner
+from vlm.hub import ModelFiles, resolve_pretrained_dir
 from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path
 
 
@@ -35,7 +37,7 @@ class Blip2RegionCaptioner:
 
     @classmethod
     def from_config(cls, section: Blip2Section) -> "Blip2RegionCaptioner":
-        check_blip2_files(section)
+        section, _ = resolve_blip2(section)
         return cls(Blip2Captioner.from_dir(section.model_dir, section.dtype, section.device),
                    image_root=section.image_root, crop_mode=section.crop_mode, context_scale=section.context_scale,
                    prompt=section.prompt, max_new_tokens=section.max_new_tokens, num_beams=section.num_beams)
@@ -67,11 +69,12 @@ class Blip2RegionCaptioner:
         return results
 
 
-def check_blip2_files(section: Blip2Section) -> None:
-    """Raise, naming the config key, when the model folder or the image root is missing."""
-    if not section.model_dir or not (Path(section.model_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"BLIP-2 directory {section.model_dir!r} has no config.json "
-                                f"(config key captioner.blip2.model_dir)")
+def resolve_blip2(section: Blip2Section) -> tuple[Blip2Section, tuple[ModelFiles, ...]]:
+    """The section with `model_dir` as a local folder (a save_pretrained folder, or a repo id such as
+    `Salesforce/blip2-opt-2.7b` fetched into the Hugging Face cache), and where it came from; an error naming the
+    config key when the model or the image root is missing (called before any work)."""
+    model = resolve_pretrained_dir(section.model_dir, "captioner.blip2.model_dir")
     if not section.image_root or not Path(section.image_root).is_dir():
         raise FileNotFoundError(f"image root {section.image_root!r} not found "
                                 f"(config key captioner.blip2.image_root)")
+    return dataclasses.replace(section, model_dir=model.path), (model,)

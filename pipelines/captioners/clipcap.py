@@ -1,7 +1,7 @@
 """`clipcap` captioner: ClipCap (vlm.clipcap) on the STORED CLIP region embeddings (no re-crop, no second CLIP pass)."""
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 from typing import Literal, Sequence
 
 import numpy as np
@@ -9,6 +9,7 @@ import torch
 
 from pipelines.captioners.base import ImageRegions, register_captioner
 from pipelines.pseudo_labels_config import ClipCapSection
+from vlm.hub import ModelFiles, resolve_file, resolve_pretrained_dir
 
 
 @register_captioner("clipcap")
@@ -26,7 +27,7 @@ class ClipCapRegionCaptioner:
         # vlm.clipcap imports transformers: imported when a ClipCap is built, so importing this module stays cheap.
         from vlm.clipcap import ClipCapCaptioner
 
-        check_clipcap_files(section)
+        section, _ = resolve_clipcap(section)
         captioner = ClipCapCaptioner.from_paths(section.checkpoint, section.gpt_dir, stop_token=section.stop_token,
                                                 mapping_type=section.mapping_type,
                                                 normalize_prefix=section.normalize_prefix)
@@ -44,11 +45,11 @@ class ClipCapRegionCaptioner:
         return [captions[end - size:end] for size, end in zip(sizes, ends)]
 
 
-def check_clipcap_files(section: ClipCapSection) -> None:
-    """Raise, naming the config key, when a file the captioner needs is missing (called before any work)."""
-    if not Path(section.checkpoint).is_file():
-        raise FileNotFoundError(f"ClipCap checkpoint not found: {section.checkpoint} "
-                                f"(config key captioner.clipcap.checkpoint)")
-    if not (Path(section.gpt_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"GPT-2 directory {section.gpt_dir} has no config.json "
-                                f"(config key captioner.clipcap.gpt_dir)")
+def resolve_clipcap(section: ClipCapSection) -> tuple[ClipCapSection, tuple[ModelFiles, ...]]:
+    """The section with its files as local paths, and where they came from; an error naming the config key when one
+    cannot be found (called before any work). The checkpoint is a file or `hf-hub:org/name/<file>`; `gpt_dir` a
+    folder or a repo id such as `openai-community/gpt2`, of which only the config and tokenizer are fetched: the
+    GPT-2 weights are in the ClipCap checkpoint."""
+    checkpoint = resolve_file(section.checkpoint, "captioner.clipcap.checkpoint")
+    gpt = resolve_pretrained_dir(section.gpt_dir, "captioner.clipcap.gpt_dir", weights=False)
+    return dataclasses.replace(section, checkpoint=checkpoint.path, gpt_dir=gpt.path), (checkpoint, gpt)

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from pipelines.captioners.base import ImageRegions, register_captioner
 from pipelines.pseudo_labels_config import GivenSection
+from vlm.hub import ModelFiles
 
 
 def read_caption_jsonl(path: str | Path) -> dict[tuple[int, int], str]:
@@ -48,6 +49,8 @@ class GivenCaptioner:
         return [[self.captions.get((item.image_id, r), "") for r in item.region_ids] for item in batch]
 
 
-def check_given_files(section: GivenSection) -> None:
+def resolve_given(section: GivenSection) -> tuple[GivenSection, tuple[ModelFiles, ...]]:
+    """The section unchanged and its captions file (local only), or an error naming the config key."""
     if not Path(section.path).is_file():
         raise FileNotFoundError(f"captions file not found: {section.path!r} (config key captioner.given.path)")
+    return section, (ModelFiles(section.path),)

@@ -1,9 +1,12 @@
 """The pseudo-labels job on a TestPipeline over a small real store (tiny CLIP, real images, real Parquet)."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
+from huggingface_hub import constants
 
 from beam_jobs import pseudo_labels
 from featurestore.arrow import embeddings_to_numpy
@@ -11,6 +14,7 @@ from featurestore.reader import StoreReader
 from featurestore.stages import PSEUDO_LABELS
 from pipelines.pseudo_label_pick import match_scores
 from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
+from tests.hub_cache import add_commit, new_repo_id
 from tests.pseudo_label_store import write_given_captions, write_label_store
 from tests.tiny_teachers import write_tiny_clipcap
 
@@ -134,3 +138,34 @@ def test_missing_captioner_file_fails_before_any_write(store, tmp_path):
 def test_store_without_regions_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a feature store"):
         pseudo_labels.run(["--store", str(tmp_path / "nowhere")], test_pipeline=TestPipeline())
+
+
+def test_a_clipcap_by_hub_name_is_recorded_file_by_file(store, tmp_path):
+    checkpoint, gpt_dir = write_tiny_clipcap(tmp_path / "clipcap")
+    weights_repo, gpt_repo = new_repo_id("clipcap"), new_repo_id("gpt2")
+    weights = add_commit(weights_repo, {"clipcap.pt": checkpoint}) / "clipcap.pt"
+    gpt = add_commit(gpt_repo, gpt_dir)
+    argv = ["--store", str(store.root), "--overwrite", "--set", "captioner.name=clipcap",
+            "--set", f"captioner.clipcap.checkpoint=hf-hub:{weights_repo}/clipcap.pt",
+            "--set", f"captioner.clipcap.gpt_dir={gpt_repo}", "--set", "captioner.clipcap.method=greedy",
+            "--set", "captioner.clipcap.max_tokens=5", "--set", "runtime.device=cpu",
+            "--set", "runtime.max_failure_rate=1.0"]
+    summary = pseudo_labels.run(argv, test_pipeline=TestPipeline())
+    assert summary["labelled"] + summary["failures"] == 12
+    captioner = StoreReader(store.root).manifest.stages[PSEUDO_LABELS].models["captioner"]
+    files = {entry.path: entry for entry in captioner.files}
+    assert files[str(weights)].sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert (files[str(weights)].repo_id, files[str(weights)].revision) == (weights_repo, weights.parent.name)
+    assert {(entry.repo_id, entry.revision) for entry in captioner.files} == {
+        (weights_repo, weights.parent.name), (gpt_repo, gpt.name)}
+    assert str(gpt / "config.json") in files and captioner.name == "clipcap"
+
+
+def test_a_captioner_missing_from_the_cache_fails_before_any_write(store):
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    absent = new_repo_id("absent-clipcap")
+    with pytest.raises(FileNotFoundError, match="captioner.clipcap.checkpoint") as missing:
+        pseudo_labels.run(["--store", str(store.root), "--set",
+                           f"captioner.clipcap.checkpoint=hf-hub:{absent}/clipcap.pt"], test_pipeline=TestPipeline())
+    assert constants.HF_HUB_CACHE in str(missing.value)
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before

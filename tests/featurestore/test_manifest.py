@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from featurestore.manifest import Manifest, ModelRecord, StageRecord, read_manifest
+from featurestore.manifest import Manifest, ModelFile, ModelRecord, StageRecord, read_manifest
 from featurestore.reader import StoreReader
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
@@ -33,6 +33,18 @@ def test_newer_fields_are_skipped_and_settings_read_by_dotted_key():
     assert record.models["clip"] == ModelRecord(sha256="s", name="local-dir:m")
     assert record.setting("dataset.image_root") == "/images"
     assert record.setting("dataset.missing") is None and record.setting("config_hash") is None
+
+
+def test_model_records_of_hub_models_round_trip_with_their_files():
+    snapshot = "/cache/hub/models--org--clipcap/snapshots/" + "c" * 40
+    captioner = ModelRecord(sha256="d", name="clipcap", files=(
+        ModelFile(f"{snapshot}/clipcap.pt", "1" * 64, "org/clipcap", "c" * 40), ModelFile("/local/gpt2/config.json",
+                                                                                           "2" * 64)))
+    clip = ModelRecord(sha256="s", name="hf-hub:org/clip", path=f"{snapshot}/open_clip_model.safetensors",
+                       repo_id="org/clip", revision="c" * 40, prompts="single")
+    on_disk = json.loads(json.dumps({"captioner": captioner.to_json(), "clip": clip.to_json()}))
+    assert on_disk["captioner"]["files"][1] == {"path": "/local/gpt2/config.json", "sha256": "2" * 64}
+    assert ModelRecord.from_json(on_disk["captioner"]) == captioner and ModelRecord.from_json(on_disk["clip"]) == clip
 
 
 def test_store_clip_of_an_older_store_comes_from_its_recorded_config():

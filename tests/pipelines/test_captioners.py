@@ -1,14 +1,19 @@
-"""Each captioner on tiny real models saved in their real formats, through the registry."""
+"""Each captioner on tiny real models saved in their real formats, through the registry; by local path and by hub
+name (a cache in the hub's layout, tests/hub_cache.py)."""
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import constants
 from PIL import Image
 
-from pipelines.captioners import CaptionFailure, ImageRegions, build_captioner
+from pipelines.captioners import (CaptionFailure, ImageRegions, build_captioner, captioner_provenance,
+                                  resolve_captioner)
 from pipelines.pseudo_labels_config import Blip2Section, CaptionerSection, ClipCapSection, GivenSection
+from tests.hub_cache import add_commit, new_repo_id
 from tests.tiny_teachers import CLIP_DIM, write_tiny_blip2, write_tiny_clipcap
 
 
@@ -104,3 +109,45 @@ def test_blip2_recrops_and_reports_unreadable_images(blip2_setup):
 def test_blip2_missing_model_dir_names_config_key(tmp):
     with pytest.raises(FileNotFoundError, match="captioner.blip2.model_dir"):
         build_captioner(CaptionerSection(name="blip2", blip2=Blip2Section(model_dir=str(tmp / "none"))))
+
+
+def test_clipcap_by_hub_names_reads_the_cache_and_fingerprints_like_the_same_files_on_disk(clipcap_files):
+    checkpoint, gpt_dir = clipcap_files
+    weights_repo, gpt_repo = new_repo_id("clipcap"), new_repo_id("gpt2")
+    weights_snapshot = add_commit(weights_repo, {"clipcap.pt": checkpoint})
+    gpt_snapshot = add_commit(gpt_repo, gpt_dir)
+    on_disk = CaptionerSection(name="clipcap", clipcap=ClipCapSection(checkpoint=str(checkpoint),
+                                                                      gpt_dir=str(gpt_dir), method="greedy"))
+    by_name = CaptionerSection(name="clipcap", clipcap=ClipCapSection(
+        checkpoint=f"hf-hub:{weights_repo}/clipcap.pt", gpt_dir=gpt_repo, method="greedy"))
+    resolved = resolve_captioner(by_name)
+    assert resolved.config.clipcap.checkpoint == str(weights_snapshot / "clipcap.pt")
+    assert resolved.config.clipcap.gpt_dir == str(gpt_snapshot)
+    batch = [regions(1, "a.png", 3, seed=4)]
+    assert build_captioner(by_name).caption(batch) == build_captioner(on_disk).caption(batch)
+    provenance = captioner_provenance(resolved)
+    assert provenance["sha256"] == captioner_provenance(resolve_captioner(on_disk))["sha256"]
+    files = {Path(entry["path"]).name: entry for entry in provenance["files"]}
+    assert files["clipcap.pt"] == {"path": str(weights_snapshot / "clipcap.pt"), "repo_id": weights_repo,
+                                   "revision": weights_snapshot.name,
+                                   "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()}
+    assert files["config.json"]["repo_id"] == gpt_repo and files["config.json"]["revision"] == gpt_snapshot.name
+
+
+def test_blip2_by_repo_id_loads_its_snapshot(blip2_setup):
+    model_dir, image_root = blip2_setup
+    repo = new_repo_id("blip2")
+    snapshot = add_commit(repo, model_dir)
+    section = Blip2Section(model_dir=repo, image_root=str(image_root), max_new_tokens=3)
+    resolved = resolve_captioner(CaptionerSection(name="blip2", blip2=section))
+    assert resolved.config.blip2.model_dir == str(snapshot) and resolved.models[0].revision == snapshot.name
+    captioner = build_captioner(CaptionerSection(name="blip2", blip2=section))
+    assert len(captioner.caption([regions(1, "a.png", 2)])[0]) == 2
+
+
+def test_a_captioner_missing_from_the_cache_names_the_key_and_the_cache(clipcap_files):
+    absent = new_repo_id("absent-gpt2")
+    with pytest.raises(FileNotFoundError, match="captioner.clipcap.gpt_dir") as missing:
+        resolve_captioner(CaptionerSection(name="clipcap", clipcap=ClipCapSection(
+            checkpoint=str(clipcap_files[0]), gpt_dir=absent)))
+    assert constants.HF_HUB_CACHE in str(missing.value)

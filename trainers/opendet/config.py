@@ -109,7 +109,9 @@ class OpenDetLossConfig:
 class NameGeneratorConfig:
     """Which T5 (a local checkpoint, or the tiny demo config) and how it decodes."""
 
-    t5_dir: str = ""  # local `save_pretrained` directory of a T5 (model + tokenizer); "" = tiny random demo T5
+    # A T5 (model + tokenizer): a `save_pretrained` folder or a Hub repo id such as google/flan-t5-base (read
+    # through the Hugging Face cache, vlm.hub); "" = the tiny random demo T5.
+    t5_dir: str = ""
     lora_rank: int = 16  # Open-Det A.2: rank 16 (0.526M trainable head parameters for T5-base)
     lora_alpha: int = 16  # scale α/r = 1 (the paper gives no α)
     # The tiny demo T5 (names are 1–3 words; the ShapesOV vocabulary is ~20 words).
@@ -131,14 +133,15 @@ class OpenDetInferenceConfig:
     # The fixed text encoder that embeds generated names and category names alike (Open-Det Sec. 4 / GenerateU:
     # one pre-trained text encoder for both). "store_clip": the store's CLIP and prompt ensemble, whose category
     # side is the store's vocab; "sentence_transformer": a mean-pooling sentence encoder such as all-MiniLM-L6-v2,
-    # read offline from `name_encoder_dir` (a local save_pretrained directory), which embeds the category names too.
+    # read from `name_encoder_dir` (a save_pretrained folder or a Hub repo id such as
+    # sentence-transformers/all-MiniLM-L6-v2, through the Hugging Face cache), which embeds the category names too.
     name_encoder: Literal["store_clip", "sentence_transformer"] = "store_clip"
     name_encoder_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.name_encoder == "sentence_transformer" and not self.name_encoder_dir:
             raise ValueError("opendet.inference.name_encoder=sentence_transformer needs "
-                             "opendet.inference.name_encoder_dir, a local sentence-transformers directory")
+                             "opendet.inference.name_encoder_dir, a sentence-transformers folder or Hub repo id")
         if self.name_encoder == "store_clip" and self.name_encoder_dir:
             raise ValueError(f"opendet.inference.name_encoder_dir={self.name_encoder_dir!r} is only read with "
                              "opendet.inference.name_encoder=sentence_transformer; the store's CLIP needs no directory")

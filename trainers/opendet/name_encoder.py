@@ -24,8 +24,8 @@ from vlm.text_encoder import StoreTextEncoder
 def store_clip_name_encoder(store: str, device: str = "cpu") -> NameEncoder:
     """names → (N, D) float32, L2-normalised, with the CLIP and `vocab.prompts` of the store's extract-features run."""
     clip = StoreReader(store).manifest.store_clip(f"store {store}")
-    encoder = StoreTextEncoder.load(resolve_clip(clip.name, clip.checkpoint, clip.model_config_dir), clip.prompts,
-                                    device=device)
+    source = resolve_clip(clip.name, clip.checkpoint, clip.model_config_dir, revision=clip.revision)
+    encoder = StoreTextEncoder.load(source, clip.prompts, device=device)
     return lambda names: F.normalize(torch.from_numpy(encoder.encode(list(names))), dim=-1)
 
 

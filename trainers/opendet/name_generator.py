@@ -7,26 +7,23 @@ T5 to reconstruct their names (Sec. 3.5).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import peft
 import torch
 from torch import Tensor, nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
 from trainers.opendet.config import NameGeneratorConfig
+from vlm.hub import resolve_pretrained_dir
 
 LORA_TARGETS = ("shared", "lm_head")  # Open-Det Sec. 3.5 / A.2: the LoRA head on T5's embedding and head
 
 
 def load_t5(config: NameGeneratorConfig) -> tuple[T5ForConditionalGeneration, PreTrainedTokenizerBase]:
-    """A real T5 and its tokenizer from `opendet.name_generator.t5_dir` (never the hub)."""
-    directory = Path(config.t5_dir)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"no T5 checkpoint at {directory} (config key opendet.name_generator.t5_dir): give "
-                                "a local directory written by save_pretrained; nothing is downloaded")
-    model = T5ForConditionalGeneration.from_pretrained(str(directory), local_files_only=True)
-    return model, AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    """A real T5 and its tokenizer from `opendet.name_generator.t5_dir`: a save_pretrained folder, or a Hub repo id
+    (`google/flan-t5-base`) read through the Hugging Face cache (vlm.hub)."""
+    directory = resolve_pretrained_dir(config.t5_dir, "opendet.name_generator.t5_dir").path
+    model = T5ForConditionalGeneration.from_pretrained(directory, local_files_only=True)
+    return model, AutoTokenizer.from_pretrained(directory, local_files_only=True)
 
 
 def tiny_t5(config: NameGeneratorConfig, tokenizer: PreTrainedTokenizerBase) -> T5ForConditionalGeneration:

@@ -15,6 +15,7 @@ from torch import Tensor
 from transformers import AutoModel, AutoTokenizer
 
 from trainers.opendet.inference import NameEncoder
+from vlm.hub import resolve_pretrained_dir
 
 CONFIG_KEY = "opendet.inference.name_encoder_dir"
 
@@ -42,12 +43,10 @@ def check_mean_pooling(directory: Path) -> None:
 
 
 def load_sentence_encoder(directory: str, device: str = "cpu", batch_size: int = 256) -> NameEncoder:
-    """names → (N, D) float32 on the CPU, L2-normalised (D = 384 for all-MiniLM-L6-v2), from a local directory
-    written by `save_pretrained` / sentence-transformers (never the hub)."""
-    path = Path(directory)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no sentence encoder at {path} (config key {CONFIG_KEY}): give a local directory "
-                                "with config.json, the weights and the tokenizer; nothing is downloaded")
+    """names → (N, D) float32 on the CPU, L2-normalised (D = 384 for all-MiniLM-L6-v2), from a folder written by
+    `save_pretrained` / sentence-transformers, or a Hub repo id (`sentence-transformers/all-MiniLM-L6-v2`) read
+    through the Hugging Face cache (vlm.hub)."""
+    path = Path(resolve_pretrained_dir(directory, CONFIG_KEY).path)
     check_mean_pooling(path)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()

@@ -1,7 +1,9 @@
 """The Object Name Generator: LoRA head trains only its adapters, denoising noise, names generated as strings."""
 import pytest
 import torch
+from huggingface_hub import constants
 
+from tests.hub_cache import add_commit, new_repo_id
 from trainers.opendet.name_generator import ObjectNameGenerator, load_t5
 from trainers.opendet.config import NameGeneratorConfig
 from trainers.opendet.name_tokenizer import train_name_tokenizer
@@ -85,3 +87,17 @@ def test_a_saved_t5_directory_loads(tmp_path):
     loaded = ObjectNameGenerator.from_config(NameGeneratorConfig(t5_dir=str(tmp_path)), prompt_dim=8, tokenizer=None)
     assert loaded.tokenizer("star")["input_ids"] == generator.tokenizer("star")["input_ids"]
     assert torch.equal(loaded.t5.lm_head.base_layer.weight, generator.t5.lm_head.weight)
+
+
+def test_a_t5_by_hub_repo_id_loads_from_the_cache(tmp_path):
+    generator = _generator(lora_head=False)
+    generator.t5.save_pretrained(tmp_path)
+    generator.tokenizer.save_pretrained(tmp_path)
+    repo = new_repo_id("tiny-t5")
+    add_commit(repo, tmp_path)
+    loaded = ObjectNameGenerator.from_config(NameGeneratorConfig(t5_dir=repo), prompt_dim=8, tokenizer=None)
+    assert loaded.tokenizer("star")["input_ids"] == generator.tokenizer("star")["input_ids"]
+    assert torch.equal(loaded.t5.lm_head.base_layer.weight, generator.t5.lm_head.weight)
+    with pytest.raises(FileNotFoundError, match="opendet.name_generator.t5_dir") as missing:
+        load_t5(NameGeneratorConfig(t5_dir=new_repo_id("absent-t5")))
+    assert constants.HF_HUB_CACHE in str(missing.value)

@@ -2,16 +2,19 @@
 save_pretrained, mean pooling over the attention mask, L2 rows, the config keys, and the category side of the
 evaluation taken from the chosen encoder."""
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub import constants
 from PIL import Image
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from schemas.config import ConfigError, load_config
+from tests.hub_cache import add_commit, new_repo_id
 from trainers.opendet.evaluate import evaluate_opendet
 from trainers.opendet.name_encoder import category_embeddings
 from trainers.opendet.config import OpenDetInferenceConfig
@@ -146,3 +149,17 @@ def test_real_minilm_matches_sentence_transformers():
     reference = sentence_transformers.SentenceTransformer(directory, device="cpu").encode(names, convert_to_tensor=True)
     assert ours.shape == (3, 384)
     assert torch.allclose(ours, reference.cpu(), atol=1e-5)
+
+
+def test_a_sentence_encoder_by_hub_repo_id_reads_the_cache(encoder_dir, tmp_path):
+    """The repo holds the sentence-transformers layout too: its Pooling module config in 1_Pooling/."""
+    folder = shutil.copytree(encoder_dir, tmp_path / "encoder")
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    repo = new_repo_id("tiny-minilm")
+    add_commit(repo, folder)
+    names = ["red star", "a small blue circle"]
+    assert torch.equal(load_sentence_encoder(repo)(names), load_sentence_encoder(str(folder))(names))
+    with pytest.raises(FileNotFoundError, match=r"opendet\.inference\.name_encoder_dir") as missing:
+        load_sentence_encoder(new_repo_id("absent-minilm"))
+    assert constants.HF_HUB_CACHE in str(missing.value)
