@@ -8,6 +8,7 @@ import numpy as np
 from featurestore.failures import Failure, failure_columns, failures_by_kind
 from featurestore.regions import Regions
 from featurestore.stages import EXTRACT_FEATURES
+from pipelines.coco import UnknownImageRows
 from pipelines.regions import PlannedRegion, RegionPlan
 from pipelines.sharding import ShardTask
 
@@ -16,6 +17,17 @@ WHOLE_IMAGE_KEY = -1  # region key of the whole-image crop when it is not also a
 
 def _failure(image_id: int | None, file_name: str | None, kind: str, message: str) -> Failure:
     return Failure(EXTRACT_FEATURES, kind, message, image_id=image_id, file_name=file_name)
+
+
+def _orphan_failure(orphan: UnknownImageRows) -> Failure:
+    """Annotations or proposals naming an image id the annotation file does not list: one row per id and input."""
+    if orphan.source == "annotations":
+        listed = ", ".join(str(i) for i in orphan.ids[:10]) + (", ..." if len(orphan.ids) > 10 else "")
+        what = f"{orphan.count} annotation(s) (id {listed})"
+    else:
+        what = f"{orphan.count} proposals"
+    return _failure(orphan.image_id, None, "unknown_image_id", f"{what} name image id {orphan.image_id}, which the "
+                    f"annotation file does not list; they were not used")
 
 
 def _bad_box_failures(plan: RegionPlan) -> list[Failure]:
@@ -56,9 +68,7 @@ def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, cr
     vectors = {(image_id, region_id): vector for image_id, region_id, vector, _ in embeddings}
     images = {name: [] for name in ("image_id", "file_name", "width", "height", "sha256")}
     image_vectors, kept, region_vectors = [], [], []
-    failures = [_failure(orphan.image_id, None, "unknown_image_id",
-                         f"{orphan.count} proposals name image id {orphan.image_id}, which the annotation file does "
-                         f"not list; they were not used") for orphan in task.orphans]
+    failures = [_orphan_failure(orphan) for orphan in task.orphans]
     for plan in task.plans:
         image = plan.image
         outcome = by_image[image.image_id]

@@ -45,6 +45,17 @@ class Annotation:
 
 
 @dataclass(frozen=True)
+class UnknownImageRows:
+    """Input rows naming an image id the annotation file does not list (a dead letter, like a bad box): the rest of
+    the dataset is processed, and each unknown id of each input becomes one failures row."""
+
+    image_id: int
+    count: int
+    source: str = "proposals"  # "proposals" | "annotations": which input named the id
+    ids: tuple[int, ...] = ()  # the annotation ids, for annotations
+
+
+@dataclass(frozen=True)
 class CocoDataset:
     """Categories, images in the file's order (the "dataset order" of proposal pickles), annotations by image."""
 
@@ -54,12 +65,20 @@ class CocoDataset:
     source: str = ""
     # Annotations whose category id is not in `categories`, by image: dead letters, never regions.
     unknown_category: dict[int, tuple[Annotation, ...]] = field(default_factory=dict)
+    # Annotations whose image id is not in `images` ("dangling"), by that id: dead letters of the job, not a reason to
+    # refuse the file (pycocotools and mmdet load such a file and never look at them).
+    unknown_image: dict[int, tuple[Annotation, ...]] = field(default_factory=dict)
 
     def category_names(self) -> dict[int, str]:
         return {c.category_id: c.name for c in self.categories}
 
     def image_ids(self) -> list[int]:
         return [image.image_id for image in self.images]
+
+    def dangling_annotations(self) -> list[UnknownImageRows]:
+        """One record per image id that only annotations name, ids ascending."""
+        return [UnknownImageRows(image_id, len(rows), "annotations", tuple(a.annotation_id for a in rows))
+                for image_id, rows in sorted(self.unknown_image.items())]
 
 
 def read_json(path: str, open_fn: OpenFn = open_local) -> object:
@@ -113,12 +132,14 @@ def read_coco(path: str, open_fn: OpenFn = open_local) -> CocoDataset:
     category_ids = {c.category_id for c in categories}
     by_image: dict[int, list[Annotation]] = {}
     unknown_category: dict[int, list[Annotation]] = {}
+    unknown_image: dict[int, list[Annotation]] = {}
     for record in data.get("annotations", []):
         annotation = _annotation(record, path)
         if annotation.image_id not in known:
-            raise AnnotationError(f"{path}: annotation {annotation.annotation_id} refers to unknown image id "
-                                  f"{annotation.image_id}")
-        target = by_image if annotation.category_id in category_ids else unknown_category
+            target = unknown_image
+        else:
+            target = by_image if annotation.category_id in category_ids else unknown_category
         target.setdefault(annotation.image_id, []).append(annotation)
     return CocoDataset(categories, images, {k: tuple(v) for k, v in by_image.items()}, source=path,
-                       unknown_category={k: tuple(v) for k, v in unknown_category.items()})
+                       unknown_category={k: tuple(v) for k, v in unknown_category.items()},
+                       unknown_image={k: tuple(v) for k, v in unknown_image.items()})

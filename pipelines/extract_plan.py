@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.boxes import xywh_to_xyxy
-from pipelines.coco import CocoDataset, OpenFn, open_local, read_coco
+from pipelines.coco import CocoDataset, OpenFn, UnknownImageRows, open_local, read_coco
 from pipelines.extract_config import DatasetSection, ExtractFeaturesConfig
 from pipelines.object_names import AnnotationNames, name_annotations, read_object_names
 from pipelines.ov_split import OvSplit, keep_annotations, load_split
-from pipelines.proposals import ProposalSet, UnknownImageProposals, read_proposals
+from pipelines.proposals import ProposalSet, read_proposals
 from pipelines.regions import BadBox, RegionPlan, plan_regions
 
 
@@ -25,7 +25,7 @@ class PlannedDataset:
     dataset: CocoDataset  # after the OV split (novel annotations gone in the strict setting)
     split: OvSplit
     plans: list[RegionPlan]  # one per image, sorted by image id
-    orphans: list[UnknownImageProposals]
+    orphans: list[UnknownImageRows]  # annotations and proposals naming image ids the file does not list
     names_unmatched: int = 0  # names-file lines naming no kept annotation (novel, or unknown to the annotations)
 
     def object_names(self) -> list[str]:
@@ -49,7 +49,8 @@ def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) ->
                                                    proposals.for_image(image.image_id) if section.proposals else empty,
                                                    split.base_ids, config.regions, names.by_annotation), dataset)
              for image in images]
-    return PlannedDataset(dataset, split, plans, list(proposals.unknown), names.unmatched_lines)
+    orphans = dataset.dangling_annotations() + list(proposals.unknown)
+    return PlannedDataset(dataset, split, plans, orphans, names.unmatched_lines)
 
 
 def _annotation_names(section: DatasetSection, dataset: CocoDataset, open_fn: OpenFn) -> AnnotationNames:

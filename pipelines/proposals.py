@@ -11,16 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipelines.boxes import xywh_to_xyxy
-from pipelines.coco import AnnotationError, CocoDataset, OpenFn, open_local, read_json
+from pipelines.coco import AnnotationError, CocoDataset, OpenFn, UnknownImageRows, open_local, read_json
 from pipelines.safe_pickle import load_data_pickle
-
-
-@dataclass(frozen=True)
-class UnknownImageProposals:
-    """Proposals that name an image id the annotation file does not have (a dead letter)."""
-
-    image_id: int
-    count: int
 
 
 @dataclass
@@ -28,7 +20,7 @@ class ProposalSet:
     """image_id → (N, 5) float32 rows x0, y0, x1, y1, score (pixels), as given (not yet validated)."""
 
     by_image: dict[int, np.ndarray] = field(default_factory=dict)
-    unknown: list[UnknownImageProposals] = field(default_factory=list)
+    unknown: list[UnknownImageRows] = field(default_factory=list)  # proposals naming unknown image ids
     source: str = ""
 
     def for_image(self, image_id: int) -> np.ndarray:
@@ -52,7 +44,7 @@ def _from_results_json(rows: object, dataset: CocoDataset, path: str) -> Proposa
     for image_id, values in grouped.items():
         array = np.asarray(values, dtype=np.float64)
         if image_id not in known:
-            result.unknown.append(UnknownImageProposals(image_id, len(values)))
+            result.unknown.append(UnknownImageRows(image_id, len(values), "proposals"))
             continue
         result.by_image[image_id] = np.concatenate([xywh_to_xyxy(array[:, :4]), array[:, 4:]], 1).astype(np.float32)
     result.unknown.sort(key=lambda u: u.image_id)

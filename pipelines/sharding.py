@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from pipelines.proposals import UnknownImageProposals
+from pipelines.coco import UnknownImageRows
 from pipelines.regions import RegionPlan
 from schemas.tables import SCHEMA_VERSION
 
@@ -27,7 +27,7 @@ class ShardTask:
     shard: int
     fingerprint: str
     plans: tuple[RegionPlan, ...]
-    orphans: tuple[UnknownImageProposals, ...] = ()  # proposals naming unknown image ids, filed with this shard
+    orphans: tuple[UnknownImageRows, ...] = ()  # inputs naming unknown image ids, filed with this shard
 
     @property
     def image_ids(self) -> list[int]:
@@ -49,20 +49,29 @@ def _plan_record(plan: RegionPlan) -> list:
     return [image.image_id, image.file_name, image.width, image.height, regions, bad]
 
 
-def extract_shard_fingerprint(plans: list[RegionPlan], orphans: list[UnknownImageProposals], content_hash: str,
+def _orphan_record(orphan: UnknownImageRows) -> list:
+    # Proposal orphans keep the form fingerprints always had, so stores written before annotations could be orphans
+    # are not recomputed.
+    if orphan.source == "proposals":
+        return [orphan.image_id, orphan.count]
+    return [orphan.image_id, orphan.count, orphan.source, list(orphan.ids)]
+
+
+def extract_shard_fingerprint(plans: list[RegionPlan], orphans: list[UnknownImageRows], content_hash: str,
                               model_sha256: str, schema_version: int = SCHEMA_VERSION) -> str:
     """sha256 over the shard's inputs, the content config hash, the weights hash and the schema version."""
-    payload = {"images": [_plan_record(p) for p in plans], "orphans": [[o.image_id, o.count] for o in orphans],
+    payload = {"images": [_plan_record(p) for p in plans], "orphans": [_orphan_record(o) for o in orphans],
                "config": content_hash, "model": model_sha256, "schema_version": schema_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def build_shard_tasks(plans: list[RegionPlan], orphans: list[UnknownImageProposals], shard_size: int,
+def build_shard_tasks(plans: list[RegionPlan], orphans: list[UnknownImageRows], shard_size: int,
                       content_hash: str, model_sha256: str) -> list[ShardTask]:
-    """Every shard of the dataset; an orphan goes to the shard whose id range it would sort into."""
+    """Every shard of the dataset; an orphan (an input naming an unknown image id) goes to the shard whose id
+    range it would sort into."""
     shards = cut_shards(plans, shard_size)
     first_ids = [shard[0].image.image_id for shard in shards]
-    orphans_by_shard: dict[int, list[UnknownImageProposals]] = {}
+    orphans_by_shard: dict[int, list[UnknownImageRows]] = {}
     for orphan in orphans:
         index = max(bisect.bisect_right(first_ids, orphan.image_id) - 1, 0)
         orphans_by_shard.setdefault(index, []).append(orphan)

@@ -13,6 +13,8 @@ CATEGORIES = [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}, {"id": 3
               {"id": 4, "name": "heart"}]
 SPLIT = {"base": ["circle", "square"], "novel": ["star", "heart"]}
 NOVEL_IDS = {3, 4}
+DANGLING_IMAGE_ID = 555  # an annotation names it, `images` does not list it
+UNKNOWN_PROPOSAL_IMAGE_ID = 999  # proposals name it, `images` does not list it
 
 
 @dataclass
@@ -61,8 +63,8 @@ def _proposals_for(rng: np.random.Generator, annotations: list, width: int, heig
 
 def make_sample(root: Path, images: int = 6, bad_inputs: bool = False, seed: int = 0) -> Sample:
     """`images` good images (ids 1..N); with `bad_inputs`, also a missing, a truncated and a non-image file,
-    an annotation of an undefined category, a zero-width box, proposals for an unknown image id and NaN /
-    negative / out-of-image proposal boxes."""
+    an annotation of an undefined category, a zero-width box, an annotation and proposals for unknown image ids and
+    NaN / negative / out-of-image proposal boxes."""
     rng = np.random.default_rng(seed)
     image_root = root / "images"
     image_root.mkdir(parents=True)
@@ -81,8 +83,10 @@ def make_sample(root: Path, images: int = 6, bad_inputs: bool = False, seed: int
         (image_root / "notes.png").write_text("this is not an image")
         records.append({"id": 103, "file_name": "notes.png", "width": 50, "height": 50})
         annotations += [{"id": 9001, "image_id": 1, "category_id": 99, "bbox": [2, 2, 10, 10], "iscrowd": 0},
-                        {"id": 9002, "image_id": 2, "category_id": 1, "bbox": [5, 5, 0, 12], "iscrowd": 0}]
-        proposals += [{"image_id": 999, "bbox": [1, 1, 10, 10], "score": 0.5},
+                        {"id": 9002, "image_id": 2, "category_id": 1, "bbox": [5, 5, 0, 12], "iscrowd": 0},
+                        {"id": 9003, "image_id": DANGLING_IMAGE_ID, "category_id": 1, "bbox": [1, 1, 8, 8],
+                         "iscrowd": 0}]
+        proposals += [{"image_id": UNKNOWN_PROPOSAL_IMAGE_ID, "bbox": [1, 1, 10, 10], "score": 0.5},
                       {"image_id": 1, "bbox": [math.nan, 1, 10, 10], "score": 0.9},
                       {"image_id": 2, "bbox": [-20, 1, 10, 10], "score": 0.9},
                       {"image_id": 3, "bbox": [5, 5, 500, 10], "score": 0.9}]

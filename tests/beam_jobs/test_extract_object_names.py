@@ -101,7 +101,9 @@ def test_vocab_has_one_name_row_per_distinct_name_with_its_text_embedding(named)
     np.testing.assert_allclose(stored[name_rows], expected, atol=2e-3)  # float16 storage
     circle_class = next(i for i, row in enumerate(rows) if row["kind"] == "class" and row["name"] == "circle")
     circle_name = next(i for i, row in enumerate(rows) if row["kind"] == "name" and row["name"] == "circle")
-    np.testing.assert_array_equal(stored[circle_class], stored[circle_name])  # same model, same prompts
+    # Same model, same prompts; embedded in batches of different sizes, which may take other float32 kernels, so
+    # the two may land one float16 step apart (4.9e-4 below 1.0).
+    np.testing.assert_allclose(stored[circle_class], stored[circle_name], rtol=0, atol=1e-3)
 
 
 def test_changed_names_recompute_only_their_shards(named, tmp_path):

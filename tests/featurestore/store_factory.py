@@ -59,9 +59,11 @@ def vocab_columns(dim: int = DIM) -> dict:
             "embedding": np.eye(dim, dtype=np.float16)[[0, 1, 2, 0]]}
 
 
-def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True) -> Path:
+def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True, strict: bool = True,
+                labelled_shards: int | None = None) -> Path:
+    """labelled_shards: how many shards the pseudo-labels stage committed (default: all of them)."""
     writer = ShardWriter(root, EXTRACT_FEATURES, DIM)
-    writer.open_stage({"crop": {"mode": "square"}}, "hash-extract",
+    writer.open_stage({"crop": {"mode": "square"}, "dataset": {"strict": strict}}, "hash-extract",
                       {"clip": ModelRecord(sha256="0" * 64, name="local-dir:tiny", path="tiny", prompts="single")})
     for shard in range(shards):
         writer.commit(shard, shard_tables(shard), fingerprint=f"fp-{shard}", stats={"images": IMAGES_PER_SHARD})
@@ -70,7 +72,7 @@ def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True) ->
     if with_pseudo_labels:
         labels = ShardWriter(root, PSEUDO_LABELS, DIM)
         labels.open_stage({"captioner": "given"}, "hash-labels")
-        for shard in range(shards):
+        for shard in range(shards if labelled_shards is None else labelled_shards):
             labels.commit(shard, pseudo_label_tables(shard), fingerprint=f"pl-{shard}")
         labels.finish_stage()
     return root

@@ -39,8 +39,21 @@ def test_lvis_images_take_their_file_name_from_coco_url(tmp_path):
 def test_bad_files_are_named_in_the_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.json"):
         read_coco(str(tmp_path / "nowhere.json"))
-    path = _write(tmp_path, {"images": [{"id": 1, "file_name": "a", "width": 1, "height": 1}],
-                             "annotations": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],
-                             "categories": []})
-    with pytest.raises(AnnotationError, match="annotation 5 refers to unknown image id 2"):
+    path = _write(tmp_path, {"images": [{"id": 1, "file_name": "a", "width": 1, "height": 1},
+                                        {"id": 1, "file_name": "b", "width": 1, "height": 1}],
+                             "annotations": [], "categories": []})
+    with pytest.raises(AnnotationError, match="image ids are not unique"):
         read_coco(path)
+
+
+def test_dangling_annotations_are_kept_aside_and_the_rest_is_read(tmp_path):
+    path = _write(tmp_path, {"images": [{"id": 1, "file_name": "a", "width": 9, "height": 9}],
+                             "annotations": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]},
+                                             {"id": 6, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2]},
+                                             {"id": 7, "image_id": 2, "category_id": 1, "bbox": [1, 1, 2, 2]},
+                                             {"id": 8, "image_id": 3, "category_id": 9, "bbox": [1, 1, 2, 2]}],
+                             "categories": [{"id": 1, "name": "cat"}]})
+    dataset = read_coco(path)
+    assert [a.annotation_id for a in dataset.annotations[1]] == [6]
+    assert {(d.image_id, d.count, d.source, d.ids) for d in dataset.dangling_annotations()} == {
+        (2, 2, "annotations", (5, 7)), (3, 1, "annotations", (8,))}

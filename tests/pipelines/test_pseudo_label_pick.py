@@ -4,6 +4,7 @@ import pytest
 
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
 from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
+from tests.float32 import approx32
 
 WORDS = {"star": [1.0, 0.0, 0.0], "red star": [0.8, 0.6, 0.0], "heart": [0.0, 1.0, 0.0], "wall": [0.0, 0.0, 2.0]}
 
@@ -26,7 +27,7 @@ def test_max_cosine_candidate_wins():
     assert [p.label for p in picks] == ["star", "wall", "heart"]
     expected = float(np.dot(regions[0].astype(np.float32) / np.linalg.norm(regions[0].astype(np.float32)), [1, 0, 0]))
     assert picks[0].cos == pytest.approx(expected, abs=1e-4)
-    assert np.linalg.norm(picks[1].text_embedding) == pytest.approx(1.0)  # stored normalised
+    assert np.linalg.norm(picks[1].text_embedding) == approx32(1.0)  # stored normalised
 
 
 def test_region_without_candidates_gets_none():

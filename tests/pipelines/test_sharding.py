@@ -1,7 +1,6 @@
 import pytest
 
-from pipelines.coco import ImageRecord
-from pipelines.proposals import UnknownImageProposals
+from pipelines.coco import ImageRecord, UnknownImageRows
 from pipelines.regions import PlannedRegion, RegionPlan
 from pipelines.sharding import build_shard_tasks, cut_shards
 
@@ -30,7 +29,12 @@ def test_fingerprint_changes_only_where_inputs_change():
     assert all(a.fingerprint != b.fingerprint for a, b in zip(base, build_shard_tasks(plans, [], 2, "cfg", "w2")))
 
 
-def test_orphan_proposals_go_to_the_shard_of_their_id_range():
-    tasks = build_shard_tasks([_plan(i) for i in range(10, 70, 10)], [UnknownImageProposals(35, 2),
-                                                                      UnknownImageProposals(1, 1)], 2, "c", "w")
-    assert [[o.image_id for o in t.orphans] for t in tasks] == [[1], [35], []]
+def test_orphans_go_to_the_shard_of_their_id_range():
+    dangling = UnknownImageRows(61, 1, "annotations", (7,))
+    tasks = build_shard_tasks([_plan(i) for i in range(10, 70, 10)], [UnknownImageRows(35, 2), UnknownImageRows(1, 1),
+                                                                      dangling], 2, "c", "w")
+    assert [[o.image_id for o in t.orphans] for t in tasks] == [[1], [35], [61]]
+    # A dangling annotation is part of its shard's inputs: it changes that shard's fingerprint only.
+    without = build_shard_tasks([_plan(i) for i in range(10, 70, 10)], [UnknownImageRows(35, 2),
+                                                                        UnknownImageRows(1, 1)], 2, "c", "w")
+    assert [a.fingerprint == b.fingerprint for a, b in zip(tasks, without)] == [True, True, False]

@@ -10,6 +10,7 @@ from trainers.hdovd.losses.classification import (
     sigmoid_focal_classification_loss,
     weighted_softmax_classification_loss,
 )
+from tests.float32 import approx32
 
 ALPHA, GAMMA = 0.25, 2.0
 
@@ -37,7 +38,7 @@ def test_sigmoid_focal_by_hand():
     row0 = 0.5 * (focal_positive(2.0) + focal_negative(-1.0))
     row1 = 2 * focal_negative(0.0)
     loss = sigmoid_focal_classification_loss(LOGITS, None, TARGETS, WEIGHTS, ALPHA, GAMMA)
-    assert loss.item() == pytest.approx((row0 + row1) / 1, rel=1e-5)  # one foreground RoI
+    assert loss.item() == approx32((row0 + row1) / 1)  # one foreground RoI
 
 
 def test_sigmoid_focal_gradient_signs():
@@ -52,7 +53,7 @@ def test_weighted_softmax_by_hand():
     ce0 = -math.log(math.exp(2) / (math.exp(2) + math.exp(-1) + math.exp(0.5)))
     ce1 = -math.log(math.e / (1 + 1 + math.e))
     loss = weighted_softmax_classification_loss(LOGITS, background, TARGETS, WEIGHTS, ALPHA, GAMMA)
-    assert loss.item() == pytest.approx((0.5 * ce0 + 1.0 * ce1) / 2, rel=1e-6)
+    assert loss.item() == approx32((0.5 * ce0 + 1.0 * ce1) / 2)
 
 
 def test_weighted_softmax_gradient_signs():

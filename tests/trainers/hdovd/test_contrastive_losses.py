@@ -1,10 +1,10 @@
 """Instance CKD (eq. 1–2), bidirectional InfoNCE (eq. 8–10 / released CKD) against hand-computed values."""
 import math
 
-import pytest
 import torch
 
 from trainers.hdovd.losses.contrastive import bidirectional_info_nce, sigmoid_contrastive_loss
+from tests.float32 import approx32
 
 EYE2 = torch.eye(2)
 
@@ -17,7 +17,7 @@ def test_sigmoid_ckd_on_orthonormal_pairs():
     # cos = 1 on the diagonal, 0 off it: p_ii = σ(20), p_ij = σ(0) = 1/2.
     loss = sigmoid_contrastive_loss(EYE2, EYE2, None, tau=20.0)
     expected = -(log_sigmoid(20) + math.log(0.5))  # −(1/2)·2·(log σ(20) + log(1 − 1/2))
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert loss.item() == approx32(expected)
 
 
 def test_sigmoid_ckd_pads_negatives_from_the_queue():
@@ -25,7 +25,7 @@ def test_sigmoid_ckd_pads_negatives_from_the_queue():
     loss = sigmoid_contrastive_loss(EYE2, EYE2, queued, tau=20.0)
     row1 = log_sigmoid(20) + math.log(0.5) + log_sigmoid(20)  # log(1 − σ(−20)) = log σ(20)
     row2 = log_sigmoid(20) + math.log(0.5) + math.log(0.5)
-    assert loss.item() == pytest.approx(-(row1 + row2) / 2, rel=1e-6)
+    assert loss.item() == approx32(-(row1 + row2) / 2)
 
 
 def test_sigmoid_ckd_gradient_pulls_towards_the_positive_and_away_from_negatives():
@@ -42,7 +42,7 @@ def test_info_nce_by_hand():
     forward = (math.log1p(math.exp(-1)) + math.log1p(math.e)) / 2
     backward = math.log(2)
     loss = bidirectional_info_nce(students, EYE2, tau=1.0)
-    assert loss.item() == pytest.approx(0.5 * (forward + backward), rel=1e-6)
+    assert loss.item() == approx32(0.5 * (forward + backward))
 
 
 def test_info_nce_with_queued_teacher_negatives():
@@ -50,7 +50,7 @@ def test_info_nce_with_queued_teacher_negatives():
     loss = bidirectional_info_nce(EYE2, EYE2, tau=1.0, teacher_negatives=queued)
     forward = (-math.log(math.e / (2 * math.e + 1)) - math.log(math.e / (math.e + 2))) / 2
     backward = math.log1p(math.exp(-1))
-    assert loss.item() == pytest.approx(0.5 * (forward + backward), rel=1e-6)
+    assert loss.item() == approx32(0.5 * (forward + backward))
 
 
 def test_info_nce_gradient_aligns_pairs():

@@ -12,25 +12,26 @@ from trainers.hdovd.inference import (
     ensemble_scores,
     select_detections,
 )
+from tests.float32 import approx32
 
 
 def test_ensemble_uses_beta1_for_base_and_beta2_for_novel():
     p_cls = torch.tensor([[0.64, 0.64]])
     p_dis = torch.tensor([[0.25, 0.25]])
     scores = ensemble_scores(p_cls, p_dis, torch.tensor([False, True]), beta_base=0.5, beta_novel=0.65)
-    assert scores[0, 0].item() == pytest.approx(0.8 * 0.5)  # 0.64^0.5 · 0.25^0.5
-    assert scores[0, 1].item() == pytest.approx(0.64**0.35 * 0.25**0.65)
+    assert scores[0, 0].item() == approx32(0.8 * 0.5)  # 0.64^0.5 · 0.25^0.5
+    assert scores[0, 1].item() == approx32(0.64**0.35 * 0.25**0.65)
 
 
 def test_ensemble_extremes_pick_one_source():
     p_cls, p_dis = torch.tensor([[0.9]]), torch.tensor([[0.2]])
-    assert ensemble_scores(p_cls, p_dis, torch.tensor([False]), 0.0, 1.0).item() == pytest.approx(0.9)
-    assert ensemble_scores(p_cls, p_dis, torch.tensor([True]), 0.0, 1.0).item() == pytest.approx(0.2)
+    assert ensemble_scores(p_cls, p_dis, torch.tensor([False]), 0.0, 1.0).item() == approx32(0.9)
+    assert ensemble_scores(p_cls, p_dis, torch.tensor([True]), 0.0, 1.0).item() == approx32(0.2)
 
 
 def test_distillation_probability_is_sigmoid_of_scaled_cosine():
     queries, text = torch.eye(2), torch.tensor([[1.0, 0.0]])
-    assert distillation_probabilities(queries, text, 20.0).squeeze(1).tolist() == pytest.approx(
+    assert distillation_probabilities(queries, text, 20.0).squeeze(1).tolist() == approx32(
         [torch.sigmoid(torch.tensor(20.0)).item(), 0.5])
 
 
@@ -42,7 +43,7 @@ def test_softmax_distillation_probability_normalises_over_classes():
     sigmoid = distillation_probabilities(queries, text, 20.0, "sigmoid")[0]
     assert sigmoid.min().item() > 0.999
     softmax = distillation_probabilities(queries, text, 20.0, "softmax")[0]
-    assert softmax.tolist() == pytest.approx([1 / (1 + math.exp(-6.2)), 1 / (1 + math.exp(6.2))])
+    assert softmax.tolist() == approx32([1 / (1 + math.exp(-6.2)), 1 / (1 + math.exp(6.2))])
 
 
 def test_unknown_distillation_probability_is_refused_by_name():
@@ -56,9 +57,9 @@ def test_select_detections_thresholds_nms_per_class_and_top_k():
     result = select_detections(boxes, scores, InferenceConfig(score_threshold=0.05))
     # class 0: box 1 suppressed by box 0 (IoU 0.82); class 1: box 1 survives (NMS is per class)
     kept = sorted(zip(result["labels"].tolist(), result["scores"].tolist()))
-    assert kept == [(0, pytest.approx(0.3)), (0, pytest.approx(0.9)), (1, pytest.approx(0.7))]
+    assert kept == [(0, approx32(0.3)), (0, approx32(0.9)), (1, approx32(0.7))]
     top = select_detections(boxes, scores, InferenceConfig(score_threshold=0.05, detections_per_image=1))
-    assert top["scores"].tolist() == [pytest.approx(0.9)]
+    assert top["scores"].tolist() == [approx32(0.9)]
 
 
 def test_detect_returns_boxes_in_input_pixels_and_restores_training_mode():

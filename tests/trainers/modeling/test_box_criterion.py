@@ -2,11 +2,11 @@
 and the per-layer sums HD-OVD's query detector pays."""
 import math
 
-import pytest
 import torch
 
 from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch, binary_focal_loss, normalised_cxcywh
 from trainers.modeling.query_detector import DecoderLayerOutput, QueryDetectorOutput
+from tests.float32 import approx32
 
 ALPHA, GAMMA = 0.25, 2.0
 
@@ -52,14 +52,13 @@ def test_box_and_objectness_losses_by_hand():
     boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.6, 0.5, 0.2, 0.2]])
     match = LayerMatch(torch.tensor([1]), torch.tensor([0]))
     terms = criterion.box_losses(boxes, match, OBJECTS)
-    assert terms["l1"].item() == pytest.approx(0.1, rel=1e-5)
+    assert terms["l1"].item() == approx32(0.1)
     # Boxes [0.5, 0.4, 0.7, 0.6] and [0.4, 0.4, 0.6, 0.6]: intersection 0.02, union 0.06, hull = union → GIoU 1/3.
-    assert terms["giou"].item() == pytest.approx(1 - 1 / 3, rel=1e-5)
+    assert terms["giou"].item() == approx32(1 - 1 / 3)
     logits = torch.tensor([0.5, -0.5])
-    assert criterion.objectness_loss(logits, match).item() == pytest.approx(focal(-0.5, True) + focal(0.5, False),
-                                                                            rel=1e-5)
-    assert binary_focal_loss(logits, torch.tensor([True, False]), normalizer=1).item() == pytest.approx(
-        focal(0.5, True) + focal(-0.5, False), rel=1e-5)
+    assert criterion.objectness_loss(logits, match).item() == approx32(focal(-0.5, True) + focal(0.5, False))
+    assert binary_focal_loss(logits, torch.tensor([True, False]), normalizer=1).item() == approx32(
+        focal(0.5, True) + focal(-0.5, False))
 
 
 def test_detector_losses_sum_the_layers_and_the_encoder_then_weight_them():
@@ -76,7 +75,7 @@ def test_detector_losses_sum_the_layers_and_the_encoder_then_weight_them():
                                                  (BOXES[:, :2], logits[:, :2], PADDING[:, :2], 2)]:
         terms, _ = criterion.layer_losses(boxes, layer_logits, padding, OBJECTS, copies)
         expected = {name: expected[name] + terms[name].item() for name in expected}
-    assert losses["loss_l1"].item() == pytest.approx(5.0 * expected["l1"], rel=1e-5)
-    assert losses["loss_giou"].item() == pytest.approx(2.0 * expected["giou"], rel=1e-5)
-    assert losses["loss_binary"].item() == pytest.approx(3.0 * expected["binary"], rel=1e-5)
+    assert losses["loss_l1"].item() == approx32(5.0 * expected["l1"])
+    assert losses["loss_giou"].item() == approx32(2.0 * expected["giou"])
+    assert losses["loss_binary"].item() == approx32(3.0 * expected["binary"])
     assert expected["l1"] > 0  # the one-to-many layers also match the far query

@@ -1,8 +1,8 @@
 """Deformable cross-attention: sampling lands where the reference box says, and offsets learn."""
-import pytest
 import torch
 
 from trainers.modeling.deformable import DeformableCrossAttention, split_levels
+from tests.float32 import approx32
 
 
 def _identity_attention(dim: int = 4, heads: int = 2, levels: int = 1, points: int = 1) -> DeformableCrossAttention:
@@ -29,7 +29,7 @@ def test_zero_offsets_read_the_value_at_the_box_centre():
     # centre (0.75, 0.25) is the centre of pixel (row 0, column 1) of a 2×2 map: no interpolation.
     reference = torch.tensor([[[0.75, 0.25, 0.5, 0.5]]])
     out = _identity_attention()(torch.zeros(1, 1, 4), reference, tokens, [(2, 2)])
-    assert out[0, 0].tolist() == pytest.approx(values[0, :, 0, 1].tolist())
+    assert out[0, 0].tolist() == approx32(values[0, :, 0, 1].tolist())
 
 
 def test_offsets_scale_with_the_box_and_interpolate_bilinearly():
@@ -40,7 +40,7 @@ def test_offsets_scale_with_the_box_and_interpolate_bilinearly():
         attention.sampling_offsets.bias.copy_(torch.tensor([1.0, 0.0]))  # half a box width to the right
     # centre x 0.25 + 1 · 0.5 / 2 = 0.5: halfway between the columns' centres → mean of 0 and 10 on row 0.
     out = attention(torch.zeros(1, 1, 2), torch.tensor([[[0.25, 0.25, 0.5, 0.5]]]), tokens, [(2, 2)])
-    assert out[0, 0].tolist() == pytest.approx([5.0, 5.0])
+    assert out[0, 0].tolist() == approx32([5.0, 5.0])
 
 
 def test_gradients_reach_offsets_and_weights():

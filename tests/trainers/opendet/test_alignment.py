@@ -7,6 +7,7 @@ import torch
 from schemas.config import ConfigError, load_config
 from trainers.opendet.alignment import BidirectionalAlignment
 from trainers.opendet.config import OpenDetLossConfig
+from tests.float32 import approx32
 
 QUERIES = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
 TEXTS = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
@@ -27,14 +28,14 @@ def test_bidirectional_score_by_hand():
     _set(module)
     r = 1 / math.sqrt(2)
     # cos part [[1, r], [0, r]]; dot part q·(2t) = [[2, 2], [0, 4]].
-    assert module(QUERIES, TEXTS).tolist() == [pytest.approx([3.0, 2.0 + r]), pytest.approx([0.0, 4.0 + r])]
+    assert module(QUERIES, TEXTS).tolist() == [approx32([3.0, 2.0 + r]), approx32([0.0, 4.0 + r])]
 
 
 def test_vision_to_language_only_is_the_cosine():
     module = BidirectionalAlignment(2, 2, bidirectional=False)
     _set(module)
     r = 1 / math.sqrt(2)
-    assert module(QUERIES, TEXTS).tolist() == [pytest.approx([1.0, r]), pytest.approx([0.0, r])]
+    assert module(QUERIES, TEXTS).tolist() == [approx32([1.0, r]), approx32([0.0, r])]
     assert not hasattr(module, "language_to_vision")
 
 
@@ -44,7 +45,7 @@ def test_scores_start_at_the_focal_prior():
     _set(module)
     module.bias.data.fill_(prior_bias)
     zero_scores = module(torch.zeros(1, 2), torch.zeros(1, 2))  # no signal: the score is the bias alone
-    assert torch.sigmoid(zero_scores).item() == pytest.approx(0.01)
+    assert torch.sigmoid(zero_scores).item() == approx32(0.01)
 
 
 def test_gradient_of_a_positive_score_reaches_both_directions():

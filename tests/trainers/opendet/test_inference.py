@@ -15,6 +15,7 @@ from trainers.opendet.inference import NamedBoxes, cached, detect_named_boxes, n
 from trainers.opendet.name_encoder import store_clip_name_encoder
 from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.vocabulary import ClassVocabulary
+from tests.float32 import approx32
 
 CATEGORIES = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]]), dim=-1)
 TABLE = {"circle": torch.tensor([1.0, 0.0, 0.0]), "round thing": torch.tensor([0.8, 0.6, 0.0]),
@@ -30,7 +31,7 @@ def test_nearest_categories_by_hand():
     similarities, indices = nearest_categories(table_encoder(["round thing"]), CATEGORIES, k=2)
     # cos with the three categories: 0.8, 0.6, 0.96 → best two: category 2 (0.96), category 0 (0.8).
     assert indices.tolist() == [[2, 0]]
-    assert similarities[0].tolist() == pytest.approx([0.96, 0.8], rel=1e-5)
+    assert similarities[0].tolist() == approx32([0.96, 0.8])
 
 
 def test_scores_are_sqrt_of_objectness_times_similarity_and_negative_similarity_scores_zero():
@@ -38,7 +39,7 @@ def test_scores_are_sqrt_of_objectness_times_similarity_and_negative_similarity_
                        ["round thing", "sky"])
     detections = name_detections(named, table_encoder, CATEGORIES, top_classes=2)
     assert detections["labels"][:2].tolist() == [2, 0]
-    assert detections["scores"][:2].tolist() == pytest.approx([math.sqrt(0.64 * 0.96), math.sqrt(0.64 * 0.8)])
+    assert detections["scores"][:2].tolist() == approx32([math.sqrt(0.64 * 0.96), math.sqrt(0.64 * 0.8)])
     assert detections["scores"][2:].tolist() == [0.0, 0.0]  # "sky" is orthogonal to every category
     assert detections["boxes"].shape == (4, 4) and torch.equal(detections["boxes"][1], named.boxes[0])
     assert detections["top1"][0] == 2  # "sky" ties at 0 with every category: any top-1 will do

@@ -1,7 +1,6 @@
 """Open-Det losses against values computed by hand on 2–3 rows, and the sign of their gradients."""
 import math
 
-import pytest
 import torch
 
 from trainers.opendet.losses import (
@@ -11,6 +10,7 @@ from trainers.opendet.losses import (
     masked_alignment_loss,
     vl_distillation_loss,
 )
+from tests.float32 import approx32
 
 ALPHA, GAMMA = 0.25, 2.0
 
@@ -43,7 +43,7 @@ def test_masked_alignment_loss_by_hand_and_gradient_sign():
     targets = alignment_targets(MATCHED_QUERIES, MATCHED_TEXTS, 3, TEXTS, threshold=0.99)
     expected = sum(focal(scores[i, j].item(), targets[i, j].item() == 1) for i in range(3) for j in range(3)) / 2
     loss = masked_alignment_loss(scores, targets, num_positives=2)
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert loss.item() == approx32(expected)
     loss.backward()
     # Positives are pulled up (negative gradient), negatives pushed down (positive gradient).
     assert (scores.grad[targets == 1] < 0).all() and (scores.grad[targets == 0] > 0).all()
@@ -62,7 +62,7 @@ def test_joint_targets_by_hand_with_clamps():
     t0 = math.sqrt(sigmoid(-1.0) ** 0.25 * 0.9**0.5 * sigmoid(5.0) ** 0.25)
     # Row 1: IoU 0 → 0.01, and sqrt(σ(−3)^¼ · 0.01^½ · σ(−10)^¼) ≈ 0.062 → clamped to 0.1.
     assert math.sqrt(sigmoid(-3.0) ** 0.25 * 0.1 * sigmoid(-10.0) ** 0.25) < 0.1
-    assert t.tolist() == pytest.approx([t0, 0.1], rel=1e-5)
+    assert t.tolist() == approx32([t0, 0.1])
     assert not t.requires_grad
 
 
@@ -77,13 +77,13 @@ def test_joint_loss_by_hand_and_gradient_sign():
         -p[2] ** 2 * math.log(1 - p[2]),  # unmatched: w⁻ = p², no positive term
     ]
     loss = joint_loss(logits, matched, targets, normalizer=3)
-    assert loss.item() == pytest.approx(sum(rows) / 3, rel=1e-5)
+    assert loss.item() == approx32(sum(rows) / 3)
     loss.backward()
     # Weights are detached: d/dx = [−(t−p)²(1−p) + w⁻ p] / N.
     grads = [(-(0.8 - p[0]) ** 2 * (1 - p[0]) + 0.2 * p[0] ** 2 * p[0]) / 3,
              (-(0.3 - p[1]) ** 2 * (1 - p[1]) + 0.7 * p[1] ** 2 * p[1]) / 3,
              (p[2] ** 2 * p[2]) / 3]
-    assert logits.grad.tolist() == pytest.approx(grads, rel=1e-5)
+    assert logits.grad.tolist() == approx32(grads)
     # Matched below its target → raised; matched far above its target and unmatched → lowered.
     assert logits.grad[0] < 0 and logits.grad[1] > 0 and logits.grad[2] > 0
 
@@ -92,10 +92,10 @@ def test_vl_distillation_by_hand_and_gradient():
     prompts = torch.tensor([[1.0, 0.0], [1.0, 1.0]], requires_grad=True)
     texts = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     loss = vl_distillation_loss(prompts, texts)
-    assert loss.item() == pytest.approx((0 + (1 - 1 / math.sqrt(2))) / 2, rel=1e-6)
+    assert loss.item() == approx32((0 + (1 - 1 / math.sqrt(2))) / 2)
     loss.backward()
     # The second prompt turns toward (0, 1): its x grows costlier, its y cheaper; the first is already aligned.
-    assert prompts.grad[1].tolist() == pytest.approx([0.25 / math.sqrt(2), -0.25 / math.sqrt(2)], rel=1e-5)
+    assert prompts.grad[1].tolist() == approx32([0.25 / math.sqrt(2), -0.25 / math.sqrt(2)])
     assert prompts.grad[0].abs().max() < 1e-6
 
 
