@@ -17,6 +17,7 @@ COMMANDS = {
     "show": ("show", "draw one image's boxes, captions and pseudo labels to a PNG"),
     "search": ("search", "find regions by text with CLIP + faiss; write a contact sheet PNG"),
     "export-hdovd": ("export_hdovd", "write per-image .pth features, proposals.pkl and class embeddings for HD-OVD"),
+    "export-coco": ("export_coco", "write pseudo boxes (and GT with --with-gt) as a COCO instances JSON"),
     "report": ("report", "write a static HTML report: provenance, timings, failures, label crops, precision"),
 }
 
