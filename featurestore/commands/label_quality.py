@@ -174,6 +174,7 @@ class QualityTally:
         self.novel: dict[str, bool] = {}
         self.judged_by_label: Counter = Counter()
         self.on_nothing: Counter = Counter()  # label → judged boxes covering nothing
+        self.score_sums = {"covering": 0.0, "on_nothing": 0.0}  # does the score tell the two apart?
 
     def add(self, judgement: Judgement) -> None:
         self.total += 1
@@ -184,7 +185,9 @@ class QualityTally:
         self.judged_by_label[label] += 1
         if judgement.covers is None:
             self.on_nothing[label] += 1
+            self.score_sums["on_nothing"] += judgement.row["score"]
             return
+        self.score_sums["covering"] += judgement.row["score"]
         self.covering[judgement.covers] += 1
         self.novel[judgement.covers] = judgement.novel
         self.correct[judgement.covers] += names_class(label, judgement.covers)
@@ -193,6 +196,7 @@ class QualityTally:
         """precision = covering / judged and accuracy = correct / covering. Without the base GT, precision and the
         boxes on nothing are None: the held-out file alone cannot tell a box on a base object from one on nothing."""
         covered, correct, full = sum(self.covering.values()), sum(self.correct.values()), self.truth.has_base
+        nothing = self.judged - covered
         return {
             "ground_truth": [{"role": role, "path": path} for role, path in self.truth.sources],
             "iou_threshold": self.iou, "pseudo_boxes": self.total, "judged_boxes": self.judged,
@@ -201,7 +205,9 @@ class QualityTally:
             "per_class": {n: {"split": "novel" if self.novel[n] else "base", "covering": self.covering[n],
                               "correct": self.correct[n], "accuracy": self.correct[n] / self.covering[n]}
                           for n in sorted(self.covering)},
-            "boxes_on_nothing": sum(self.on_nothing.values()) if full else None,
+            "mean_score_covering": self.score_sums["covering"] / covered if covered else None,
+            "mean_score_on_nothing": self.score_sums["on_nothing"] / nothing if nothing and full else None,
+            "boxes_on_nothing": nothing if full else None,
             "labels_on_nothing": [{"label": label, "boxes": count, "of_label": self.judged_by_label[label],
                                    "share_of_label": count / self.judged_by_label[label]}
                                   for label, count in self.on_nothing.most_common(top)] if full else None,

@@ -96,8 +96,10 @@ def base_synonyms(names: list[str], embeddings: np.ndarray, base_names: list[str
     return found
 
 
-def vocabulary_report(reader: StoreReader, top: int, merge_threshold: float, synonym_threshold: float) -> dict:
-    """Label counts, near-duplicate groups and base-class synonyms of the store's pseudo labels."""
+def vocabulary_report(reader: StoreReader, top: int | None, merge_threshold: float, synonym_threshold: float
+                      ) -> dict:
+    """Label counts (the `top` most frequent, all with None), near-duplicate groups and base-class synonyms of the
+    store's pseudo labels."""
     counts = label_counts(reader)
     label_rows, label_embeddings = vocab_rows(reader, "label")
     names = [row["name"] for row in label_rows]

@@ -52,6 +52,10 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def print_quality(quality: dict) -> None:
     files = ", ".join(f"{g['path']} ({g['role']})" for g in quality["ground_truth"])
     iou = quality["iou_threshold"]
@@ -63,6 +67,9 @@ def print_quality(quality: dict) -> None:
               f"{quality['judged_boxes']} pseudo boxes cover an object at IoU >= {iou})")
     print(f"  accuracy: {percent(quality['accuracy'])} ({quality['correct']} of {quality['covering_boxes']} covering "
           f"boxes are labelled with that object's class)")
+    if quality["mean_score_on_nothing"] is not None:
+        print(f"  mean score: {score(quality['mean_score_covering'])} on covering boxes, "
+              f"{score(quality['mean_score_on_nothing'])} on boxes that cover nothing")
     print(text_table(["class", "split", "covering", "correct", "accuracy"],
                      [[n, c["split"], c["covering"], c["correct"], percent(c["accuracy"])]
                       for n, c in quality["per_class"].items()]))

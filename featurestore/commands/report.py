@@ -57,7 +57,7 @@ def check_out_dir(out: Path) -> None:
 def label_section(reader: StoreReader, args, out: Path, truth) -> dict:
     """Vocabulary (counts, near-duplicates, base synonyms), the crop grids and, with `truth`, the quality tally and
     the score histogram split by what the boxes cover."""
-    vocabulary = vocabulary_report(reader, max(args.labels, 50), args.merge_threshold, args.synonym_threshold)
+    vocabulary = vocabulary_report(reader, None, args.merge_threshold, args.synonym_threshold)  # every count
     try:
         root, root_problem = image_root(reader, args.image_root), None
     except FileNotFoundError as error:

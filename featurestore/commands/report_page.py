@@ -23,6 +23,7 @@ figure img{display:block;margin:0 auto 4px;image-rendering:pixelated;max-width:1
 .tag.ok{background:#3a7} .tag.bad{background:#c33} .tag.none{background:#999} pre{overflow:auto;max-height:320px;
 background:#f7f7f7;padding:8px;font-size:12px} .missing{padding:30px 4px;text-align:center;color:#b00}
 """
+VOCABULARY_ROWS = 50  # labels listed on the page
 SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"), ("vocabulary", "Labels"),
             ("grids", "Crops per label"), ("scores", "Scores"), ("duplicates", "Duplicates and synonyms"),
             ("quality", "Precision")]
@@ -44,12 +45,12 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
-    """rows hold HTML already escaped; columns in `numeric` are right-aligned."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+def _table(headers: list[str] | None, rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+    """rows hold HTML already escaped; columns in `numeric` are right-aligned; no header row without `headers`."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers or ())
     body = "".join("<tr>" + "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{f'<thead><tr>{head}</tr></thead>' if head else ''}<tbody>{body}</tbody></table>"
 
 
 def _stat(label: str, value: str) -> str:
@@ -83,7 +84,7 @@ def stages_section(report: dict) -> str:
                    _e(m["prompts"])] for role, m in stage["models"].items()]
         summary = [[_e(k), _e(json.dumps(v, sort_keys=True)) if isinstance(v, (dict, list)) else _num(v)]
                    for k, v in sorted(stage["summary"].items())]
-        parts.append(f"<h3>{_e(stage['stage'])}</h3>{_table(['', ''], facts)}"
+        parts.append(f"<h3>{_e(stage['stage'])}</h3>{_table(None, facts)}"
                      + (_table(["model", "name", "path", "sha256", "prompts"], models) if models else "")
                      + f"<details><summary>summary of the last run</summary>{_table(['key', 'value'], summary)}"
                        f"</details><details><summary>resolved config</summary>"
@@ -130,9 +131,11 @@ def vocabulary_section(labels: dict) -> str:
     rows = [[f'<a href="#label-{i}">{_e(r["label"])}</a>' if i < len(labels["examples"]) else _e(r["label"]),
              _num(r["boxes"]), _pct(r["boxes"] / total),
              f'<span class="bar" style="width:{300 * r["boxes"] / total:.0f}px"></span>']
-            for i, r in enumerate(vocabulary["top_labels"])]
+            for i, r in enumerate(vocabulary["top_labels"][:VOCABULARY_ROWS])]
+    shown = "all of them" if len(rows) == vocabulary["unique_labels"] else f"the {len(rows)} most frequent"
     return (f"<p>{_num(vocabulary['pseudo_boxes'])} labelled pseudo boxes, {_num(vocabulary['unique_labels'])} "
-            f"unique labels; the {len(rows)} most frequent:</p>" + _table(["label", "boxes", "share", ""], rows, {1, 2}))
+            f"unique labels ({shown}; every count is in report.json):</p>"
+            + _table(["label", "boxes", "share", ""], rows, {1, 2}))
 
 
 def _figure(example: dict) -> str:
@@ -182,12 +185,17 @@ def duplicates_section(labels: dict) -> str:
     vocabulary = labels["vocabulary"]
     groups = [[_e(g["label"]), _num(g["boxes"]), _e(", ".join(g["members"]))]
               for g in vocabulary["near_duplicate_groups"]]
-    synonyms = [[_e(label), _e(base)] for label, base in vocabulary["base_synonyms"].items()]
-    return (f"<h3>Near-duplicate labels ({len(groups)} groups)</h3>"
+    counts = {r["label"]: r["boxes"] for r in vocabulary["top_labels"]}
+    by_base: dict[str, list[str]] = {}
+    for label, base in vocabulary["base_synonyms"].items():
+        by_base.setdefault(base, []).append(label)
+    synonyms = [[_e(base), _num(sum(counts.get(label, 0) for label in labels)), _e(", ".join(sorted(labels)))]
+                for base, labels in sorted(by_base.items())]
+    return (f"<h3>Near-duplicate labels: {len(groups)} group{'' if len(groups) == 1 else 's'}</h3>"
             + (_table(["group", "boxes", "labels"], groups, {1}) if groups else "<p>None.</p>")
             + f"<h3>Labels that name or are synonyms of base classes: {vocabulary['base_synonym_labels']} labels, "
               f"{_num(vocabulary['base_synonym_boxes'])} boxes</h3>"
-            + (_table(["label", "base class"], synonyms) if synonyms else "<p>None.</p>"))
+            + (_table(["base class", "boxes", "labels"], synonyms, {1}) if synonyms else "<p>None.</p>"))
 
 
 def quality_section(labels: dict | None) -> str:
@@ -208,7 +216,10 @@ def quality_section(labels: dict | None) -> str:
              f"<b>{_pct(quality['accuracy'])}</b> ({_num(quality['correct'])} of {_num(quality['covering_boxes'])} "
              f"covering boxes are labelled with the class of the object they cover). "
              f"{_num(quality['pseudo_boxes'] - quality['judged_boxes'])} boxes are on images no ground-truth file "
-             f"lists and are not judged.</p>",
+             f"lists and are not judged.</p>"
+             + (f"<p>Mean score: {_num(quality['mean_score_covering'])} on the boxes that cover an object, "
+                f"{_num(quality['mean_score_on_nothing'])} on the boxes that cover nothing.</p>"
+                if quality["mean_score_on_nothing"] is not None else ""),
              "<h3>Accuracy per class</h3>" + _table(["class", "split", "covering boxes", "correct", "accuracy"],
                                                      per_class, {2, 3, 4})]
     if quality["labels_on_nothing"] is not None:

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
-WIDTH, HEIGHT = 640, 220
+WIDTH, HEIGHT = 760, 230
 MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 56, 34, 24
 
 
@@ -34,8 +34,13 @@ def _frame(title: str, y_label: str, y_max: float, body: list[str], legend: Sequ
         y = MARGIN_TOP + plot_h * (1 - fraction)
         ticks.append(f'<line x1="{MARGIN_LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
                      f'<text x="{MARGIN_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_number(y_max * fraction)}</text>')
-    keys = [f'<rect x="{MARGIN_LEFT + 110 * i}" y="6" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
-            f'<text x="{MARGIN_LEFT + 14 + 110 * i}" y="15">{escape(name)}</text>' for i, name in enumerate(legend)]
+    # The title on the left of the top line, the legend after it; widths from ~6 px per character at 11 px.
+    keys, x = [f'<text x="{MARGIN_LEFT}" y="15" font-weight="bold">{escape(title)}</text>'], MARGIN_LEFT
+    x += 6.2 * len(title) + 24
+    for i, name in enumerate(legend):
+        keys.append(f'<rect x="{x:.0f}" y="6" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
+                    f'<text x="{x + 14:.0f}" y="15">{escape(name)}</text>')
+        x += 14 + 6.2 * len(name) + 16
     return (f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
             f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" font-size="11" '
             f'font-family="sans-serif"><title>{escape(title)}</title>{"".join(ticks)}{"".join(body)}'

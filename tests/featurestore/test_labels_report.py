@@ -113,7 +113,8 @@ def test_precision_accuracy_and_labels_on_nothing(store, full_gt, capsys):
     assert (quality["judged_boxes"], quality["covering_boxes"], quality["precision"]) == (12, 6, 0.5)
     assert quality["correct"] == 5 and quality["per_class"] == {
         "circle": {"split": "novel", "covering": 6, "correct": 5, "accuracy": 5 / 6}}
-    assert quality["boxes_on_nothing"] == 6
+    assert quality["boxes_on_nothing"] == 6 and quality["mean_score_covering"] == quality["mean_score_on_nothing"] \
+        == pytest.approx(0.6)  # every score of this store is 0.6
     assert {r["label"]: (r["boxes"], r["of_label"]) for r in quality["labels_on_nothing"]} == {
         "circle": (3, 6), "red circle": (1, 3), "ball": (1, 1), "asterisk": (1, 1)}
 
