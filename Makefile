@@ -29,7 +29,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser test demo sample teachers extract-features pseudo-labels train eval ablation bench inspect validate report clean-store
+.PHONY: help setup browser test demo sample teachers extract-features pseudo-labels train eval ablation bench inspect validate \
+    report clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'

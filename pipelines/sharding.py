@@ -76,7 +76,8 @@ def build_shard_tasks(plans: list[RegionPlan], orphans: list[UnknownImageProposa
 
 
 def pseudo_label_shard_fingerprint(regions_fingerprint: str, regions_sha256: str, content_hash: str,
-                                   clip_sha256: str, captioner_sha256: str, schema_version: int = SCHEMA_VERSION) -> str:
+                                   clip_sha256: str, captioner_sha256: str,
+                                   schema_version: int = SCHEMA_VERSION) -> str:
     """sha256 over the regions shard's own fingerprint and the sha256 of its committed regions file, the content
     config hash, both models' weights hashes and the schema version.
 

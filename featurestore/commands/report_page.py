@@ -70,7 +70,8 @@ def summary_cards(report: dict) -> str:
         cards.append(_stat("unique pseudo labels", _num(labels["vocabulary"]["unique_labels"])))
         quality = labels["quality"]
         if quality and quality["precision"] is not None:
-            cards.append(_stat(f"pseudo-box precision (IoU ≥ {quality['iou_threshold']})", _pct(quality["precision"])))
+            cards.append(_stat(f"pseudo-box precision (IoU ≥ {quality['iou_threshold']})",
+                               _pct(quality["precision"])))
     return f'<div class="cards">{"".join(cards)}</div>'
 
 

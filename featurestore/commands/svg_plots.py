@@ -33,7 +33,8 @@ def _frame(title: str, y_label: str, y_max: float, body: list[str], legend: Sequ
     for fraction in (0.0, 0.5, 1.0):
         y = MARGIN_TOP + plot_h * (1 - fraction)
         ticks.append(f'<line x1="{MARGIN_LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{MARGIN_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_number(y_max * fraction)}</text>')
+                     f'<text x="{MARGIN_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">'
+                     f'{_number(y_max * fraction)}</text>')
     # The title on the left of the top line, the legend after it; widths from ~6 px per character at 11 px.
     keys, x = [f'<text x="{MARGIN_LEFT}" y="15" font-weight="bold">{escape(title)}</text>'], MARGIN_LEFT
     x += 6.2 * len(title) + 24

@@ -13,7 +13,8 @@ from featurestore.reader import StoreReader
 from tests.browser import HeadlessChromium
 from tests.featurestore.labelled_store import EXPECTED_PRECISION, write_ground_truth, write_labelled_store
 
-IMAGES = "Array.from(document.images).map(i => ({src: i.getAttribute('src'), loaded: i.complete && i.naturalWidth > 0}))"
+IMAGES = ("Array.from(document.images).map(i => ({src: i.getAttribute('src'), "
+          "loaded: i.complete && i.naturalWidth > 0}))")
 
 
 @pytest.fixture(scope="module")
