@@ -200,7 +200,9 @@ def duplicates_section(labels: dict) -> str:
 
 
 def quality_section(labels: dict | None) -> str:
-    quality = (labels or {}).get("quality")
+    if labels is None:
+        return "<p>The store has no pseudo labels yet (<code>make pseudo-labels</code>), so nothing to measure.</p>"
+    quality = labels["quality"]
     if not quality:
         return ("<p>No held-out ground truth was given (<code>--heldout-gt</code>), and none was found beside the "
                 "store's training annotations.</p>")

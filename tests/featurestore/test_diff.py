@@ -86,3 +86,14 @@ def test_missing_rows_and_tables(stores, tmp_path, capsys):
 def test_a_missing_store_is_an_error(stores, tmp_path, capsys):
     assert main(["diff", str(stores[0]), str(tmp_path / "none")]) == 2
     assert "is not a feature store" in capsys.readouterr().out
+
+
+def test_a_failure_with_another_message_is_one_differing_row(stores, capsys):
+    a, b = stores
+    tables = shard_tables(0)
+    tables["failures"]["message"] = ["/elsewhere/broken.jpg: image file is truncated"]  # another image root
+    recommit(b, "extract_features", 0, tables)
+    assert main(["diff", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "failures: DIFFERS (2 rows in A, 2 in B)" in out and "column message: 1 matched rows differ" in out
+    assert "keys only in" not in out

@@ -12,6 +12,7 @@ from featurestore.cli import main
 from featurestore.reader import StoreReader
 from tests.browser import HeadlessChromium
 from tests.featurestore.labelled_store import EXPECTED_PRECISION, write_ground_truth, write_labelled_store
+from tests.featurestore.store_factory import write_store
 
 IMAGES = ("Array.from(document.images).map(i => ({src: i.getAttribute('src'), "
           "loaded: i.complete && i.naturalWidth > 0}))")
@@ -128,3 +129,17 @@ def test_out_must_be_a_report_folder_and_is_replaced_whole(store, tmp_path, caps
     assert main(["report", str(store.root), "--out", str(out), "--labels", "1"]) == 0
     assert not (out / "crops" / "stale.png").exists() and len(list((out / "crops").iterdir())) == 4
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_a_store_without_pseudo_labels_gets_the_store_sections(tmp_path):
+    root = write_store(tmp_path / "bare", with_pseudo_labels=False)
+    out = tmp_path / "bare-report"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "The store has no pseudo labels yet" in page and 'id="grids"' not in page
+    data = json.loads((out / "report.json").read_text())
+    # store_factory files one truncated image per shard; both shards committed stats with their image counts.
+    assert data["failures"] == [{"stage": "extract_features", "kind": "truncated_image", "count": 2, "examples": [
+        {"stage": "extract_features", "kind": "truncated_image", "image_id": i, "region_id": None,
+         "file_name": "broken.jpg", "message": "broken.jpg: image file is truncated"} for i in (1000, 2000)]}]
+    assert "labels" not in data
