@@ -47,19 +47,20 @@ class HeadlessChromium:
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
-
-        def wire_pipes():  # in the child: the protocol's fixed descriptors 3 (commands in) and 4 (replies out)
-            # Moved above 10 first, so neither end is overwritten when the pipe itself got descriptor 3 or 4.
-            commands, replies = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_browser_read, from_browser_write))
-            os.dup2(commands, 3)
-            os.dup2(replies, 4)
-
+        # Above 9, so that putting one end on 3 cannot overwrite the other (pipes may get descriptors 3 and 4).
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_browser_read, from_browser_write)]
+        for fd in (to_browser_read, from_browser_write):
+            os.close(fd)
+        # bash puts the two ends on the protocol's fixed descriptors 3 (commands in) and 4 (replies out), then becomes
+        # Chromium: no Python runs between fork and exec, which keeps this safe beside threads (POSIX sh only
+        # redirects descriptors 0-9, bash any).
+        command = [chromium_path(), *QUIET_FLAGS, f"--user-data-dir={self._profile}", "--remote-debugging-pipe",
+                   f"--window-size={self.width},{self.height}", "about:blank"]
         self._process = subprocess.Popen(
-            [chromium_path(), *QUIET_FLAGS, f"--user-data-dir={self._profile}", "--remote-debugging-pipe",
-             f"--window-size={self.width},{self.height}", "about:blank"],
-            preexec_fn=wire_pipes, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_browser_read)
-        os.close(from_browser_write)
+            [shutil.which("bash") or "/bin/bash", "-c", f'exec "$@" 3<&{ends[0]} 4>&{ends[1]}', "bash", *command],
+            pass_fds=ends, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for fd in ends:
+            os.close(fd)
         target = self._call("Target.createTarget", url="about:blank")["targetId"]
         self._session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         self._call("Page.enable", session=True)
