@@ -9,6 +9,7 @@ SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements/*.txt setup.cfg 2>/dev/nu
 DATA ?= data/shapes
 TEACHERS ?= data/teachers
 STORE ?= data/store
+REPORT ?= runs/report
 RUNNER ?= DirectRunner
 METHOD ?= hdovd
 RUN ?= runs/$(METHOD)
@@ -29,7 +30,8 @@ TRAIN_SETS = $(call train_set,method,METHOD) $(call train_set,store,STORE) $(cal
 # tests/conftest.py.
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo sample teachers extract-features pseudo-labels train eval ablation bench inspect validate clean-store
+.PHONY: help setup browser test demo sample teachers extract-features pseudo-labels train eval ablation bench inspect validate \
+    report clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,7 +45,11 @@ $(SETUP_STAMP): requirements/torch.txt requirements/main.txt requirements/constr
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.setup-* && touch $@
 
-test: setup ## run the test suite
+browser: ## install Debian's chromium (the report's browser test) when no Chromium is on PATH; apt-get, as root
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+		|| (apt-get update && apt-get install -y chromium)
+
+test: setup browser ## run the test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD-OVD Table V rows, Open-Det beside them
@@ -54,6 +60,7 @@ demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD
 	$(PY) -m trainers.hdovd.ablation --config $(TRAIN_CONFIG) --rows base_only,image,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
 	$(PY) -m trainers.train --config $(TRAIN_CONFIG) --set method=opendet --set store=$(STORE) --set out_dir=runs/demo/opendet $(SET_FLAGS)
 	$(PY) -m trainers.demo_report --table5 runs/demo/table5.json --opendet runs/demo/opendet/metrics.json --out runs/demo/demo.md
+	$(MAKE) --no-print-directory report
 
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
 	@test -f $(DATA)/ov_split.json || $(PY) -m shapesov --out $(DATA)
@@ -84,6 +91,9 @@ inspect: setup ## summarise the store: tables, shards, rows, bytes, schema, prov
 
 validate: setup ## check the store's manifest against its files; exit 1 listing every problem (STORE=…)
 	$(PY) -m featurestore validate $(STORE)
+
+report: setup ## the store's static HTML report in REPORT (default runs/report); open REPORT/index.html from disk
+	$(PY) -m featurestore report $(STORE) --out $(REPORT)
 
 clean-store: ## delete the store at STORE
 	rm -rf $(STORE)

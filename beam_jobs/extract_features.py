@@ -1,11 +1,14 @@
 """extract-features: images + annotations + proposals → crops → CLIP → store tables images, regions, vocab.
 
     python -m beam_jobs.extract_features [--config FILE] [--set key=value ...] --store STORE [--overwrite]
+        [--retry-failed]
         [any Beam pipeline option: --runner, --direct_running_mode, --direct_num_workers, --setup_file, ...]
 
 The job reads the annotations, proposals and object names, plans every image's regions (no pixels needed) and
 cuts the images into deterministic shards; the sharded-stage driver skips shards already committed with the same
-fingerprint. The Beam pipeline decodes each image once, cuts all its crops, encodes them with RunInference, groups
+fingerprint (--retry-failed also recomputes the committed shards with failure rows, e.g. after images were
+fixed: image bytes are in no fingerprint, since hashing every file would read the whole dataset before any
+work). The Beam pipeline decodes each image once, cuts all its crops, encodes them with RunInference, groups
 them back by shard and commits each shard atomically. Runner options we do not know pass through to Beam unchanged.
 """
 from __future__ import annotations
@@ -122,8 +125,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
                             source=source, preprocess=CropPreprocess.from_open_clip(clip.preprocess_cfg),
                             dim=clip.embed_dim, planned=planned, vocab=vocab)
     del clip  # workers load their own copy through the ModelHandler
-    return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, test_pipeline=test_pipeline,
-                             after_commit=after_commit)
+    return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, retry_failed=args.retry_failed,
+                             test_pipeline=test_pipeline, after_commit=after_commit)
 
 
 def main(argv: list[str] | None = None) -> int:

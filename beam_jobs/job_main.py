@@ -15,14 +15,17 @@ FAILURE_RATE_EXIT = 3  # everything computed is committed, but too many inputs b
 
 def parse_job_args(prog: str, description: str | None, store_help: str, argv: list[str] | None
                    ) -> tuple[argparse.Namespace, list[str]]:
-    """A job's own flags (--config, --set, --store, --overwrite); everything else is returned untouched for
-    PipelineOptions, so runner options pass through."""
+    """A job's own flags (--config, --set, --store, --overwrite, --retry-failed); everything else is returned
+    untouched for PipelineOptions, so runner options pass through."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     parser.add_argument("--store", default="data/store", help=store_help)
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute every shard even when its fingerprint matches a committed one")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="also recompute the committed shards that have failure rows (after fixing their inputs); "
+                             "shards without failures stay as they are")
     return parser.parse_known_args(argv)
 
 

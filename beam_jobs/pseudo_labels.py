@@ -1,12 +1,14 @@
 """pseudo-labels: pseudo boxes → captions (ClipCap / BLIP-2 / given) → spaCy nouns → CLIP pick → pseudo_labels.
 
     python -m beam_jobs.pseudo_labels --store STORE [--config FILE] [--set key=value ...] [--overwrite]
+        [--retry-failed]
         [any Beam pipeline option: --runner, --direct_num_workers, --setup_file, ...]
 
 Reads the `regions` rows with source "proposal" of every extract-features shard and writes `pseudo_labels` shard by
 shard (shard k holds exactly the pseudo boxes of regions shard k), plus `failures` rows for boxes that got no label
 and `vocab` rows (kind "label") for the unique labels. The sharded-stage driver skips shards whose fingerprint
-(regions shard, config, CLIP and captioner weights, schema version) is already committed. With score.from_dataset,
+(regions shard and file, config, CLIP and captioner weights, schema version) is already committed; --retry-failed
+recomputes the committed shards that have failure rows. With score.from_dataset,
 μ and σ of the score come from a global combine over every picked cosine (a first pass), and scores are computed in
 the commit (second).
 """
@@ -164,13 +166,13 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     resolved = resolve_captioner(config.captioner)
     captioner = captioner_model_record(resolved)
     content = config.content_hash()
-    tasks = [LabelShardTask(c.shard, pseudo_label_shard_fingerprint(c.fingerprint, content, clip.sha256,
-                                                                    captioner.sha256))
+    tasks = [LabelShardTask(c.shard, pseudo_label_shard_fingerprint(c.fingerprint, c.files["regions"].sha256, content,
+                                                                    clip.sha256, captioner.sha256))
              for c in reader.table_commits("regions")]
     stage = PseudoLabels(args.store, int(upstream.embedding_dim), config, {"clip": clip, "captioner": captioner},
                          tasks, text_clip, resolved.config)
-    return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, test_pipeline=test_pipeline,
-                             after_commit=after_commit)
+    return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, retry_failed=args.retry_failed,
+                             test_pipeline=test_pipeline, after_commit=after_commit)
 
 
 def main(argv: list[str] | None = None) -> int:

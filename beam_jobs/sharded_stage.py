@@ -5,7 +5,8 @@ its rows depend on; the Beam graph over the pending ones; its vocab rows; and ho
 driver does the rest, the same way for every job:
 1. forget the commit records of shards the dataset no longer has (all of them with --overwrite);
 2. record the stage's config and models in the manifest;
-3. skip the shards committed with the same fingerprint, run the Beam graph over the others;
+3. skip the shards committed with the same fingerprint (with --retry-failed, only those without failure rows), run
+   the Beam graph over the others;
 4. commit the stage's vocab rows;
 5. add up the committed shards' stats into the summary, write it into the manifest;
 6. fail (exit code 3, see job_main) when failure rows exceed runtime.max_failure_rate of the stage's inputs.
@@ -143,6 +144,23 @@ def check_failure_rate(summary: dict, totals: StageTotals, max_rate: float, stor
             f"of {store} (stage {stage}), e.g. python -m featurestore inspect {store}")
 
 
+def shards_with_failures(store: str, stage: str) -> dict[int, int]:
+    """shard → the number of failure rows `stage` committed with it (its commit records give the row counts)."""
+    commits = StoreReader(store).table_commits("failures")
+    return {c.shard: c.files["failures"].rows for c in commits if c.stage == stage and c.files["failures"].rows}
+
+
+def retry_failed_tasks(stage: ShardedStage, pending: list) -> list:
+    """The tasks of committed, current shards that have failure rows: --retry-failed recomputes them, since what
+    failed (an image file, say) may have been fixed without changing anything a fingerprint covers."""
+    failed = shards_with_failures(stage.store, stage.name)
+    already = {task.shard for task in pending}
+    retried = [task for task in stage.tasks if task.shard not in already and task.shard in failed]
+    LOG.info("%s: --retry-failed: %d committed shards have failure rows, recomputing them: %s", stage.name,
+             len(retried), ", ".join(f"{task.shard} ({failed[task.shard]} rows)" for task in retried) or "none")
+    return retried
+
+
 def _committed_stats(stage: ShardedStage, writer: ShardWriter) -> list[dict]:
     """The stats of every task's shard, which must now be committed with the task's fingerprint."""
     missing = [task.shard for task in stage.tasks if not writer.is_current(task.shard, task.fingerprint)]
@@ -153,8 +171,11 @@ def _committed_stats(stage: ShardedStage, writer: ShardWriter) -> list[dict]:
 
 
 def run_sharded_stage(stage: ShardedStage, beam_args: Sequence[str], *, overwrite: bool = False,
-                      test_pipeline: beam.Pipeline | None = None, after_commit: beam.DoFn | None = None) -> dict:
+                      retry_failed: bool = False, test_pipeline: beam.Pipeline | None = None,
+                      after_commit: beam.DoFn | None = None) -> dict:
     """Run `stage` over its shards; returns its summary (also stored in the manifest).
+
+    `retry_failed` also recomputes the current shards that have failure rows; the others stay untouched.
 
     `test_pipeline` runs every pending shard in that one pipeline. `after_commit` is applied to each committed
     shard's stats (tests use it to kill a job mid-run). Raises FailureRateExceeded after the summary is written.
@@ -164,7 +185,9 @@ def run_sharded_stage(stage: ShardedStage, beam_args: Sequence[str], *, overwrit
     writer.forget_shards(keep=set() if overwrite else {task.shard for task in stage.tasks})
     writer.open_stage(to_dict(stage.config), config_hash(stage.config), stage.models)
     pending = [task for task in stage.tasks if not writer.is_current(task.shard, task.fingerprint)]
-    LOG.info("%s: %d shards, %d already committed with the same fingerprint, %d to compute", stage.name,
+    if retry_failed:
+        pending = sorted(pending + retry_failed_tasks(stage, pending), key=lambda task: task.shard)
+    LOG.info("%s: %d shards, %d kept (committed with the same fingerprint), %d to compute", stage.name,
              len(stage.tasks), len(stage.tasks) - len(pending), len(pending))
     reason = stage.one_pipeline_reason()
     in_waves = test_pipeline is None and reason is None and runs_in_waves(beam_args)

@@ -17,6 +17,9 @@ COMMANDS = {
     "show": ("show", "draw one image's boxes, captions and pseudo labels to a PNG"),
     "search": ("search", "find regions by text with CLIP + faiss; write a contact sheet PNG"),
     "export-hdovd": ("export_hdovd", "write per-image .pth features, proposals.pkl and class embeddings for HD-OVD"),
+    "export-coco": ("export_coco", "write pseudo boxes (and GT with --with-gt) as a COCO instances JSON"),
+    "diff": ("diff", "compare two stores table by table; exit 0 when they match within tolerance, 1 listing them"),
+    "report": ("report", "write a static HTML report: provenance, timings, failures, label crops, precision"),
 }
 
 
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, SchemaVersionError, KeyError) as error:
+    except (FileNotFoundError, FileExistsError, SchemaVersionError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}")
         return 2

@@ -6,7 +6,8 @@ exactly the shards that changed:
 - extract-features (`extract_shard_fingerprint`): the images, their planned regions (which already reflect
   annotations, proposals and thresholds), the stage's content config, the CLIP weights and the schema version;
 - pseudo-labels (`pseudo_label_shard_fingerprint`): the extract-features fingerprint of the regions shard it
-  reads, its own content config, the CLIP and captioner weights and the schema version.
+  reads and the digest of its regions file, its own content config, the CLIP and captioner weights and the
+  schema version.
 """
 from __future__ import annotations
 
@@ -83,10 +84,15 @@ def build_shard_tasks(plans: list[RegionPlan], orphans: list[UnknownImageRows], 
     return tasks
 
 
-def pseudo_label_shard_fingerprint(regions_fingerprint: str, content_hash: str, clip_sha256: str,
-                                   captioner_sha256: str, schema_version: int = SCHEMA_VERSION) -> str:
-    """sha256 over the regions shard's own fingerprint, the content config hash, both models' weights hashes and
-    the schema version (hashed in the JSON form this fingerprint has always had)."""
-    payload = {"regions": regions_fingerprint, "config": content_hash, "clip": clip_sha256,
-               "captioner": captioner_sha256, "schema_version": schema_version}
+def pseudo_label_shard_fingerprint(regions_fingerprint: str, regions_sha256: str, content_hash: str,
+                                   clip_sha256: str, captioner_sha256: str,
+                                   schema_version: int = SCHEMA_VERSION) -> str:
+    """sha256 over the regions shard's own fingerprint and the sha256 of its committed regions file, the content
+    config hash, both models' weights hashes and the schema version.
+
+    The file's digest is there because an extract-features shard can be recomputed with the same fingerprint:
+    `--retry-failed` rereads images the user fixed, whose bytes no plan covers; its new regions must reach the
+    pseudo labels too."""
+    payload = {"regions": regions_fingerprint, "regions_file": regions_sha256, "config": content_hash,
+               "clip": clip_sha256, "captioner": captioner_sha256, "schema_version": schema_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

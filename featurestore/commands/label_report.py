@@ -1,14 +1,12 @@
-"""What the pseudo-labels stage produced: label counts, near-duplicate labels, base-class synonyms, and — where
-ground truth of novel classes exists (evaluation only) — pseudo-label accuracy.
+"""What the pseudo-labels stage produced: label counts, near-duplicate labels and base-class synonyms (the
+precision and accuracy of pseudo boxes against held-out ground truth are in label_quality.py).
 
 HD-OVD (Sec. IV, OV-LVIS discussion) observes that many pseudo boxes are really base objects given synonym labels;
-`base_synonyms` counts those. Accuracy follows the issue's definition: among pseudo boxes with IoU ≥ 0.5 to a novel
-GT box, the share whose label names that box's class.
+`base_synonyms` counts those.
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -16,8 +14,6 @@ import pyarrow as pa
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.label_names import names_class
 from featurestore.reader import StoreReader
-
-ACCURACY_IOU = 0.5  # the issue's bar: a pseudo box "is" a novel object when IoU >= 0.5 with its GT box
 
 
 def normalised(x: np.ndarray) -> np.ndarray:
@@ -100,38 +96,19 @@ def base_synonyms(names: list[str], embeddings: np.ndarray, base_names: list[str
     return found
 
 
-@dataclass(frozen=True)
-class NovelGroundTruth:
-    """Novel-class GT boxes per image (xyxy) and class names, from a COCO file used for evaluation only."""
-
-    boxes: dict[int, np.ndarray]  # image_id → (G, 4)
-    classes: dict[int, list[str]]  # image_id → class name per box
-    source: str
-
-
-def pseudo_label_accuracy(reader: StoreReader, truth: NovelGroundTruth, iou_threshold: float = ACCURACY_IOU) -> dict:
-    """Of pseudo boxes with IoU ≥ threshold to a novel GT box (the best-overlapping one), the share whose label
-    names that box's class; per class too."""
-    from pipelines.boxes import pairwise_iou
-
-    matched: Counter = Counter()
-    correct: Counter = Counter()
-    for shard in reader.shards("pseudo_labels"):
-        regions = reader.read_shard("regions", shard, ["image_id", "region_id", "box"]).to_pylist()
-        box_of = {(r["image_id"], r["region_id"]): r["box"] for r in regions}
-        for row in reader.read_shard("pseudo_labels", shard, ["image_id", "region_id", "label"]).to_pylist():
-            gt = truth.boxes.get(row["image_id"])
-            box = box_of.get((row["image_id"], row["region_id"]))
-            if gt is None or box is None:
-                continue
-            ious = pairwise_iou(np.asarray([box]), gt)[0]
-            best = int(np.argmax(ious))
-            if ious[best] >= iou_threshold:
-                name = truth.classes[row["image_id"]][best]
-                matched[name] += 1
-                correct[name] += names_class(row["label"], name)
-    total = sum(matched.values())
-    return {"ground_truth": truth.source, "iou_threshold": iou_threshold, "matched_boxes": total,
-            "correct": sum(correct.values()), "accuracy": sum(correct.values()) / total if total else None,
-            "per_class": {n: {"matched": matched[n], "correct": correct[n], "accuracy": correct[n] / matched[n]}
-                          for n in sorted(matched)}}
+def vocabulary_report(reader: StoreReader, top: int | None, merge_threshold: float, synonym_threshold: float
+                      ) -> dict:
+    """Label counts (the `top` most frequent, all with None), near-duplicate groups and base-class synonyms of the
+    store's pseudo labels."""
+    counts = label_counts(reader)
+    label_rows, label_embeddings = vocab_rows(reader, "label")
+    names = [row["name"] for row in label_rows]
+    class_rows, class_embeddings = vocab_rows(reader, "class")
+    base = [i for i, row in enumerate(class_rows) if row["split"] == "base"]
+    synonyms = base_synonyms(names, label_embeddings, [class_rows[i]["name"] for i in base], class_embeddings[base],
+                             synonym_threshold)
+    return {"pseudo_boxes": sum(counts.values()), "unique_labels": len(counts),
+            "top_labels": [{"label": n, "boxes": c} for n, c in counts.most_common(top)],
+            "near_duplicate_groups": merge_near_duplicates(names, label_embeddings, counts, merge_threshold),
+            "base_synonym_labels": len(synonyms), "base_synonym_boxes": sum(counts[n] for n in synonyms),
+            "base_synonyms": dict(sorted(synonyms.items()))}

@@ -1,26 +1,18 @@
-"""`labels STORE`: the pseudo-label vocabulary — counts, merged near-duplicates, base-class synonyms, and
-pseudo-label accuracy on novel classes where their ground truth exists (evaluation only)."""
+"""`labels STORE`: the pseudo-label vocabulary — counts, merged near-duplicates, base-class synonyms — and, where
+held-out ground truth exists (evaluation only), pseudo-box precision, label accuracy and what the boxes on nothing
+were called."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
+from featurestore.commands.label_quality import (add_ground_truth_arguments, ground_truth_files, novel_class_ids,
+                                                 pseudo_box_quality, read_ground_truth)
+from featurestore.commands.label_report import vocabulary_report
 from featurestore.commands.render import add_store_argument, emit, text_table
-from featurestore.commands.label_report import (NovelGroundTruth, base_synonyms, label_counts, merge_near_duplicates,
-                                       pseudo_label_accuracy, vocab_rows)
 from featurestore.reader import StoreReader
-from featurestore.stages import EXTRACT_FEATURES
-
-# ShapesOV writes the novel-class train boxes it withheld next to the training annotations (evaluation only).
-HELD_OUT_FILE = "train_novel_heldout.json"
 
 
 def add_arguments(parser) -> None:
     add_store_argument(parser)
-    parser.add_argument("--eval-gt", default=None,
-                        help="COCO/LVIS JSON with novel-class boxes for accuracy (default: the ShapesOV held-out "
-                             f"file {HELD_OUT_FILE} next to the store's annotations, when present)")
+    add_ground_truth_arguments(parser)
     parser.add_argument("--top", type=int, default=20, help="labels listed (default 20)")
     parser.add_argument("--merge-threshold", type=float, default=0.9,
                         help="text-embedding cosine at which two labels are near-duplicates (default 0.9)")
@@ -28,50 +20,64 @@ def add_arguments(parser) -> None:
                         help="cosine to a base class at which a label counts as its synonym (default 0.9)")
 
 
-def default_ground_truth(reader: StoreReader) -> Path | None:
-    extract = reader.manifest.stages.get(EXTRACT_FEATURES)
-    annotations = extract.setting("dataset.annotations") if extract else None
-    candidate = Path(annotations).parent / HELD_OUT_FILE if annotations else None
-    return candidate if candidate is not None and candidate.is_file() else None
+def quality_report(reader: StoreReader, base_gt: str | None, heldout_gt: str | None, top: int) -> dict | None:
+    """label_quality.pseudo_box_quality against the GT files of the flags (or found beside the store's
+    annotations); None when there is no held-out GT."""
+    files = ground_truth_files(reader, base_gt, heldout_gt)
+    if not files:
+        return None
+    return pseudo_box_quality(reader, read_ground_truth(files, novel_class_ids(reader)), top=top)
 
 
-def read_novel_truth(path: Path, novel_ids: set[int]) -> NovelGroundTruth:
-    """Novel boxes of a COCO file: classes the store's vocab calls novel, or every class when it names none."""
-    from pipelines.boxes import xywh_to_xyxy
-    from pipelines.coco import read_coco
-
-    dataset = read_coco(str(path))
-    names = dataset.category_names()
-    keep = novel_ids or set(names)
-    boxes, classes = {}, {}
-    for image_id, annotations in dataset.annotations.items():
-        chosen = [a for a in annotations if a.category_id in keep and not a.iscrowd]
-        if chosen:
-            boxes[image_id] = xywh_to_xyxy(np.array([a.bbox_xywh for a in chosen], dtype=np.float64))
-            classes[image_id] = [names[a.category_id] for a in chosen]
-    return NovelGroundTruth(boxes, classes, str(path))
+def novel_accuracy(quality: dict) -> dict:
+    """The accuracy on novel classes alone, in the form this report has always printed."""
+    novel = {n: c for n, c in quality["per_class"].items() if c["split"] == "novel"}
+    matched, correct = sum(c["covering"] for c in novel.values()), sum(c["correct"] for c in novel.values())
+    return {"ground_truth": [g["path"] for g in quality["ground_truth"]], "iou_threshold": quality["iou_threshold"],
+            "matched_boxes": matched, "correct": correct, "accuracy": correct / matched if matched else None,
+            "per_class": {n: {"matched": c["covering"], "correct": c["correct"], "accuracy": c["accuracy"]}
+                          for n, c in novel.items()}}
 
 
 def build_report(reader: StoreReader, args) -> dict:
-    counts = label_counts(reader)
-    label_rows, label_embeddings = vocab_rows(reader, "label")
-    names = [row["name"] for row in label_rows]
-    class_rows, class_embeddings = vocab_rows(reader, "class")
-    base = [i for i, row in enumerate(class_rows) if row["split"] == "base"]
-    synonyms = base_synonyms(names, label_embeddings, [class_rows[i]["name"] for i in base], class_embeddings[base],
-                             args.synonym_threshold)
-    report = {"pseudo_boxes": sum(counts.values()), "unique_labels": len(counts),
-              "top_labels": [{"label": n, "boxes": c} for n, c in counts.most_common(args.top)],
-              "near_duplicate_groups": merge_near_duplicates(names, label_embeddings, counts, args.merge_threshold),
-              "base_synonym_labels": len(synonyms), "base_synonym_boxes": sum(counts[n] for n in synonyms),
-              "base_synonyms": dict(sorted(synonyms.items()))}
-    ground_truth = Path(args.eval_gt) if args.eval_gt else default_ground_truth(reader)
-    if ground_truth is not None:
-        if not ground_truth.is_file():
-            raise FileNotFoundError(f"ground-truth file not found: {ground_truth} (flag --eval-gt)")
-        novel_ids = {row["category_id"] for row in class_rows if row["split"] == "novel"}
-        report["novel_accuracy"] = pseudo_label_accuracy(reader, read_novel_truth(ground_truth, novel_ids))
+    report = vocabulary_report(reader, args.top, args.merge_threshold, args.synonym_threshold)
+    quality = quality_report(reader, args.base_gt, args.heldout_gt, args.top)
+    if quality is not None:
+        report["quality"] = quality
+        report["novel_accuracy"] = novel_accuracy(quality)
     return report
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_quality(quality: dict) -> None:
+    files = ", ".join(f"{g['path']} ({g['role']})" for g in quality["ground_truth"])
+    iou = quality["iou_threshold"]
+    print(f"\npseudo-box quality against {files}")
+    if quality["precision"] is None:
+        print("  precision: n/a (no base GT: give the training annotations with --base-gt)")
+    else:
+        print(f"  precision: {percent(quality['precision'])} ({quality['covering_boxes']} of "
+              f"{quality['judged_boxes']} pseudo boxes cover an object at IoU >= {iou})")
+    print(f"  accuracy: {percent(quality['accuracy'])} ({quality['correct']} of {quality['covering_boxes']} covering "
+          f"boxes are labelled with that object's class)")
+    if quality["mean_score_on_nothing"] is not None:
+        print(f"  mean score: {score(quality['mean_score_covering'])} on covering boxes, "
+              f"{score(quality['mean_score_on_nothing'])} on boxes that cover nothing")
+    print(text_table(["class", "split", "covering", "correct", "accuracy"],
+                     [[n, c["split"], c["covering"], c["correct"], percent(c["accuracy"])]
+                      for n, c in quality["per_class"].items()]))
+    if quality["labels_on_nothing"] is not None:
+        print(f"\n{quality['boxes_on_nothing']} pseudo boxes cover nothing; their labels:")
+        print(text_table(["label", "on nothing", "of label", "share"],
+                         [[r["label"], r["boxes"], r["of_label"], percent(r["share_of_label"])]
+                          for r in quality["labels_on_nothing"]]))
 
 
 def print_report(report: dict) -> None:
@@ -85,13 +91,10 @@ def print_report(report: dict) -> None:
           f"base classes")
     accuracy = report.get("novel_accuracy")
     if accuracy:
-        value = "n/a" if accuracy["accuracy"] is None else f"{accuracy['accuracy']:.1%}"
-        print(f"\npseudo-label accuracy on novel classes: {value} ({accuracy['correct']} of "
-              f"{accuracy['matched_boxes']} pseudo boxes with IoU >= {accuracy['iou_threshold']} to a novel GT box; "
-              f"{accuracy['ground_truth']})")
-        print(text_table(["class", "matched", "correct", "accuracy"],
-                         [[n, c["matched"], c["correct"], f"{c['accuracy']:.1%}"]
-                          for n, c in accuracy["per_class"].items()]))
+        print(f"\npseudo-label accuracy on novel classes: {percent(accuracy['accuracy'])} ({accuracy['correct']} of "
+              f"{accuracy['matched_boxes']} pseudo boxes with IoU >= {accuracy['iou_threshold']} to a novel GT box)")
+    if "quality" in report:
+        print_quality(report["quality"])
 
 
 def run(args) -> int:

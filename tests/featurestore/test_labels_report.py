@@ -78,10 +78,58 @@ def test_report_text_and_thresholds(store, novel_gt, capsys):
 
 def test_missing_ground_truth_file_names_the_flag(store, tmp_path, capsys):
     assert main(["labels", str(store), "--eval-gt", str(tmp_path / "none.json")]) == 2
-    assert "--eval-gt" in capsys.readouterr().out
+    assert "--heldout-gt" in capsys.readouterr().out
 
 
 def test_store_without_pseudo_labels_is_a_clear_error(tmp_path, capsys):
     root = write_store(tmp_path / "bare", with_pseudo_labels=False)
     assert main(["labels", str(root)]) == 2
     assert "make pseudo-labels" in capsys.readouterr().out
+
+
+@pytest.fixture()
+def full_gt(tmp_path):
+    """Training annotations (a base star far from every pseudo box, in each image) and a held-out file with a novel
+    circle on region 1's box in the images of shard 0 only: shard 1's pseudo boxes cover nothing."""
+    images = [{"id": i, "file_name": f"img_{i}.jpg", "width": 64, "height": 48}
+              for i in (1000, 1001, 1002, 2000, 2001, 2002)]
+    categories = [{"id": 3, "name": "star"}, {"id": 4, "name": "circle"}]
+    base, held_out = tmp_path / "train_base.json", tmp_path / "heldout.json"
+    base.write_text(json.dumps({"images": images, "categories": categories, "annotations": [
+        {"id": n, "image_id": image["id"], "category_id": 3, "bbox": [40, 30, 20, 16], "iscrowd": 0}
+        for n, image in enumerate(images)]}))
+    held_out.write_text(json.dumps({"images": images, "categories": categories, "annotations": [
+        {"id": n, "image_id": i, "category_id": 4, "bbox": [1, 1, 10, 12], "iscrowd": 0}
+        for n, i in enumerate((1000, 1001, 1002))]}))
+    return base, held_out
+
+
+def test_precision_accuracy_and_labels_on_nothing(store, full_gt, capsys):
+    base, held_out = full_gt
+    assert main(["labels", str(store), "--base-gt", str(base), "--heldout-gt", str(held_out), "--json"]) == 0
+    quality = json.loads(capsys.readouterr().out)["quality"]
+    assert quality["ground_truth"] == [{"role": "base", "path": str(base)}, {"role": "held-out", "path": str(held_out)}]
+    # Shard 0: all 6 boxes cover the circle (IoU 1.0 and 0.70), 5 labelled circle or red circle; shard 1: nothing.
+    assert (quality["judged_boxes"], quality["covering_boxes"], quality["precision"]) == (12, 6, 0.5)
+    assert quality["correct"] == 5 and quality["per_class"] == {
+        "circle": {"split": "novel", "covering": 6, "correct": 5, "accuracy": 5 / 6}}
+    assert quality["boxes_on_nothing"] == 6 and quality["mean_score_covering"] == quality["mean_score_on_nothing"] \
+        == pytest.approx(0.6)  # every score of this store is 0.6
+    assert {r["label"]: (r["boxes"], r["of_label"]) for r in quality["labels_on_nothing"]} == {
+        "circle": (3, 6), "red circle": (1, 3), "ball": (1, 1), "asterisk": (1, 1)}
+
+
+def test_held_out_gt_alone_gives_accuracy_but_no_precision(store, full_gt, capsys):
+    _, held_out = full_gt
+    assert main(["labels", str(store), "--eval-gt", str(held_out)]) == 0  # the old flag name still works
+    out = capsys.readouterr().out
+    assert "precision: n/a (no base GT: give the training annotations with --base-gt)" in out
+    assert "accuracy: 83.3% (5 of 6 covering boxes" in out and "cover nothing" not in out
+
+
+def test_text_report_prints_the_precision(store, full_gt, capsys):
+    base, held_out = full_gt
+    assert main(["labels", str(store), "--base-gt", str(base), "--heldout-gt", str(held_out)]) == 0
+    out = capsys.readouterr().out
+    assert "precision: 50.0% (6 of 12 pseudo boxes cover an object at IoU >= 0.5)" in out
+    assert "6 pseudo boxes cover nothing; their labels:" in out
