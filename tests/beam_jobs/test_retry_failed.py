@@ -50,7 +50,7 @@ def test_extract_features_retries_only_the_shards_with_failures(world):
 
     def run(store, *extra):
         argv = [f"--set={o}" for o in sample.overrides(model_dir)] + [
-            "--store", str(store), "--set=runtime.max_failure_rate=1.0", *extra]
+            "--store", str(store), "--set=runtime.max_failure_rate=2.0", *extra]
         return extract_features.run(argv, test_pipeline=BeamTestPipeline())
 
     assert run(store)["shards_computed"] == 3
