@@ -47,7 +47,9 @@ class StoreLocation:
         self.fs: fsspec.AbstractFileSystem | None = None
         self.local: Path | None = None
         if is_url(text):
-            self.fs, base = fsspec.core.url_to_fs(text)
+            # No listing cache: other processes (Beam workers, a killed job) write the same store, and a cached
+            # listing of _commits/ would hide their records from this one.
+            self.fs, base = fsspec.core.url_to_fs(text, use_listings_cache=False)
             self.base = base.rstrip("/")
             self.url = text.rstrip("/")
             if isinstance(self.fs, LocalFileSystem):
