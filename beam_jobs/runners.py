@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,9 +71,18 @@ def _run(command: list[str], env: dict | None = None) -> None:
     except FileNotFoundError as error:
         raise RunnerSetupError(f"`{' '.join(command)}` cannot run: {error}") from error
     if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip().splitlines()
         raise RunnerSetupError(f"`{' '.join(command)}` failed with exit code {done.returncode}:\n  "
-                               + "\n  ".join(output[-15:]))
+                               + "\n  ".join(_essential_lines(done.stdout + done.stderr)))
+
+
+def _essential_lines(output: str, keep: int = 6) -> list[str]:
+    """The first and last lines of a tool's output, without colour codes, blank lines or Maven's help links
+    (Maven states its error first, then pages of advice)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in output.splitlines()]
+    advice = next((i for i, line in enumerate(lines) if "Try downloading the file manually" in line), len(lines))
+    lines = [line for line in lines[:advice] if line.strip("[ERROR] ") and "Help 1" not in line
+             and "-X switch" not in line and "-e switch" not in line]
+    return lines if len(lines) <= 2 * keep else [*lines[:keep], "…", *lines[-keep:]]
 
 
 def prism_binary(cache: Path | None = None) -> Path:
@@ -99,7 +109,8 @@ def flink_coordinates(flink_version: str = FLINK_VERSION) -> str:
 
 def _fetch_with_maven(coordinates: str, target: Path) -> None:
     """`mvn dependency:get` (the user's Maven settings, mirrors and proxies apply), then copy from ~/.m2."""
-    _run(["mvn", "-q", "-B", "dependency:get", f"-Dartifact={coordinates}", "-Dtransitive=false"])
+    # -U: ask the repository again instead of repeating a cached "not found".
+    _run(["mvn", "-q", "-B", "-U", "dependency:get", f"-Dartifact={coordinates}", "-Dtransitive=false"])
     group, artifact, version = coordinates.split(":")
     local = (Path.home() / ".m2" / "repository" / group.replace(".", "/") / artifact / version
              / f"{artifact}-{version}.jar")
