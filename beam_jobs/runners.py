@@ -12,7 +12,8 @@ it. The Makefile's RUNNER= goes through here; the jobs themselves take any Beam 
 - PrismRunner: Beam's portable local runner, built from source once (`go install …/cmd/prism@v<beam version>`
   through the Go module proxy); SDK workers run as separate processes (PROCESS environment, beam_jobs.sdk_worker).
 - FlinkRunner: Beam's Flink job server jar fetched once by its Maven coordinates; `--flink_master=[local]` runs an
-  embedded Flink cluster with `--parallelism` 2, or give a cluster's `host:port`; SDK workers as processes.
+  embedded Flink cluster with `--parallelism` 2 and SDK workers as processes, or give a cluster's `host:port`
+  (its TaskManagers then start Beam's SDK container unless other --environment_type options are added).
 - any other name (DataflowRunner, SparkRunner, …): `--runner=NAME`; every other option comes from the user.
 
 The cache (default ~/.cache/ovd-distill, or $OVD_CACHE_DIR) holds `prism-v<version>/prism`,
@@ -178,9 +179,11 @@ def runner_flags(runner: str, cache: Path | None = None, parallelism: int = DEFA
     if runner == "PrismRunner":
         return ["--runner=PrismRunner", f"--prism_location={prism_binary(cache)}", *process_environment_flags(cache)]
     if runner == "FlinkRunner":
+        # Workers of an embedded cluster run beside this process; a real cluster's TaskManagers start Beam's SDK
+        # container (Beam's default there) or whatever --environment_type the user adds.
+        workers = process_environment_flags(cache) if flink_master == "[local]" else []
         return ["--runner=FlinkRunner", f"--flink_master={flink_master}", f"--flink_version={FLINK_VERSION}",
-                f"--flink_job_server_jar={flink_job_server_jar(cache)}", f"--parallelism={parallelism}",
-                *process_environment_flags(cache)]
+                f"--flink_job_server_jar={flink_job_server_jar(cache)}", f"--parallelism={parallelism}", *workers]
     return [f"--runner={runner}"]
 
 

@@ -53,7 +53,8 @@ def measure(name: str, shapes: Path, work: Path, shard_size: int, s3_env: dict |
     store = f"{bucket}/{runner.lower()}" if kind == "s3" else str(work / name.replace(" ", "-"))
     env = {**child_env(), **(s3_env or {})}
     os.environ.update(s3_env or {})  # validate below reads the bucket from this process
-    summary, seconds = run_once(extract_command(shapes, store, [f"shard_size={shard_size}"]) + flags + extra, env)
+    overrides = [f"shard_size={shard_size}", f"dataset.names={shapes / 'names' / 'train.jsonl'}"]
+    summary, seconds = run_once(extract_command(shapes, store, overrides) + flags + extra, env)
     problems = validate_store(store)
     out = {"run": name, "images": summary["images"], "crops": summary["crops"], "shards": summary["shards"],
            "process_seconds": round(seconds, 1), "job_seconds": summary["wall_seconds"],
