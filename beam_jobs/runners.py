@@ -97,8 +97,10 @@ def prism_binary(cache: Path | None = None) -> Path:
         if target.is_file():  # built by another process while this one waited
             return target
         with tempfile.TemporaryDirectory(dir=cache, prefix=".prism-build-") as staging:
+            # -modcacherw: a module cache that plain `rm -rf` can clear, as a cache should be.
+            goflags = " ".join(filter(None, [os.environ.get("GOFLAGS", ""), "-modcacherw"]))
             _run(["go", "install", f"{PRISM_PACKAGE}@v{BEAM_VERSION}"],
-                 env={**os.environ, "GOBIN": staging, "GOFLAGS": "-modcacherw"})
+                 env={**os.environ, "GOBIN": staging, "GOFLAGS": goflags})
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(Path(staging) / "prism", target)
     return target

@@ -17,7 +17,7 @@ import logging
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import fsspec
 import pyarrow as pa
@@ -105,11 +105,6 @@ class StoreLocation:
         if self.local is not None:
             return (self.local / relative).read_bytes()
         return self.fs.cat_file(self._key(relative))
-
-    def open(self, relative: str) -> IO[bytes]:
-        if self.local is not None:
-            return open(self.local / relative, "rb")
-        return self.fs.open(self._key(relative), "rb")
 
     def size(self, relative: str) -> int:
         if self.local is not None:
