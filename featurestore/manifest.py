@@ -204,11 +204,14 @@ def read_commits(root: StoreRoot, stage: str | None = None) -> list[CommitRecord
     """Every commit record of `stage` (or of all stages), ordered by stage and shard."""
     store = StoreLocation(root)
     folder = f"{layout.COMMITS}/{stage}" if stage else layout.COMMITS
-    records = []
     # Sorted by path parts, so "extract_features" comes before "extract_features.vocab".
-    for relative in sorted(store.files_under(folder), key=lambda path: path.split("/")):
-        parts = relative.split("/")  # _commits/<stage>/<shard>.json
-        if len(parts) != 3 or not parts[-1].endswith(".json") or parts[-1].startswith(layout.TMP_PREFIX):
-            continue
-        records.append(read_commit(store, relative))
-    return records
+    relatives = [relative for relative in sorted(store.files_under(folder), key=lambda path: path.split("/"))
+                 if _is_record(relative)]
+    contents = store.read_many(relatives)
+    return [CommitRecord.from_json(json.loads(contents[relative]), str(store.path(relative)))
+            for relative in relatives]
+
+
+def _is_record(relative: str) -> bool:
+    parts = relative.split("/")  # _commits/<stage>/<shard>.json
+    return len(parts) == 3 and parts[-1].endswith(".json") and not parts[-1].startswith(layout.TMP_PREFIX)
