@@ -75,4 +75,11 @@ def runner_flags():
             if name == "FlinkRunner":
                 pytest.skip(f"FlinkRunner unavailable here: {error}")
             raise
-    return flags
+    yield flags
+    # Beam keeps one Prism job server per process and stops it at exit, when pytest has closed the streams its
+    # log line goes to ("--- Logging error ---"); stopped here, it stops quietly.
+    from apache_beam.runners.portability.prism_runner import PrismRunner
+
+    server = PrismRunner.shared_handle.acquire(lambda: None)
+    if server is not None:
+        server.stop()
