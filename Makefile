@@ -1,5 +1,5 @@
 # ovd-distill — every user-facing command. `make help` lists them.
-# Overrides: CONFIG=… STORE=… RUNNER=… SET="key=value …" PYTHON=…
+# Overrides: CONFIG=… STORE=… RUNNER=… SET="key=value …" BEAM_ARGS="--opt=…" PYTHON=…
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -10,7 +10,13 @@ DATA ?= data/shapes
 TEACHERS ?= data/teachers
 STORE ?= data/store
 REPORT ?= runs/report
+# DirectRunner = Beam's in-process runner, pinned (see beam_jobs/runners.py); PrismRunner and FlinkRunner are
+# built / fetched into RUNNER_CACHE on first use; any other Beam runner name passes through with BEAM_ARGS.
 RUNNER ?= DirectRunner
+RUNNER_CACHE ?= $(HOME)/.cache/ovd-distill
+FLINK_MASTER ?= [local]
+PARALLELISM ?= 2
+BEAM_ARGS ?=
 METHOD ?= hdovd
 RUN ?= runs/$(METHOD)
 TRAIN_CONFIG ?= configs/train_shapes.yaml
@@ -29,9 +35,16 @@ TRAIN_SETS = $(call train_set,method,METHOD) $(call train_set,store,STORE) $(cal
 # the cache alone with HF_HUB_OFFLINE=1 in the environment. The Makefile sets neither; the tests go offline in
 # tests/conftest.py.
 
+# One Beam job on RUNNER: its flags come from beam_jobs.runners (which builds Prism or fetches the Flink jar the
+# first time and stops here with the failing command if it cannot), then BEAM_ARGS.
+RUNNER_FLAGS = $(PY) -m beam_jobs.runners flags $(RUNNER) --cache '$(RUNNER_CACHE)' --parallelism $(PARALLELISM) \
+	--flink-master '$(FLINK_MASTER)'
+run_beam_job = flags="$$($(RUNNER_FLAGS))" && mapfile -t flags <<< "$$flags" && set -x && \
+	$(PY) -m $(1) "$${flags[@]}" $(BEAM_ARGS)
+
 .DEFAULT_GOAL := help
-.PHONY: help setup browser test demo sample teachers extract-features pseudo-labels train eval ablation bench inspect validate \
-    report clean-store
+.PHONY: help setup browser test demo sample teachers extract-features pseudo-labels prepare-runner train eval ablation bench \
+    inspect validate report clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -69,10 +82,13 @@ teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies v
 	$(PY) -m shapesov.teachers --data $(DATA) --out $(TEACHERS)
 
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
-	$(PY) -m beam_jobs.extract_features --config $(or $(CONFIG),$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
+	@$(call run_beam_job,beam_jobs.extract_features --config $(or $(CONFIG),$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE))
 
-pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG)
-	$(PY) -m beam_jobs.pseudo_labels --config $(or $(CONFIG),$(LABELS_CONFIG)) $(SET_FLAGS) --store $(STORE) --runner $(RUNNER)
+pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG, RUNNER)
+	@$(call run_beam_job,beam_jobs.pseudo_labels --config $(or $(CONFIG),$(LABELS_CONFIG)) $(SET_FLAGS) --store $(STORE))
+
+prepare-runner: setup ## build Prism (RUNNER=PrismRunner) or fetch the Flink jar (RUNNER=FlinkRunner) into RUNNER_CACHE
+	$(PY) -m beam_jobs.runners prepare $(RUNNER) --cache '$(RUNNER_CACHE)'
 
 train: setup ## stream the store and train (METHOD=hdovd or opendet; CONFIG=configs/train_*.yaml), then evaluate
 	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS)

@@ -6,6 +6,9 @@ import json
 import logging
 from typing import Callable
 
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from beam_jobs.runners import IN_PROCESS_RUNNER
 from beam_jobs.sharded_stage import FailureRateExceeded
 from schemas.config import add_config_arguments
 
@@ -16,17 +19,23 @@ FAILURE_RATE_EXIT = 3  # everything computed is committed, but too many inputs b
 def parse_job_args(prog: str, description: str | None, store_help: str, argv: list[str] | None
                    ) -> tuple[argparse.Namespace, list[str]]:
     """A job's own flags (--config, --set, --store, --overwrite, --retry-failed); everything else is returned
-    untouched for PipelineOptions, so runner options pass through."""
+    untouched for PipelineOptions, so runner options pass through. Without --runner, Beam's in-process runner
+    is named."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--store", default="data/store", help=store_help)
+    parser.add_argument("--store", default="data/store", help=store_help + "; a folder or a URL (s3://…, gs://…)")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute every shard even when its fingerprint matches a committed one")
     parser.add_argument("--retry-failed", action="store_true",
                         help="also recompute the committed shards that have failure rows (after fixing their inputs); "
                              "shards without failures stay as they are")
-    return parser.parse_known_args(argv)
+    args, beam_args = parser.parse_known_args(argv)
+    if PipelineOptions(beam_args).view_as(StandardOptions).runner is None:
+        # Beam's default DirectRunner switches to Prism where it finds or can download it; naming the in-process
+        # runner it otherwise runs makes a job the same on machines with and without internet.
+        beam_args = [*beam_args, f"--runner={IN_PROCESS_RUNNER}"]
+    return args, beam_args
 
 
 def run_job(run: Callable[[list[str] | None], dict], argv: list[str] | None, log: logging.Logger,

@@ -35,8 +35,10 @@ from schemas.config import config_hash, to_dict
 
 LOG = logging.getLogger(__name__)
 
-# The runners that keep a pipeline's data in this process's memory (Beam's own class names).
-IN_MEMORY_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "TestDirectRunner")
+# The runners that keep a pipeline's data in this process's memory (Beam's own class names). FnApiRunner is the
+# in-process runner the DirectRunner runs (and plain `make` runs name, see beam_jobs.runners).
+IN_MEMORY_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "TestDirectRunner",
+                     "FnApiRunner")
 
 
 class FailureRateExceeded(RuntimeError):

@@ -11,6 +11,7 @@ from schemas.tables import SchemaVersionError
 COMMANDS = {
     "inspect": ("inspect_store", "tables, shards, rows, bytes, schema, provenance and failure counts"),
     "validate": ("validate_store", "check files against the manifest; exit 1 listing every problem"),
+    "gc": ("gc", "remove files no commit record names (leftovers of interrupted writes)"),
     "sql": ("sql", "run DuckDB SQL with one view per table"),
     "head": ("head", "print the first rows of a table"),
     "labels": ("labels", "pseudo-label vocabulary: counts, near-duplicates, base synonyms, novel accuracy"),

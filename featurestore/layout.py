@@ -6,9 +6,13 @@ STORE/<table>/<shard>.parquet       tables owned by one stage (images, regions, 
 STORE/failures/<stage>-<shard>.parquet  dead letters; every stage writes its own
 STORE/wds/<shard>.tar               WebDataset twin of the extract-features shard
 STORE/_stats/<stage>-<shard>.json   counts and per-step timings
+
+On an object store (no rename) each data file goes to a key unique to its write attempt,
+`regions/<shard>-<attempt>.parquet` (`attempt_path`); the commit record names the one that counts.
 """
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 MANIFEST = "manifest.json"
@@ -46,3 +50,15 @@ def commit_path(stage: str, shard: int) -> str:
 
 def is_temporary(path: Path) -> bool:
     return path.name.startswith(TMP_PREFIX)
+
+
+def new_attempt() -> str:
+    """A fresh id for one write attempt of one shard (12 hex digits: unique enough among a shard's retries)."""
+    return uuid.uuid4().hex[:12]
+
+
+def attempt_path(path: str, attempt: str) -> str:
+    """`regions/00042.parquet` → `regions/00042-<attempt>.parquet`: one attempt's own key on an object store."""
+    folder, _, name = path.rpartition("/")
+    stem, dot, suffix = name.partition(".")
+    return f"{folder}/{stem}-{attempt}{dot}{suffix}" if folder else f"{stem}-{attempt}{dot}{suffix}"

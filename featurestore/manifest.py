@@ -13,11 +13,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
 from featurestore import layout
-from featurestore.atomic import write_bytes_atomic
 from featurestore.stages import EXTRACT_FEATURES
+from featurestore.storage import StoreLocation
 from schemas.tables import SCHEMA_VERSION, SchemaVersionError
 
 
@@ -196,30 +196,45 @@ def dump_json(data: object) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
-def read_manifest(root: Path) -> Manifest:
-    """The manifest of the store at `root`; refuses a missing store or another schema version."""
-    path = root / layout.MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{root} is not a feature store: {layout.MANIFEST} is missing")
-    return Manifest.from_json(json.loads(path.read_text()), f"store {root}")
+StoreRoot = Union[str, Path, StoreLocation]
 
 
-def update_stage(root: Path, stage: str, **changes: Any) -> Manifest:
-    """Set fields of one stage's record in manifest.json (creating the store if new); its other fields stay."""
-    manifest = read_manifest(root) if (root / layout.MANIFEST).is_file() else Manifest()
+def read_manifest(root: StoreRoot) -> Manifest:
+    """The manifest of the store at `root` (a folder or a URL); refuses a missing store or another schema version."""
+    store = StoreLocation(root)
+    if not store.is_file(layout.MANIFEST):
+        raise FileNotFoundError(f"{store} is not a feature store: {layout.MANIFEST} is missing")
+    return Manifest.from_json(json.loads(store.read_bytes(layout.MANIFEST)), f"store {store}")
+
+
+def update_stage(root: StoreRoot, stage: str, **changes: Any) -> Manifest:
+    """Set fields of one stage's record in manifest.json (creating the store if new); its other fields stay.
+    Only the job's driver calls this: manifest.json has a single writer."""
+    store = StoreLocation(root)
+    manifest = read_manifest(store) if store.is_file(layout.MANIFEST) else Manifest()
     record = dataclasses.replace(manifest.stages.get(stage, StageRecord()), **changes)
     manifest = manifest.with_stage(stage, record)
-    write_bytes_atomic(root / layout.MANIFEST, dump_json(manifest.to_json()))
+    store.write(layout.MANIFEST, dump_json(manifest.to_json()))
     return manifest
 
 
-def read_commits(root: Path, stage: str | None = None) -> list[CommitRecord]:
+def read_commit(root: StoreRoot, relative: str) -> CommitRecord:
+    store = StoreLocation(root)
+    return CommitRecord.from_json(json.loads(store.read_bytes(relative)), str(store.path(relative)))
+
+
+def read_commits(root: StoreRoot, stage: str | None = None) -> list[CommitRecord]:
     """Every commit record of `stage` (or of all stages), ordered by stage and shard."""
-    base = root / layout.COMMITS
-    pattern = f"{stage}/*.json" if stage else "*/*.json"
-    records = []
-    for path in sorted(base.glob(pattern)):
-        if layout.is_temporary(path):
-            continue
-        records.append(CommitRecord.from_json(json.loads(path.read_text()), str(path)))
-    return records
+    store = StoreLocation(root)
+    folder = f"{layout.COMMITS}/{stage}" if stage else layout.COMMITS
+    # Sorted by path parts, so "extract_features" comes before "extract_features.vocab".
+    relatives = [relative for relative in sorted(store.files_under(folder), key=lambda path: path.split("/"))
+                 if _is_record(relative)]
+    contents = store.read_many(relatives)
+    return [CommitRecord.from_json(json.loads(contents[relative]), str(store.path(relative)))
+            for relative in relatives]
+
+
+def _is_record(relative: str) -> bool:
+    parts = relative.split("/")  # _commits/<stage>/<shard>.json
+    return len(parts) == 3 and parts[-1].endswith(".json") and not parts[-1].startswith(layout.TMP_PREFIX)

@@ -10,20 +10,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.manifest import CommitRecord, Manifest, read_commits, read_manifest
+from featurestore.storage import StoreLocation
 from featurestore.wds import read_wds_shard
 from schemas.tables import JOIN_KEYS, TABLES, check_schema_version
 
 
 class StoreReader:
-    """Read-only view of the committed shards of a store.
+    """Read-only view of the committed shards of a store: a local folder or an object-store URL (`s3://…`).
 
-    Only shards with a commit record are visible; files of an interrupted write are ignored.
+    Only files named by commit records are read; files of an interrupted or superseded write are never opened.
     """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.manifest: Manifest = read_manifest(self.root)  # refuses another schema version
-        self.commits: list[CommitRecord] = read_commits(self.root)
+        self.store = StoreLocation(root)
+        self.root = self.store.root  # a Path for a local folder, the URL of an object store
+        self.manifest: Manifest = read_manifest(self.store)  # refuses another schema version
+        self.commits: list[CommitRecord] = read_commits(self.store)
 
     # -- what is there ------------------------------------------------------------------------------------
     def table_commits(self, table: str) -> list[CommitRecord]:
@@ -35,30 +37,40 @@ class StoreReader:
         """Shard indices that hold `table` (sharded tables only; stage tables are shard 0)."""
         return sorted({c.shard for c in self.table_commits(table)})
 
-    def files(self, table: str) -> list[Path]:
-        """Committed files of `table`, in stage and shard order."""
-        return [self.root / c.files[table].path for c in self.table_commits(table)]
+    def files(self, table: str) -> list[Path | str]:
+        """Committed files of `table`, in stage and shard order: Paths in a local store, URLs in an object store."""
+        return [self.store.path(c.files[table].path) for c in self.table_commits(table)]
 
     def shard_stats(self, stage: str, shard: int) -> dict:
         """The counts and per-step timings `stage` committed with `shard` (its `_stats` file)."""
         record = next((c for c in self.commits if c.stage == stage and c.shard == shard), None)
         if record is None or "stats" not in record.files:
             raise KeyError(f"shard {shard} of stage {stage} has no committed stats in {self.root}")
-        return json.loads((self.root / record.files["stats"].path).read_text())
+        return json.loads(self.store.read_bytes(record.files["stats"].path))
 
     # -- reading ------------------------------------------------------------------------------------------
-    def _open(self, path: Path) -> pq.ParquetFile:
-        handle = pq.ParquetFile(path)
+    def _open(self, path: Path | str) -> pq.ParquetFile:
+        handle = self.store.parquet_file(self.store.relative(path))
         check_schema_version(handle.schema_arrow.metadata, str(path))
         return handle
 
-    def read_file(self, path: Path, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
-        self._open(path)
-        return pq.read_table(path, columns=list(columns) if columns else None, filters=filters)
+    def schema(self, table: str) -> pa.Schema:
+        """The Arrow schema of `table`, from its first committed file."""
+        commits = self.table_commits(table)
+        if not commits:
+            raise KeyError(f"table {table!r} has no committed file in {self.root}")
+        return self._open(commits[0].files[table].path).schema_arrow
+
+    def read_file(self, path: Path | str, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
+        """One file of the store, named as `files` names it (or store-relative)."""
+        handle = self._open(path)
+        if filters is None:  # the open handle reads it: one open per file, which counts on an object store
+            return handle.read(columns=list(columns) if columns else None)
+        return self.store.read_parquet(self.store.relative(path), columns, filters)
 
     def read_shard(self, table: str, shard: int, columns: Sequence[str] | None = None) -> pa.Table:
         """All rows of `table` in one shard (several files when several stages wrote it, e.g. failures)."""
-        parts = [self.read_file(self.root / c.files[table].path, columns)
+        parts = [self.read_file(c.files[table].path, columns)
                  for c in self.table_commits(table) if c.shard == shard]
         if not parts:
             raise KeyError(f"shard {shard} of table {table!r} is not committed in {self.root}")
@@ -78,7 +90,7 @@ class StoreReader:
         for commit in self.table_commits(table):
             if wanted is not None and commit.shard not in wanted:
                 continue
-            handle = self._open(self.root / commit.files[table].path)
+            handle = self._open(commit.files[table].path)
             yield from handle.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
 
     def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[dict]:
@@ -102,7 +114,7 @@ class StoreReader:
         """Rows of one image in each table, reading only shards whose id range covers it."""
         found: dict[str, pa.Table] = {}
         for table in tables:
-            parts = [self.read_file(self.root / c.files[table].path, filters=[("image_id", "=", image_id)])
+            parts = [self.read_file(c.files[table].path, filters=[("image_id", "=", image_id)])
                      for c in self.table_commits(table) if c.covers_image(image_id)]
             parts = [p for p in parts if p.num_rows]
             if parts:
@@ -115,7 +127,7 @@ class StoreReader:
         wanted = set(shards) if shards is not None else None
         for commit in self.commits:
             if "wds" in commit.files and (wanted is None or commit.shard in wanted):
-                yield from read_wds_shard(self.root / commit.files["wds"].path)
+                yield from read_wds_shard(self.store.path(commit.files["wds"].path))
 
 
 def _keys(table: pa.Table) -> np.ndarray:

@@ -1,5 +1,9 @@
 """DuckDB over a store: one view per table over exactly the committed files (never a glob, which would
-also pick up the files of an interrupted write)."""
+also pick up the files of an interrupted write).
+
+An object store is read through its fsspec filesystem registered on the connection: DuckDB's own httpfs extension
+is not bundled and needs a download that offline machines cannot make.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +18,8 @@ def connect(store: str | Path):
 
     reader = StoreReader(store)
     connection = duckdb.connect()
+    if reader.store.fs is not None:
+        connection.register_filesystem(reader.store.fs)
     for table in TABLES:
         files = [str(path) for path in reader.files(table)]
         if files:

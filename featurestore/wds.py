@@ -10,13 +10,15 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.regions import Regions
+from featurestore.storage import is_url
 
 NON_EMBEDDING_REGION_COLUMNS = ("region_id", "box", "source", "category_id", "proposal_score",
                                 "max_iou_base", "crop_mode", "crop_box", "names")
@@ -42,6 +44,11 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def write_wds_shard(path: Path, images: pa.Table | None, regions_table: pa.Table) -> None:
     """Write one tar with a sample per image of `images` (or per image id present in the regions)."""
+    Path(path).write_bytes(wds_shard_bytes(images, regions_table))
+
+
+def wds_shard_bytes(images: pa.Table | None, regions_table: pa.Table) -> bytes:
+    """The bytes of one tar with a sample per image of `images` (or per image id present in the regions)."""
     regions = Regions.from_arrow(regions_table)
     rows_of = regions.rows_by_image()
     region_rows = regions.to_rows(NON_EMBEDDING_REGION_COLUMNS)
@@ -49,7 +56,8 @@ def write_wds_shard(path: Path, images: pa.Table | None, regions_table: pa.Table
     image_embeddings = embeddings_to_numpy(images.column("embedding")) if images is not None else None
     order = [row["image_id"] for row in image_rows] or list(rows_of)
     by_id = {row["image_id"]: i for i, row in enumerate(image_rows)}
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for image_id in order:
             rows = rows_of.get(image_id, np.array([], dtype=int))
             info = dict(image_rows[by_id[image_id]]) if image_id in by_id else {"image_id": image_id}
@@ -60,14 +68,24 @@ def write_wds_shard(path: Path, images: pa.Table | None, regions_table: pa.Table
                 _add(tar, f"{key}.image_emb.npy", _npy_bytes(image_embeddings[by_id[image_id]]))
             _add(tar, f"{key}.region_emb.npy", _npy_bytes(regions.embedding[rows]))
             _add(tar, f"{key}.boxes.npy", _npy_bytes(regions.box[rows]))
+    return buffer.getvalue()
+
+
+def open_with_fsspec(sources: Iterable[dict]) -> Iterator[dict]:
+    """webdataset pipeline stage: {"url": …} → {"url": …, "stream": …}, opened by fsspec, so `s3://`, `gs://` and
+    `memory://` shards read like local ones (webdataset's own opener knows only local files, pipes and curl)."""
+    for source in sources:
+        yield {**source, "stream": fsspec.open(source["url"], "rb").open()}
 
 
 def read_wds_shard(path: str | Path) -> Iterator[dict]:
-    """Samples of one tar as dicts: `__key__`, `json` (parsed), and numpy arrays for `.npy` members.
+    """Samples of one tar (a local path or a URL) as dicts: `__key__`, `json` (parsed), and numpy arrays for `.npy`
+    members.
 
     Uses the `webdataset` library, so what we read is what any webdataset user reads.
     """
     import webdataset as wds
+    from webdataset.tariterators import group_by_keys, tar_file_expander
 
     def decode(sample: dict) -> dict:
         out = {"__key__": sample["__key__"]}
@@ -78,5 +96,9 @@ def read_wds_shard(path: str | Path) -> Iterator[dict]:
                 out[name] = json.loads(value)
         return out
 
-    dataset = wds.WebDataset(str(path), shardshuffle=False, empty_check=False).map(decode)
+    if is_url(path):
+        dataset = wds.DataPipeline(wds.SimpleShardList([str(path)]), open_with_fsspec, tar_file_expander,
+                                   group_by_keys, wds.map(decode))
+    else:
+        dataset = wds.WebDataset(str(path), shardshuffle=False, empty_check=False).map(decode)
     yield from dataset

@@ -1,8 +1,6 @@
 """`inspect STORE`: what a store holds, at a glance."""
 from __future__ import annotations
 
-import pyarrow.parquet as pq
-
 from featurestore.commands.render import add_store_argument, emit, human_bytes, text_table
 from featurestore.reader import StoreReader
 from schemas.tables import TABLES
@@ -19,7 +17,7 @@ def summarise(reader: StoreReader) -> dict:
         commits = reader.table_commits(table)
         if not commits:
             continue
-        schema = pq.read_schema(reader.root / commits[0].files[table].path)
+        schema = reader.schema(table)
         tables[table] = {
             "shards": len({(c.stage, c.shard) for c in commits}),
             "rows": sum(c.files[table].rows or 0 for c in commits),

@@ -36,5 +36,5 @@ def emit(data: object) -> None:
 
 
 def add_store_argument(parser) -> None:
-    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
+    parser.add_argument("store", help="the store: the folder holding manifest.json, or its URL (s3://…, gs://…)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

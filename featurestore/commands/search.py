@@ -24,7 +24,7 @@ LABEL_HEIGHT = 28
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
+    parser.add_argument("store", help="the store: the folder holding manifest.json, or its URL (s3://…, gs://…)")
     parser.add_argument("text", help="what to look for, e.g. \"a red star\"")
     parser.add_argument("-k", type=int, default=16, help="number of regions (default 16)")
     parser.add_argument("-o", "--output", required=True, help="PNG contact sheet to write")

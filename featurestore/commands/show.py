@@ -17,7 +17,7 @@ COLOURS = {"gt": (40, 200, 80), "labelled": (40, 110, 255), "failed": (230, 50, 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
+    parser.add_argument("store", help="the store: the folder holding manifest.json, or its URL (s3://…, gs://…)")
     parser.add_argument("--image-id", type=int, required=True)
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
     parser.add_argument("--image-root", default=None, help="image folder (default: the one extract-features read)")

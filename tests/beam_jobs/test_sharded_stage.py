@@ -12,7 +12,8 @@ TOTALS = StageTotals(counts=("regions", "failures"), breakdowns=("failures_by_ki
 @pytest.mark.parametrize("beam_args", [[], ["--runner", "DirectRunner"], ["--runner=direct"],
                                        ["--runner", "SwitchingDirectRunner"], ["--runner", "BundleBasedDirectRunner"],
                                        ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
-                                       ["--runner=DirectRunner", "--direct_running_mode=multi_threading"]])
+                                       ["--runner=DirectRunner", "--direct_running_mode=multi_threading"],
+                                       ["--runner=FnApiRunner"]])
 def test_the_direct_runner_runs_in_waves(beam_args):
     assert runs_in_waves(beam_args)
 

@@ -3,27 +3,30 @@ a rerun completes it and the store equals one written without a crash."""
 import multiprocessing
 import os
 
-from featurestore import writer as writer_module
 from featurestore.reader import StoreReader
+from featurestore.storage import StoreLocation
 from featurestore.validate import validate_store
 from featurestore.writer import ShardWriter
 from tests.featurestore.store_factory import DIM, shard_tables, write_store
 
 
-def _die_before_commit_record(root):
-    def crash(path, data):
-        if "_commits" in str(path):
-            os._exit(17)  # the process dies here, like a worker killed by its runner
-        return original(path, data)
+def die_before_commit_record(root, shard=2):
+    """Commit `shard` in this process and die (exit 17) as its commit record is about to be written."""
+    def crash(original):
+        def write(self, relative, data):
+            if relative.startswith("_commits/"):
+                os._exit(17)  # the process dies here, like a worker killed by its runner
+            return original(self, relative, data)
+        return write
 
-    original = writer_module.write_bytes_atomic
-    writer_module.write_bytes_atomic = crash
-    ShardWriter(root, "extract_features", DIM).commit(2, shard_tables(2), fingerprint="fp-2")
+    StoreLocation.write = crash(StoreLocation.write)
+    StoreLocation.create = crash(StoreLocation.create)
+    ShardWriter(root, "extract_features", DIM).commit(shard, shard_tables(shard), fingerprint=f"fp-{shard}")
 
 
 def test_crash_before_commit_record_then_rerun(tmp_path):
     root = write_store(tmp_path / "store", shards=2, with_pseudo_labels=False)
-    child = multiprocessing.get_context("fork").Process(target=_die_before_commit_record, args=(root,))
+    child = multiprocessing.get_context("fork").Process(target=die_before_commit_record, args=(root,))
     child.start()
     child.join()
     assert child.exitcode == 17

@@ -54,3 +54,25 @@ def test_search_finds_regions_embedded_as_the_text(store, tmp_path, capsys):
     assert [(h["region_id"], h["source"]) for h in hits] == [(1, "proposal"), (1, "proposal")]
     assert all(h["cos"] == pytest.approx(1.0, abs=2e-3) for h in hits)
     assert Image.open(out).size == (2 * 128, 1 * (128 + 28))
+
+
+def test_show_search_and_labels_read_the_store_in_a_bucket(store, tmp_path, s3_bucket, capsys):
+    """The same store copied file by file into a bucket (commit records name store-relative paths, so the copy is
+    the same store); every tool gives the same output from either."""
+    import fsspec
+
+    s3 = fsspec.filesystem("s3")
+    url = f"{s3_bucket}/store"
+    for path in sorted(p for p in store.root.rglob("*") if p.is_file()):
+        s3.pipe_file(f"{url}/{path.relative_to(store.root).as_posix()}", path.read_bytes())
+    outputs = {}
+    for name, root in (("local", str(store.root)), ("s3", url)):
+        assert main(["show", root, "--image-id", "100", "-o", str(tmp_path / f"show-{name}.png"),
+                     "--image-root", str(store.image_root)]) == 0
+        assert main(["search", root, "star", "-k", "2", "-o", str(tmp_path / f"search-{name}.png")]) == 0
+        capsys.readouterr()
+        assert main(["labels", root, "--json"]) == 0
+        outputs[name] = json.loads(capsys.readouterr().out)
+    for tool in ("show", "search"):
+        assert (tmp_path / f"{tool}-s3.png").read_bytes() == (tmp_path / f"{tool}-local.png").read_bytes(), tool
+    assert outputs["s3"] == outputs["local"]

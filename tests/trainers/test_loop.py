@@ -89,6 +89,18 @@ def test_train_then_evaluate_writes_metrics(tiny_store, tmp_path, capsys):
     assert "AP50_base" in capsys.readouterr().out
 
 
+def test_trains_from_a_store_in_an_s3_bucket(tiny_store, tmp_path, s3_bucket):
+    """The same store in a bucket (moto on loopback), the images local: vocabulary, manifest and the streaming
+    dataset (two DataLoader workers) all read it through its URL."""
+    store = write_store(f"{s3_bucket}/store", shards=2)
+    out = tmp_path / "s3"
+    settings = [f"store={store}", f"image_root={tiny_store / 'images'}", f"out_dir={out}",
+                f"hdovd.detector.embed_dim={DIM}", "hdovd.detector.min_size=64", "hdovd.detector.max_size=64",
+                "batch_size=2", "num_workers=2", "max_steps=2"]
+    assert train_main(["--no-eval"] + [arg for s in settings for arg in ("--set", s)]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"] == 2
+
+
 def test_unknown_config_key_is_named(capsys):
     assert train_main(["--set", "optim.lrr=1"]) == 2
     assert "optim.lrr" in capsys.readouterr().err

@@ -93,3 +93,27 @@ def test_batches_before_round_robin():
     assert [batches_before(5, w, 2) for w in range(2)] == [3, 2]
     assert [batches_before(1, w, 3) for w in range(3)] == [1, 0, 0]
     assert np.sum([batches_before(7, w, 3) for w in range(3)]) == 7
+
+
+def test_streams_an_s3_store_across_ranks_and_workers(s3_bucket, store_and_images, monkeypatch):
+    """The same store on S3 (moto on loopback): two ranks × two DataLoader workers each read their own shards
+    from the bucket and together see every image once, with the same samples as the local store gives."""
+    local, images = store_and_images
+    url = write_store(f"{s3_bucket}/store", shards=4)
+    config = StreamConfig(image_size=32, flip_probability=0.0, shuffle_buffer=0)
+
+    def samples(root, rank):
+        monkeypatch.setattr("trainers.data.streaming._rank_and_world", lambda: (rank, 2))
+        loader = DataLoader(StoreDetectionDataset(root, images, {3: 0}, config), batch_size=2, num_workers=2,
+                            collate_fn=collate_samples)
+        return {image_id: (image, boxes) for batch in loader
+                for image_id, image, boxes in zip(batch["image_id"], batch["image"], batch["pseudo_boxes"])}
+
+    per_rank = [samples(url, rank) for rank in range(2)]
+    assert not per_rank[0].keys() & per_rank[1].keys()
+    streamed = {**per_rank[0], **per_rank[1]}
+    expected = {**samples(local, 0), **samples(local, 1)}
+    assert sorted(streamed) == sorted(expected) and len(streamed) == 12
+    for image_id, (image, boxes) in expected.items():
+        torch.testing.assert_close(streamed[image_id][0], image)
+        torch.testing.assert_close(streamed[image_id][1], boxes)

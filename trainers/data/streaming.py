@@ -16,6 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
+from featurestore.storage import StoreLocation
 from featurestore.regions import Regions
 from trainers.config import StreamConfig
 from trainers.data.image_tensors import load_image_tensor
@@ -48,7 +49,7 @@ class StoreDetectionDataset(IterableDataset):
 
     def __init__(self, store: str | Path, image_root: str | Path, category_index: Mapping[int, int],
                  config: StreamConfig = StreamConfig(), batch_size: int = 1):
-        self.store = Path(store)
+        self.store = StoreLocation(store).root  # a local folder (Path) or an object-store URL, read per worker
         self.image_root = str(image_root)  # joined with each file name by vlm.images.resolve_image_path
         self.category_index = dict(category_index)
         self.config = config
