@@ -188,7 +188,11 @@ def run_sharded_stage(stage: ShardedStage, beam_args: Sequence[str], *, overwrit
     writer.open_stage(to_dict(stage.config), config_hash(stage.config), stage.models)
     pending = [task for task in stage.tasks if not writer.is_current(task.shard, task.fingerprint)]
     if retry_failed:
-        pending = sorted(pending + retry_failed_tasks(stage, pending), key=lambda task: task.shard)
+        retried = retry_failed_tasks(stage, pending)
+        # A retried shard keeps its fingerprint (what failed, an image file say, is not part of it), and a commit
+        # with an unchanged fingerprint keeps the record it finds: its record goes first, so the new one is written.
+        writer.forget_shards(keep={task.shard for task in stage.tasks} - {task.shard for task in retried})
+        pending = sorted(pending + retried, key=lambda task: task.shard)
     LOG.info("%s: %d shards, %d kept (committed with the same fingerprint), %d to compute", stage.name,
              len(stage.tasks), len(stage.tasks) - len(pending), len(pending))
     reason = stage.one_pipeline_reason()

@@ -101,8 +101,10 @@ def test_pseudo_labels_retries_failed_shards_and_follows_changed_regions(tmp_pat
     embeddings[row] = store.word_embeddings["heart"].astype(np.float16).tolist()
     fixed = regions.set_column(regions.schema.get_field_index("embedding"), "embedding",
                                pa.array(embeddings, type=regions.schema.field("embedding").type))
-    ShardWriter(store.root, EXTRACT_FEATURES, CLIP_DIM).commit(
-        0, {"images": reader.read_shard("images", 0), "regions": fixed}, fingerprint="extract-0", with_wds=False)
+    images = reader.read_shard("images", 0)
+    writer = ShardWriter(store.root, EXTRACT_FEATURES, CLIP_DIM)
+    writer.forget_shards(keep={1})  # as --retry-failed does before it recommits a shard with the same fingerprint
+    writer.commit(0, {"images": images, "regions": fixed}, fingerprint="extract-0", with_wds=False)
     summary = run()
     assert (summary["shards_computed"], summary["shards_skipped"], summary["failures"]) == (1, 1, 0)
     labels = {(r["image_id"], r["region_id"]): r["label"] for r in

@@ -34,11 +34,11 @@ class JobWorld:
 
     def extract_argv(self, store: str) -> list[str]:
         return [f"--set={o}" for o in self.sample.overrides(self.model_dir)] + [
-            "--store", store, "--set=runtime.max_failure_rate=1.0"]
+            "--store", store, "--set=runtime.max_failure_rate=2.0"]
 
     def labels_argv(self, store: str) -> list[str]:
         return ["--store", store, "--set=captioner.name=given", f"--set=captioner.given.path={self.captions}",
-                "--set=runtime.device=cpu", "--set=runtime.min_batch_size=1", "--set=runtime.max_failure_rate=1.0"]
+                "--set=runtime.device=cpu", "--set=runtime.min_batch_size=1", "--set=runtime.max_failure_rate=2.0"]
 
 
 def make_world(root: Path) -> JobWorld:

@@ -1,6 +1,7 @@
 """featurestore diff: stores written through the real ShardWriter, compared table by table."""
 import json
 import shutil
+import uuid
 
 import numpy as np
 import pytest
@@ -16,8 +17,9 @@ def stores(tmp_path):
 
 
 def recommit(root, stage: str, shard: int, tables: dict) -> None:
-    """Rewrite one shard of `stage` in place, as a rerun of the job would."""
-    ShardWriter(root, stage, DIM).commit(shard, tables, fingerprint=f"changed-{shard}")
+    """Rewrite one shard of `stage` in place, as a rerun with changed inputs would (a new fingerprint each time: a
+    commit with the fingerprint already committed keeps that record)."""
+    ShardWriter(root, stage, DIM).commit(shard, tables, fingerprint=f"changed-{shard}-{uuid.uuid4().hex}")
 
 
 def test_a_store_matches_itself_a_copy_and_a_rewrite(stores, tmp_path, capsys):
