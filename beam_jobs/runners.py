@@ -161,9 +161,11 @@ def sdk_worker_command(cache: Path | None = None) -> Path:
               f"PYTHONPATH='{project}'${{PYTHONPATH:+:$PYTHONPATH}} exec '{sys.executable}' -m beam_jobs.sdk_worker \"$@\"\n")
     if not target.is_file() or target.read_text() != script:
         cache.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + f".{os.getpid()}")
-        partial.write_text(script)
-        partial.chmod(0o755)
+        # A partial file of its own per call: runners are set up from several threads of one process at once.
+        handle, partial = tempfile.mkstemp(dir=cache, prefix=target.name + ".")
+        with os.fdopen(handle, "w") as out:
+            out.write(script)
+        os.chmod(partial, 0o755)
         os.replace(partial, target)
     return target
 
