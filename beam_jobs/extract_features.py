@@ -31,6 +31,7 @@ from pipelines.extract_config import ExtractFeaturesConfig
 from pipelines.extract_plan import PlannedDataset, plan_dataset
 from pipelines.sharding import ShardTask, build_shard_tasks
 from schemas.config import ConfigError, load_config, to_dict
+from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip
 from vlm.clip_preprocess import CropPreprocess
 from vlm.text_encoder import StoreTextEncoder
@@ -127,7 +128,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, AnnotationError, FileNotFoundError))
+    # SchemaVersionError: --store names a store of another schema version; its message says how to proceed.
+    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, AnnotationError, FileNotFoundError,
+                                                 SchemaVersionError))
 
 
 if __name__ == "__main__":

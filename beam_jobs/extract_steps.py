@@ -93,14 +93,16 @@ class DecodeAndCrop(beam.DoFn):
 
 
 def key_embedding_by_shard(keyed_result):
-    """((shard, image_id, region_id), PredictionResult) → (shard, (image_id, region_id, (D,) float16, seconds))."""
+    """((shard, image_id, region_id), PredictionResult) → (shard, (image_id, region_id, (D,) float16, raw norm,
+    seconds))."""
     (shard, image_id, region_id), result = keyed_result
-    embedding, seconds = result.inference
-    return shard, (image_id, region_id, embedding, seconds)
+    embedding, norm, seconds = result.inference
+    return shard, (image_id, region_id, embedding, norm, seconds)
 
 
 class CommitShard(beam.DoFn):
-    """(shard, {"task": [ShardTask], "outcomes": [ImageOutcome], "embeddings": [(image_id, region_id, emb, s)]})
+    """(shard, {"task": [ShardTask], "outcomes": [ImageOutcome],
+                "embeddings": [(image_id, region_id, emb, norm, s)]})
     → the shard's stats dict, after its tables, WebDataset tar and stats are committed atomically."""
 
     def __init__(self, store: str, dim: int, crop_mode: str, total_shards: int):

@@ -26,8 +26,12 @@ class ClipCapSection:
     checkpoint: str = "data/teachers/clipcap/clipcap_mlp.pt"  # official ClipCap layout (.pt or .safetensors)
     gpt_dir: str = "data/teachers/clipcap/gpt2"  # local GPT-2 config + tokenizer directory
     mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
-    # Official ClipCap `--normalize_prefix`. A no-op on our store, whose region embeddings are already unit length.
-    normalize_prefix: bool = False
+    # What the checkpoint was trained on, as official ClipCap's `--normalize_prefix` says it: true, unit-length CLIP
+    # embeddings (the store's `embedding`); false, the raw encode_image output (restored as embedding x
+    # embedding_norm). None: the official checkpoints' convention for the mapper type, MLP raw (CLIP_prefix_caption
+    # predict.py feeds encode_image unscaled to the COCO and Conceptual Captions MLPs), transformer unit length (its
+    # notebooks/transformer_inference.ipynb divides by the norm). See pipelines/captioners/clipcap.py.
+    normalize_prefix: bool | None = None
     method: Literal["beam", "greedy"] = "beam"
     beam_size: int = 5  # official ClipCap generate_beam default
     max_tokens: int = 20

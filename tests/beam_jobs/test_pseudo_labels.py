@@ -11,6 +11,7 @@ from featurestore.reader import StoreReader
 from featurestore.stages import PSEUDO_LABELS
 from pipelines.pseudo_label_pick import match_scores
 from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
+from tests.featurestore.store_factory import assert_says_how_to_proceed, downgrade_to_version_1, write_store
 from tests.pseudo_label_store import write_given_captions, write_label_store
 from tests.tiny_teachers import write_tiny_clipcap
 
@@ -134,3 +135,10 @@ def test_missing_captioner_file_fails_before_any_write(store, tmp_path):
 def test_store_without_regions_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a feature store"):
         pseudo_labels.run(["--store", str(tmp_path / "nowhere")], test_pipeline=TestPipeline())
+
+
+def test_a_version_1_store_is_refused_with_how_to_proceed(tmp_path, capsys):
+    root = downgrade_to_version_1(write_store(tmp_path / "v1"))
+    assert pseudo_labels.main(["--store", str(root), "--set", "captioner.name=given",
+                               "--set", f"captioner.given.path={tmp_path / 'none.jsonl'}"]) == 2
+    assert_says_how_to_proceed(capsys.readouterr().err)
