@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,6 +14,31 @@ from pipelines.sharding import ShardTask
 
 WHOLE_IMAGE_KEY = -1  # region key of the whole-image crop when it is not also a stored region
 
+
+@dataclass(frozen=True)
+class ImageEmbeddings:
+    """Every crop of one image as one element (extract-features' device path sends images, not crops, to the
+    shard's commit); `crop_rows` expands it into the per-crop rows `shard_tables` reads."""
+
+    image_id: int
+    region_keys: tuple[int, ...]  # per crop: its region id, or WHOLE_IMAGE_KEY
+    embeddings: np.ndarray  # (R, D) float16, unit length
+    norms: np.ndarray  # (R,) float32 raw encode_image lengths
+    model_seconds: float  # the image's share of model time
+
+
+def crop_rows(items) -> list[tuple]:
+    """The shard's grouped embeddings (per-crop rows of the host path, or ImageEmbeddings of the device path) as
+    (image_id, region_id, (D,) float16, raw norm, model seconds) per crop."""
+    rows = []
+    for item in items:
+        if isinstance(item, ImageEmbeddings):
+            each = item.model_seconds / max(len(item.region_keys), 1)
+            rows += [(item.image_id, key, vector, float(norm), each)
+                     for key, vector, norm in zip(item.region_keys, item.embeddings, item.norms)]
+        else:
+            rows.append(item)
+    return rows
 
 
 def _failure(image_id: int | None, file_name: str | None, kind: str, message: str) -> Failure:
