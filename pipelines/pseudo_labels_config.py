@@ -36,6 +36,10 @@ class ClipCapSection:
     beam_size: int = 5  # official ClipCap generate_beam default
     max_tokens: int = 20
     stop_token: str = "."  # official ClipCap stops at the first "."
+    # Where and in what precision captions are decoded (batched, with a KV cache; an out-of-memory error halves the
+    # batch). "auto": a GPU when there is one.
+    device: str = "cpu"
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ class ClipCapRegionCaptioner:
         check_clipcap_files(section)
         # The model itself never rescales: `prefixes` hands it exactly what the checkpoint was trained on.
         captioner = ClipCapCaptioner.from_paths(section.checkpoint, section.gpt_dir, stop_token=section.stop_token,
-                                                mapping_type=section.mapping_type, normalize_prefix=False)
+                                                mapping_type=section.mapping_type, normalize_prefix=False
+                                                ).to(section.device, section.dtype)
         unit = trained_on_unit_prefixes(section.normalize_prefix, captioner.model.config.mapping_type)
         return cls(captioner, method=section.method, beam_size=section.beam_size, max_tokens=section.max_tokens,
                    unit_prefix=unit)
