@@ -57,15 +57,17 @@ def _extract(metrics: dict) -> list[str]:
     rows = [f"{metrics['model']} (random weights), {metrics['images']} synthetic photo-sized images, "
             f"{metrics['crop_mode']} crops, batch {metrics['batch']}, {metrics.get('shard_size', 16)} images per shard; "
             f"the naive loop timed on the first {metrics.get('naive_images', metrics['images'])} images.", "",
-            "| dtype | crops | (a) model only crops/s | (b) Beam job crops/s | (c) naive crops/s | b/a | b/c | "
-            "(a) GFLOP/s | matmul GFLOP/s | (a) / matmul |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| dtype | crops | (a) model only crops/s | (b) Beam job crops/s | (b') device path crops/s | "
+            "(c) naive crops/s | b/a | b/c | b'/b | (a) GFLOP/s | matmul GFLOP/s | (a) / matmul |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dtype in ("fp32", "bf16", "fp16"):
         if dtype in metrics:
             d = metrics[dtype]
+            device = (f"{d['device_path_crops_per_s']:.1f}", f"{d['device_path_over_host_path']:.2f}") \
+                if "device_path_crops_per_s" in d else ("", "")
             rows.append(f"| {dtype} | {d['crops']} | {d['model_only_crops_per_s']:.1f} | {d['beam_crops_per_s']:.1f} | "
-                        f"{d['naive_crops_per_s']:.1f} | {d['beam_over_model_only']:.2f} | "
-                        f"{d['beam_over_naive']:.2f} | "
+                        f"{device[0]} | {d['naive_crops_per_s']:.1f} | {d['beam_over_model_only']:.2f} | "
+                        f"{d['beam_over_naive']:.2f} | {device[1]} | "
                         f"{d['model_only_gflops']:.0f} | {d['matmul_gflops']:.0f} | "
                         f"{d['model_only_share_of_matmul']:.2f} |")
     return rows

@@ -141,6 +141,9 @@ def resample_batched(images: list[torch.Tensor], crops: CropWindows, pre: CropPr
 def resize_per_crop(images: list[torch.Tensor], crops: CropWindows, pre: CropPreprocess) -> torch.Tensor:
     """The same crops, one torchvision antialiased resize each (exactly the host path's `resize_crop`):
     (K, 3, H, W) uint8. Fastest on a CPU, whose resize kernel visits only the filter taps."""
+    # One channels-last copy per image: each crop's copy in resize_crop is then a run of row copies, not a
+    # transposition (torchvision's decoder gives channels-first pixels, PIL channels-last ones).
+    images = [image.permute(1, 2, 0).contiguous().permute(2, 0, 1) for image in images]
     out = [resize_crop(images[b][:, y0:y1, x0:x1], pre)
            for b, (x0, y0, x1, y1) in zip(crops.image_index.tolist(), crops.windows.tolist())]
     return torch.stack(out) if out else torch.zeros(0, 3, *pre.size, dtype=torch.uint8)
