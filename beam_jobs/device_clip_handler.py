@@ -2,6 +2,8 @@
 per window out; decode, crop, resize and encode happen on the device (vlm.region_encoder)."""
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -10,6 +12,8 @@ from vlm.clip import ClipSource, load_clip
 from vlm.clip_preprocess import CropPreprocess
 from vlm.region_encoder import RegionEncoder, RegionRequest
 
+LOG = logging.getLogger(__name__)
+MODEL_READY = "image tower ready:"
 # Crops per RunInference call, in forwards of runtime.max_batch_size: the encoder prepares the next forward's images
 # on a host thread while the device runs this one, which needs more than one forward per call.
 FORWARDS_PER_CALL = 4
@@ -40,8 +44,12 @@ class DeviceClipHandler(ModelHandler[RegionRequest, PredictionResult, RegionEnco
         self._resize = resize
 
     def load_model(self) -> RegionEncoder:
+        started = time.perf_counter()
         clip = load_clip(self._source, device=self._device, dtype=self._dtype)
         resize = self._resize if self._resize != "auto" else ("batched" if clip.device.type == "cuda" else "per_crop")
+        # bench/gpu.py times the job from this line on (its timestamp) to the last commit.
+        LOG.info("%s %s loaded on %s in %.2f s; crops resized %s", MODEL_READY, self._source.open_clip_name,
+                 clip.device, time.perf_counter() - started, resize)
         return RegionEncoder(clip.model, self._preprocess, clip.device, clip.dtype, max_crops=self._max_crops,
                              resize=resize)
 

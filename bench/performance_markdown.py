@@ -3,11 +3,13 @@ each under the exact command that produced it. Notes written by hand below NOTES
 from __future__ import annotations
 
 from bench.common import Goal
+from bench.gpu_markdown import gpu_section
 
 NOTES_MARKER = "<!-- make bench rewrites everything above this line and keeps the notes below it -->"
 
 
-def performance_markdown(results: dict) -> str:
+def performance_markdown(results: dict, gpu: dict | None = None) -> str:
+    """The section from `make bench` results, then the GPU section from `make bench-gpu` results (if any)."""
     m = results["machine"]
     lines = ["## Performance", ""]
     if results["quick"]:
@@ -38,6 +40,7 @@ def performance_markdown(results: dict) -> str:
         lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s{when})", ""]
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
+    lines += gpu_section(gpu)
     return "\n".join(lines).rstrip() + "\n"
 
 

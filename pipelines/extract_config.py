@@ -75,6 +75,9 @@ class ExtractRuntimeSection(RuntimeSection):
     # resizing and encoding happen on runtime.device (vlm/region_encoder.py). auto: device when runtime.device is (or,
     # for auto, resolves on the machine that starts the job to) a GPU; set it when only the workers have GPUs.
     crop_on: Literal["auto", "host", "device"] = "auto"
+    # On the device path runtime.max_batch_size counts the crops of one forward (a chunk of whole images, an image
+    # with more crops than that split across forwards) and RunInference hands over 4 forwards' worth of images at
+    # once (beam_jobs/device_clip_handler.py); min_batch_size is not used there.
     # How the device path resizes crops: batched (two matmuls for every crop of a forward: GPUs), per_crop
     # (torchvision's antialiased resize, one call per crop: CPUs, where it is ~40x faster; vlm/crop_resample.py);
     # auto: batched on a GPU, per_crop on a CPU.

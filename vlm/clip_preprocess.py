@@ -98,9 +98,8 @@ def place_window(resized: torch.Tensor, geometry: ResizeGeometry, pre: CropPrepr
 def resize_crop(crop: np.ndarray | torch.Tensor, pre: CropPreprocess) -> torch.Tensor:
     """crop: (h, w, 3) uint8 array or (3, h, w) uint8 tensor → (3, H, W) uint8 at the model's input size, as
     open_clip's transform resizes (torchvision's antialiased uint8 resize, one call per crop)."""
-    # torchvision's fast uint8 resize kernel wants each crop's pixels contiguous and channels-last (h, w, 3): for
-    # crops of a 640x480 image 0.23 ms a crop, against 3.3 ms for the same window of a channels-first (3, H, W)
-    # image (torchvision's decoder's layout); one copy of the window makes them so.
+    # torchvision's uint8 resize kernel is fastest on contiguous channels-last (h, w, 3) pixels: a 447-px window of a
+    # 640x480 image to 224 px took 0.17 ms so against 0.30 ms channels-first (one thread); one copy makes them so.
     if isinstance(crop, np.ndarray):
         pixels = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
     else:
