@@ -37,6 +37,9 @@ def performance_markdown(results: dict, gpu: dict | None = None) -> str:
         when = f", started {outcome['started']}" if "started" in outcome else ""
         load = outcome.get("machine", {}).get("load_average_1min")
         when += f", 1-minute load average {load} on {m['nproc']} cores" if load is not None else ""
+        cpu = outcome.get("machine", {}).get("cpu_model")
+        # A benchmark re-run alone (--only) may have run on another machine than the header's (the latest run's).
+        when += f", {cpu}" if cpu and cpu != m["cpu_model"] else ""
         lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s{when})", ""]
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
