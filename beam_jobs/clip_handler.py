@@ -10,11 +10,13 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from vlm.clip_preprocess import CropPreprocess, normalise_batch
 from vlm.clip import ClipSource, LoadedClip, load_clip
+from vlm.embeddings import unit_embeddings
 
 
 class ClipImageHandler(ModelHandler[torch.Tensor, PredictionResult, LoadedClip]):
     """Batches of (3, S, S) uint8 crops → one PredictionResult per crop with inference =
-    ((D,) float16 L2-normalised embedding, seconds of model time attributed to this crop).
+    ((D,) float16 L2-normalised embedding, float length of the raw encode_image output, seconds of model time
+    attributed to this crop).
 
     The model is loaded once per process through RunInference's shared handle (or once per machine with
     `large_model`), never per element or bundle.
@@ -37,11 +39,12 @@ class ClipImageHandler(ModelHandler[torch.Tensor, PredictionResult, LoadedClip])
         pixels = torch.stack(list(batch)).to(model.device, non_blocking=True)
         with torch.inference_mode():
             features = model.model.encode_image(normalise_batch(pixels, self._preprocess, model.dtype))
-            embeddings = torch.nn.functional.normalize(features.float(), dim=-1)
+            embeddings, norms = unit_embeddings(features)
         # Copying to host is the sync point on a GPU, so the time below includes the forward pass.
         rows = embeddings.cpu().numpy().astype(np.float16)
+        lengths = norms.cpu().numpy()
         seconds_each = (time.perf_counter() - started) / max(len(rows), 1)
-        return [PredictionResult(None, (row, seconds_each)) for row in rows]
+        return [PredictionResult(None, (row, float(length), seconds_each)) for row, length in zip(rows, lengths)]
 
     def get_num_bytes(self, batch: Sequence[torch.Tensor]) -> int:
         return sum(t.numel() * t.element_size() for t in batch)

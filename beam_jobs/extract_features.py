@@ -10,6 +10,9 @@ fingerprint (--retry-failed also recomputes the committed shards with failure ro
 fixed: image bytes are in no fingerprint, since hashing every file would read the whole dataset before any
 work). The Beam pipeline decodes each image once, cuts all its crops, encodes them with RunInference, groups
 them back by shard and commits each shard atomically. Runner options we do not know pass through to Beam unchanged.
+
+Two paths, the same rows (runtime.crop_on): on the host, PIL decodes and each crop is its own element to the model;
+on the device (a GPU's default), each image is one element and decode, crop, resize and encode run on the device.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam_jobs.clip_handler import ClipImageHandler
+from beam_jobs.device_clip_handler import DeviceClipHandler
+from beam_jobs.extract_device_steps import ReadImages, ToShardRows
 from beam_jobs.extract_steps import OUTCOMES, CommitShard, DecodeAndCrop, key_embedding_by_shard, open_with_beam
 from beam_jobs.job_main import parse_job_args, run_job
 from beam_jobs.model_records import clip_model_record
@@ -34,7 +39,8 @@ from pipelines.extract_config import ExtractFeaturesConfig
 from pipelines.extract_plan import PlannedDataset, plan_dataset
 from pipelines.sharding import ShardTask, build_shard_tasks
 from schemas.config import ConfigError, load_config, to_dict
-from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip
+from schemas.tables import SchemaVersionError
+from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip, resolve_device
 from vlm.clip_preprocess import CropPreprocess
 from vlm.text_encoder import StoreTextEncoder
 
@@ -64,23 +70,52 @@ class ExtractFeatures(ShardedStage):
         self._vocab = vocab
 
     def build_pipeline(self, pipeline: beam.Pipeline, pending: list[ShardTask]) -> beam.PCollection:
+        shards = (pipeline
+                  | "PendingShards" >> beam.Create(pending, reshuffle=False)
+                  | "SpreadShards" >> beam.Reshuffle())
+        outcomes, embeddings = self._on_device(shards) if self.crop_on_device else self._on_host(shards)
+        keyed_tasks = shards | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
+        return ({"task": keyed_tasks, "outcomes": outcomes, "embeddings": embeddings}
+                | "GroupByShard" >> beam.CoGroupByKey()
+                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, self.config.crop.mode, len(pending))))
+
+    @property
+    def crop_on_device(self) -> bool:
+        """runtime.crop_on, with auto resolved: the device path when runtime.device is (or resolves to) a GPU."""
+        runtime = self.config.runtime
+        if runtime.crop_on != "auto":
+            return runtime.crop_on == "device"
+        return resolve_device(runtime.device).type == "cuda"
+
+    def _on_host(self, shards: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        """Per image (shard, ImageOutcome) and per crop (shard, embedding row): PIL decodes and cuts in the worker."""
         config, runtime = self.config, self.config.runtime
         handler = ClipImageHandler(self.source, self.preprocess, dtype=config.model.dtype, device=runtime.device,
                                    min_batch_size=runtime.min_batch_size, max_batch_size=runtime.max_batch_size,
                                    large_model=runtime.large_model)
-        shards = (pipeline
-                  | "PendingShards" >> beam.Create(pending, reshuffle=False)
-                  | "SpreadShards" >> beam.Reshuffle())
         cut = shards | "DecodeAndCrop" >> beam.ParDo(
             DecodeAndCrop(config.dataset.image_root, config.crop.mode, config.crop.context_scale, self.preprocess)
         ).with_outputs(OUTCOMES, main="crops")
         embeddings = (cut.crops
                       | "EncodeCrops" >> RunInference(KeyedModelHandler(handler))
                       | "KeyEmbeddingsByShard" >> beam.Map(key_embedding_by_shard))
-        keyed_tasks = shards | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
-        return ({"task": keyed_tasks, "outcomes": cut[OUTCOMES], "embeddings": embeddings}
-                | "GroupByShard" >> beam.CoGroupByKey()
-                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, config.crop.mode, len(pending))))
+        return cut[OUTCOMES], embeddings
+
+    def _on_device(self, shards: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        """Per image (shard, ImageOutcome) and (shard, ImageEmbeddings): one element per image, the pixels decoded,
+        cut, resized and encoded on runtime.device."""
+        config, runtime = self.config, self.config.runtime
+        handler = DeviceClipHandler(self.source, self.preprocess, dtype=config.model.dtype, device=runtime.device,
+                                    max_crops=runtime.max_batch_size, resize=runtime.crop_resize,
+                                    large_model=runtime.large_model)
+        read = shards | "ReadImages" >> beam.ParDo(
+            ReadImages(config.dataset.image_root, config.crop.mode, config.crop.context_scale)
+        ).with_outputs(OUTCOMES, main="images")
+        encoded = (read.images
+                   | "DecodeCropEncode" >> RunInference(KeyedModelHandler(handler))
+                   | "ToShardRows" >> beam.ParDo(ToShardRows()).with_outputs(OUTCOMES, main="embeddings"))
+        outcomes = (read[OUTCOMES], encoded[OUTCOMES]) | "AllOutcomes" >> beam.Flatten()
+        return outcomes, encoded.embeddings
 
     def vocab(self) -> tuple[dict, str]:
         return self._vocab
@@ -130,7 +165,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, AnnotationError, FileNotFoundError))
+    # SchemaVersionError: --store names a store of another schema version; its message says how to proceed.
+    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, AnnotationError, FileNotFoundError,
+                                                 SchemaVersionError))
 
 
 if __name__ == "__main__":

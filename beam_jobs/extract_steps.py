@@ -9,13 +9,14 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.shard_rows import WHOLE_IMAGE_KEY, shard_tables
+from beam_jobs.shard_rows import WHOLE_IMAGE_KEY, crop_rows, shard_tables
 from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
 from pipelines.crops import crop_window, cut
+from pipelines.regions import RegionPlan
 from pipelines.sharding import ShardTask
 from vlm.clip_preprocess import CropPreprocess, resize_crop
-from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path
+from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path, size_mismatch
 
 OUTCOMES = "outcomes"
 
@@ -36,6 +37,29 @@ class ImageOutcome:
     failure_message: str | None = None
     decode_seconds: float = 0.0
     crop_seconds: float = 0.0
+
+
+def unreadable(image_id: int, error: ImageReadError | PathEscapeError) -> ImageOutcome:
+    """The outcome of an image whose file cannot be read or decoded (missing, truncated, path_escape, ...)."""
+    kind = error.kind if isinstance(error, ImageReadError) else "path_escape"
+    return ImageOutcome(image_id, None, (), kind, str(error))
+
+
+def crop_windows(plan: RegionPlan, crop_mode: str, context_scale: float) -> list[tuple[int, tuple[int, ...]]]:
+    """(region key, crop window xyxy) of every planned region in plan order, then the whole image under
+    WHOLE_IMAGE_KEY when no planned region is the whole image (the `images` table embeds it either way)."""
+    image = plan.image
+    # The whole image is always cut as itself: widening it is impossible and shrinking it is not asked.
+    keyed = [(region.region_id, crop_window(region.box, "tight" if region.source == "image" else crop_mode,
+                                            image.width, image.height, context_scale)) for region in plan.regions]
+    if not any(region.source == "image" for region in plan.regions):
+        keyed.append((WHOLE_IMAGE_KEY, (0, 0, image.width, image.height)))
+    return keyed
+
+
+def planned_windows(keyed_windows: list[tuple[int, tuple[int, ...]]]) -> tuple[tuple[int, ...], ...]:
+    """The windows of the planned regions (ImageOutcome.windows), without the extra whole-image crop."""
+    return tuple(window for key, window in keyed_windows if key != WHOLE_IMAGE_KEY)
 
 
 class DecodeAndCrop(beam.DoFn):
@@ -59,48 +83,39 @@ class DecodeAndCrop(beam.DoFn):
             try:
                 decoded = load_image(resolve_image_path(self._image_root, image.file_name), open_with_beam)
             except (ImageReadError, PathEscapeError) as error:
-                kind = error.kind if isinstance(error, ImageReadError) else "path_escape"
-                yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(image.image_id, None, (), kind,
-                                                                                  str(error))))
+                yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, unreadable(image.image_id, error)))
                 continue
             decoded_at = time.perf_counter()
             if (decoded.width, decoded.height) != (image.width, image.height):
-                message = (f"{image.file_name} decodes to {decoded.width}x{decoded.height} but the annotations say "
-                           f"{image.width}x{image.height}; its boxes would not fit the pixels")
+                error = size_mismatch(image.file_name, (decoded.width, decoded.height), (image.width, image.height))
                 yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(
-                    image.image_id, decoded.sha256, (), "size_mismatch", message, decoded_at - started)))
+                    image.image_id, decoded.sha256, (), error.kind, str(error), decoded_at - started)))
                 continue
-            windows = []
+            keyed_windows = crop_windows(plan, self._crop_mode, self._context_scale)
             # Timed around the cuts only: a fused runner runs downstream steps (RunInference) inside each yield,
             # and timing across yields counted model time as crop time (bench/extract.py: crop 74 s, model 81 s).
             crop_seconds = 0.0
-            for region in plan.regions:
-                # The whole image is always cut as itself: widening it is impossible and shrinking it is not asked.
-                mode = "tight" if region.source == "image" else self._crop_mode
+            for key, window in keyed_windows:
                 cut_started = time.perf_counter()
-                window = crop_window(region.box, mode, image.width, image.height, self._context_scale)
-                windows.append(window)
                 crop = resize_crop(cut(decoded.pixels, window), self._preprocess)
                 crop_seconds += time.perf_counter() - cut_started
-                yield (task.shard, image.image_id, region.region_id), crop
-            if not any(region.source == "image" for region in plan.regions):
-                cut_started = time.perf_counter()
-                crop = resize_crop(cut(decoded.pixels, (0, 0, image.width, image.height)), self._preprocess)
-                crop_seconds += time.perf_counter() - cut_started
-                yield (task.shard, image.image_id, WHOLE_IMAGE_KEY), crop
+                yield (task.shard, image.image_id, key), crop
             yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(
-                image.image_id, decoded.sha256, tuple(windows), None, None, decoded_at - started, crop_seconds)))
+                image.image_id, decoded.sha256, planned_windows(keyed_windows), None, None, decoded_at - started,
+                crop_seconds)))
 
 
 def key_embedding_by_shard(keyed_result):
-    """((shard, image_id, region_id), PredictionResult) → (shard, (image_id, region_id, (D,) float16, seconds))."""
+    """((shard, image_id, region_id), PredictionResult) → (shard, (image_id, region_id, (D,) float16, raw norm,
+    seconds))."""
     (shard, image_id, region_id), result = keyed_result
-    embedding, seconds = result.inference
-    return shard, (image_id, region_id, embedding, seconds)
+    embedding, norm, seconds = result.inference
+    return shard, (image_id, region_id, embedding, norm, seconds)
 
 
 class CommitShard(beam.DoFn):
-    """(shard, {"task": [ShardTask], "outcomes": [ImageOutcome], "embeddings": [(image_id, region_id, emb, s)]})
+    """(shard, {"task": [ShardTask], "outcomes": [ImageOutcome],
+                "embeddings": [(image_id, region_id, emb, norm, s)] or [ImageEmbeddings]})
     → the shard's stats dict, after its tables, WebDataset tar and stats are committed atomically."""
 
     def __init__(self, store: str, dim: int, crop_mode: str, total_shards: int):
@@ -117,7 +132,7 @@ class CommitShard(beam.DoFn):
         shard, grouped = element
         (task,) = grouped["task"]
         started = time.perf_counter()
-        tables, stats = shard_tables(task, list(grouped["outcomes"]), list(grouped["embeddings"]), self._dim,
+        tables, stats = shard_tables(task, list(grouped["outcomes"]), crop_rows(grouped["embeddings"]), self._dim,
                                      self._crop_mode)
         stats["seconds"]["write"] = round(time.perf_counter() - started, 4)  # row assembly; file writes follow
         self._writer.commit(shard, tables, task.fingerprint, stats=stats)

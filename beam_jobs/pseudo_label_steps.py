@@ -49,18 +49,23 @@ def region_failure(image_id: int, region_id: int, file_name: str | None, kind: s
     return Failure(PSEUDO_LABELS, kind, message, image_id=image_id, region_id=region_id, file_name=file_name)
 
 
-def usable_embeddings(column, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Embedding column (nulls allowed) → ((N, D) float32 with zeros where unusable, (N,) bool usable).
+def usable_embeddings(column, norms, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embedding and embedding_norm columns (nulls allowed) → ((N, D) float32 and (N,) float32 with zeros where
+    unusable, (N,) bool usable).
 
-    Unusable = null, non-finite (a float16 overflow upstream) or all zeros: no caption or cosine can come of it.
+    Unusable = null, non-finite (a float16 overflow upstream) or all zeros, or a norm that is not a finite positive
+    number: no caption or cosine can come of it.
     """
     array = column.combine_chunks()
     valid = array.is_valid().to_numpy(zero_copy_only=False)
     values = np.zeros((len(array), dim), dtype=np.float32)
     values[valid] = embeddings_to_numpy(array.filter(valid), dim).astype(np.float32)
-    usable = valid & np.isfinite(values).all(axis=1) & (np.abs(values).sum(axis=1) > 0)
+    lengths = np.asarray(norms.combine_chunks().fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float32)
+    usable = (valid & np.isfinite(values).all(axis=1) & (np.abs(values).sum(axis=1) > 0)
+              & np.isfinite(lengths) & (lengths > 0))
     values[~usable] = 0.0
-    return values, usable
+    lengths = np.where(usable, lengths, 0.0).astype(np.float32)
+    return values, lengths, usable
 
 
 class ReadPseudoBoxes(beam.DoFn):
@@ -76,25 +81,27 @@ class ReadPseudoBoxes(beam.DoFn):
         self._reader = StoreReader(self._store)
 
     def process(self, task: LabelShardTask):
-        table = self._reader.read_shard("regions", task.shard, ["image_id", "region_id", "box", "source", "embedding"])
+        table = self._reader.read_shard("regions", task.shard, ["image_id", "region_id", "box", "source", "embedding",
+                                                                 "embedding_norm"])
         table = table.filter(pc.is_in(table.column("source"), value_set=pc.cast(list(self._sources), "string")))
         images = self._reader.read_shard("images", task.shard, ["image_id", "file_name"])
         file_names = dict(zip(images.column("image_id").to_pylist(), images.column("file_name").to_pylist()))
         # Embeddings are read apart: a null one is a dead letter here, not an error of the whole shard.
-        regions = Regions.from_arrow(table.drop_columns(["embedding"]))
-        embeddings, usable = usable_embeddings(table.column("embedding"), self._dim)
+        regions = Regions.from_arrow(table.drop_columns(["embedding", "embedding_norm"]))
+        embeddings, norms, usable = usable_embeddings(table.column("embedding"), table.column("embedding_norm"),
+                                                      self._dim)
         for row in np.flatnonzero(~usable):
             image_id, region_id = int(regions.image_id[row]), int(regions.region_id[row])
             yield beam.pvalue.TaggedOutput(FAILURES, (task.shard, region_failure(
                 image_id, region_id, file_names.get(image_id), "missing_embedding",
                 f"region {region_id} of image {image_id} (shard {task.shard}) has a null, non-finite or zero "
-                f"embedding in the regions table; rerun extract-features for this shard")))
+                f"embedding or embedding_norm in the regions table; rerun extract-features for this shard")))
         for image_id in np.unique(regions.image_id[usable]):
             rows = np.flatnonzero(usable & (regions.image_id == image_id))
             rows = rows[np.argsort(regions.region_id[rows], kind="stable")]
             yield (task.shard, int(image_id)), ImageRegions(
                 int(image_id), file_names.get(int(image_id), ""), tuple(int(r) for r in regions.region_id[rows]),
-                regions.box[rows], embeddings[rows])
+                regions.box[rows], embeddings[rows], norms[rows])
 
 
 class PickLabels(beam.DoFn):

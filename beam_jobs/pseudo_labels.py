@@ -36,6 +36,7 @@ from pipelines.captioners import resolve_captioner
 from pipelines.pseudo_labels_config import CaptionerSection, PseudoLabelsConfig
 from pipelines.sharding import pseudo_label_shard_fingerprint
 from schemas.config import ConfigError, load_config, to_dict
+from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, resolve_clip
 
 LOG = logging.getLogger(PSEUDO_LABELS)
@@ -177,7 +178,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 def main(argv: list[str] | None = None) -> int:
     # KeyError: the store's manifest lacks the record of its CLIP (featurestore.manifest.Manifest.store_clip).
-    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, FileNotFoundError, OSError, KeyError))
+    # SchemaVersionError: the store has another schema version; its message says how to proceed.
+    return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, FileNotFoundError, OSError, KeyError,
+                                                 SchemaVersionError))
 
 
 if __name__ == "__main__":

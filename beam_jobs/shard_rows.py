@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,6 +14,32 @@ from pipelines.regions import PlannedRegion, RegionPlan
 from pipelines.sharding import ShardTask
 
 WHOLE_IMAGE_KEY = -1  # region key of the whole-image crop when it is not also a stored region
+
+
+@dataclass(frozen=True)
+class ImageEmbeddings:
+    """Every crop of one image as one element (extract-features' device path sends images, not crops, to the
+    shard's commit); `crop_rows` expands it into the per-crop rows `shard_tables` reads."""
+
+    image_id: int
+    region_keys: tuple[int, ...]  # per crop: its region id, or WHOLE_IMAGE_KEY
+    embeddings: np.ndarray  # (R, D) float16, unit length
+    norms: np.ndarray  # (R,) float32 raw encode_image lengths
+    model_seconds: float  # the image's share of model time
+
+
+def crop_rows(items) -> list[tuple]:
+    """The shard's grouped embeddings (per-crop rows of the host path, or ImageEmbeddings of the device path) as
+    (image_id, region_id, (D,) float16, raw norm, model seconds) per crop."""
+    rows = []
+    for item in items:
+        if isinstance(item, ImageEmbeddings):
+            each = item.model_seconds / max(len(item.region_keys), 1)
+            rows += [(item.image_id, key, vector, float(norm), each)
+                     for key, vector, norm in zip(item.region_keys, item.embeddings, item.norms)]
+        else:
+            rows.append(item)
+    return rows
 
 
 def _failure(image_id: int | None, file_name: str | None, kind: str, message: str) -> Failure:
@@ -42,9 +69,10 @@ def _bad_box_failures(plan: RegionPlan) -> list[Failure]:
     return failures
 
 
-def _stored_regions(kept: list[tuple[int, PlannedRegion, tuple]], vectors: list[np.ndarray], dim: int,
+def _stored_regions(kept: list[tuple[int, PlannedRegion, tuple]], vectors: list[tuple[np.ndarray, float]], dim: int,
                     crop_mode: str) -> Regions:
-    """kept: (image id, planned region, crop window) per stored region; vectors: its (D,) float16 embedding."""
+    """kept: (image id, planned region, crop window) per stored region; vectors: its ((D,) float16 unit embedding,
+    raw norm)."""
     return Regions(
         image_id=np.asarray([image_id for image_id, _, _ in kept], dtype=np.int64),
         region_id=np.asarray([region.region_id for _, region, _ in kept], dtype=np.int32),
@@ -58,14 +86,16 @@ def _stored_regions(kept: list[tuple[int, PlannedRegion, tuple]], vectors: list[
                              dtype=str),
         crop_box=np.asarray([window for _, _, window in kept], dtype=np.float32).reshape(-1, 4),
         names=[list(region.names) if region.names else None for _, region, _ in kept],
-        embedding=np.asarray(vectors, dtype=np.float16).reshape(-1, dim))
+        embedding=np.asarray([vector for vector, _ in vectors], dtype=np.float16).reshape(-1, dim),
+        embedding_norm=np.asarray([norm for _, norm in vectors], dtype=np.float32))
 
 
 def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, crop_mode: str
                  ) -> tuple[dict, dict]:
-    """→ ({"images", "regions", "failures"} tables or columns with (N, D) embedding arrays, stats dict)."""
+    """embeddings: (image_id, region_id, (D,) float16 unit embedding, raw norm, model seconds) per crop →
+    ({"images", "regions", "failures"} tables or columns with (N, D) embedding arrays, stats dict)."""
     by_image = {outcome.image_id: outcome for outcome in outcomes}
-    vectors = {(image_id, region_id): vector for image_id, region_id, vector, _ in embeddings}
+    vectors = {(image_id, region_id): (vector, norm) for image_id, region_id, vector, norm, _ in embeddings}
     images = {name: [] for name in ("image_id", "file_name", "width", "height", "sha256")}
     image_vectors, kept, region_vectors = [], [], []
     failures = [_orphan_failure(orphan) for orphan in task.orphans]
@@ -88,7 +118,8 @@ def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, cr
         for region, window in zip(plan.regions, outcome.windows):
             kept.append((image.image_id, region, window))
             region_vectors.append(vectors[(image.image_id, region.region_id)])
-    images["embedding"] = np.asarray(image_vectors, dtype=np.float16).reshape(-1, dim)
+    images["embedding"] = np.asarray([vector for vector, _ in image_vectors], dtype=np.float16).reshape(-1, dim)
+    images["embedding_norm"] = np.asarray([norm for _, norm in image_vectors], dtype=np.float32)
     regions = _stored_regions(kept, region_vectors, dim, crop_mode)
     stats = _stats(task, outcomes, embeddings, len(images["image_id"]), regions, failures)
     return {"images": images, "regions": regions.to_arrow(dim), "failures": failure_columns(failures)}, stats

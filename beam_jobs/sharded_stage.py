@@ -23,12 +23,13 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from featurestore.manifest import ModelRecord
+from featurestore.manifest import ModelRecord, read_manifest
 from featurestore.reader import StoreReader
 from featurestore.writer import ShardWriter
 from schemas.config import config_hash, to_dict
@@ -172,6 +173,15 @@ def _committed_stats(stage: ShardedStage, writer: ShardWriter) -> list[dict]:
     return [reader.shard_stats(stage.name, task.shard) for task in stage.tasks]
 
 
+def refuse_other_schema_version(store: str) -> None:
+    """Raise SchemaVersionError (its message says how to proceed) when `store` exists with another schema version,
+    before the driver changes anything in it: forgetting shards deletes commit records."""
+    try:
+        read_manifest(Path(store))
+    except FileNotFoundError:
+        return  # a new store
+
+
 def run_sharded_stage(stage: ShardedStage, beam_args: Sequence[str], *, overwrite: bool = False,
                       retry_failed: bool = False, test_pipeline: beam.Pipeline | None = None,
                       after_commit: beam.DoFn | None = None) -> dict:
@@ -183,6 +193,7 @@ def run_sharded_stage(stage: ShardedStage, beam_args: Sequence[str], *, overwrit
     shard's stats (tests use it to kill a job mid-run). Raises FailureRateExceeded after the summary is written.
     """
     runtime = stage.config.runtime
+    refuse_other_schema_version(stage.store)
     writer = ShardWriter(stage.store, stage.name, stage.dim)
     writer.forget_shards(keep=set() if overwrite else {task.shard for task in stage.tasks})
     writer.open_stage(to_dict(stage.config), config_hash(stage.config), stage.models)

@@ -3,11 +3,13 @@ each under the exact command that produced it. Notes written by hand below NOTES
 from __future__ import annotations
 
 from bench.common import Goal
+from bench.gpu_markdown import gpu_section
 
 NOTES_MARKER = "<!-- make bench rewrites everything above this line and keeps the notes below it -->"
 
 
-def performance_markdown(results: dict) -> str:
+def performance_markdown(results: dict, gpu: dict | None = None) -> str:
+    """The section from `make bench` results, then the GPU section from `make bench-gpu` results (if any)."""
     m = results["machine"]
     lines = ["## Performance", ""]
     if results["quick"]:
@@ -35,9 +37,13 @@ def performance_markdown(results: dict) -> str:
         when = f", started {outcome['started']}" if "started" in outcome else ""
         load = outcome.get("machine", {}).get("load_average_1min")
         when += f", 1-minute load average {load} on {m['nproc']} cores" if load is not None else ""
+        cpu = outcome.get("machine", {}).get("cpu_model")
+        # A benchmark re-run alone (--only) may have run on another machine than the header's (the latest run's).
+        when += f", {cpu}" if cpu and cpu != m["cpu_model"] else ""
         lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s{when})", ""]
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
+    lines += gpu_section(gpu)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -57,15 +63,17 @@ def _extract(metrics: dict) -> list[str]:
     rows = [f"{metrics['model']} (random weights), {metrics['images']} synthetic photo-sized images, "
             f"{metrics['crop_mode']} crops, batch {metrics['batch']}, {metrics.get('shard_size', 16)} images per shard; "
             f"the naive loop timed on the first {metrics.get('naive_images', metrics['images'])} images.", "",
-            "| dtype | crops | (a) model only crops/s | (b) Beam job crops/s | (c) naive crops/s | b/a | b/c | "
-            "(a) GFLOP/s | matmul GFLOP/s | (a) / matmul |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| dtype | crops | (a) model only crops/s | (b) Beam job crops/s | (b') device path crops/s | "
+            "(c) naive crops/s | b/a | b/c | b'/b | (a) GFLOP/s | matmul GFLOP/s | (a) / matmul |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dtype in ("fp32", "bf16", "fp16"):
         if dtype in metrics:
             d = metrics[dtype]
+            device = (f"{d['device_path_crops_per_s']:.1f}", f"{d['device_path_over_host_path']:.2f}") \
+                if "device_path_crops_per_s" in d else ("", "")
             rows.append(f"| {dtype} | {d['crops']} | {d['model_only_crops_per_s']:.1f} | {d['beam_crops_per_s']:.1f} | "
-                        f"{d['naive_crops_per_s']:.1f} | {d['beam_over_model_only']:.2f} | "
-                        f"{d['beam_over_naive']:.2f} | "
+                        f"{device[0]} | {d['naive_crops_per_s']:.1f} | {d['beam_over_model_only']:.2f} | "
+                        f"{d['beam_over_naive']:.2f} | {device[1]} | "
                         f"{d['model_only_gflops']:.0f} | {d['matmul_gflops']:.0f} | "
                         f"{d['model_only_share_of_matmul']:.2f} |")
     return rows

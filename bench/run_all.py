@@ -55,9 +55,12 @@ def run_one(name: str, args: list[str]) -> dict:
 
 
 def write_markdown(path: Path, results: dict) -> None:
-    """PERFORMANCE.md from `results`, keeping the hand-written notes at its end."""
+    """PERFORMANCE.md from `results` and, beside it, results-gpu.json (`make bench-gpu`), keeping the hand-written
+    notes at its end."""
     previous = path.read_text() if path.is_file() else None
-    path.write_text(with_kept_notes(performance_markdown(results), previous))
+    gpu_path = path.parent / "results-gpu.json"
+    gpu = json.loads(gpu_path.read_text()) if gpu_path.is_file() else None
+    path.write_text(with_kept_notes(performance_markdown(results, gpu), previous))
 
 
 def merged(previous: dict | None, outcomes: list[dict]) -> list[dict]:

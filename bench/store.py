@@ -53,14 +53,17 @@ def shard_tables(shard: int) -> dict:
     return {
         "images": {"image_id": ids, "file_name": [f"{i:012d}.jpg" for i in ids], "width": [640] * len(ids),
                    "height": [480] * len(ids), "sha256": [f"{i:064x}" for i in ids],
-                   "embedding": image_embeddings.astype(np.float16)},
+                   "embedding": image_embeddings.astype(np.float16),
+                   "embedding_norm": rng.uniform(8, 12, len(ids)).astype(np.float32)},
         "regions": {"image_id": [i for i in ids for _ in range(per_image)],
                     "region_id": list(range(per_image)) * len(ids), "box": boxes, "source": sources,
                     "category_id": [int(c) if s == "gt" else None for s, c in zip(sources, rng.integers(1, 80, n))],
                     "proposal_score": [float(p) if s == "proposal" else None
                                        for s, p in zip(sources, rng.uniform(0, 1, n))],
                     "max_iou_base": rng.uniform(0, 1, n).astype(np.float32).tolist(), "crop_mode": ["square"] * n,
-                    "crop_box": boxes, "embedding": embeddings.astype(np.float16)},
+                    "crop_box": boxes, "embedding": embeddings.astype(np.float16),
+                    # Raw ViT-B/32 encode_image lengths are around 10.
+                    "embedding_norm": rng.uniform(8, 12, n).astype(np.float32)},
     }
 
 

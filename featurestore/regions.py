@@ -50,6 +50,7 @@ _FROM_ARROW = {
     "crop_box": _boxes_to_numpy,
     "names": _as_list,
     "embedding": embeddings_to_numpy,
+    "embedding_norm": lambda column: column.to_numpy().astype(np.float32, copy=False),
 }
 
 
@@ -67,7 +68,8 @@ class Regions:
     crop_mode: np.ndarray | None = None  # (N,) str: the crop mode the region was cut with
     crop_box: np.ndarray | None = None  # (N, 4) float32 xyxy, the window actually cut
     names: list[list[str] | None] | None = None  # object names of a GT box (alternatives of one object), else None
-    embedding: np.ndarray | None = None  # (N, D) float16 CLIP region embedding
+    embedding: np.ndarray | None = None  # (N, D) float16 CLIP region embedding, unit length
+    embedding_norm: np.ndarray | None = None  # (N,) float32 length of the raw encode_image output
 
     def __post_init__(self):
         count = len(self.image_id)

@@ -1,6 +1,6 @@
 """The extract-features shard as WebDataset samples: one sample per image, key = image id (no dots).
 
-Sample members: `json` (the image row and its regions without embeddings), `image_emb.npy` (D,) float16,
+Sample members: `json` (the image row and its regions without embeddings, with each one's `embedding_norm`), `image_emb.npy` (D,) float16,
 `region_emb.npy` (R, D) float16, `boxes.npy` (R, 4) float32 xyxy. Tars are written deterministically
 (sorted keys, zero mtimes) so the same shard gives the same bytes.
 """
@@ -21,7 +21,7 @@ from featurestore.regions import Regions
 from featurestore.storage import is_url
 
 NON_EMBEDDING_REGION_COLUMNS = ("region_id", "box", "source", "category_id", "proposal_score",
-                                "max_iou_base", "crop_mode", "crop_box", "names")
+                                "max_iou_base", "crop_mode", "crop_box", "names", "embedding_norm")
 
 
 def sample_key(image_id: int) -> str:

@@ -66,13 +66,33 @@ class VocabSection:
 
 
 @dataclass(frozen=True)
+class ExtractRuntimeSection(RuntimeSection):
+    """The runtime keys both stages share, plus where extract-features decodes images and cuts crops. Like every
+    runtime key these stay out of shard fingerprints: both paths compute the same crops (cosine >= 0.99, measured by
+    tests/beam_jobs/test_extract_device_path.py)."""
+
+    # host: PIL decodes each image and cuts its crops in the Beam worker's Python thread, each crop its own element to
+    # the model (the default on a CPU). device: one element per image (its bytes and crop windows); decoding, cutting,
+    # resizing and encoding happen on runtime.device (vlm/region_encoder.py). auto: device when runtime.device is (or,
+    # for auto, resolves on the machine that starts the job to) a GPU; set it when only the workers have GPUs.
+    crop_on: Literal["auto", "host", "device"] = "auto"
+    # On the device path runtime.max_batch_size counts the crops of one forward (a chunk of whole images, an image
+    # with more crops than that split across forwards) and RunInference hands over 4 forwards' worth of images at
+    # once (beam_jobs/device_clip_handler.py); min_batch_size is not used there.
+    # How the device path resizes crops: batched (two matmuls for every crop of a forward: GPUs), per_crop
+    # (torchvision's antialiased resize, one call per crop: CPUs, where it is ~40x faster; vlm/crop_resample.py);
+    # auto: batched on a GPU, per_crop on a CPU.
+    crop_resize: Literal["auto", "batched", "per_crop"] = "auto"
+
+
+@dataclass(frozen=True)
 class ExtractFeaturesConfig:
     dataset: DatasetSection = field(default_factory=DatasetSection)
     regions: RegionsSection = field(default_factory=RegionsSection)
     crop: CropSection = field(default_factory=CropSection)
     model: ModelSection = field(default_factory=ModelSection)
     vocab: VocabSection = field(default_factory=VocabSection)
-    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+    runtime: ExtractRuntimeSection = field(default_factory=ExtractRuntimeSection)
     shard_size: int = 256
 
     def content_hash(self) -> str:

@@ -28,12 +28,20 @@ class ClipCapSection:
     # GPT-2 config + tokenizer: a folder or a Hub repo id (openai-community/gpt2); its weights are in the checkpoint.
     gpt_dir: str = "data/teachers/clipcap/gpt2"
     mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
-    # Official ClipCap `--normalize_prefix`. A no-op on our store, whose region embeddings are already unit length.
-    normalize_prefix: bool = False
+    # What the checkpoint was trained on, as official ClipCap's `--normalize_prefix` says it: true, unit-length CLIP
+    # embeddings (the store's `embedding`); false, the raw encode_image output (restored as embedding x
+    # embedding_norm). None: the official checkpoints' convention for the mapper type, MLP raw (CLIP_prefix_caption
+    # predict.py feeds encode_image unscaled to the COCO and Conceptual Captions MLPs), transformer unit length (its
+    # notebooks/transformer_inference.ipynb divides by the norm). See pipelines/captioners/clipcap.py.
+    normalize_prefix: bool | None = None
     method: Literal["beam", "greedy"] = "beam"
     beam_size: int = 5  # official ClipCap generate_beam default
     max_tokens: int = 20
     stop_token: str = "."  # official ClipCap stops at the first "."
+    # Where and in what precision captions are decoded (batched, with a KV cache; an out-of-memory error halves the
+    # batch). "auto": a GPU when there is one.
+    device: str = "cpu"
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,12 @@ from typing import Literal, get_args
 import pyarrow as pa
 
 # Bump when a column changes meaning, type or name; readers refuse any other version.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each version changed, so a refusal can say why an older store cannot be read as it is.
+VERSION_CHANGES = {
+    2: "images and regions gained embedding_norm, the length of the raw encode_image output before it was scaled "
+       "to unit length; official ClipCap MLP checkpoints were trained on that raw output",
+}
 
 METADATA_PREFIX = "ovd_distill."
 # The values of the `source` and `crop_mode` columns; the Literals are also the config types that name them.
@@ -26,12 +31,25 @@ class SchemaVersionError(RuntimeError):
     """A store or file written with another schema version than the one this code reads."""
 
     def __init__(self, where: str, found: object, expected: int = SCHEMA_VERSION):
-        super().__init__(
-            f"{where} has schema version {found}, this code reads schema version {expected}; "
-            f"rewrite the store with this version (e.g. rerun the job with --overwrite)"
-        )
+        super().__init__(f"{where} has schema version {found}, this code reads schema version {expected}. "
+                         + _how_to_proceed(found, expected))
         self.found = found
         self.expected = expected
+
+
+def _how_to_proceed(found: object, expected: int) -> str:
+    """What a user can do about a store of version `found`: an older store is rewritten, never patched, since what
+    a newer version adds (e.g. the raw embedding norms) can only come from running the models again."""
+    if isinstance(found, int) or (isinstance(found, str) and found.isdigit()):
+        found = int(found)
+        if found > expected:
+            return "It was written by newer code: read it with that code (its manifest records the code_version)."
+        changes = "; ".join(f"version {v}: {VERSION_CHANGES[v]}" for v in range(found + 1, expected + 1)
+                            if v in VERSION_CHANGES)
+        return (f"A store cannot be upgraded in place ({changes}). Write it again with this code: delete it "
+                f"(make clean-store STORE=...) or give the jobs another --store, then run make extract-features "
+                f"and make pseudo-labels; or read it with the code that wrote it (the manifest's code_version).")
+    return "It is not a store this code wrote; write one with make extract-features."
 
 
 def embedding_type(dim: int) -> pa.DataType:
@@ -48,7 +66,8 @@ def _images(dim: int) -> pa.Schema:
         pa.field("width", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
         pa.field("sha256", pa.string(), nullable=False),
-        pa.field("embedding", embedding_type(dim)),  # CLIP embedding of the whole image
+        pa.field("embedding", embedding_type(dim)),  # CLIP embedding of the whole image, unit length
+        pa.field("embedding_norm", pa.float32()),  # length of the raw encode_image output (embedding x norm = raw)
     ])
 
 
@@ -66,7 +85,10 @@ def _regions(dim: int) -> pa.Schema:
         # Object names of a GT box (Open-Det targets), alternatives of one object ("a, b" synonyms already split);
         # null for proposal and image regions, and for every region unless extract-features names objects.
         pa.field("names", pa.list_(pa.string())),
-        pa.field("embedding", embedding_type(dim), nullable=False),
+        pa.field("embedding", embedding_type(dim), nullable=False),  # unit length
+        # Length of the raw encode_image output, so embedding x embedding_norm restores it (to float16 precision):
+        # captioners trained on raw CLIP output (official ClipCap MLP checkpoints) need it.
+        pa.field("embedding_norm", pa.float32(), nullable=False),
     ])
 
 

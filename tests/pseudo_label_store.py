@@ -56,6 +56,11 @@ def write_images(image_root: Path, image_ids) -> None:
         Image.fromarray(pixels).save(image_root / f"{image_id:04d}.png")
 
 
+def region_norm(image_id: int, region_id: int) -> float:
+    """The raw embedding length recorded for a region of this store."""
+    return 5.0 + 0.25 * region_id + 0.01 * (image_id % 100)
+
+
 def shard_regions(image_ids, words: dict[str, np.ndarray], null_embedding: set[tuple[int, int]]) -> dict:
     rows = [(i, r) for i in image_ids for r in BOXES]
     sources = {0: "gt", 1: "proposal", 2: "proposal", 3: "proposal", 4: "image"}
@@ -72,7 +77,9 @@ def shard_regions(image_ids, words: dict[str, np.ndarray], null_embedding: set[t
             "proposal_score": [0.5 if sources[r] == "proposal" else None for _, r in rows],
             "max_iou_base": [0.0] * len(rows), "crop_mode": ["tight"] * len(rows),
             "crop_box": [BOXES[r] for _, r in rows],
-            "embedding": pa.array(embeddings, type=embedding_type(CLIP_DIM))}
+            "embedding": pa.array(embeddings, type=embedding_type(CLIP_DIM)),
+            # Raw encode_image lengths, distinct per region so a test can tell which one a captioner received.
+            "embedding_norm": [region_norm(i, r) for i, r in rows]}
 
 
 def write_label_store(tmp: Path, shards: int = 2, images_per_shard: int = 2,
@@ -95,7 +102,8 @@ def write_label_store(tmp: Path, shards: int = 2, images_per_shard: int = 2,
         images = {"image_id": list(ids), "file_name": [f"{i:04d}.png" for i in ids],
                   "width": [IMAGE_SIZE[0]] * len(ids), "height": [IMAGE_SIZE[1]] * len(ids),
                   "sha256": ["0" * 64] * len(ids),
-                  "embedding": np.stack([words["square"]] * len(ids))}
+                  "embedding": np.stack([words["square"]] * len(ids)),
+                  "embedding_norm": [region_norm(i, max(BOXES)) for i in ids]}
         writer.commit(shard, {"images": images, "regions": shard_regions(ids, words, set(null_embedding))},
                       fingerprint=f"extract-{shard}", with_wds=False)
     writer.commit_table("vocab", {"name": ["square", "star"], "kind": ["class", "class"], "category_id": [2, 4],

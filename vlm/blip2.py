@@ -1,5 +1,5 @@
 """BLIP-2: transformers `Blip2ForConditionalGeneration` + `Blip2Processor` from a save_pretrained folder, and
-batched caption generation on PIL images.
+batched caption generation on PIL images (fp16 `generate` on a GPU, batches halved on an out-of-memory error).
 
 LAVIS cannot be installed beside current transformers, and its BLIP-2 checkpoints exist as transformers checkpoints,
 so this is the one BLIP-2 loader.
@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from vlm.clip import DTYPES
+from vlm.oom_backoff import BatchBackoff
 
 
 class Blip2Captioner:
@@ -21,6 +22,7 @@ class Blip2Captioner:
         self.model = model.eval()
         self.processor = processor
         self.dtype = DTYPES[dtype]
+        self.batch_cap: int | None = None  # the batch size an out-of-memory error left, for every later call
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, dtype: str = "fp32", device: str = "cpu") -> "Blip2Captioner":
@@ -33,8 +35,24 @@ class Blip2Captioner:
 
     @torch.inference_mode()
     def caption(self, images: list[Image.Image], prompt: str | None = None, max_new_tokens: int = 20,
-                num_beams: int = 1) -> list[str]:
-        """N images → N captions (greedy or beam search, no sampling); `prompt` conditions them, e.g. "a photo of"."""
+                num_beams: int = 1, batch_size: int | None = None) -> list[str]:
+        """N images → N captions (greedy or beam search, no sampling); `prompt` conditions them, e.g. "a photo of".
+
+        `batch_size` images per `generate` (None: all at once) on the model's device, in the model's dtype (fp16 on
+        a GPU: config key captioner.blip2.dtype); an out-of-memory error halves the batch for this and every later
+        call."""
+        if not images:
+            return []
+        batch_size = min(batch_size or len(images), self.batch_cap or len(images))
+        backoff = BatchBackoff(batch_size, "BLIP-2 images per batch")
+        captions = [text for texts in backoff.run(len(images), lambda start, stop: self._generate(
+            images[start:stop], prompt, max_new_tokens, num_beams)) for text in texts]
+        if backoff.backoffs:
+            self.batch_cap = backoff.size
+        return captions
+
+    def _generate(self, images: list[Image.Image], prompt: str | None, max_new_tokens: int, num_beams: int
+                  ) -> list[str]:
         # Decoder-only LMs (OPT) return their input ids before the caption, so they always get a text input (the
         # prompt or "") whose length is then cut off; encoder-decoders (Flan-T5) return only the new tokens.
         decoder_only = self.model.config.use_decoder_only_language_model

@@ -41,29 +41,73 @@ class CropPreprocess:
                    int(cfg.get("fill_color", 0)))
 
 
-def resize_crop(crop: np.ndarray, pre: CropPreprocess) -> torch.Tensor:
-    """crop: (h, w, 3) uint8 → (3, H, W) uint8 at the model's input size, as open_clip's transform resizes."""
-    pixels = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
-    interpolation = INTERPOLATIONS[pre.interpolation]
+@dataclass(frozen=True)
+class ResizeGeometry:
+    """Where open_clip's transform puts a crop of (h, w) pixels: it is resized to (height, width), and the model input
+    is the (size) window of that starting at (top, left); a negative start is padding with fill_color."""
+
+    height: int
+    width: int
+    top: int
+    left: int
+
+
+def _window_start(resized: int, size: int) -> int:
+    """torchvision CenterCrop: start int(round((resized - size) / 2)); smaller inputs are padded (size - resized) // 2
+    before (open_clip's CenterCropOrPad pads the same way)."""
+    return int(round((resized - size) / 2.0)) if resized >= size else -((size - resized) // 2)
+
+
+def resize_geometry(h: int, w: int, pre: CropPreprocess) -> ResizeGeometry:
+    """The resized size and the model-input window of an (h, w) crop, as open_clip's inference transform has them."""
     height, width = pre.size
     if pre.resize_mode == "squash":
-        return F.resize(pixels, [height, width], interpolation=interpolation, antialias=True)
+        return ResizeGeometry(height, width, 0, 0)
     if pre.resize_mode == "shortest":
-        # A scalar size resizes the shorter side, exactly like open_clip's Resize(size) for square inputs.
-        target = height if height == width else None
-        if target is None:
-            scale = max(height / pixels.shape[1], width / pixels.shape[2])
-            resized = F.resize(pixels, [round(pixels.shape[1] * scale), round(pixels.shape[2] * scale)],
-                               interpolation=interpolation, antialias=True)
+        if height == width:
+            # open_clip uses torchvision's Resize(size) here: the shorter side becomes `size`, the longer
+            # int(size * long / short), truncated (torchvision's _compute_resized_output_size).
+            if w <= h:
+                new_h, new_w = int(height * h / w), height
+            else:
+                new_h, new_w = height, int(height * w / h)
         else:
-            resized = F.resize(pixels, [target], interpolation=interpolation, antialias=True)
-        return F.center_crop(resized, [height, width])
-    scale = min(height / pixels.shape[1], width / pixels.shape[2])  # longest: fit inside, then pad
-    resized = F.resize(pixels, [max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[2] * scale))],
-                       interpolation=interpolation, antialias=True)
-    pad_top, pad_left = (height - resized.shape[1]) // 2, (width - resized.shape[2]) // 2
-    return F.pad(resized, [pad_left, pad_top, width - resized.shape[2] - pad_left,
-                           height - resized.shape[1] - pad_top], fill=pre.fill_color)
+            # ResizeKeepRatio(size) with longest=0: the ratio of the shorter side, rounded sizes.
+            scale = max(height / h, width / w)
+            new_h, new_w = round(h * scale), round(w * scale)
+        return ResizeGeometry(new_h, new_w, _window_start(new_h, height), _window_start(new_w, width))
+    scale = min(height / h, width / w)  # longest: fit inside (ResizeKeepRatio, longest=1), then pad
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    return ResizeGeometry(new_h, new_w, _window_start(new_h, height), _window_start(new_w, width))
+
+
+def place_window(resized: torch.Tensor, geometry: ResizeGeometry, pre: CropPreprocess) -> torch.Tensor:
+    """resized: (C, height, width) → (C, H, W): the model-input window, padded with fill_color where it leaves the
+    resized crop."""
+    height, width = pre.size
+    y0, x0 = max(geometry.top, 0), max(geometry.left, 0)
+    y1, x1 = min(geometry.top + height, geometry.height), min(geometry.left + width, geometry.width)
+    window = resized[:, y0:y1, x0:x1]
+    pad_top, pad_left = y0 - geometry.top, x0 - geometry.left
+    pad_bottom, pad_right = height - pad_top - (y1 - y0), width - pad_left - (x1 - x0)
+    if pad_top or pad_left or pad_bottom or pad_right:
+        window = F.pad(window, [pad_left, pad_top, pad_right, pad_bottom], fill=pre.fill_color)
+    return window
+
+
+def resize_crop(crop: np.ndarray | torch.Tensor, pre: CropPreprocess) -> torch.Tensor:
+    """crop: (h, w, 3) uint8 array or (3, h, w) uint8 tensor → (3, H, W) uint8 at the model's input size, as
+    open_clip's transform resizes (torchvision's antialiased uint8 resize, one call per crop)."""
+    # torchvision's uint8 resize kernel is fastest on contiguous channels-last (h, w, 3) pixels: a 447-px window of a
+    # 640x480 image to 224 px took 0.17 ms so against 0.30 ms channels-first (one thread); one copy makes them so.
+    if isinstance(crop, np.ndarray):
+        pixels = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
+    else:
+        pixels = crop.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    geometry = resize_geometry(int(pixels.shape[1]), int(pixels.shape[2]), pre)
+    resized = F.resize(pixels, [geometry.height, geometry.width], interpolation=INTERPOLATIONS[pre.interpolation],
+                       antialias=True)
+    return place_window(resized, geometry, pre)
 
 
 def normalise_batch(batch: torch.Tensor, pre: CropPreprocess, dtype: torch.dtype) -> torch.Tensor:

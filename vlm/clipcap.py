@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+from vlm.clip import DTYPES, resolve_device
+from vlm.oom_backoff import BatchBackoff
+
 MappingType = Literal["mlp", "transformer"]
 _LEGACY_BUFFER_KEY = re.compile(r"^gpt\.transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
 # Official ClipCap TransformerMapper: 8 attention heads, MLP ratio 2, no bias on queries / keys-values.
@@ -144,7 +147,7 @@ class ClipCapModel(nn.Module):
 
     def prefix_embeddings(self, clip_embeddings: torch.Tensor) -> torch.Tensor:
         """clip_embeddings: (B, prefix_size) float -> (B, prefix_length, E) GPT input embeddings."""
-        x = clip_embeddings.to(self.gpt.dtype)
+        x = clip_embeddings.to(device=self.gpt.device, dtype=self.gpt.dtype)
         if self.config.normalize_prefix:
             x = F.normalize(x, dim=-1)
         return self.clip_project(x).view(x.shape[0], self.config.prefix_length, -1)
@@ -253,14 +256,14 @@ def greedy_generate(model: ClipCapModel, clip_embeddings: torch.Tensor, stop_tok
     """
     out = model.gpt(inputs_embeds=model.prefix_embeddings(clip_embeddings), use_cache=True)
     cache, logits = out.past_key_values, out.logits[:, -1]
-    batch = clip_embeddings.shape[0]
-    tokens = torch.zeros(batch, 0, dtype=torch.long)
-    stopped = torch.zeros(batch, dtype=torch.bool)
+    batch, device = clip_embeddings.shape[0], logits.device
+    tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
+    stopped = torch.zeros(batch, dtype=torch.bool, device=device)
     for _ in range(max_tokens):
         next_tokens = logits.argmax(dim=-1)
         tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)
         stopped |= next_tokens == stop_token_id
-        if bool(stopped.all()):
+        if bool(stopped.all()):  # one host-device sync per token: the price of stopping early
             break
         out = model.gpt(inputs_embeds=model.gpt.transformer.wte(next_tokens)[:, None], past_key_values=cache,
                         use_cache=True)
@@ -288,10 +291,11 @@ def beam_generate(model: ClipCapModel, clip_embeddings: torch.Tensor, stop_token
     log_probs = out.logits[:, -1].float().log_softmax(-1)  # (B, V)
     vocab = log_probs.shape[-1]
     scores, first = log_probs.topk(k, dim=-1)  # (B, K) summed log-probs
+    device = first.device
     tokens = first.reshape(batch * k, 1)
-    lengths = torch.ones(batch, k)
+    lengths = torch.ones(batch, k, device=device)
     stopped = (first == stop_token_id)
-    offsets = (torch.arange(batch) * k)[:, None]
+    offsets = (torch.arange(batch, device=device) * k)[:, None]
     for _ in range(max_tokens - 1):
         if bool(stopped.all()):
             break
@@ -313,8 +317,9 @@ def beam_generate(model: ClipCapModel, clip_embeddings: torch.Tensor, stop_token
         cache.reorder_cache(rows)
         tokens = torch.cat([tokens[rows], next_tokens.reshape(-1, 1)], dim=1)
     best = (scores / lengths).argmax(dim=-1)  # (B,)
-    chosen = tokens.view(batch, k, -1)[torch.arange(batch), best]
-    chosen_lengths = lengths[torch.arange(batch), best].long()
+    rows = torch.arange(batch, device=device)
+    chosen = tokens.view(batch, k, -1)[rows, best]
+    chosen_lengths = lengths[rows, best].long()
     return [row[:n] for row, n in zip(chosen.tolist(), chosen_lengths.tolist())]
 
 
@@ -328,6 +333,7 @@ class ClipCapCaptioner:
         if len(stop_ids) != 1:
             raise ValueError(f"stop token {stop_token!r} is {len(stop_ids)} tokens for this tokenizer; need exactly 1")
         self.stop_token_id = stop_ids[0]
+        self.batch_cap: int | None = None  # the batch size an out-of-memory error left, for every later call
 
     @classmethod
     def from_paths(cls, checkpoint_path: str | Path, gpt_dir: str | Path, stop_token: str = ".",
@@ -336,17 +342,28 @@ class ClipCapCaptioner:
         return cls(load_clipcap(checkpoint_path, gpt_dir, **load_kwargs), AutoTokenizer.from_pretrained(gpt_dir),
                    stop_token)
 
+    def to(self, device: str | torch.device, dtype: str = "fp32") -> "ClipCapCaptioner":
+        """Move the model to `device` ("auto": a GPU when there is one) in `dtype` (fp32, bf16, fp16); returns self."""
+        self.model = self.model.to(device=resolve_device(str(device)), dtype=DTYPES[dtype])
+        return self
+
     def caption(self, clip_embeddings: torch.Tensor, method: Literal["beam", "greedy"] = "beam", beam_size: int = 5,
                 max_tokens: int = 20, batch_size: int = 256) -> list[str]:
-        """clip_embeddings: (N, prefix_size) float -> N captions, decoded up to and including the stop token."""
-        captions: list[str] = []
-        for start in range(0, clip_embeddings.shape[0], batch_size):
-            chunk = clip_embeddings[start:start + batch_size]
+        """clip_embeddings: (N, prefix_size) float -> N captions, decoded up to and including the stop token.
+
+        Batches of `batch_size` on the model's device (a KV cache, every row decoded at once); an out-of-memory error
+        halves the batch for this and every later call (vlm.oom_backoff)."""
+        if method not in ("beam", "greedy"):
+            raise ValueError(f"unknown decoding method {method!r}: use 'beam' or 'greedy'")
+        backoff = BatchBackoff(min(batch_size, self.batch_cap or batch_size), "ClipCap captions per batch")
+
+        def generate(start: int, stop: int) -> list[list[int]]:
+            chunk = clip_embeddings[start:stop]
             if method == "beam":
-                ids = beam_generate(self.model, chunk, self.stop_token_id, beam_size, max_tokens)
-            elif method == "greedy":
-                ids = greedy_generate(self.model, chunk, self.stop_token_id, max_tokens)
-            else:
-                raise ValueError(f"unknown decoding method {method!r}: use 'beam' or 'greedy'")
-            captions += [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
-        return captions
+                return beam_generate(self.model, chunk, self.stop_token_id, beam_size, max_tokens)
+            return greedy_generate(self.model, chunk, self.stop_token_id, max_tokens)
+
+        ids = [row for rows in backoff.run(clip_embeddings.shape[0], generate) for row in rows]
+        if backoff.backoffs:
+            self.batch_cap = backoff.size
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]

@@ -65,6 +65,12 @@ def decode_image(data: bytes, path: str) -> DecodedImage:
     return DecodedImage(pixels, digest)
 
 
+def size_mismatch(path: str, decoded: tuple[int, int], annotated: tuple[int, int]) -> ImageReadError:
+    """The dead letter of an image whose pixels are not the size its annotations give ((width, height) each)."""
+    return ImageReadError("size_mismatch", f"{path} decodes to {decoded[0]}x{decoded[1]} but the annotations say "
+                                           f"{annotated[0]}x{annotated[1]}; its boxes would not fit the pixels")
+
+
 def load_image(path: str, open_fn: OpenFn = open_local) -> DecodedImage:
     return decode_image(read_bytes(path, open_fn), path)
 

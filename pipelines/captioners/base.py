@@ -20,7 +20,8 @@ class ImageRegions:
     file_name: str
     region_ids: tuple[int, ...]
     boxes: np.ndarray  # (R, 4) float32 xyxy image pixels
-    embeddings: np.ndarray  # (R, D) float32 stored CLIP region embeddings
+    embeddings: np.ndarray  # (R, D) float32 stored CLIP region embeddings, unit length
+    embedding_norms: np.ndarray  # (R,) float32 raw encode_image lengths: embeddings x norms = the raw output
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from vlm.hub import ModelFiles, resolve_file, resolve_pretrained_dir
 class ClipCapRegionCaptioner:
     name = "clipcap"
 
-    def __init__(self, captioner, *, method: Literal["beam", "greedy"], beam_size: int, max_tokens: int):
+    def __init__(self, captioner, *, method: Literal["beam", "greedy"], beam_size: int, max_tokens: int,
+                 unit_prefix: bool):
         self.captioner = captioner  # vlm.clipcap.ClipCapCaptioner
         self.method = method
         self.beam_size = beam_size
         self.max_tokens = max_tokens
+        self.unit_prefix = unit_prefix  # the checkpoint was trained on unit-length embeddings, not raw output
 
     @classmethod
     def from_config(cls, section: ClipCapSection) -> "ClipCapRegionCaptioner":
@@ -28,17 +30,20 @@ class ClipCapRegionCaptioner:
         from vlm.clipcap import ClipCapCaptioner
 
         section, _ = resolve_clipcap(section)
+        # The model itself never rescales: `prefixes` hands it exactly what the checkpoint was trained on.
         captioner = ClipCapCaptioner.from_paths(section.checkpoint, section.gpt_dir, stop_token=section.stop_token,
-                                                mapping_type=section.mapping_type,
-                                                normalize_prefix=section.normalize_prefix)
-        return cls(captioner, method=section.method, beam_size=section.beam_size, max_tokens=section.max_tokens)
+                                                mapping_type=section.mapping_type, normalize_prefix=False
+                                                ).to(section.device, section.dtype)
+        unit = trained_on_unit_prefixes(section.normalize_prefix, captioner.model.config.mapping_type)
+        return cls(captioner, method=section.method, beam_size=section.beam_size, max_tokens=section.max_tokens,
+                   unit_prefix=unit)
 
     def caption(self, batch: Sequence[ImageRegions]) -> list[list[str]]:
         """B images → captions of all their regions, generated in one batch over every region of every image."""
         sizes = [len(item.region_ids) for item in batch]
         if not sum(sizes):
             return [[] for _ in batch]
-        stacked = torch.from_numpy(np.concatenate([item.embeddings for item in batch]).astype(np.float32))
+        stacked = torch.from_numpy(np.concatenate([prefixes(item, self.unit_prefix) for item in batch]))
         captions = self.captioner.caption(stacked, method=self.method, beam_size=self.beam_size,
                                           max_tokens=self.max_tokens, batch_size=max(len(stacked), 1))
         ends = np.cumsum(sizes)
@@ -53,3 +58,21 @@ def resolve_clipcap(section: ClipCapSection) -> tuple[ClipCapSection, tuple[Mode
     checkpoint = resolve_file(section.checkpoint, "captioner.clipcap.checkpoint")
     gpt = resolve_pretrained_dir(section.gpt_dir, "captioner.clipcap.gpt_dir", weights=False)
     return dataclasses.replace(section, checkpoint=checkpoint.path, gpt_dir=gpt.path), (checkpoint, gpt)
+
+
+def trained_on_unit_prefixes(normalize_prefix: bool | None, mapping_type: str) -> bool:
+    """Whether a checkpoint was trained on unit-length CLIP embeddings (official `--normalize_prefix`).
+
+    Unset, the official checkpoints' convention decides: CLIP_prefix_caption's predict.py and
+    notebooks/clip_prefix_captioning_inference.ipynb give the MLP checkpoints (COCO, Conceptual Captions) the raw
+    `encode_image` output; its notebooks/transformer_inference.ipynb divides it by its norm for the transformer one.
+    """
+    return mapping_type == "transformer" if normalize_prefix is None else normalize_prefix
+
+
+def prefixes(item: ImageRegions, unit: bool) -> np.ndarray:
+    """(R, D) float32 ClipCap inputs of one image's regions: the stored unit-length embeddings as they are, or the raw
+    encode_image output restored as embedding x embedding_norm (float16 storage: relative error below 1e-3)."""
+    embeddings = item.embeddings.astype(np.float32, copy=False)
+    return embeddings if unit else embeddings * item.embedding_norms.astype(np.float32)[:, None]
+

@@ -15,7 +15,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from beam_jobs.extract_features import run
+from beam_jobs.extract_features import main, run
 from beam_jobs.sharded_stage import FailureRateExceeded
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
@@ -24,6 +24,7 @@ from vlm.clip import ModelLoadError, load_clip, resolve_clip
 from schemas.config import load_config
 from tests.beam_jobs.crash_after_commit import CRASH_EXIT_CODE
 from tests.beam_jobs.sample import DANGLING_IMAGE_ID, NOVEL_IDS, UNKNOWN_PROPOSAL_IMAGE_ID, make_sample
+from tests.featurestore.store_factory import assert_says_how_to_proceed, downgrade_to_version_1, write_store
 from tests.tiny_clip import save_local_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,12 +51,27 @@ def clean_store(world):
     return store, str(error.value)
 
 
+# What the model computes: equal across runs only to float tolerance (batches differ, so do reduction orders).
+MODEL_OUTPUTS = ["embedding", "embedding_norm"]
+
+
+def assert_same_rows(got, expected) -> None:
+    """Two images or regions tables: every column but the model's outputs equal, those equal to float16 storage
+    (embeddings, atol 2e-3: a few float16 steps near 0.1-0.5) and float32 batch effects (norms, rtol 1e-4)."""
+    assert got.drop_columns(MODEL_OUTPUTS).equals(expected.drop_columns(MODEL_OUTPUTS))
+    np.testing.assert_allclose(embeddings_to_numpy(got.column("embedding")).astype(np.float32),
+                               embeddings_to_numpy(expected.column("embedding")).astype(np.float32), atol=2e-3)
+    np.testing.assert_allclose(got.column("embedding_norm").to_numpy(), expected.column("embedding_norm").to_numpy(),
+                               rtol=1e-4)
+
+
 def _regions(store: Path):
     return StoreReader(store).read_table("regions").sort_by([("image_id", "ascending"), ("region_id", "ascending")])
 
 
 def _direct_embeddings(model_dir: Path, image_root: Path, file_names: dict, rows: list) -> np.ndarray:
-    """What the job should store, computed without Beam: PIL crop, open_clip's own transform, one forward."""
+    """What the job should store, computed without Beam: PIL crop, open_clip's own transform, one forward; raw
+    `encode_image` output, not normalised."""
     clip = load_clip(resolve_clip(f"local-dir:{model_dir}", None, None))
     transform = image_transform_v2(PreprocessCfg(**clip.preprocess_cfg), is_train=False)
     crops = []
@@ -63,7 +79,7 @@ def _direct_embeddings(model_dir: Path, image_root: Path, file_names: dict, rows
         with Image.open(image_root / file_names[row["image_id"]]) as image:
             crops.append(transform(image.convert("RGB").crop(tuple(row["crop_box"]))))
     with torch.no_grad():
-        return torch.nn.functional.normalize(clip.model.encode_image(torch.stack(crops)), dim=-1).numpy()
+        return clip.model.encode_image(torch.stack(crops)).numpy()
 
 
 def test_rows_match_a_direct_computation_of_the_same_crops(world, clean_store):
@@ -74,14 +90,21 @@ def test_rows_match_a_direct_computation_of_the_same_crops(world, clean_store):
     file_names = dict(zip(images.column("image_id").to_pylist(), images.column("file_name").to_pylist()))
     assert sorted(file_names) == [1, 2, 3, 4, 5, 6]
     regions = _regions(store)
-    rows = regions.drop_columns(["embedding"]).to_pylist()
+    rows = regions.drop_columns(MODEL_OUTPUTS).to_pylist()
     stored = embeddings_to_numpy(regions.column("embedding")).astype(np.float32)
-    expected = _direct_embeddings(model_dir, sample.image_root, file_names, rows)
-    assert np.abs(stored - expected).max() < 0.02  # float16 storage + one grey level of resize rounding
+    raw = _direct_embeddings(model_dir, sample.image_root, file_names, rows)
+    norms = np.linalg.norm(raw, axis=1)
+    assert np.abs(stored - raw / norms[:, None]).max() < 0.02  # float16 storage + one grey level of resize rounding
+    # The raw length, not 1: unit embedding x embedding_norm gives encode_image's output back.
+    np.testing.assert_allclose(regions.column("embedding_norm").to_numpy(), norms, rtol=0.02)
+    assert np.abs(norms - 1).max() > 0.05
     whole = {r["image_id"]: i for i, r in enumerate(rows) if r["source"] == "image"}
     image_vectors = embeddings_to_numpy(images.column("embedding"))
-    for image_id, vector in zip(images.column("image_id").to_pylist(), image_vectors):
+    image_norms = images.column("embedding_norm").to_numpy()
+    stored_norms = regions.column("embedding_norm").to_numpy()
+    for image_id, vector, norm in zip(images.column("image_id").to_pylist(), image_vectors, image_norms):
         np.testing.assert_array_equal(vector, stored[whole[image_id]].astype(np.float16))
+        assert norm == stored_norms[whole[image_id]]
     for row in rows:
         left, top, right, bottom = row["crop_box"]
         x0, y0, x1, y1 = row["box"]
@@ -158,10 +181,7 @@ def test_killed_run_resumes_to_the_same_store(world, clean_store):
     assert (store / "_commits" / "extract_features" / f"{survivor:05d}.json").read_text() == record
     resumed, clean = _tables(store), _tables(clean_store[0])
     for name in resumed:
-        assert resumed[name].drop_columns(["embedding"]).equals(clean[name].drop_columns(["embedding"]))
-        np.testing.assert_allclose(embeddings_to_numpy(resumed[name].column("embedding")).astype(np.float32),
-                                   embeddings_to_numpy(clean[name].column("embedding")).astype(np.float32),
-                                   atol=2e-3)
+        assert_same_rows(resumed[name], clean[name])
     assert run(argv)["shards_computed"] == 0  # everything current: nothing recomputed
     assert run(argv + ["--overwrite"])["shards_computed"] == 3
 
@@ -185,11 +205,11 @@ def test_multi_processing_mode_and_an_image_left_without_regions(world, clean_st
     assert 4 not in multi.column("image_id").to_pylist()
     assert "image" not in multi.column("source").to_pylist()
     clean = _tables(clean_store[0])["regions"]
-    clean_rows = {(r["image_id"], r["region_id"]): r for r in clean.drop_columns(["embedding"]).to_pylist()}
+    clean_rows = {(r["image_id"], r["region_id"]): r for r in clean.drop_columns(MODEL_OUTPUTS).to_pylist()}
     clean_vectors = embeddings_to_numpy(clean.column("embedding"))
     index = {key: i for i, key in enumerate(clean_rows)}
     multi_vectors = embeddings_to_numpy(multi.column("embedding"))
-    for i, row in enumerate(multi.drop_columns(["embedding"]).to_pylist()):
+    for i, row in enumerate(multi.drop_columns(MODEL_OUTPUTS).to_pylist()):
         key = (row["image_id"], row["region_id"])
         assert row == clean_rows[key]
         np.testing.assert_allclose(multi_vectors[i].astype(np.float32), clean_vectors[index[key]], atol=2e-3)
@@ -207,4 +227,14 @@ def test_the_direct_runner_runs_pending_shards_in_waves(world, clean_store, capl
     assert summary["shards_computed"] == 3
     waved, clean = _tables(store), _tables(clean_store[0])
     for name in waved:
-        assert waved[name].drop_columns(["embedding"]).equals(clean[name].drop_columns(["embedding"]))
+        assert_same_rows(waved[name], clean[name])
+
+
+def test_a_version_1_store_is_refused_before_anything_in_it_changes(world, tmp_path, capsys):
+    root, model_dir, sample = world
+    store = downgrade_to_version_1(write_store(tmp_path / "v1"))
+    records = sorted(p.relative_to(store) for p in (store / "_commits").rglob("*.json"))
+    argv = [f"--set={o}" for o in sample.overrides(model_dir)] + ["--store", str(store), "--overwrite"]
+    assert main(argv) == 2
+    assert_says_how_to_proceed(capsys.readouterr().err)
+    assert sorted(p.relative_to(store) for p in (store / "_commits").rglob("*.json")) == records

@@ -14,6 +14,7 @@ from featurestore.reader import StoreReader
 from featurestore.stages import PSEUDO_LABELS
 from pipelines.pseudo_label_pick import match_scores
 from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
+from tests.featurestore.store_factory import assert_says_how_to_proceed, downgrade_to_version_1, write_store
 from tests.hub_cache import add_commit, new_repo_id
 from tests.pseudo_label_store import write_given_captions, write_label_store
 from tests.tiny_teachers import write_tiny_clipcap
@@ -169,3 +170,10 @@ def test_a_captioner_missing_from_the_cache_fails_before_any_write(store):
                            f"captioner.clipcap.checkpoint=hf-hub:{absent}/clipcap.pt"], test_pipeline=TestPipeline())
     assert constants.HF_HUB_CACHE in str(missing.value)
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+
+
+def test_a_version_1_store_is_refused_with_how_to_proceed(tmp_path, capsys):
+    root = downgrade_to_version_1(write_store(tmp_path / "v1"))
+    assert pseudo_labels.main(["--store", str(root), "--set", "captioner.name=given",
+                               "--set", f"captioner.given.path={tmp_path / 'none.jsonl'}"]) == 2
+    assert_says_how_to_proceed(capsys.readouterr().err)

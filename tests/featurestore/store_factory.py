@@ -1,13 +1,16 @@
 """Deterministic small stores written through the real ShardWriter, for the featurestore tests."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from featurestore.manifest import ModelRecord
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
+from schemas.tables import SCHEMA_VERSION
 
 DIM = 16
 IMAGES_PER_SHARD = 3
@@ -26,13 +29,15 @@ def shard_tables(shard: int, dim: int = DIM) -> dict:
     return {
         "images": {"image_id": ids, "file_name": [f"img_{i}.jpg" for i in ids], "width": [64] * len(ids),
                    "height": [48] * len(ids), "sha256": [f"{i:064x}" for i in ids],
-                   "embedding": rng.standard_normal((len(ids), dim)).astype(np.float16)},
+                   "embedding": rng.standard_normal((len(ids), dim)).astype(np.float16),
+                   "embedding_norm": np.linspace(8.0, 9.0, len(ids), dtype=np.float32)},
         "regions": {"image_id": image_ids, "region_id": region_ids, "box": boxes, "source": sources,
                     "category_id": [3 if s == "gt" else None for s in sources],
                     "proposal_score": [0.75 if s == "proposal" else None for s in sources],
                     "max_iou_base": [0.125] * n, "crop_mode": ["square"] * n, "crop_box": boxes,
                     "names": [["red star", "star"] if s == "gt" else None for s in sources],
-                    "embedding": rng.standard_normal((n, dim)).astype(np.float16)},
+                    "embedding": rng.standard_normal((n, dim)).astype(np.float16),
+                    "embedding_norm": np.linspace(10.0, 11.0, n, dtype=np.float32)},
         "failures": {"image_id": [ids[0]], "region_id": [None], "file_name": ["broken.jpg"],
                      "stage": [EXTRACT_FEATURES], "kind": ["truncated_image"],
                      "message": ["broken.jpg: image file is truncated"]},
@@ -76,3 +81,27 @@ def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True, st
             labels.commit(shard, pseudo_label_tables(shard), fingerprint=f"pl-{shard}")
         labels.finish_stage()
     return root
+
+
+def downgrade_to_version_1(root):
+    """The store as schema version 1 wrote it: no embedding_norm column, version 1 in every record and file."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["schema_version"] = 1
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for record_path in (root / "_commits").rglob("*.json"):
+        record = json.loads(record_path.read_text())
+        record["schema_version"] = 1
+        record_path.write_text(json.dumps(record))
+    for path in root.rglob("*.parquet"):
+        table = pq.read_table(path)
+        if "embedding_norm" in table.column_names:
+            table = table.drop_columns(["embedding_norm"])
+        metadata = {**table.schema.metadata, b"ovd_distill.schema_version": b"1"}
+        pq.write_table(table.replace_schema_metadata(metadata), path)
+    return root
+
+
+def assert_says_how_to_proceed(message: str) -> None:
+    assert "schema version 1" in message and f"schema version {SCHEMA_VERSION}" in message
+    assert "embedding_norm" in message  # why an old store cannot simply be read
+    assert "make clean-store" in message and "--store" in message and "make extract-features" in message

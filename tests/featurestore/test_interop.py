@@ -9,6 +9,7 @@ import webdataset as wds
 
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
+from schemas.tables import SCHEMA_VERSION
 from tests.featurestore.store_factory import IMAGES_PER_SHARD, REGIONS_PER_IMAGE, shard_tables, write_store
 
 
@@ -31,7 +32,7 @@ def test_pyarrow_dataset_reads_the_tables(tmp_path):
     root = write_store(tmp_path / "store", shards=2)
     table = ds.dataset(root / "images", format="parquet").to_table()
     assert table.num_rows == 2 * IMAGES_PER_SHARD
-    assert table.schema.metadata[b"ovd_distill.schema_version"] == b"1"
+    assert table.schema.metadata[b"ovd_distill.schema_version"] == str(SCHEMA_VERSION).encode()
 
 
 def test_webdataset_reads_our_tars(tmp_path):

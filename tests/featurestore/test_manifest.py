@@ -7,6 +7,7 @@ from featurestore.manifest import Manifest, ModelFile, ModelRecord, StageRecord,
 from featurestore.reader import StoreReader
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
+from schemas.tables import SCHEMA_VERSION
 from tests.featurestore.store_factory import DIM, shard_tables, write_store
 
 
@@ -26,7 +27,7 @@ def test_stage_records_round_trip_through_the_json_on_disk(tmp_path):
 
 
 def test_newer_fields_are_skipped_and_settings_read_by_dotted_key():
-    data = {"schema_version": 1, "future": True, "stages": {EXTRACT_FEATURES: {
+    data = {"schema_version": SCHEMA_VERSION, "future": True, "stages": {EXTRACT_FEATURES: {
         "config": {"dataset": {"image_root": "/images"}}, "config_hash": "h", "new_field": 3,
         "models": {"clip": {"sha256": "s", "name": "local-dir:m", "quantised": True}}}}}
     record = Manifest.from_json(data, "here").stages[EXTRACT_FEATURES]

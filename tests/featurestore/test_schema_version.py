@@ -1,12 +1,14 @@
-"""A store or file of another schema version is refused with an error that states both versions."""
+"""A store or file of another schema version is refused with an error that states both versions and how to proceed."""
 import json
 
 import pyarrow.parquet as pq
 import pytest
 
+from featurestore.cli import main as featurestore_cli
 from featurestore.reader import StoreReader
-from schemas.tables import SCHEMA_VERSION, SchemaVersionError
-from tests.featurestore.store_factory import write_store
+from featurestore.validate import validate_store
+from schemas.tables import SCHEMA_VERSION, SchemaVersionError, check_schema_version
+from tests.featurestore.store_factory import assert_says_how_to_proceed, downgrade_to_version_1, write_store
 
 
 def test_store_of_other_version_is_refused(tmp_path):
@@ -34,3 +36,27 @@ def test_file_of_other_version_is_refused(tmp_path):
 def test_missing_store_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing-here is not a feature store"):
         StoreReader(tmp_path / "nothing-here")
+
+
+def test_every_reader_of_a_version_1_store_says_how_to_proceed(tmp_path, capsys):
+    root = downgrade_to_version_1(write_store(tmp_path / "store", shards=1))
+    with pytest.raises(SchemaVersionError) as error:
+        StoreReader(root)
+    assert_says_how_to_proceed(str(error.value))
+    [problem] = validate_store(root)
+    assert_says_how_to_proceed(problem)
+    for command in (["inspect", str(root)], ["validate", str(root)], ["head", str(root), "regions"]):
+        assert featurestore_cli(command) in (1, 2)
+        assert_says_how_to_proceed(capsys.readouterr().out)
+    with pytest.raises(SchemaVersionError) as error:
+        check_schema_version(pq.ParquetFile(root / "regions/00000.parquet").schema_arrow.metadata, "regions/00000")
+    assert_says_how_to_proceed(str(error.value))
+
+
+def test_a_store_of_newer_code_says_to_read_it_with_that_code(tmp_path):
+    root = write_store(tmp_path / "store", shards=1)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["schema_version"] = SCHEMA_VERSION + 1
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SchemaVersionError, match="written by newer code"):
+        StoreReader(root)

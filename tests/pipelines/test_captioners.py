@@ -20,8 +20,9 @@ from tests.tiny_teachers import CLIP_DIM, write_tiny_blip2, write_tiny_clipcap
 def regions(image_id: int, file_name: str, count: int, seed: int = 0) -> ImageRegions:
     rng = np.random.default_rng(seed)
     boxes = np.array([[2 + 5 * r, 3, 30 + 5 * r, 40] for r in range(count)], dtype=np.float32)
-    return ImageRegions(image_id, file_name, tuple(range(count)), boxes,
-                        rng.standard_normal((count, CLIP_DIM)).astype(np.float32))
+    embeddings = rng.standard_normal((count, CLIP_DIM)).astype(np.float32)
+    norms = np.linalg.norm(embeddings, axis=1)
+    return ImageRegions(image_id, file_name, tuple(range(count)), boxes, embeddings / norms[:, None], norms)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +152,26 @@ def test_a_captioner_missing_from_the_cache_names_the_key_and_the_cache(clipcap_
         resolve_captioner(CaptionerSection(name="clipcap", clipcap=ClipCapSection(
             checkpoint=str(clipcap_files[0]), gpt_dir=absent)))
     assert constants.HF_HUB_CACHE in str(missing.value)
+
+
+def test_the_shipped_config_gives_our_teacher_the_stored_unit_vectors_as_before(tmp):
+    """configs/pseudo_labels.yaml says our ClipCap teacher was trained on unit-length prefixes, so it gets the stored
+    embeddings untouched, exactly what it got before the store kept norms: its captions cannot change."""
+    from schemas.config import load_config
+    from pipelines.pseudo_labels_config import PseudoLabelsConfig
+    from vlm.clipcap import ClipCapCaptioner
+
+    teacher = Path(__file__).resolve().parents[2] / "assets" / "teachers" / "clipcap"
+    shipped = load_config(PseudoLabelsConfig, Path(__file__).resolve().parents[2] / "configs" / "pseudo_labels.yaml",
+                          [f"captioner.clipcap.checkpoint={teacher / 'clipcap_mlp.pt'}",
+                           f"captioner.clipcap.gpt_dir={teacher / 'gpt2'}", "captioner.clipcap.max_tokens=8"])
+    captioner = build_captioner(shipped.captioner)
+    assert captioner.unit_prefix
+    rng = np.random.default_rng(5)
+    embeddings = rng.standard_normal((4, captioner.captioner.model.config.prefix_size)).astype(np.float32)
+    embeddings = (embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)).astype(np.float16)
+    item = ImageRegions(1, "a.png", (0, 1, 2, 3), np.zeros((4, 4), np.float32), embeddings.astype(np.float32),
+                        np.full(4, 7.5, np.float32))
+    before = ClipCapCaptioner.from_paths(teacher / "clipcap_mlp.pt", teacher / "gpt2").caption(
+        torch.from_numpy(embeddings.astype(np.float32)), method="beam", beam_size=5, max_tokens=8)
+    assert captioner.caption([item]) == [before]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.extract_config import ExtractFeaturesConfig, ExtractRuntimeSection
 from pipelines.pseudo_labels_config import PseudoLabelsConfig
 from pipelines.runtime_section import RuntimeSection
 from schemas.config import ConfigError, load_config
@@ -15,7 +15,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 def test_the_shipped_configs_share_one_runtime_section():
     extract = load_config(ExtractFeaturesConfig, CONFIGS / "extract_features.yaml")
     labels = load_config(PseudoLabelsConfig, CONFIGS / "pseudo_labels.yaml")
-    assert extract.runtime == RuntimeSection(max_failure_rate=0.01, shards_per_run=4)
+    assert extract.runtime == ExtractRuntimeSection(max_failure_rate=0.01, shards_per_run=4)
+    assert isinstance(extract.runtime, RuntimeSection)  # the shared keys, plus where extract-features cuts crops
     assert labels.runtime == RuntimeSection(min_batch_size=4, max_batch_size=32, max_failure_rate=0.05)
     assert labels.pick.batch_size == 64
     assert PseudoLabelsConfig().runtime == labels.runtime  # the stage's own defaults, file or no file
@@ -23,7 +24,8 @@ def test_the_shipped_configs_share_one_runtime_section():
 
 @pytest.mark.parametrize("cls, file, how, what", [
     (ExtractFeaturesConfig, "extract_features.yaml",
-     ["runtime.device=cpu", "runtime.max_batch_size=8", "runtime.shards_per_run=1", "runtime.max_failure_rate=1.0"],
+     ["runtime.device=cpu", "runtime.max_batch_size=8", "runtime.shards_per_run=1", "runtime.max_failure_rate=1.0",
+      "runtime.crop_on=device", "runtime.crop_resize=batched"],
      "crop.mode=tight"),
     (PseudoLabelsConfig, "pseudo_labels.yaml",
      ["runtime.large_model=true", "runtime.shards_per_run=0", "pick.batch_size=2"], "score.k=1.0")])
@@ -36,3 +38,8 @@ def test_how_a_job_runs_is_left_out_of_the_content_hash(cls, file, how, what):
 def test_the_fault_injection_key_is_gone():
     with pytest.raises(ConfigError, match="runtime.crash_after_commits"):
         load_config(ExtractFeaturesConfig, overrides=["runtime.crash_after_commits=1"])
+
+
+def test_where_crops_are_cut_is_a_key_of_extract_features_only():
+    with pytest.raises(ConfigError, match="runtime.crop_on"):
+        load_config(PseudoLabelsConfig, overrides=["runtime.crop_on=device"])

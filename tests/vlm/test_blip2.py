@@ -28,3 +28,11 @@ def test_one_caption_per_image_without_the_prompt_and_independent_of_the_batch(c
 
 def test_beam_search_decodes_too(captioner):
     assert len(captioner.caption(images(2), max_new_tokens=3, num_beams=2)) == 2
+
+
+def test_batches_of_any_size_give_the_same_captions(captioner):
+    """`batch_size` (and the out-of-memory back-off that halves it, vlm.oom_backoff) splits one call into several
+    `generate` batches; no caption may depend on where the splits fall."""
+    together = captioner.caption(images(5), max_new_tokens=4)
+    assert captioner.caption(images(5), max_new_tokens=4, batch_size=2) == together
+    assert captioner.caption([], max_new_tokens=4) == []

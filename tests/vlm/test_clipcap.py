@@ -1,7 +1,10 @@
 """ClipCap: official state-dict layout round trip (legacy keys, both mappers), strict loading, batched decoding."""
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from vlm.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel, beam_gene
 
 CORPUS = [f"a {c} {s} on a textured background." for c in ("red", "blue", "green") for s in ("star", "heart", "cross")]
 PREFIX_SIZE = 24
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +165,52 @@ def test_captioner_returns_strings_in_input_order(tmp_path, tokenizer):
     together = captioner.caption(embeddings, method="greedy", max_tokens=6)
     in_pieces = captioner.caption(embeddings, method="greedy", max_tokens=6, batch_size=3)
     assert together == in_pieces and all(isinstance(c, str) for c in together) and len(together) == 7
+
+
+def test_the_captioner_moves_to_a_device_and_dtype_and_decodes_there(tmp_path, tokenizer):
+    """`to(device, dtype)` is how pseudo-labels puts ClipCap on a GPU; here the CPU device in bf16 (every tensor of
+    the decoding loop is created on the model's device, so the same code runs on cuda)."""
+    gpt_dir = _gpt_dir(tmp_path, tokenizer)
+    path = tmp_path / "clipcap.pt"
+    torch.save(_random_clipcap(gpt_dir, "mlp").state_dict(), path)
+    captioner = ClipCapCaptioner.from_paths(path, gpt_dir).to("cpu", "bf16")
+    assert next(captioner.model.parameters()).dtype == torch.bfloat16
+    embeddings = torch.randn(5, PREFIX_SIZE)
+    for method in ("beam", "greedy"):
+        captions = captioner.caption(embeddings, method=method, beam_size=3, max_tokens=5)
+        assert len(captions) == 5 and all(isinstance(c, str) for c in captions)
+
+
+OOM_CHILD = '''
+import resource, sys
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from shapesov.teachers.tokenizer import train_caption_tokenizer
+from vlm.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel
+
+torch.set_num_threads(1)
+tokenizer = train_caption_tokenizer(["a red star on a wall.", "a blue heart."], vocab_size=300)
+# GPT-2's vocabulary with a tiny body: the logits of a 512-caption batch (512 x 4 prefix tokens x 50257 floats,
+# 412 MB) cannot be allocated under the cap below, those of 64 captions can.
+config = GPT2Config(vocab_size=50257, n_embd=32, n_layer=1, n_head=2, n_positions=32,
+                    bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+torch.manual_seed(0)
+model = ClipCapModel(ClipCapConfig("mlp", prefix_size=16, prefix_length=4), GPT2LMHeadModel(config)).eval()
+captioner = ClipCapCaptioner(model, tokenizer)
+embeddings = torch.randn(512, 16, generator=torch.Generator().manual_seed(1))
+reference = captioner.caption(embeddings, method="greedy", max_tokens=3, batch_size=32)
+size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 160 * 2 ** 20, resource.RLIM_INFINITY))
+assert captioner.caption(embeddings, method="greedy", max_tokens=3, batch_size=512) == reference
+print("cap", captioner.batch_cap)
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
+def test_a_real_out_of_memory_error_halves_the_caption_batch_for_good():
+    done = subprocess.run([sys.executable, "-c", OOM_CHILD], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    cap = int(done.stdout.split("cap")[1])
+    assert 1 <= cap <= 256  # halved at least once, kept for later calls; captions unchanged
+    assert "DefaultCPUAllocator: can't allocate memory" in done.stderr
