@@ -42,7 +42,8 @@ class StoreDetectionDataset(IterableDataset):
     of the base class; names G × (alternative object names, or None where the store names no object: regions.names);
     gt_embeddings (G, D) CLIP region embeddings; pseudo_boxes (P, 4) the stored proposals
     (pseudo boxes); pseudo_embeddings (P, D); pseudo_labels P × str or None (no pseudo label);
-    pseudo_scores (P,) float, NaN where unlabelled; pseudo_text_embeddings (P, D); image_embedding (D,).
+    pseudo_scores (P,) float, the stored score s, NaN where unlabelled; pseudo_cos (P,) float, the picked label's CLIP
+    cosine, NaN where unlabelled; pseudo_text_embeddings (P, D); image_embedding (D,).
     """
 
     def __init__(self, store: str | Path, image_root: str | Path, category_index: Mapping[int, int],
@@ -96,6 +97,7 @@ class StoreDetectionDataset(IterableDataset):
             labelled = np.asarray(regions.column("label").is_valid())
             label_names = regions.column("label").to_pylist()
             scores = regions.column("score").to_numpy(zero_copy_only=False)
+            cosines = regions.column("cos").to_numpy(zero_copy_only=False)
             texts = regions.column("text_embedding")
         image_embeddings = embeddings_to_numpy(images.column("embedding")).astype(np.float32)
         dim = embeddings.shape[1]
@@ -112,11 +114,13 @@ class StoreDetectionDataset(IterableDataset):
                 "pseudo_boxes": boxes[proposals], "pseudo_embeddings": embeddings[proposals],
                 "pseudo_labels": [None] * len(proposals),
                 "pseudo_scores": np.full(len(proposals), np.nan, np.float32),
+                "pseudo_cos": np.full(len(proposals), np.nan, np.float32),
                 "pseudo_text_embeddings": np.zeros((len(proposals), dim), np.float32),
             }
             if labelled is not None:
                 record["pseudo_labels"] = [label_names[i] for i in proposals]
                 record["pseudo_scores"] = np.where(labelled[proposals], scores[proposals], np.nan).astype(np.float32)
+                record["pseudo_cos"] = np.where(labelled[proposals], cosines[proposals], np.nan).astype(np.float32)
                 has_text = [i for i in proposals if labelled[i]]
                 if has_text:
                     rows = np.flatnonzero(labelled[proposals])
