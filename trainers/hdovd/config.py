@@ -74,8 +74,10 @@ class HdovdLossConfig:
     # code's s = σ((cos − μ)/σ)·k as the pseudo-labels stage wrote it; `eq5` is the paper's σ of the standardised
     # cosine, with the μ, σ of that stage (the store's manifest).
     pseudo_weight_transform: PseudoWeightTransform = "as_stored"
-    # Eq. 3 prints KL(P_q || P_e) (student first); the released code's mmdet KD loss computes KL(P_e || P_q).
-    rkd_kl_direction: Literal["student_teacher", "teacher_student"] = "student_teacher"
+    # eq3: KL(P_q || P_e) of softmax(τ_rkd·cos), student first, as eq. 3 prints it. released: the released code's
+    # mmdet KnowledgeDistillationKLDivLoss, T²·KL(P_e || P_q) of softmax(τ_rkd·cos / T), T = 10 (rkd_temperature).
+    rkd_variant: Literal["eq3", "released"] = "eq3"
+    rkd_temperature: float = 10.0  # mmdet KnowledgeDistillationKLDivLoss default T, kept by the released config
     # Eq. 3 keeps the diagonal (self-similarity, constant 1·τ_rkd on both sides); True drops it from both softmaxes.
     rkd_exclude_diagonal: bool = False
 
@@ -101,7 +103,7 @@ class HdovdLossConfig:
     def __post_init__(self) -> None:
         if self.max_pseudo_boxes < 0:
             raise ValueError(f"hdovd.loss.max_pseudo_boxes must be >= 0, got {self.max_pseudo_boxes}")
-        for name in ("tau_ckd", "tau_rkd"):
+        for name in ("tau_ckd", "tau_rkd", "rkd_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"hdovd.loss.{name} must be > 0, got {getattr(self, name)}")
 

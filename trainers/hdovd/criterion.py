@@ -61,7 +61,7 @@ class HdovdCriterion(nn.Module):
                 cfg.tau_ckd)
         if cfg.instance_relational:
             losses["loss_rkd_instance"] = cfg.alpha_instance_relational * relational_kd_loss(
-                queries, teachers, cfg.tau_rkd, cfg.rkd_kl_direction, cfg.rkd_exclude_diagonal)
+                queries, teachers, cfg.tau_rkd, cfg.rkd_variant, cfg.rkd_exclude_diagonal, cfg.rkd_temperature)
         image_students = output.image_queries
         image_teachers = F.normalize(image_embeddings.to(image_students.dtype), dim=-1)
         if cfg.image_contrastive:
