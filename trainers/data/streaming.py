@@ -43,7 +43,8 @@ class StoreDetectionDataset(IterableDataset):
     gt_embeddings (G, D) CLIP region embeddings; pseudo_boxes (P, 4) the stored proposals
     (pseudo boxes); pseudo_embeddings (P, D); pseudo_labels P × str or None (no pseudo label);
     pseudo_scores (P,) float, the stored score s, NaN where unlabelled; pseudo_cos (P,) float, the picked label's CLIP
-    cosine, NaN where unlabelled; pseudo_text_embeddings (P, D); image_embedding (D,).
+    cosine, NaN where unlabelled; pseudo_proposal_scores (P,) float, the class-agnostic proposal score;
+    pseudo_text_embeddings (P, D); image_embedding (D,).
     """
 
     def __init__(self, store: str | Path, image_root: str | Path, category_index: Mapping[int, int],
@@ -90,6 +91,7 @@ class StoreDetectionDataset(IterableDataset):
         boxes = np.asarray(regions.column("box").to_pylist(), dtype=np.float32).reshape(-1, 4)
         sources = np.asarray(regions.column("source").to_pylist())
         categories = regions.column("category_id").to_pylist()
+        proposal_scores = np.asarray(regions.column("proposal_score").to_pylist(), dtype=np.float32)  # None → NaN
         names = regions.column("names").to_pylist()
         embeddings = embeddings_to_numpy(regions.column("embedding")).astype(np.float32)
         labelled = None
@@ -112,6 +114,7 @@ class StoreDetectionDataset(IterableDataset):
                 "names": [tuple(names[i]) if names[i] else None for i in gt],
                 "gt_embeddings": embeddings[gt],
                 "pseudo_boxes": boxes[proposals], "pseudo_embeddings": embeddings[proposals],
+                "pseudo_proposal_scores": proposal_scores[proposals],
                 "pseudo_labels": [None] * len(proposals),
                 "pseudo_scores": np.full(len(proposals), np.nan, np.float32),
                 "pseudo_cos": np.full(len(proposals), np.nan, np.float32),

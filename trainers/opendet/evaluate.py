@@ -73,7 +73,7 @@ def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: E
         images = [load_image_tensor(config.image_root, ground_truth.imgs[i]["file_name"], i, "eval.image_root")
                   .to(device) for i in ids]
         named_boxes = detect_named_boxes(model, images, inference)
-        detections = [name_detections(named, encoder, categories, inference.top_classes) for named in named_boxes]
+        detections = [name_detections(named, encoder, categories, inference) for named in named_boxes]
         results += to_coco_results(detections, ids, vocabulary.category_ids)
         for image_id, named, detection in zip(ids, named_boxes, detections):
             annotations = ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=image_id, iscrowd=False))
