@@ -202,7 +202,7 @@ class OpenDetCriterion(nn.Module):
             return losses
         prompts, rows, distill = [], [], []
         for layer, match in sorted(matches.items()):
-            layer_prompts = model.prompts(output, layer)[~output.padding][match.queries]  # (K, Dt)
+            layer_prompts = model.prompts(output, layer, match.queries)  # (K, Dt)
             prompts.append(layer_prompts)
             rows.append(match.objects)
             distill.append(vl_distillation_loss(layer_prompts, objects.text_embeddings[match.objects],

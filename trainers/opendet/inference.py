@@ -49,7 +49,7 @@ def detect_named_boxes(model: OpenDetModel, images: list[Tensor], config: OpenDe
     output = model(images)
     final = output.layers[-1]
     prompts = model.prompts(output)
-    results = []
+    kept = []
     for image, (height, width) in enumerate(output.image_sizes):
         valid = ~output.padding[image]
         objectness = final.binary_logits[image][valid].sigmoid()
@@ -57,8 +57,13 @@ def detect_named_boxes(model: OpenDetModel, images: list[Tensor], config: OpenDe
         scale = final.boxes.new_tensor([width, height, width, height])
         boxes = box_convert(final.boxes[image][valid][keep], "cxcywh", "xyxy") * scale
         boxes = clip_boxes_to_image(boxes, (height, width))  # a centre ± half a side can leave the image
-        beams = model.name_generator.generate(prompts[image][valid][keep])
-        results.append(NamedBoxes(boxes, objectness[keep], [row[0] for row in beams], beams))
+        kept.append((boxes, objectness[keep], prompts[image][valid][keep]))
+    # One beam search for the whole batch's boxes: generate's per-call overhead dominates at a few dozen prompts.
+    beams = iter(model.name_generator.generate(torch.cat([prompt for _, _, prompt in kept])))
+    results = []
+    for boxes, objectness, image_prompts in kept:
+        image_beams = [next(beams) for _ in range(len(image_prompts))]
+        results.append(NamedBoxes(boxes, objectness, [row[0] for row in image_beams], image_beams))
     return results
 
 

@@ -2,6 +2,7 @@
 distiller, name generator."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
@@ -58,11 +59,28 @@ class OpenDetModel(nn.Module):
         """images: B × (3, H, W) float in [0, 1] (what DistributedDataParallel calls)."""
         return self.detector(images)
 
-    def prompts(self, output: QueryDetectorOutput, layer: int = -1) -> Tensor:
-        """The VL-prompts z of a decoder layer (default: the last): (B, Q, Dt) float."""
+    def prompts(self, output: QueryDetectorOutput, layer: int = -1, rows: Tensor | None = None) -> Tensor:
+        """The VL-prompts z of a decoder layer (default: the last): (B, Q, Dt) float for every query, or with
+        `rows` ((K,) int64 rows of the flattened valid queries, e.g. the matched ones) (K, Dt) for those alone.
+
+        A query's prompt depends on nothing but itself, its box and the image's tokens (VLD-M has no attention
+        between queries), so training computes the few matched queries' prompts instead of all of them."""
         chosen = output.layers[layer]
-        return self.distiller(chosen.queries, chosen.boxes, output.backbone_tokens, output.memory, output.token_pos,
-                              output.level_shapes)
+        tokens = (output.backbone_tokens, output.memory, output.token_pos, output.level_shapes)
+        if rows is None:
+            return self.distiller(chosen.queries, chosen.boxes, *tokens)
+        images, positions = (~output.padding).nonzero(as_tuple=True)
+        images, positions = images[rows], positions[rows]
+        counts = torch.bincount(images, minlength=output.padding.shape[0])
+        order = torch.argsort(images, stable=True)
+        slots = torch.empty_like(images)
+        slots[order] = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[images[order]]
+        width = int(counts.max()) if len(rows) else 0
+        queries = chosen.queries.new_zeros(len(counts), width, chosen.queries.shape[-1])
+        boxes = chosen.boxes.new_full((len(counts), width, 4), 0.5)  # padding rows: any valid box, read by no one
+        queries[images, slots] = chosen.queries[images, positions]
+        boxes[images, slots] = chosen.boxes[images, positions]
+        return self.distiller(queries, boxes, *tokens)[images, slots]
 
     def aligned_queries(self, output: QueryDetectorOutput, layer: int) -> Tensor:
         """The queries BVLA-M scores for decoder layer `layer` (≥ 0): refined for the one-to-one layers when the
