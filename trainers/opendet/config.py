@@ -184,6 +184,9 @@ class OpenDetInferenceConfig:
     # (GenerateU's softmax(100·t·E), which keeps near-synonym categories from all scoring high).
     mapping: Literal["released", "softmax"] = "released"
     mapping_temperature: float = 100.0  # GenerateU / CLIP: logits = 100 · cosine
+    # Further mappings scored from the same generated names (no second detection pass); their AP goes into
+    # metrics["other_mappings"][name], e.g. [softmax] beside the released rule.
+    other_mappings: tuple[Literal["released", "softmax"], ...] = ()
     right_name_iou: float = 0.5  # a GT box is "found" by the best-overlapping query at IoU ≥ 0.5 (name table)
     # The fixed text encoder that embeds generated names and category names alike (Open-Det Sec. 4 / GenerateU:
     # one pre-trained text encoder for both). "store_clip": the store's CLIP and prompt ensemble, whose category
