@@ -1,10 +1,13 @@
-"""The demo's closing table: HD-OVD's Table V rows and Open-Det on the same store and validation set.
+"""The demo's closing tables: HD-OVD's Table V rows and the Open-Det runs on the same store and validation set, then
+Open-Det's per-class name rates, run beside run.
 
-`python -m trainers.demo_report --table5 runs/demo/table5.json --opendet runs/demo/opendet/metrics.json`
+`python -m trainers.demo_report --table5 runs/demo/table5.json --opendet runs/demo/opendet/metrics.json
+ --opendet runs/demo/opendet_pseudo/metrics.json`
 
 HD-OVD is given the class names (a vocabulary); Open-Det names each box by itself, and its AP comes from mapping the
 generated names to the category names (`trainers.opendet.evaluate`). "names right" is Open-Det's share of found
-ground-truth boxes whose generated name maps to their class.
+ground-truth boxes whose generated name maps to their class. Each Open-Det row is labelled from its own run config:
+what names its boxes were trained with, and the name → category mapping of its evaluation.
 """
 from __future__ import annotations
 
@@ -27,43 +30,88 @@ def read_json(path: Path, what: str) -> dict:
     return json.loads(path.read_text())
 
 
-def demo_rows(table5: dict, opendet: dict | None) -> list[list[str]]:
-    """table5: {row: {"metrics": {...}}} as trainers.hdovd.ablation writes it; opendet: a metrics.json of an Open-Det run."""
+def opendet_label(run: dict) -> str:
+    """"Open-Det", "+ pseudo names" when its boxes' names included HD-OVD's pseudo labels, and the evaluation's
+    mapping when it is not the released one (read from the metrics file's config)."""
+    settings = run.get("config", {}).get("opendet", {})
+    label = "Open-Det"
+    if settings.get("loss", {}).get("pseudo_names"):
+        label += " + pseudo names"
+    mapping = settings.get("inference", {}).get("mapping", "released")
+    if mapping != "released":
+        label += f" ({mapping} mapping)"
+    return label
+
+
+def demo_rows(table5: dict, opendet: list[dict]) -> list[list[str]]:
+    """table5: {row: {"metrics": {...}}} as trainers.hdovd.ablation writes it; opendet: metrics.json files of Open-Det
+    runs (with their config)."""
     rows = []
     for name, result in table5.items():
         metrics = result["metrics"]
         rows.append([f"HD-OVD {name}", "class names", *(percent(metrics.get(k)) for k in
                                                         ("AP50_all", "AP50_base", "AP50_novel")), "", ""])
-    if opendet is not None:
-        metrics = opendet["metrics"]
-        rows.append(["Open-Det", "none (names generated)", *(percent(metrics.get(k)) for k in
+    for run in opendet:
+        metrics = run["metrics"]
+        rows.append([opendet_label(run), "none (names generated)", *(percent(metrics.get(k)) for k in
                      ("AP50_all", "AP50_base", "AP50_novel", "name_right_base", "name_right_novel"))])
+        # The same generated names mapped to the categories by another rule (inference.other_mappings).
+        for mapping, other in metrics.get("other_mappings", {}).items():
+            rows.append([f"{opendet_label(run)}, {mapping} mapping", "none (names generated)",
+                         *(percent(other.get(k)) for k in ("AP50_all", "AP50_base", "AP50_novel")), "", ""])
     return rows
 
 
-def format_rows(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+def format_rows(rows: list[list[str]], headers: tuple[str, ...] = HEADERS) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def name_rate_rows(opendet: list[dict]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Per category: its split, then per Open-Det run the found boxes, the share named right and the most common
+    generated names (the runs' `name_table`, trainers.opendet.evaluate.NameTally)."""
+    headers = ["category", "split"]
+    for run in opendet:
+        label = opendet_label(run)
+        headers += [f"{label}: found", f"{label}: name right", f"{label}: most common names"]
+    tables = [{row["category"]: row for row in run.get("name_table", [])} for run in opendet]
+    categories = list(tables[0]) if tables else []
+    rows = []
+    for category in categories:
+        row = [category, tables[0][category]["split"]]
+        for table in tables:
+            entry = table.get(category, {})
+            rate = entry.get("right_rate")
+            row += [str(entry.get("found", "n/a")), "n/a" if rate is None else f"{100 * rate:.1f}%",
+                    ", ".join(entry.get("top_names", []))]
+        rows.append(row)
+    return tuple(headers), rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainers.demo_report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table5", required=True, help="table5.json written by python -m trainers.hdovd.ablation")
-    parser.add_argument("--opendet", default=None, help="metrics.json of an Open-Det run")
-    parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
+    parser.add_argument("--opendet", action="append", default=[],
+                        help="metrics.json of an Open-Det run; repeat for several runs, printed in this order")
+    parser.add_argument("--out", default=None, help="also write the tables here (Markdown)")
     args = parser.parse_args(argv)
     try:
         table5 = read_json(Path(args.table5), "HD-OVD ablation results")
-        opendet = read_json(Path(args.opendet), "Open-Det metrics") if args.opendet else None
+        opendet = [read_json(Path(path), "Open-Det metrics") for path in args.opendet]
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = format_rows(demo_rows(table5, opendet))
+    text = "HD-OVD and Open-Det on ShapesOV (AP50 on the validation set, %)\n\n" + table
+    if opendet:
+        headers, rows = name_rate_rows(opendet)
+        text += ("\n\nOpen-Det: ground-truth boxes found by a query (IoU >= 0.5) and the share whose generated name "
+                 "maps to their class\n\n" + format_rows(rows, headers))
     if args.out:
-        Path(args.out).write_text(table + "\n")
-    print("\nHD-OVD and Open-Det on ShapesOV (AP50 on the validation set, %)\n" + table)
+        Path(args.out).write_text(text + "\n")
+    print("\n" + text)
     return 0
 
 

@@ -1,5 +1,6 @@
 """Text embeddings from the store's `vocab` table: the classifier of base classes and the novel classes that only
-evaluation may see (kind "class"), and the object names that name Open-Det's GT boxes (kind "name")."""
+evaluation may see (kind "class"), the object names that name Open-Det's GT boxes (kind "name") and the pseudo
+labels (kind "label")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ def load_class_vocabulary(store) -> ClassVocabulary:
     )
 
 
-def load_name_vocabulary(store) -> NameVocabulary:
-    """The object names of the store's vocab (kind = name); none for a store written without object names."""
-    table = _vocab_rows(store, "name")
+def load_name_vocabulary(store, kind: str = "name") -> NameVocabulary:
+    """The object names of the store's vocab (kind = name), or with kind = label the pseudo-labels stage's labels;
+    none for a store written without them."""
+    table = _vocab_rows(store, kind)
     return NameVocabulary(tuple(table.column("name").to_pylist()), _unit_embeddings(table))

@@ -48,8 +48,8 @@ def test_each_string_encoded_once():
 def test_score_formula_with_released_constants():
     cos = np.array([HDOVD_MU, HDOVD_MU + HDOVD_SIGMA, 0.0])
     scores = match_scores(cos, HDOVD_MU, HDOVD_SIGMA, HDOVD_K)
-    assert scores[0] == pytest.approx(HDOVD_K / 2, rel=1e-5)
-    assert scores[1] == pytest.approx(HDOVD_K / (1 + np.exp(-1)), rel=1e-5)
+    assert scores[0] == approx32(HDOVD_K / 2)
+    assert scores[1] == approx32(HDOVD_K / (1 + np.exp(-1)))
     assert 0 <= scores[2] < 1e-4 and scores.dtype == np.float32
 
 

@@ -53,6 +53,8 @@ def test_sample_fields_and_pseudo_labels(store_and_images):
     assert sample["names"] == [("red star", "star")]  # the GT region's regions.names
     assert sample["gt_embeddings"].shape == (1, 16) and sample["pseudo_embeddings"].shape == (2, 16)
     assert sample["pseudo_labels"] == ["star", "star"]
+    # The stored score s and the label's cosine (store_factory writes 0.875 and 0.375), for eq. 5 weights.
+    assert sample["pseudo_scores"].tolist() == [0.875, 0.875] and sample["pseudo_cos"].tolist() == [0.375, 0.375]
     torch.testing.assert_close(sample["boxes"], torch.tensor([[0.0, 0.0, 5.0, 6.0]]))  # (0,0,10,12) * 0.5
 
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 @dataclass
 class DetectorInputs:
-    """images: B × (3, H, W); targets: B × {boxes, labels}; pseudo: B × {boxes, label_ids, scores,
-    text_embeddings}; region_embeddings: (R, D) CLIP embeddings in the detector's region order (per image
-    its base GT boxes, then its pseudo boxes); image_embeddings: (B, D); pseudo_names: K label strings;
-    object_names: B × G × (alternative names of the GT box, or None), in the order of targets' boxes (Open-Det)."""
+    """images: B × (3, H, W); targets: B × {boxes, labels}; pseudo: B × {boxes, label_ids, scores (the stored
+    s), cos (the label's CLIP cosine), proposal_scores, text_embeddings}; region_embeddings: (R, D) CLIP embeddings in the detector's
+    region order (per image its base GT boxes, then its pseudo boxes); image_embeddings: (B, D); pseudo_names: K
+    label strings; object_names: B × G × (alternative names of the GT box, or None), in the order of targets' boxes (Open-Det)."""
 
     images: list[torch.Tensor]
     targets: list[dict[str, torch.Tensor]]
@@ -42,6 +42,8 @@ def to_detector_inputs(batch: dict, use_pseudo_boxes: bool = True, device: torch
             "boxes": batch["pseudo_boxes"][i][index].reshape(-1, 4),
             "label_ids": torch.as_tensor(ids, dtype=torch.long),
             "scores": batch["pseudo_scores"][i][index],
+            "cos": batch["pseudo_cos"][i][index],
+            "proposal_scores": batch["pseudo_proposal_scores"][i][index],
             "text_embeddings": F.normalize(batch["pseudo_text_embeddings"][i][index].reshape(-1, dim), dim=-1),
         })
         region_embeddings += [batch["gt_embeddings"][i], batch["pseudo_embeddings"][i][index].reshape(-1, dim)]

@@ -44,7 +44,9 @@ class StoreDetectionDataset(IterableDataset):
     of the base class; names G × (alternative object names, or None where the store names no object: regions.names);
     gt_embeddings (G, D) CLIP region embeddings; pseudo_boxes (P, 4) the stored proposals
     (pseudo boxes); pseudo_embeddings (P, D); pseudo_labels P × str or None (no pseudo label);
-    pseudo_scores (P,) float, NaN where unlabelled; pseudo_text_embeddings (P, D); image_embedding (D,).
+    pseudo_scores (P,) float, the stored score s, NaN where unlabelled; pseudo_cos (P,) float, the picked label's CLIP
+    cosine, NaN where unlabelled; pseudo_proposal_scores (P,) float, the class-agnostic proposal score;
+    pseudo_text_embeddings (P, D); image_embedding (D,).
     """
 
     def __init__(self, store: str | Path, image_root: str | Path, category_index: Mapping[int, int],
@@ -90,12 +92,14 @@ class StoreDetectionDataset(IterableDataset):
         stored = Regions.from_arrow(regions)
         region_ids, boxes, sources = stored.image_id, stored.box, stored.source
         categories, names = stored.category_id, stored.names
+        proposal_scores = np.asarray(stored.proposal_score, dtype=np.float32)  # None → NaN
         embeddings = stored.embedding.astype(np.float32)
         labelled = None
         if self.has_pseudo_labels:
             labelled = np.asarray(regions.column("label").is_valid())
             label_names = regions.column("label").to_pylist()
             scores = regions.column("score").to_numpy(zero_copy_only=False)
+            cosines = regions.column("cos").to_numpy(zero_copy_only=False)
             texts = regions.column("text_embedding")
         image_embeddings = embeddings_to_numpy(images.column("embedding")).astype(np.float32)
         dim = embeddings.shape[1]
@@ -110,13 +114,16 @@ class StoreDetectionDataset(IterableDataset):
                 "names": [tuple(names[i]) if names[i] else None for i in gt],
                 "gt_embeddings": embeddings[gt],
                 "pseudo_boxes": boxes[proposals], "pseudo_embeddings": embeddings[proposals],
+                "pseudo_proposal_scores": proposal_scores[proposals],
                 "pseudo_labels": [None] * len(proposals),
                 "pseudo_scores": np.full(len(proposals), np.nan, np.float32),
+                "pseudo_cos": np.full(len(proposals), np.nan, np.float32),
                 "pseudo_text_embeddings": np.zeros((len(proposals), dim), np.float32),
             }
             if labelled is not None:
                 record["pseudo_labels"] = [label_names[i] for i in proposals]
                 record["pseudo_scores"] = np.where(labelled[proposals], scores[proposals], np.nan).astype(np.float32)
+                record["pseudo_cos"] = np.where(labelled[proposals], cosines[proposals], np.nan).astype(np.float32)
                 has_text = [i for i in proposals if labelled[i]]
                 if has_text:
                     rows = np.flatnonzero(labelled[proposals])

@@ -79,9 +79,12 @@ def evaluate_ov_coco(ground_truth: COCO, results: list[dict], base_category_ids:
     }
 
 
-def format_metrics(metrics: dict[str, float | None]) -> str:
-    """One line, percentages as the paper prints them: `AP50_all 52.9  AP50_base 55.7  AP50_novel 45.2`."""
-    return "  ".join(f"{name} {'n/a' if value is None else f'{100 * value:.1f}'}" for name, value in metrics.items())
+def format_metrics(metrics: dict, prefix: str = "") -> str:
+    """One line, percentages as the paper prints them: `AP50_all 52.9  AP50_base 55.7  AP50_novel 45.2`; a nested
+    dict prints its entries with its key as a prefix (`other_mappings.softmax.AP50_all 61.0`)."""
+    return "  ".join(format_metrics(value, f"{prefix}{name}.") if isinstance(value, dict)
+                     else f"{prefix}{name} {'n/a' if value is None else f'{100 * value:.1f}'}"
+                     for name, value in metrics.items())
 
 
 def save_metrics(metrics: dict, path: str | Path) -> Path:

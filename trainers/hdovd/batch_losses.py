@@ -8,8 +8,9 @@ from torch import Tensor
 
 from trainers.hdovd.detector_base import OpenVocabularyDetector
 from trainers.hdovd.criterion import HdovdCriterion
+from trainers.pseudo_weights import PseudoBoxWeighting
 
-PSEUDO_FIELDS = ("boxes", "label_ids", "scores", "text_embeddings")
+PSEUDO_FIELDS = ("boxes", "label_ids", "scores", "cos", "text_embeddings")
 
 
 def split_region_embeddings(targets: list[dict[str, Tensor]], pseudo: list[dict[str, Tensor]],
@@ -43,9 +44,18 @@ def limit_pseudo_boxes(
             raise ValueError(f"batch image {index}: {embeddings.shape[0]} region embeddings for {num_base} target "
                              f"boxes + {num_pseudo} pseudo boxes; rows must be [targets; pseudo]")
         keep = min(num_pseudo, max_boxes)
-        kept_pseudo.append({field: boxes[field][:keep] for field in PSEUDO_FIELDS})
+        kept_pseudo.append({field: boxes[field][:keep] for field in PSEUDO_FIELDS if field in boxes})
         kept_embeddings.append(embeddings[:num_base + keep])
     return kept_pseudo, kept_embeddings
+
+
+def with_class_weights(pseudo: dict[str, Tensor], weighting: PseudoBoxWeighting) -> dict[str, Tensor]:
+    """One image's pseudo boxes {boxes, label_ids, scores, cos, text_embeddings} → the detector's {boxes,
+    label_ids, weights, text_embeddings}: `weights` (P,) float is each box's α of eq. 5 (trainers.pseudo_weights)."""
+    scores = pseudo["scores"]
+    cosines = pseudo.get("cos", torch.full_like(scores, float("nan")))
+    return {"boxes": pseudo["boxes"], "label_ids": pseudo["label_ids"], "weights": weighting(scores, cosines),
+            "text_embeddings": pseudo["text_embeddings"]}
 
 
 def hdovd_losses(
@@ -66,5 +76,6 @@ def hdovd_losses(
     targets = field("targets")
     pseudo, region_embeddings = limit_pseudo_boxes(
         targets, field("pseudo"), field("region_embeddings"), config.max_pseudo_boxes)
+    pseudo = [with_class_weights(boxes, criterion.pseudo_weighting) for boxes in pseudo]
     output = detector(field("images"), targets, pseudo, base_text_embeddings, config.pseudo_classes)
     return criterion(output, torch.cat(region_embeddings), field("image_embeddings"))

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# How a pseudo box's stored score becomes its weight α of eq. 5 (trainers.pseudo_weights.PseudoBoxWeighting).
+PseudoWeightTransform = Literal["as_stored", "eq5"]
+
 # How eq. 12's p_dis turns cosines into probabilities (InferenceConfig.distill_probability).
 DistillProbability = Literal["sigmoid", "softmax"]
 
@@ -54,7 +57,7 @@ class HdovdLossConfig:
     instance_contrastive: bool = True  # L_ckd^ins, eq. 1–2
     instance_relational: bool = True  # L_rkd^ins, eq. 3
     pseudo_classes: bool = True  # pseudo-label text embeddings join the classifier (eq. 4, "Cls.")
-    pseudo_weighting: bool = True  # α_j = σ(s_j) for pseudo classes (eq. 5, "Wei."); off: weight 1
+    pseudo_weighting: bool = True  # α_j of eq. 5 for pseudo classes ("Wei."; pseudo_weight_transform); off: 1
     image_contrastive: bool = True  # L_ckd^img, eq. 6–10
 
     # --- which regions are distilled (Table VI: base / pseudo / both) and how many pseudo boxes (Table IX) ---
@@ -67,11 +70,14 @@ class HdovdLossConfig:
     # sigmoid_focal: eq. 4 (needs detector.classifier=sigmoid);
     # weighted_softmax: released code, CE with a learnable background (needs detector.classifier=softmax_background).
     classification_variant: Literal["sigmoid_focal", "weighted_softmax"] = "sigmoid_focal"
-    # How a pseudo box's score s becomes its weight: `sigmoid` is eq. 5 (σ(s), s a standardised CLIP score);
-    # `as_given` uses s unchanged, as the released code does with its s = σ((cos − μ)/σ)·k.
-    pseudo_weight_transform: Literal["sigmoid", "as_given"] = "sigmoid"
-    # Eq. 3 prints KL(P_q || P_e) (student first); the released code's mmdet KD loss computes KL(P_e || P_q).
-    rkd_kl_direction: Literal["student_teacher", "teacher_student"] = "student_teacher"
+    # How a pseudo box's stored score becomes its weight α (trainers.pseudo_weights): `as_stored` is the released
+    # code's s = σ((cos − μ)/σ)·k as the pseudo-labels stage wrote it; `eq5` is the paper's σ of the standardised
+    # cosine, with the μ, σ of that stage (the store's manifest).
+    pseudo_weight_transform: PseudoWeightTransform = "as_stored"
+    # eq3: KL(P_q || P_e) of softmax(τ_rkd·cos), student first, as eq. 3 prints it. released: the released code's
+    # mmdet KnowledgeDistillationKLDivLoss, T²·KL(P_e || P_q) of softmax(τ_rkd·cos / T), T = 10 (rkd_temperature).
+    rkd_variant: Literal["eq3", "released"] = "eq3"
+    rkd_temperature: float = 10.0  # mmdet KnowledgeDistillationKLDivLoss default T, kept by the released config
     # Eq. 3 keeps the diagonal (self-similarity, constant 1·τ_rkd on both sides); True drops it from both softmaxes.
     rkd_exclude_diagonal: bool = False
 
@@ -97,7 +103,7 @@ class HdovdLossConfig:
     def __post_init__(self) -> None:
         if self.max_pseudo_boxes < 0:
             raise ValueError(f"hdovd.loss.max_pseudo_boxes must be >= 0, got {self.max_pseudo_boxes}")
-        for name in ("tau_ckd", "tau_rkd"):
+        for name in ("tau_ckd", "tau_rkd", "rkd_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"hdovd.loss.{name} must be > 0, got {getattr(self, name)}")
 

@@ -15,6 +15,7 @@ from trainers.hdovd.config import HdovdLossConfig
 from trainers.hdovd.losses.contrastive import INSTANCE_CONTRASTIVE_LOSSES, bidirectional_info_nce
 from trainers.hdovd.losses.relational import relational_kd_loss
 from trainers.hdovd.queues import EmbeddingQueue
+from trainers.pseudo_weights import PseudoBoxWeighting
 
 # Which distilled rows each HdovdLossConfig.distill_regions setting keeps (Table VI), given region_is_pseudo.
 _REGION_SELECTORS = {
@@ -27,9 +28,12 @@ _REGION_SELECTORS = {
 class HdovdCriterion(nn.Module):
     """Maps a DetectorTrainOutput and the batch's CLIP embeddings to named, weighted loss terms."""
 
-    def __init__(self, config: HdovdLossConfig, embed_dim: int):
+    def __init__(self, config: HdovdLossConfig, embed_dim: int, pseudo_weighting: PseudoBoxWeighting | None = None):
+        """pseudo_weighting: how hdovd_losses turns each pseudo box's stored score into its α (eq. 5); by default
+        `config.pseudo_weight_transform` without μ, σ (enough for `as_stored`; `eq5` needs them from the store)."""
         super().__init__()
         self.config = config
+        self.pseudo_weighting = pseudo_weighting or PseudoBoxWeighting(config.pseudo_weight_transform)
         # Teacher queues hold CLIP embeddings; student queues hold detached detector queries, used by the
         # bidirectional (InfoNCE) terms for the teacher→student direction, as the released code does.
         self.region_teacher_queue = EmbeddingQueue(config.region_queue_length, embed_dim)
@@ -57,7 +61,7 @@ class HdovdCriterion(nn.Module):
                 cfg.tau_ckd)
         if cfg.instance_relational:
             losses["loss_rkd_instance"] = cfg.alpha_instance_relational * relational_kd_loss(
-                queries, teachers, cfg.tau_rkd, cfg.rkd_kl_direction, cfg.rkd_exclude_diagonal)
+                queries, teachers, cfg.tau_rkd, cfg.rkd_variant, cfg.rkd_exclude_diagonal, cfg.rkd_temperature)
         image_students = output.image_queries
         image_teachers = F.normalize(image_embeddings.to(image_students.dtype), dim=-1)
         if cfg.image_contrastive:
@@ -74,7 +78,7 @@ class HdovdCriterion(nn.Module):
 
     def _classification(self, output: DetectorTrainOutput) -> Tensor:
         cfg = self.config
-        weights = roi_class_weights(output.matched_pseudo_scores, cfg.pseudo_weight_transform, cfg.pseudo_weighting)
+        weights = roi_class_weights(output.matched_pseudo_weights, cfg.pseudo_weighting)
         loss = CLASSIFICATION_LOSSES[cfg.classification_variant]
         return loss(output.class_logits, output.background_logits, output.class_targets, weights,
                     cfg.focal_alpha, cfg.focal_gamma)

@@ -22,7 +22,8 @@ class DetectorTrainOutput:
     class_logits: (N, C) float, cos(q̂_i, e_j)·τ_cls against [base text embeddings; batch pseudo-label embeddings].
     background_logits: (N,) float against a learnable background embedding, or None for a sigmoid classifier.
     class_targets: (N,) int64, column index in [0, C) or BACKGROUND.
-    matched_pseudo_scores: (N,) float, score s of the pseudo box a RoI is matched to, NaN for base / background.
+    matched_pseudo_weights: (N,) float, weight α (eq. 5) of the pseudo box a RoI is matched to, NaN for base /
+        background.
     region_queries: (R, D) float, L2-normalised; one per distilled region, in batch order: per image its base
         ground-truth boxes, then its pseudo boxes.
     region_is_pseudo: (R,) bool, which of those rows are pseudo boxes.
@@ -33,7 +34,7 @@ class DetectorTrainOutput:
     class_logits: Tensor
     background_logits: Tensor | None
     class_targets: Tensor
-    matched_pseudo_scores: Tensor
+    matched_pseudo_weights: Tensor
     region_queries: Tensor
     region_is_pseudo: Tensor
     image_queries: Tensor
@@ -71,7 +72,7 @@ class OpenVocabularyDetector(nn.Module, abc.ABC):
         classify_pseudo: bool = True,
     ) -> DetectorTrainOutput:
         """images: B × (3, H, W) float in [0, 1]. targets: B × {boxes (G, 4) float xyxy pixels, labels (G,) int64
-        index into base_text_embeddings}. pseudo: B × {boxes (P, 4), label_ids (P,) int64, scores (P,) float,
+        index into base_text_embeddings}. pseudo: B × {boxes (P, 4), label_ids (P,) int64, weights (P,) float α of eq. 5,
         text_embeddings (P, D) float}. base_text_embeddings: (M, D) float, L2-normalised.
         classify_pseudo: False leaves pseudo boxes out of the classifier (they are then background, Table V)."""
 

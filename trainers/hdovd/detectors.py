@@ -6,7 +6,7 @@ One training step reads:
         "images":            B × (3, H, W) float in [0, 1], any sizes,
         "targets":           B × {"boxes": (G, 4) float xyxy image pixels, "labels": (G,) int64 base-class index},
         "pseudo":            B × {"boxes": (P, 4) float xyxy pixels, "label_ids": (P,) int64 pseudo-label vocab id,
-                                  "scores": (P,) float matching score s, "text_embeddings": (P, D) float},
+                                  "weights": (P,) float class weight α of eq. 5, "text_embeddings": (P, D) float},
         "region_embeddings": B × (G + P, D) float, CLIP embeddings of [targets boxes; pseudo boxes] in that order,
         "image_embeddings":  (B, D) float, CLIP embeddings of the whole images,
     }

@@ -9,6 +9,7 @@ from trainers.hdovd.batch_losses import hdovd_losses
 from trainers.hdovd.criterion import HdovdCriterion
 from trainers.hdovd.detectors import build_detector
 from trainers.hdovd.evaluate import evaluate
+from trainers.pseudo_weights import PseudoBoxWeighting
 from trainers.training_method import TrainingMethod
 from trainers.vocabulary import ClassVocabulary
 
@@ -19,7 +20,8 @@ def build_hdovd(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[nn.Mo
     if config.hdovd.detector.embed_dim != dim:
         raise ValueError(f"the store's embeddings have D={dim}, but hdovd.detector.embed_dim="
                          f"{config.hdovd.detector.embed_dim}; set --set hdovd.detector.embed_dim={dim}")
-    return build_detector(config.hdovd.detector), HdovdCriterion(config.hdovd.loss, dim)
+    weighting = PseudoBoxWeighting.from_store(config.hdovd.loss.pseudo_weight_transform, config.store)
+    return build_detector(config.hdovd.detector), HdovdCriterion(config.hdovd.loss, dim, weighting)
 
 
 def evaluate_hdovd(config: TrainConfig, weights: dict, vocabulary: ClassVocabulary, device: torch.device

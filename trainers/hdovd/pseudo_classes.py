@@ -15,7 +15,7 @@ class PseudoClassifierColumns:
     embeddings: (M + K, D) float, L2-normalised: M base classes, then K distinct pseudo labels of the batch.
     boxes: B × (P_i, 4) float, pseudo boxes in transformed-image pixels ((0, 4) when pseudo classes are off).
     columns: B × (P_i,) int64, each pseudo box's column in [M, M + K).
-    scores: B × (P_i,) float, each pseudo box's score s (eq. 5).
+    weights: B × (P_i,) float, each pseudo box's class weight α (eq. 5, trainers.pseudo_weights).
     Pseudo boxes with the same label id share one column, so two boxes named "cat" are never each other's
     negative. (The released code gives every pseudo box its own column.)
     """
@@ -23,12 +23,12 @@ class PseudoClassifierColumns:
     embeddings: Tensor
     boxes: list[Tensor]
     columns: list[Tensor]
-    scores: list[Tensor]
+    weights: list[Tensor]
 
     @classmethod
     def from_batch(cls, pseudo: list[dict[str, Tensor]], pseudo_boxes: list[Tensor], base_text_embeddings: Tensor,
                    enabled: bool) -> "PseudoClassifierColumns":
-        """pseudo: B × {label_ids (P,) int64, scores (P,) float, text_embeddings (P, D) float};
+        """pseudo: B × {label_ids (P,) int64, weights (P,) float, text_embeddings (P, D) float};
         pseudo_boxes: B × (P, 4) already in transformed-image pixels; base_text_embeddings: (M, D)."""
         base = F.normalize(base_text_embeddings.float(), dim=-1)
         device = base.device
@@ -47,22 +47,22 @@ class PseudoClassifierColumns:
             embeddings=torch.cat([base, pseudo_columns]),
             boxes=pseudo_boxes,
             columns=list((column_of_box + num_base).split(counts)),
-            scores=[p["scores"].to(device, base.dtype) for p in pseudo],
+            weights=[p["weights"].to(device, base.dtype) for p in pseudo],
         )
 
-    def matched_scores(self, labels: Tensor, matched_idxs: list[Tensor], num_base_boxes: list[int]) -> Tensor:
-        """Score s of the pseudo box each sampled RoI is matched to, NaN for base / background RoIs.
+    def matched_weights(self, labels: Tensor, matched_idxs: list[Tensor], num_base_boxes: list[int]) -> Tensor:
+        """Weight α of the pseudo box each sampled RoI is matched to, NaN for base / background RoIs.
 
         labels: (N,) int64, torchvision convention (0 background, 1..M base, M+1.. pseudo), images concatenated.
         matched_idxs: B × (n_i,) int64 index into that image's [base boxes; pseudo boxes].
         num_base_boxes: B ints, base ground-truth boxes per image. Returns (N,) float.
         """
         result = []
-        for image_labels, idxs, num_boxes, scores in zip(labels.split([len(m) for m in matched_idxs]), matched_idxs,
-                                                          num_base_boxes, self.scores):
+        for image_labels, idxs, num_boxes, weights in zip(labels.split([len(m) for m in matched_idxs]), matched_idxs,
+                                                           num_base_boxes, self.weights):
             is_pseudo = idxs >= num_boxes
             is_pseudo &= image_labels > 0  # a background RoI's matched index is meaningless
-            image_scores = torch.full(idxs.shape, float("nan"), device=idxs.device)
-            image_scores[is_pseudo] = scores[idxs[is_pseudo] - num_boxes].to(image_scores.dtype)
-            result.append(image_scores)
+            image_weights = torch.full(idxs.shape, float("nan"), device=idxs.device)
+            image_weights[is_pseudo] = weights[idxs[is_pseudo] - num_boxes].to(image_weights.dtype)
+            result.append(image_weights)
         return torch.cat(result) if result else labels.new_zeros(0, dtype=torch.float)

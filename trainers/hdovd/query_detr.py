@@ -66,7 +66,7 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
         final = output.layers[-1]
         columns = PseudoClassifierColumns.from_batch(pseudo, [p["boxes"] for p in pseudo], base_text_embeddings,
                                                      classify_pseudo)
-        class_targets, pseudo_scores, region_rows, region_is_pseudo, offset = [], [], [], [], 0
+        class_targets, pseudo_weights, region_rows, region_is_pseudo, offset = [], [], [], [], 0
         for image, (target, boxes, size) in enumerate(zip(targets, pseudo, output.image_sizes)):
             valid_boxes = final.boxes[image][~output.padding[image]]
             regions = normalised_cxcywh(torch.cat([target["boxes"], boxes["boxes"]]), size)
@@ -78,17 +78,17 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
             queries, matched = hungarian_match(cost)
             num_base = len(target["boxes"])
             labels = torch.full((len(valid_boxes),), BACKGROUND, dtype=torch.long, device=valid_boxes.device)
-            scores = torch.full((len(valid_boxes),), float("nan"), device=valid_boxes.device)
+            weights = torch.full((len(valid_boxes),), float("nan"), device=valid_boxes.device)
             is_base = matched < num_base
             labels[queries[is_base]] = target["labels"][matched[is_base]]
             if len(columns.columns[image]):
                 pseudo_rows = matched[~is_base] - num_base
                 labels[queries[~is_base]] = columns.columns[image][pseudo_rows]
-                scores[queries[~is_base]] = columns.scores[image][pseudo_rows].to(scores.dtype)
+                weights[queries[~is_base]] = columns.weights[image][pseudo_rows].to(weights.dtype)
             region_rows.append(offset + queries[matched.argsort()])  # region order: base boxes, then pseudo boxes
             region_is_pseudo.append(torch.arange(len(regions), device=labels.device) >= num_base)
             class_targets.append(labels)
-            pseudo_scores.append(scores)
+            pseudo_weights.append(weights)
             offset += len(valid_boxes)
         queries, text_queries = self._queries(final.queries[~output.padding])
         class_logits, background_logits = self.classifier(text_queries, columns.embeddings)
@@ -98,7 +98,7 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
             class_logits=class_logits,
             background_logits=background_logits,
             class_targets=torch.cat(class_targets),
-            matched_pseudo_scores=torch.cat(pseudo_scores),
+            matched_pseudo_weights=torch.cat(pseudo_weights),
             region_queries=queries[torch.cat(region_rows)],
             region_is_pseudo=torch.cat(region_is_pseudo),
             image_queries=F.normalize(self.image_projection(output.memory.mean(dim=1)), dim=-1),

@@ -26,10 +26,12 @@ def normalised_cxcywh(boxes: Tensor, size: tuple[int, int]) -> Tensor:
 @dataclass
 class BoxTargets:
     """The batch's objects, flattened. boxes: (Nt, 4) cxcywh in [0, 1]; counts: objects per image (rows are image
-    after image)."""
+    after image); regress: (Nt,) bool, the objects whose boxes the box losses fit (None: all). An object outside it
+    (e.g. a pseudo box) is still matched and still a positive of the objectness loss."""
 
     boxes: Tensor
     counts: list[int]
+    regress: Tensor | None = None
 
     @classmethod
     def from_pixel_boxes(cls, boxes: list[Tensor], image_sizes: list[tuple[int, int]]) -> "BoxTargets":
@@ -89,10 +91,14 @@ class BoxCriterion:
         return LayerMatch(torch.cat(query_rows), torch.cat(object_rows))
 
     def box_losses(self, boxes: Tensor, match: LayerMatch, objects: BoxTargets) -> dict[str, Tensor]:
-        """boxes: (N, 4) valid queries' boxes → L1 and 1 − GIoU of matched pairs, / matched pairs (DETR);
-        unweighted."""
-        predicted, target = boxes[match.queries], objects.boxes[match.objects]
-        count = max(len(match.queries), 1)
+        """boxes: (N, 4) valid queries' boxes → L1 and 1 − GIoU of matched pairs whose object is regressed, / those
+        pairs (DETR); unweighted."""
+        queries, matched_objects = match.queries, match.objects
+        if objects.regress is not None:
+            keep = objects.regress[matched_objects]
+            queries, matched_objects = queries[keep], matched_objects[keep]
+        predicted, target = boxes[queries], objects.boxes[matched_objects]
+        count = max(len(queries), 1)
         giou = torch.diag(generalized_box_iou(box_convert(predicted, "cxcywh", "xyxy"),
                                               box_convert(target, "cxcywh", "xyxy")))
         return {"l1": (predicted - target).abs().sum() / count, "giou": (1 - giou).sum() / count}

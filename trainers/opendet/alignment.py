@@ -1,4 +1,5 @@
-"""BVLA-M, the Bidirectional Vision-Language Alignment module (Open-Det Sec. 3.3, eq. 2)."""
+"""BVLA-M, the Bidirectional Vision-Language Alignment module (Open-Det Sec. 3.3, eq. 2), and the refinement the
+released code gives the queries of the one-to-one layers before it scores them."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from trainers.modeling.transformer import CrossAttentionBlock, TokenLayout
 
 # RetinaNet's prior (Lin et al. 2017, Sec. 4.1): focal-loss logits start at σ = 0.01, so the many negatives of a
 # batch (queries × texts) do not swamp the first steps; Deformable DETR and GLIP initialise their heads the same way.
@@ -38,3 +41,23 @@ class BidirectionalAlignment(nn.Module):
         if self.bidirectional:
             scores = scores + self.query_map(queries) @ self.language_to_vision(text_embeddings).T
         return scores + self.bias
+
+
+class AlignedQueryRefiner(nn.Module):
+    """One more look at the encoder memory for the queries BVLA-M scores (released code: `forward_dec` runs a
+    `DecoderForGenerate` layer, deformable cross-attention around the layer's predicted boxes + FFN, on the last two
+    decoder layers' queries before scoring them). One block per refined layer.
+
+    Like the released layer, the attention query carries no position embedding: the box enters as the reference."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, levels: int, sampling_points: int, layers: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(CrossAttentionBlock(dim, heads, ffn_dim, levels, sampling_points)
+                                    for _ in range(layers))
+
+    def forward(self, block: int, queries: Tensor, boxes: Tensor, memory: Tensor, token_pos: Tensor,
+                level_shapes: list[tuple[int, int]]) -> Tensor:
+        """queries: (B, Q, d); boxes: (B, Q, 4) cxcywh in [0, 1] of that layer; memory, token_pos: (B, T, d) →
+        refined queries (B, Q, d)."""
+        layout = TokenLayout(boxes.detach(), level_shapes)
+        return self.blocks[block](queries, torch.zeros_like(queries), memory, token_pos, layout)

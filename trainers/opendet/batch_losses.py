@@ -5,6 +5,11 @@ Object names: a ground-truth box that carries names (the store's `regions.names`
 ("red star" or "star"), with that name's text embedding from the store's vocab rows of kind "name". A box without
 names (stores written without them) is named by its class: the class name and the class text embedding. The draws
 use torch's global generator, which the loop seeds and checkpoints save, so `--resume` continues them exactly.
+
+Pseudo names (`opendet.loss.pseudo_names`): the batch's labelled pseudo boxes (HD-OVD's, from the store's
+pseudo_labels table; labels naming a base class already left out by the loop) become objects named by their label,
+with the label's text embedding, language weight = the stored score s_j, and no box regression; those whose
+class-agnostic proposal score is below `pseudo_min_proposal_score` are left out.
 """
 from __future__ import annotations
 
@@ -66,12 +71,38 @@ def named_targets(targets: list[dict[str, Tensor]], base_text_embeddings: Tensor
     return named
 
 
+def with_pseudo_objects(named: list[dict], pseudo: list[dict[str, Tensor]], pseudo_names: list[str],
+                        min_proposal_score: float = 0.0) -> list[dict]:
+    """B × named targets (named_targets) + B × pseudo boxes {boxes, label_ids, scores, proposal_scores,
+    text_embeddings} with `pseudo_names` (label id → string) → B × {boxes, text_embeddings, names, weights,
+    regress}: ground-truth objects first (weight 1, regressed), then the kept pseudo boxes (weight s_j, not
+    regressed)."""
+    merged = []
+    for target, boxes in zip(named, pseudo):
+        keep = boxes["proposal_scores"] >= min_proposal_score if min_proposal_score > 0 else torch.ones_like(
+            boxes["scores"], dtype=torch.bool)
+        keep = keep & torch.isfinite(boxes["scores"])
+        count, kept = len(target["boxes"]), int(keep.sum())
+        device = target["boxes"].device
+        text = target["text_embeddings"]
+        merged.append({
+            "boxes": torch.cat([target["boxes"], boxes["boxes"][keep].to(target["boxes"])]),
+            "text_embeddings": torch.cat([text, boxes["text_embeddings"][keep].to(text)]),
+            "names": list(target["names"]) + [pseudo_names[i] for i in boxes["label_ids"][keep].tolist()],
+            "weights": torch.cat([torch.ones(count, device=device), boxes["scores"][keep].to(device, torch.float32)]),
+            "regress": torch.cat([torch.ones(count, dtype=torch.bool, device=device),
+                                  torch.zeros(kept, dtype=torch.bool, device=device)]),
+        })
+    return merged
+
+
 def opendet_losses(model: OpenDetModel | torch.nn.Module, criterion: OpenDetCriterion, batch: Mapping[str, Any] | Any,
                    base_text_embeddings: Tensor) -> dict[str, Tensor]:
     """The named, weighted Open-Det loss terms of one batch (A.5, eq. 5); their sum is the training loss.
 
-    batch: a mapping or object with `images`, `targets` (trainers.hdovd.detectors contract; pseudo boxes are unused) and
-    optionally `object_names` (trainers.data.batching.DetectorInputs).
+    batch: a mapping or object with `images`, `targets` (trainers.hdovd.detectors contract), optionally
+    `object_names`, and `pseudo` with `pseudo_names` when `loss.pseudo_names` is on (trainers.data.batching
+    .DetectorInputs).
     model: an OpenDetModel or its DistributedDataParallel wrapper (called for the forward, unwrapped for parts)."""
     def field(name: str, default: Any = None) -> Any:
         return batch.get(name, default) if isinstance(batch, Mapping) else getattr(batch, name, default)
@@ -81,4 +112,8 @@ def opendet_losses(model: OpenDetModel | torch.nn.Module, criterion: OpenDetCrit
     targets = named_targets(field("targets"), base_text_embeddings, criterion.class_names,
                             pick_object_names(box_names) if box_names else None, criterion.object_names,
                             criterion.object_name_embeddings)
+    config = criterion.config
+    if config.pseudo_names:
+        targets = with_pseudo_objects(targets, field("pseudo"), field("pseudo_names"),
+                                      config.pseudo_min_proposal_score)
     return criterion(getattr(model, "module", model), output, targets)

@@ -51,7 +51,10 @@ class QueryDetectorConfig:
 
 @dataclass(frozen=True)
 class OpenDetLossConfig:
-    """Switches, constants and weights of Open-Det training (paper Sec. 3, Appendix A.5 eq. 5–9)."""
+    """Switches, constants and weights of Open-Det training (paper Sec. 3, Appendix A.5 eq. 5–9).
+
+    Where the paper is silent the released Open-Det2 code (projects/DDETRS) is the default; where the paper prints
+    a different form, a switch keeps it (`…=eq4`, `…=paper`)."""
 
     # --- component switches (Table 3 columns: ODR, BVLA-M, VLD-M, ONG, Losses; Tables 4 and 5) ---
     one_to_many_matching: bool = True  # ODR, Sec. 3.2: one-to-many in the first decoder layers; off = one-to-one
@@ -63,37 +66,77 @@ class OpenDetLossConfig:
     masked_alignment: bool = True  # Table 4: MAL mask on the alignment targets; off = one-hot targets (GenerateU)
     joint_loss: bool = True  # Table 4: Joint Loss on the binary head; off = sigmoid focal loss on matched / unmatched
 
+    # --- BVLA-M (Sec. 3.3) ---
+    # Released code: each image's queries are scored against that image's own object texts (padded per image);
+    # `batch` scores every query against every object text of the batch.
+    alignment_texts: Literal["image", "batch"] = "image"
+    # Released code: the queries of the one-to-one layers are refined once more (deformable cross-attention on the
+    # encoder memory around their boxes, then an FFN) before they are scored; off = the decoder's queries as they are.
+    refine_aligned_queries: bool = True
+
     # --- Masked Alignment Loss (Sec. 3.6) ---
-    same_name_threshold: float = 0.99  # Open-Det Sec. 3.6: mask binarised at cos ≥ 0.99
+    same_name_threshold: float = 0.999  # released code: cos ≥ 0.999 (the paper prints 0.99)
     focal_alpha: float = 0.25  # sigmoid focal loss (Lin et al., RetinaNet; DESIGN: α 0.25)
     focal_gamma: float = 2.0  # γ 2 (same source)
-    # "positives" of the normaliser: matched queries (DETR's num_boxes) or positive entries of the masked targets.
-    alignment_normalizer: Literal["matched_queries", "positive_entries"] = "matched_queries"
+    # positive_entries (released code): Σ focal / the number of positive entries left after the masks;
+    # matched_queries: / the matched queries (DETR's num_boxes).
+    alignment_normalizer: Literal["matched_queries", "positive_entries"] = "positive_entries"
+    # Released code: in the one-to-one layers, for an image whose object count fills the batch's padded text width,
+    # pairs whose predicted box has IoU < 0.05 with the text's box leave the loss; 0 = no such mask.
+    alignment_min_iou: float = 0.05
 
-    # --- Joint Loss (Sec. 3.6, eq. 4; constants from the released Open-Det2 code via DESIGN) ---
+    # --- the binary (objectness) head: loss_bce ---
+    # released: sigmoid focal loss on the objectness logit + the Joint Loss, both / the number of boxes (objects ×
+    # the layer's one-to-many copies); eq4: the Joint Loss alone / the number of queries, as eq. 4 prints it.
+    binary_loss: Literal["released", "eq4"] = "released"
+    # --- Joint Loss (Sec. 3.6, eq. 4; constants from the released Open-Det2 code) ---
     joint_alpha: float = 0.25  # Open-Det Sec. 3.6: α = 0.25 (default)
     joint_min_iou: float = 0.01  # released code: IoU clamped at ≥ 0.01 before the power
     joint_min_target: float = 0.1  # released code: target t clamped at ≥ 0.1
-    # eq. 4 divides by N, "the number of queries"; `positives` divides by matched queries as DETR losses do.
-    joint_normalizer: Literal["queries", "positives"] = "queries"
+    # Released code: only t is detached; w⁺ = (t − p)² and w⁻ = p², (1 − t)·p² keep their gradient. True detaches
+    # them as well.
+    joint_detach_weights: bool = False
+
+    # --- VLD-M (Sec. 3.4) ---
+    # released: each query version is lifted by a 3-layer MLP plus a gated identity path, fused by a bias-free
+    # linear layer, the refinements read detached queries; paper: 2-layer MLPs ("two linear layers and an
+    # activation") and a linear fusion.
+    distiller_form: Literal["released", "paper"] = "released"
+    # Released code: VLD-M (and the name loss) also run on the queries of the layer before the last (its aux layer 4
+    # of 6); it distils the denoising queries too, which this detector does not have.
+    auxiliary_language_layer: bool = True
 
     # --- text denoising (Sec. 3.5) ---
-    denoise_probability: float = 0.9  # DESIGN (released code): noise applied with probability 0.9
+    denoise_probability: float = 0.9  # released code: each element noised with probability 0.9
+    # released: noise std over the batch's padded (B, max objects, Dt) text tensor, one Bernoulli(0.9) draw per
+    # element, every object of the image; paper: std of the objects' text embeddings, one draw per object.
+    denoise_form: Literal["released", "paper"] = "released"
+    # Released code: the T5 input (VL-prompt or noised text) is scaled to unit norm first.
+    normalize_prompts: bool = True
+
+    # --- names for objects no box label names: HD-OVD's pseudo boxes (store table pseudo_labels) ---
+    # Pseudo boxes with their CLIP-picked label join the targets of matching, objectness, alignment, VLD-M and the
+    # name generator (never the box losses); each pseudo name's language terms are weighted by its stored score s_j.
+    # Labels naming a base class are left out as HD-OVD does (drop_pseudo_labels_naming_base).
+    pseudo_names: bool = False
+    # Pseudo boxes below this class-agnostic proposal score are left out (0 = keep all): on ShapesOV the proposals
+    # that frame no object score 0.08 (median) and those on novel objects 0.71 (README, "names for novel objects").
+    pseudo_min_proposal_score: float = 0.5
 
     # --- matching costs (A.4: GIoU, L1 and alignment score; DINO's weights 2 / 5 / 2) ---
     match_cost_giou: float = 2.0
     match_cost_l1: float = 5.0
     match_cost_alignment: float = 2.0
     # Queries matched per object in the one-to-many layers (which layers: detector.one_to_one_layers).
-    one_to_many_k: int = 4  # H-DETR's one-to-many branch repeats each object k times
+    one_to_many_k: int = 2  # released code: HungarianMatcher_One_to_Many repeats each object 2 times
 
-    # --- loss weights (eq. 5–6; DINO's box weights) ---
+    # --- loss weights (eq. 5–6; DINO's box weights; released code: BCE 2.0, CLASS_WEIGHT 2.0 for MAL) ---
     weight_giou: float = 2.0
     weight_l1: float = 5.0
-    weight_binary: float = 1.0
-    weight_alignment: float = 1.0
-    weight_distillation: float = 1.0
-    weight_name: float = 1.0
+    weight_binary: float = 2.0
+    weight_alignment: float = 2.0
+    weight_distillation: float = 1.0  # released code: the VLD-M terms carry no weight (1)
+    weight_name: float = 1.0  # released code: GENERATE_LOSS_WEIGHT 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.denoise_probability <= 1.0:
@@ -101,6 +144,8 @@ class OpenDetLossConfig:
         if not 0.0 < self.joint_alpha < 0.5:
             raise ValueError(f"opendet.loss.joint_alpha must be in (0, 0.5) so IoU keeps a positive power 1 − 2α, "
                              f"got {self.joint_alpha}")
+        if not 0.0 <= self.alignment_min_iou < 1.0:
+            raise ValueError(f"opendet.loss.alignment_min_iou must be in [0, 1), got {self.alignment_min_iou}")
         if self.one_to_many_k < 1:
             raise ValueError(f"opendet.loss.one_to_many_k must be >= 1, got {self.one_to_many_k}")
 
@@ -113,7 +158,10 @@ class NameGeneratorConfig:
     # through the Hugging Face cache, vlm.hub); "" = the tiny random demo T5.
     t5_dir: str = ""
     lora_rank: int = 16  # Open-Det A.2: rank 16 (0.526M trainable head parameters for T5-base)
-    lora_alpha: int = 16  # scale α/r = 1 (the paper gives no α)
+    lora_alpha: int = 1  # released code: loralib's default α = 1, so the adapter's scale α/r is 1/16
+    # Released code (its last stage, STAGE 3): every T5 weight trains, the head's pre-trained weights included;
+    # False freezes the weights under the LoRA head as the paper describes (Sec. 3.5, "in early training").
+    lora_base_trainable: bool = True
     # The tiny demo T5 (names are 1–3 words; the ShapesOV vocabulary is ~20 words).
     tiny_d_model: int = 64
     tiny_d_ff: int = 128
@@ -127,8 +175,20 @@ class NameGeneratorConfig:
 class OpenDetInferenceConfig:
     """Vocabulary-free detection, then the evaluation's mapping of generated names to category names."""
 
-    max_boxes: int = 100  # queries kept per image, best objectness first
+    max_boxes: int = 0  # queries kept per image, best objectness first; 0 = all (released code)
     top_classes: int = 15  # Open-Det / GenerateU evaluation: the 15 most similar category names per box
+    # Released code: every beam's name (num_beams of them) joined with ", " and prefixed with "a " is what the text
+    # encoder embeds; False embeds the best beam alone.
+    join_beams: bool = True
+    name_prefix: str = "a "
+    # How a box's similarities to the category names become its per-category score (with its objectness p):
+    # released: sqrt(p · clamp(sim, 0, 1)); softmax: sqrt(p · softmax(τ·sim) · sim), τ = mapping_temperature
+    # (GenerateU's softmax(100·t·E), which keeps near-synonym categories from all scoring high).
+    mapping: Literal["released", "softmax"] = "released"
+    mapping_temperature: float = 100.0  # GenerateU / CLIP: logits = 100 · cosine
+    # Further mappings scored from the same generated names (no second detection pass); their AP goes into
+    # metrics["other_mappings"][name], e.g. [softmax] beside the released rule.
+    other_mappings: tuple[Literal["released", "softmax"], ...] = ()
     right_name_iou: float = 0.5  # a GT box is "found" by the best-overlapping query at IoU ≥ 0.5 (name table)
     # The fixed text encoder that embeds generated names and category names alike (Open-Det Sec. 4 / GenerateU:
     # one pre-trained text encoder for both). "store_clip": the store's CLIP and prompt ensemble, whose category

@@ -1,10 +1,16 @@
 """The Open-Det training losses of one batch (Appendix A.5, eq. 5–9), layer by layer of the decoder.
 
 Each decoder layer matches its queries to the objects (one-to-many in the first layers, one-to-one in the last, Sec.
-3.2) and pays L1 + GIoU on matched boxes, the Joint Loss on the binary head and the Masked Alignment Loss on BVLA-M's
-scores. The last layer's matched queries also become VL-prompts: VLD-M distils them toward the objects' text
-embeddings, and T5 learns to name them. The encoder's token proposals, from which queries are selected by threshold,
-get box and binary losses too (two-stage DETRs train their proposal head the same way).
+3.2) and pays L1 + GIoU on matched boxes, loss_bce on the binary head (the released code's focal loss + Joint Loss,
+or eq. 4's Joint Loss alone) and the Masked Alignment Loss on BVLA-M's scores of each image's queries against that
+image's own objects. The last layer's matched queries (and, as in the released code, those of the layer before it)
+also become VL-prompts: VLD-M distils them toward the objects' text embeddings, and T5 learns to name them. The
+encoder's token proposals, from which queries are selected by threshold, get box and binary losses too (two-stage
+DETRs train their proposal head the same way).
+
+Objects are the images' named ground-truth boxes and, with `loss.pseudo_names`, pseudo boxes named by their
+CLIP-picked label: those are matched and are positives of the binary and alignment losses like any object, never
+enter the box losses, and weight their language terms by their stored score.
 """
 from __future__ import annotations
 
@@ -14,10 +20,11 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert, box_iou
 
-from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch
+from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch, binary_focal_loss
 from trainers.modeling.query_detector import QueryDetectorOutput
 from trainers.opendet.config import OpenDetLossConfig
 from trainers.opendet.losses import (
+    alignment_entries,
     alignment_targets,
     joint_loss,
     joint_targets,
@@ -26,20 +33,34 @@ from trainers.opendet.losses import (
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ObjectTargets(BoxTargets):
     """The batch's objects, flattened (BoxTargets), with what names them. text_embeddings: (Nt, Dt) float of each
-    object's name; names: Nt strings."""
+    object's name; names: Nt strings; weights: (Nt,) float, the weight of each object's language terms (1 for a box
+    label, the stored score s_j for a pseudo name)."""
 
     text_embeddings: Tensor
     names: list[str]
+    weights: Tensor
 
     @classmethod
     def from_targets(cls, targets: list[dict], image_sizes: list[tuple[int, int]]) -> "ObjectTargets":
-        """targets: B × {boxes (G, 4) xyxy pixels, text_embeddings (G, Dt), names G strings}."""
+        """targets: B × {boxes (G, 4) xyxy pixels, text_embeddings (G, Dt), names G strings, and optionally
+        weights (G,) float (default 1) and regress (G,) bool (default True: every box is fitted)}."""
         boxes = BoxTargets.from_pixel_boxes([t["boxes"] for t in targets], image_sizes)
-        return cls(boxes.boxes, boxes.counts, torch.cat([t["text_embeddings"] for t in targets]),
-                   [name for t in targets for name in t["names"]])
+        device = boxes.boxes.device
+        weights = [t.get("weights", torch.ones(len(t["boxes"]), device=device)) for t in targets]
+        regress = [t.get("regress", torch.ones(len(t["boxes"]), dtype=torch.bool, device=device)) for t in targets]
+        return cls(boxes.boxes, boxes.counts, torch.cat(regress).to(device),
+                   text_embeddings=torch.cat([t["text_embeddings"] for t in targets]),
+                   names=[name for t in targets for name in t["names"]],
+                   weights=torch.cat(weights).to(device, torch.float32))
+
+    @property
+    def images(self) -> Tensor:
+        """(Nt,) int64, the batch image of each object."""
+        return torch.repeat_interleave(torch.arange(len(self.counts), device=self.boxes.device),
+                                       torch.as_tensor(self.counts, device=self.boxes.device))
 
 
 def box_criterion_from_config(config: OpenDetLossConfig) -> BoxCriterion:
@@ -67,87 +88,138 @@ class OpenDetCriterion(nn.Module):
         self.register_buffer("object_name_embeddings", embeddings, persistent=False)
 
     def binary_loss(self, logits: Tensor, boxes: Tensor, alignment: Tensor, match: LayerMatch,
-                    objects: ObjectTargets) -> Tensor:
-        """logits: (N,) of valid queries; boxes: (N, 4); alignment: (N, Nt) BVLA-M logits. The Joint Loss, or with
-        `loss.joint_loss` off the focal loss of the shared box criterion."""
+                    objects: ObjectTargets, copies: int) -> Tensor:
+        """logits: (N,) of valid queries; boxes: (N, 4); alignment: (N, Nt) BVLA-M logits → loss_bce (unweighted).
+
+        released: focal loss + Joint Loss, both / (objects × copies), the released code's num_boxes of the layer;
+        eq4: the Joint Loss / N queries. Without `loss.joint_loss` the focal loss stands alone (/ num_boxes, or /
+        matched queries in the eq4 form)."""
         config = self.config
-        if not config.joint_loss:
-            return self.box_criterion.objectness_loss(logits, match)
         matched = torch.zeros_like(logits, dtype=torch.bool)
         matched[match.queries] = True
-        ious = torch.diag(box_iou(box_convert(boxes[match.queries], "cxcywh", "xyxy"),
-                                  box_convert(objects.boxes[match.objects], "cxcywh", "xyxy")))
-        targets = torch.zeros_like(logits)
-        targets[match.queries] = joint_targets(logits[match.queries].sigmoid(), ious,
-                                               alignment[match.queries, match.objects], config.joint_alpha,
-                                               config.joint_min_iou, config.joint_min_target)
-        normalizer = len(logits) if config.joint_normalizer == "queries" else len(match.queries)
-        return joint_loss(logits, matched, targets, normalizer)
+        num_boxes = len(objects.boxes) * copies
+        if config.binary_loss == "released":
+            loss = binary_focal_loss(logits, matched, num_boxes, config.focal_alpha, config.focal_gamma)
+        elif not config.joint_loss:
+            return self.box_criterion.objectness_loss(logits, match)
+        else:
+            loss = logits.sum() * 0.0
+        if config.joint_loss:
+            ious = torch.diag(box_iou(box_convert(boxes[match.queries], "cxcywh", "xyxy"),
+                                      box_convert(objects.boxes[match.objects], "cxcywh", "xyxy")))
+            targets = torch.zeros_like(logits)
+            targets[match.queries] = joint_targets(logits[match.queries].sigmoid(), ious,
+                                                   alignment[match.queries, match.objects], config.joint_alpha,
+                                                   config.joint_min_iou, config.joint_min_target)
+            normalizer = num_boxes if config.binary_loss == "released" else len(logits)
+            loss = loss + joint_loss(logits, matched, targets, normalizer, config.joint_detach_weights)
+        return loss
 
-    def alignment_loss(self, alignment: Tensor, match: LayerMatch, objects: ObjectTargets) -> Tensor:
+    def alignment_loss(self, alignment: Tensor, boxes: Tensor, query_images: Tensor, match: LayerMatch,
+                       objects: ObjectTargets, copies: int) -> Tensor:
+        """MAL over the pairs of each image's queries and that image's objects (`loss.alignment_texts=image`), or
+        over every pair of the batch (`batch`). alignment: (N, Nt) logits; boxes: (N, 4) cxcywh; query_images: (N,)."""
         config = self.config
+        entries, same_image = None, None
+        if config.alignment_texts == "image":
+            object_images = objects.images
+            same_image = object_images[:, None] == object_images[None, :]
+            ious = fills_width = None
+            if copies == 1 and config.alignment_min_iou > 0:
+                # The released code's padded text width is the batch's largest object count: the IoU mask applies
+                # to the images that fill it, in the layers matched one-to-one.
+                widest = max(objects.counts, default=0)
+                fills_width = torch.as_tensor([count == widest for count in objects.counts], device=boxes.device)
+                ious = box_iou(box_convert(boxes.detach(), "cxcywh", "xyxy"),
+                               box_convert(objects.boxes, "cxcywh", "xyxy"))
+            entries = alignment_entries(query_images, object_images, ious, fills_width, config.alignment_min_iou)
         targets = alignment_targets(match.queries, match.objects, alignment.shape[0], objects.text_embeddings,
-                                    config.same_name_threshold, masked=config.masked_alignment)
-        normalizer = len(match.queries) if config.alignment_normalizer == "matched_queries" else targets.sum()
-        return masked_alignment_loss(alignment, targets, normalizer, config.focal_alpha, config.focal_gamma)
+                                    config.same_name_threshold, masked=config.masked_alignment,
+                                    same_image=same_image)
+        if config.alignment_normalizer == "matched_queries":
+            normalizer = len(match.queries)
+        else:
+            normalizer = float((targets * entries).sum() if entries is not None else targets.sum())
+        return masked_alignment_loss(alignment, targets, normalizer, config.focal_alpha, config.focal_gamma, entries)
 
-    def layer_losses(self, aligner: nn.Module, boxes: Tensor, logits: Tensor, queries: Tensor, padding: Tensor,
-                     objects: ObjectTargets, copies: int) -> tuple[dict[str, Tensor], LayerMatch]:
-        """One decoder layer: box terms matched with the alignment scores, the binary head's loss, MAL.
-        boxes: (B, Q, 4); logits: (B, Q); queries: (B, Q, d); padding: (B, Q) bool."""
-        valid = ~padding
-        flat_boxes, flat_logits = boxes[valid], logits[valid]
-        alignment = aligner(queries[valid], objects.text_embeddings)  # (N, Nt): the whole batch's objects
+    def layer_losses(self, model: nn.Module, output: QueryDetectorOutput, layer_index: int, objects: ObjectTargets,
+                     copies: int) -> tuple[dict[str, Tensor], LayerMatch]:
+        """One decoder layer: box terms matched with the alignment scores, loss_bce, MAL (all unweighted)."""
+        layer = output.layers[layer_index]
+        valid = ~output.padding
+        flat_boxes, flat_logits = layer.boxes[valid], layer.binary_logits[valid]
+        queries = model.aligned_queries(output, layer_index)[valid]
+        alignment = model.aligner(queries, objects.text_embeddings)  # (N, Nt): every query against every object
         rows = valid.sum(dim=1).tolist()
+        query_images = torch.repeat_interleave(torch.arange(len(rows), device=flat_logits.device),
+                                               torch.as_tensor(rows, device=flat_logits.device))
         per_image = [block.split(objects.counts, dim=1)[image]
                      for image, block in enumerate(alignment.split(rows, dim=0))]
-        match = self.box_criterion.match(boxes, padding, objects, copies, per_image)
+        match = self.box_criterion.match(layer.boxes, output.padding, objects, copies, per_image)
         terms = self.box_criterion.box_losses(flat_boxes, match, objects)
-        terms["binary"] = self.binary_loss(flat_logits, flat_boxes, alignment, match, objects)
-        terms["alignment"] = self.alignment_loss(alignment, match, objects)
+        terms["binary"] = self.binary_loss(flat_logits, flat_boxes, alignment, match, objects, copies)
+        terms["alignment"] = self.alignment_loss(alignment, flat_boxes, query_images, match, objects, copies)
         return terms, match
 
     def forward(self, model: nn.Module, output: QueryDetectorOutput, targets: list[dict]) -> dict[str, Tensor]:
-        """model: OpenDetModel (its aligner, distiller and name generator); targets: B × {boxes (G, 4) xyxy
-        pixels, text_embeddings (G, Dt), names G strings} → named, weighted loss terms (their sum is eq. 5)."""
+        """model: OpenDetModel (its aligner, refiner, distiller and name generator); targets: B × {boxes (G, 4)
+        xyxy pixels, text_embeddings (G, Dt), names G strings, optional weights and regress (ObjectTargets)} →
+        named, weighted loss terms (their sum is eq. 5)."""
         config = self.config
         objects = ObjectTargets.from_targets(targets, output.image_sizes)
         weights = {"l1": config.weight_l1, "giou": config.weight_giou, "binary": config.weight_binary,
                    "alignment": config.weight_alignment}
         losses: dict[str, Tensor] = {}
-        auxiliary = []
+        auxiliary, matches = [], {}
+        last = len(output.layers) - 1
+        language_layers = {last, last - 1} if config.auxiliary_language_layer and last >= 1 else {last}
         for index, layer in enumerate(output.layers):
             copies = 1 if layer.one_to_one or not config.one_to_many_matching else config.one_to_many_k
-            terms, match = self.layer_losses(model.aligner, layer.boxes, layer.binary_logits, layer.queries,
-                                             output.padding, objects, copies)
+            terms, match = self.layer_losses(model, output, index, objects, copies)
             weighted = {name: weights[name] * value for name, value in terms.items()}
-            if index == len(output.layers) - 1:
+            if index == last:
                 losses.update({f"loss_{name}": value for name, value in weighted.items()})
-                final_match = match
             else:
                 auxiliary.append(sum(weighted.values()))
+            if index in language_layers:
+                matches[index] = match
         # The encoder's token proposals have no queries to align: matched on boxes, focal loss on their objectness.
         no_padding = torch.zeros_like(output.encoder_logits, dtype=torch.bool)
         encoder_terms, _ = self.box_criterion.layer_losses(output.encoder_boxes, output.encoder_logits, no_padding,
                                                            objects, config.one_to_many_k)
         auxiliary.append(sum(weights[name] * value for name, value in encoder_terms.items()))
         losses["loss_aux"] = sum(auxiliary)
-        losses.update(self.language_losses(model, output, final_match, objects))
+        losses.update(self.language_losses(model, output, matches, objects))
         return losses
 
-    def language_losses(self, model: nn.Module, output: QueryDetectorOutput, match: LayerMatch,
+    def language_losses(self, model: nn.Module, output: QueryDetectorOutput, matches: dict[int, LayerMatch],
                         objects: ObjectTargets) -> dict[str, Tensor]:
-        """VLD-M (eq. 7) and the name generator (eq. 9) on the last layer's matched queries."""
+        """VLD-M (eq. 7, one mean per layer, summed as the released code's per-layer terms) and the name generator
+        (eq. 9, one loss over the layers' matched queries together) on the matched queries of `matches`' layers."""
         config = self.config
         losses: dict[str, Tensor] = {}
         if not (config.vl_distillation or config.name_generator):
             return losses
-        prompts = model.prompts(output)[~output.padding][match.queries]  # (K, Dt)
-        texts = objects.text_embeddings[match.objects]
+        prompts, rows, distill = [], [], []
+        for layer, match in sorted(matches.items()):
+            layer_prompts = model.prompts(output, layer, match.queries)  # (K, Dt)
+            prompts.append(layer_prompts)
+            rows.append(match.objects)
+            distill.append(vl_distillation_loss(layer_prompts, objects.text_embeddings[match.objects],
+                                                objects.weights[match.objects]))
         if config.vl_distillation:
-            losses["loss_distill"] = config.weight_distillation * vl_distillation_loss(prompts, texts)
+            losses["loss_distill"] = config.weight_distillation * sum(distill)
         if config.name_generator:
-            names = [objects.names[row] for row in match.objects.tolist()]
-            for name, value in model.name_generator(prompts, texts, names).items():
+            rows = torch.cat(rows)
+            names = [objects.names[row] for row in rows.tolist()]
+            if config.denoise_form == "released":  # every object of every image, as the released code
+                texts, text_names, text_weights = objects.text_embeddings, objects.names, objects.weights
+            else:  # the last layer's matched objects
+                last = matches[max(matches)].objects
+                texts, text_weights = objects.text_embeddings[last], objects.weights[last]
+                text_names = [objects.names[row] for row in last.tolist()]
+            generated = model.name_generator(torch.cat(prompts), names, texts, text_names, objects.weights[rows],
+                                             text_weights, objects.counts)
+            for name, value in generated.items():
                 losses[name] = config.weight_name * value
         return losses

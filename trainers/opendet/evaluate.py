@@ -1,6 +1,7 @@
 """Open-Det evaluation on a COCO-format set: AP50 via name mapping and how often the generated name is right."""
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import torch
@@ -60,34 +61,48 @@ def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: E
                      inference: OpenDetInferenceConfig, name_encoder: NameEncoder, categories: torch.Tensor,
                      device: torch.device) -> tuple[dict, list[dict]]:
     """(metrics, per-category name table). Metrics: AP50 all / base / novel (or LVIS AP) through name mapping, and
-    `name_right_base` / `name_right_novel`, the share of found GT boxes whose generated name maps to their class.
+    `name_right_base` / `name_right_novel`, the share of found GT boxes whose generated name maps to their class;
+    `other_mappings`: {mapping: its AP metrics} for each of `inference.other_mappings`, from the same names.
 
     categories: (C, D) float, L2-normalised, `vocabulary`'s names embedded in `name_encoder`'s space."""
     ground_truth = load_coco_ground_truth(config.annotations)
     image_ids = sorted(ground_truth.getImgIds())[: config.max_images or None]
     encoder = cached(name_encoder)
+    others = {name: dataclasses.replace(inference, mapping=name) for name in inference.other_mappings
+              if name != inference.mapping}
     tally, results = NameTally(vocabulary, inference.right_name_iou), []
+    other_results: dict[str, list[dict]] = {name: [] for name in others}
     model.eval()
     for start in range(0, len(image_ids), config.batch_size):
         ids = image_ids[start:start + config.batch_size]
         images = [load_image_tensor(config.image_root, ground_truth.imgs[i]["file_name"], i, "eval.image_root")
                   .to(device) for i in ids]
         named_boxes = detect_named_boxes(model, images, inference)
-        detections = [name_detections(named, encoder, categories, inference.top_classes) for named in named_boxes]
+        detections = [name_detections(named, encoder, categories, inference) for named in named_boxes]
         results += to_coco_results(detections, ids, vocabulary.category_ids)
+        for name, other in others.items():
+            other_results[name] += to_coco_results([name_detections(named, encoder, categories, other)
+                                                    for named in named_boxes], ids, vocabulary.category_ids)
         for image_id, named, detection in zip(ids, named_boxes, detections):
             annotations = ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=image_id, iscrowd=False))
             gt_boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in annotations)])
             top1 = [vocabulary.category_ids[i] if i >= 0 else None for i in detection["top1"].tolist()]
             tally.add(named, gt_boxes.reshape(-1, 4), [a["category_id"] for a in annotations], top1)
-    if config.protocol == "lvis":
-        metrics = evaluate_lvis(config.annotations, results)
-    else:
-        novel = vocabulary.is_novel.tolist()
-        metrics = evaluate_ov_coco(ground_truth, results, [c for c, n in zip(vocabulary.category_ids, novel) if not n],
-                                   [c for c, n in zip(vocabulary.category_ids, novel) if n])
+    metrics = average_precision(ground_truth, results, vocabulary, config)
     metrics.update(name_right_base=tally.rate(novel=False), name_right_novel=tally.rate(novel=True))
+    if others:
+        metrics["other_mappings"] = {name: average_precision(ground_truth, other_results[name], vocabulary, config)
+                                     for name in others}
     return metrics, tally.table()
+
+
+def average_precision(ground_truth, results: list[dict], vocabulary: ClassVocabulary, config: EvalConfig) -> dict:
+    """AP50 all / base / novel (OV-COCO protocol) or LVIS AP of COCO-format results."""
+    if config.protocol == "lvis":
+        return evaluate_lvis(config.annotations, results)
+    novel = vocabulary.is_novel.tolist()
+    return evaluate_ov_coco(ground_truth, results, [c for c, n in zip(vocabulary.category_ids, novel) if not n],
+                            [c for c, n in zip(vocabulary.category_ids, novel) if n])
 
 
 def format_name_table(rows: list[dict]) -> str:

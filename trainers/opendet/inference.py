@@ -1,8 +1,10 @@
 """Open-Det inference and its evaluation protocol (Sec. 4, "Evaluation Metrics"; GenerateU's protocol).
 
-1. Vocabulary-free: each kept query gets a box, an objectness and a beam-searched name.
-2. Evaluation only: a fixed text encoder embeds the generated names; faiss finds the most similar category names;
-   each (box, category) pair scores sqrt(objectness · similarity), top-15 categories per box; AP with pycocotools.
+1. Vocabulary-free: each kept query gets a box, an objectness and beam-searched names (every beam, best first).
+2. Evaluation only: a fixed text encoder embeds each box's names ("a " + its beams joined by ", ", as the released
+   code does); faiss finds the most similar category names; each (box, category) pair scores
+   sqrt(objectness · similarity), top-15 categories per box; AP with pycocotools. GenerateU's softmax mapping is
+   the option `inference.mapping=softmax`.
 """
 from __future__ import annotations
 
@@ -24,29 +26,44 @@ NameEncoder = Callable[[list[str]], Tensor]
 
 @dataclass
 class NamedBoxes:
-    """One image. boxes: (K, 4) float xyxy pixels; objectness: (K,) float in [0, 1]; names: K strings."""
+    """One image. boxes: (K, 4) float xyxy pixels; objectness: (K,) float in [0, 1]; names: K strings, each box's
+    best beam; beams: K tuples of every beam's name, best first (None: `names` alone)."""
 
     boxes: Tensor
     objectness: Tensor
     names: list[str]
+    beams: list[tuple[str, ...]] | None = None
+
+    def descriptions(self, join_beams: bool = True, prefix: str = "") -> list[str]:
+        """What the evaluation's text encoder embeds per box: `prefix` + the beams joined with ", " (released code:
+        "a " + ", ".join(3 beams)), or + the best beam alone; "" where the box has no name at all."""
+        beams = self.beams if (join_beams and self.beams is not None) else [(name,) for name in self.names]
+        texts = [", ".join(name for name in row if name.strip()) for row in beams]
+        return [prefix + text if text else "" for text in texts]
 
 
 @torch.inference_mode()
 def detect_named_boxes(model: OpenDetModel, images: list[Tensor], config: OpenDetInferenceConfig) -> list[NamedBoxes]:
-    """images: B × (3, H, W) float in [0, 1] → per image the `max_boxes` most object-like queries, named."""
+    """images: B × (3, H, W) float in [0, 1] → per image its queries (the `max_boxes` most object-like, or all when
+    0, as the released code keeps them), named by beam search."""
     output = model(images)
     final = output.layers[-1]
     prompts = model.prompts(output)
-    results = []
+    kept = []
     for image, (height, width) in enumerate(output.image_sizes):
         valid = ~output.padding[image]
         objectness = final.binary_logits[image][valid].sigmoid()
-        keep = objectness.argsort(descending=True)[: config.max_boxes]
+        keep = objectness.argsort(descending=True)[: config.max_boxes or None]
         scale = final.boxes.new_tensor([width, height, width, height])
         boxes = box_convert(final.boxes[image][valid][keep], "cxcywh", "xyxy") * scale
         boxes = clip_boxes_to_image(boxes, (height, width))  # a centre ± half a side can leave the image
-        names = model.name_generator.generate(prompts[image][valid][keep])
-        results.append(NamedBoxes(boxes, objectness[keep], names))
+        kept.append((boxes, objectness[keep], prompts[image][valid][keep]))
+    # One beam search for the whole batch's boxes: generate's per-call overhead dominates at a few dozen prompts.
+    beams = iter(model.name_generator.generate(torch.cat([prompt for _, _, prompt in kept])))
+    results = []
+    for boxes, objectness, image_prompts in kept:
+        image_beams = [next(beams) for _ in range(len(image_prompts))]
+        results.append(NamedBoxes(boxes, objectness, [row[0] for row in image_beams], image_beams))
     return results
 
 
@@ -60,22 +77,41 @@ def nearest_categories(name_embeddings: Tensor, category_embeddings: Tensor, k: 
     return torch.from_numpy(similarities), torch.from_numpy(indices).long()
 
 
-def name_detections(named: NamedBoxes, name_encoder: NameEncoder, category_embeddings: Tensor, top_classes: int
-                    ) -> dict[str, Tensor]:
+def category_weights(name_embeddings: Tensor, category_embeddings: Tensor, k: int, mapping: str = "released",
+                     temperature: float = 100.0) -> tuple[Tensor, Tensor]:
+    """(N, D), (C, D) L2-normalised → per box its k' = min(k, C) best categories: weights (N, k') in [0, 1] and
+    category indices (N, k'), best first; a detection scores sqrt(objectness · weight).
+
+    released (Open-Det2 code): weight = cos clamped to [0, 1], the k nearest by faiss. softmax (GenerateU):
+    weight = softmax_c(τ·cos)·cos over all C categories, the k largest."""
+    if mapping == "released":
+        similarities, indices = nearest_categories(name_embeddings, category_embeddings, k)
+        return similarities.clamp(0.0, 1.0), indices
+    if mapping != "softmax":
+        raise ValueError(f"opendet.inference.mapping must be released or softmax, got {mapping!r}")
+    cosines = name_embeddings.detach().cpu().float() @ category_embeddings.detach().cpu().float().T
+    weights = (cosines * temperature).softmax(dim=-1) * cosines.clamp(0.0, 1.0)
+    return weights.topk(min(k, category_embeddings.shape[0]), dim=-1)
+
+
+def name_detections(named: NamedBoxes, name_encoder: NameEncoder, category_embeddings: Tensor,
+                    config: OpenDetInferenceConfig) -> dict[str, Tensor]:
     """One image → {boxes (M, 4), scores (M,), labels (M,) category index, top1 (K,)}: each named box once per top
-    category, score = sqrt(objectness · max(similarity, 0)) (Open-Det / GenerateU evaluation); `top1` is each box's
-    most similar category, −1 for a box whose generated name is empty (no name is no detection)."""
-    named_rows = [row for row, name in enumerate(named.names) if name.strip()]
-    top1 = torch.full((len(named.names),), -1, dtype=torch.long)
+    category (`config.top_classes`), score = sqrt(objectness · weight) (Open-Det / GenerateU evaluation; weight:
+    `category_weights` under `config.mapping`); `top1` is each box's best category, −1 for a box with no name (no
+    name is no detection). The text encoder embeds `named.descriptions(config.join_beams, config.name_prefix)`."""
+    texts = named.descriptions(config.join_beams, config.name_prefix)
+    named_rows = [row for row, text in enumerate(texts) if text]
+    top1 = torch.full((len(texts),), -1, dtype=torch.long)
     if not named_rows:
         empty = torch.zeros(0)
         return {"boxes": torch.zeros(0, 4), "scores": empty, "labels": empty.long(), "top1": top1}
-    similarities, labels = nearest_categories(name_encoder([named.names[row] for row in named_rows]),
-                                              category_embeddings, top_classes)
+    weights, labels = category_weights(name_encoder([texts[row] for row in named_rows]), category_embeddings,
+                                       config.top_classes, config.mapping, config.mapping_temperature)
     rows = torch.as_tensor(named_rows)
-    top1[rows] = labels[:, 0]  # faiss lists the most similar category first
+    top1[rows] = labels[:, 0]
     objectness = named.objectness.detach().cpu().float()[rows, None]
-    scores = (objectness * similarities.clamp(min=0)).sqrt()
+    scores = (objectness * weights).sqrt()
     boxes = named.boxes.detach().cpu().float()[rows, None, :].expand(-1, labels.shape[1], -1)
     return {"boxes": boxes.reshape(-1, 4), "scores": scores.reshape(-1), "labels": labels.reshape(-1),
             "top1": top1}

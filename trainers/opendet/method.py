@@ -18,12 +18,13 @@ def build_opendet(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[Ope
     """The model (text width = the store's CLIP) and the criterion naming boxes by their object names or base class.
 
     Without `name_generator.t5_dir`, the tiny T5's word tokenizer is trained on every class and object name of the
-    vocab, as a real T5's vocabulary holds every word: knowing a word is not having learnt to say it for a novel
-    object."""
+    vocab (and, with pseudo names, every pseudo label), as a real T5's vocabulary holds every word: knowing a word
+    is not having learnt to say it for a novel object."""
     settings = config.opendet
     object_names = load_name_vocabulary(config.store)
+    labels = load_name_vocabulary(config.store, "label").names if settings.loss.pseudo_names else ()
     tokenizer = (None if settings.name_generator.t5_dir
-                 else train_name_tokenizer(vocabulary.names + object_names.names))
+                 else train_name_tokenizer(vocabulary.names + object_names.names + labels))
     model = OpenDetModel.from_config(settings, vocabulary.embeddings.shape[1], tokenizer)
     return model, OpenDetCriterion(settings.loss, class_names=vocabulary.subset(novel=False).names,
                                    object_names=object_names.names, object_name_embeddings=object_names.embeddings)

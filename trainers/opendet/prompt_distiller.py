@@ -1,28 +1,70 @@
 """VLD-M, the Vision-to-Language Distillation Module (Open-Det Sec. 3.4, Fig. 3): queries → VL-prompts.
 
 A query looks again at the backbone tokens and at the encoder tokens around its box (deformable cross-attention, as
-the paper; global attention with box positions when `detector.sampling_points` is 0), an FFN re-weights each result, and the original
-and both refined queries are lifted to the text width by two-layer MLPs and fused by one linear layer.
+the paper; global attention with box positions when `detector.sampling_points` is 0), an FFN re-weights each result,
+and the original and both refined queries are lifted to the text width and fused into one VL-prompt.
+
+Two forms (`opendet.loss.distiller_form`):
+- released (Open-Det2 code): each version is lifted by `GatedProjection` — a 3-layer MLP (ReLU6, dropout 0.1) plus
+  a gated identity path — and the three are fused by a bias-free linear layer after dropout 0.3; the two
+  refinements read the queries detached, so VLD-M's refinement does not pull on the decoder through them.
+- paper: "MLP layers — two linear layers and an activation layer" per version, then a linear fusion.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.modeling.transformer import MLP, CrossAttentionBlock, TokenLayout, sine_embedding
 
+# Released code (qfreeDet.MLP_Projection; segmentation_condInst_new_encodfpn_3.query_vis_fusion).
+PROJECTION_DROPOUT = 0.1
+FUSION_DROPOUT = 0.3
+
+
+class GatedProjection(nn.Module):
+    """x (..., d) → (..., Dt): MLP(x) + W_id x ⊙ σ(W_gate x), the MLP 3 layers deep with ReLU6 (released code's
+    MLP_Projection, 256 → 2048 → 2048 → 768 there; `hidden_dim` here). W_id and W_gate have no bias."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, dropout: float = PROJECTION_DROPOUT):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(in_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim),
+                                     nn.Linear(hidden_dim, out_dim)])
+        self.identity = nn.Linear(in_dim, out_dim, bias=False)
+        self.gate = nn.Linear(in_dim, out_dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = self.identity(x) * torch.sigmoid(self.gate(x))
+        hidden = x
+        for layer in self.layers[:-1]:
+            hidden = self.dropout(F.relu6(layer(hidden)))
+        return self.dropout(self.layers[-1](hidden)) + identity
+
 
 class PromptDistiller(nn.Module):
     def __init__(self, query_dim: int, text_dim: int, heads: int, ffn_dim: int, levels: int = 1,
-                 sampling_points: int = 0):
+                 sampling_points: int = 0, form: str = "released", hidden_dim: int | None = None):
+        """form: "released" or "paper" (module docstring); hidden_dim: the released form's MLP width (default
+        8 × query_dim, the released 2048 for 256-d queries)."""
         super().__init__()
+        if form not in ("released", "paper"):
+            raise ValueError(f"opendet.loss.distiller_form must be released or paper, got {form!r}")
         self.query_dim = query_dim
+        self.form = form
         self.box_pos = MLP(query_dim, query_dim, query_dim, 2)
         self.backbone_attention = CrossAttentionBlock(query_dim, heads, ffn_dim, levels, sampling_points)
         self.encoder_attention = CrossAttentionBlock(query_dim, heads, ffn_dim, levels, sampling_points)
-        # Sec. 3.4: "MLP layers — two linear layers and an activation layer" per query version, then a linear fusion.
-        self.lift = nn.ModuleList(MLP(query_dim, text_dim, text_dim, 2) for _ in range(3))
-        self.fuse = nn.Linear(3 * text_dim, text_dim)
+        if form == "released":
+            hidden = hidden_dim or 8 * query_dim
+            self.lift = nn.ModuleList(GatedProjection(query_dim, hidden, text_dim) for _ in range(3))
+            self.fuse = nn.Linear(3 * text_dim, text_dim, bias=False)
+            self.fusion_dropout = nn.Dropout(FUSION_DROPOUT)
+        else:
+            self.lift = nn.ModuleList(MLP(query_dim, text_dim, text_dim, 2) for _ in range(3))
+            self.fuse = nn.Linear(3 * text_dim, text_dim)
+            self.fusion_dropout = nn.Identity()
 
     def forward(self, queries: Tensor, boxes: Tensor, backbone_tokens: Tensor, memory: Tensor, token_pos: Tensor,
                 level_shapes: list[tuple[int, int]]) -> Tensor:
@@ -30,7 +72,9 @@ class PromptDistiller(nn.Module):
         level_shapes: (h, w) per feature level in token order → VL-prompts z: (B, Q, Dt) float."""
         query_pos = self.box_pos(sine_embedding(boxes.detach(), self.query_dim // 4))
         layout = TokenLayout(boxes.detach(), level_shapes)
-        from_backbone = self.backbone_attention(queries, query_pos, backbone_tokens, token_pos, layout)
-        from_encoder = self.encoder_attention(queries, query_pos, memory, token_pos, layout)
-        lifted = [lift(version) for lift, version in zip(self.lift, (queries, from_backbone, from_encoder))]
+        refine_from = queries.detach() if self.form == "released" else queries
+        from_backbone = self.backbone_attention(refine_from, query_pos, backbone_tokens, token_pos, layout)
+        from_encoder = self.encoder_attention(refine_from, query_pos, memory, token_pos, layout)
+        lifted = [self.fusion_dropout(lift(version))
+                  for lift, version in zip(self.lift, (queries, from_backbone, from_encoder))]
         return self.fuse(torch.cat(lifted, dim=-1))

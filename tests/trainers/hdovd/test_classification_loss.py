@@ -69,8 +69,7 @@ def test_weighted_softmax_without_background_names_the_config_key():
         weighted_softmax_classification_loss(LOGITS, None, TARGETS, WEIGHTS, ALPHA, GAMMA)
 
 
-def test_pseudo_weights_follow_eq5_or_the_given_score():
-    scores = torch.tensor([float("nan"), 0.0, 2.0])
-    assert torch.allclose(roi_class_weights(scores, "sigmoid", True), torch.tensor([1.0, 0.5, sigmoid(2.0)]))
-    assert torch.allclose(roi_class_weights(scores, "as_given", True), torch.tensor([1.0, 0.0, 2.0]))
-    assert torch.equal(roi_class_weights(scores, "sigmoid", False), torch.ones(3))
+def test_roi_weights_are_the_matched_pseudo_weight_or_one():
+    matched = torch.tensor([float("nan"), 0.25, 1.25])
+    assert torch.equal(roi_class_weights(matched, True), torch.tensor([1.0, 0.25, 1.25]))
+    assert torch.equal(roi_class_weights(matched, False), torch.ones(3))  # Table V without "Wei."

@@ -22,7 +22,7 @@ def make_output(seed=0):
         class_logits=torch.randn(3, 2, generator=generator),
         background_logits=None,
         class_targets=torch.tensor([0, 1, BACKGROUND]),
-        matched_pseudo_scores=torch.tensor([float("nan"), 1.0, float("nan")]),
+        matched_pseudo_weights=torch.tensor([float("nan"), 0.5, float("nan")]),
         region_queries=F.normalize(torch.randn(3, D, generator=generator), dim=-1),
         region_is_pseudo=torch.tensor([False, False, True]),
         image_queries=F.normalize(torch.randn(2, D, generator=generator), dim=-1),
@@ -78,6 +78,6 @@ def test_misaligned_region_rows_are_an_error():
 
 
 def test_pseudo_weighting_down_weights_the_pseudo_row():
-    weighted = HdovdCriterion(HdovdLossConfig(), D)  # α = σ(1.0) ≈ 0.73 for the pseudo RoI
+    weighted = HdovdCriterion(HdovdLossConfig(), D)  # α = 0.5 for the pseudo RoI
     unweighted = HdovdCriterion(HdovdLossConfig(pseudo_weighting=False), D)
     assert weighted(make_output(), *teachers())["loss_cls"] < unweighted(make_output(), *teachers())["loss_cls"]

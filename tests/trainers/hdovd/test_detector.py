@@ -9,8 +9,9 @@ from PIL import Image, ImageDraw
 
 from trainers.hdovd.config import DetectorConfig, HdovdLossConfig
 from trainers.hdovd.detectors import BACKGROUND, build_detector
-from trainers.hdovd.batch_losses import hdovd_losses, limit_pseudo_boxes
+from trainers.hdovd.batch_losses import hdovd_losses, limit_pseudo_boxes, with_class_weights
 from trainers.hdovd.criterion import HdovdCriterion
+from trainers.pseudo_weights import PseudoBoxWeighting
 from tests.float32 import approx32
 
 D = 16  # a small stand-in for the CLIP width
@@ -53,11 +54,16 @@ def make_batch(seeds):
     return batch
 
 
+def detector_pseudo(batch):
+    """The batch's pseudo boxes as the detector reads them: their stored score as the class weight (as_stored)."""
+    return [with_class_weights(boxes, PseudoBoxWeighting()) for boxes in batch["pseudo"]]
+
+
 def test_forward_backward_gives_finite_losses_and_aligned_queries():
     torch.manual_seed(0)
     detector = build_detector(DetectorConfig(embed_dim=D))
     batch = make_batch([0, 1])
-    output = detector(batch["images"], batch["targets"], batch["pseudo"], class_vectors()[:2])
+    output = detector(batch["images"], batch["targets"], detector_pseudo(batch), class_vectors()[:2])
     assert output.region_queries.shape == (6, D)  # 2 images × (2 ground-truth + 1 pseudo)
     assert torch.allclose(output.region_queries.norm(dim=-1), torch.ones(6))
     assert output.region_is_pseudo.tolist() == [False, False, True] * 2
@@ -65,7 +71,7 @@ def test_forward_backward_gives_finite_losses_and_aligned_queries():
     assert output.class_logits.shape[1] == 3  # 2 base columns + 1 pseudo column
     pseudo_rows = output.class_targets == 2
     assert pseudo_rows.any(), "the pseudo box is added as a proposal, so some RoI must be matched to it"
-    assert torch.equal(~torch.isnan(output.matched_pseudo_scores), pseudo_rows)
+    assert torch.equal(~torch.isnan(output.matched_pseudo_weights), pseudo_rows)
     criterion = HdovdCriterion(HdovdLossConfig(), D)
     losses = criterion(output, torch.cat(batch["region_embeddings"]), batch["image_embeddings"])
     assert all(torch.isfinite(v) for v in losses.values()), losses
@@ -78,10 +84,11 @@ def test_pseudo_boxes_can_be_left_out_of_the_classifier():
     torch.manual_seed(0)
     detector = build_detector(DetectorConfig(embed_dim=D))
     batch = make_batch([0])
-    output = detector(batch["images"], batch["targets"], batch["pseudo"], class_vectors()[:2], classify_pseudo=False)
+    output = detector(batch["images"], batch["targets"], detector_pseudo(batch), class_vectors()[:2],
+                      classify_pseudo=False)
     assert output.class_logits.shape[1] == 2
     assert set(output.class_targets.tolist()) <= {0, 1, BACKGROUND}
-    assert torch.isnan(output.matched_pseudo_scores).all()
+    assert torch.isnan(output.matched_pseudo_weights).all()
     assert output.region_queries.shape == (3, D)  # still distilled
 
 
@@ -160,3 +167,14 @@ def test_resnet50_backbone_runs_and_refuses_a_foreign_checkpoint(tmp_path):
     save_file({"conv.weight": torch.zeros(2, 2)}, str(foreign))
     with pytest.raises(ValueError, match="not a torchvision ResNet-50 state dict"):
         build_detector(dataclasses.replace(small, backbone_weights=str(foreign)))
+
+
+def test_class_weights_of_pseudo_boxes_follow_the_criterions_weighting():
+    pseudo = {"boxes": torch.zeros(2, 4), "label_ids": torch.tensor([0, 1]), "scores": torch.tensor([0.65, 1.3]),
+              "cos": torch.tensor([0.31, 0.9]), "text_embeddings": torch.zeros(2, D)}
+    released = with_class_weights(pseudo, PseudoBoxWeighting("as_stored"))
+    assert set(released) == {"boxes", "label_ids", "weights", "text_embeddings"}
+    assert released["weights"].tolist() == approx32([0.65, 1.3])
+    # eq. 5 with μ 0.31, σ 0.026: σ(0) = 0.5 and σ((0.9 − 0.31)/0.026) = σ(22.7) ≈ 1 − 1.4e-10.
+    eq5 = with_class_weights(pseudo, PseudoBoxWeighting("eq5", 0.31, 0.026))
+    assert eq5["weights"].tolist() == pytest.approx([0.5, 1.0], abs=1e-6)

@@ -39,6 +39,8 @@ def test_one_found_one_missed_gives_known_ap50(tmp_path):
     assert metrics["AP50_novel"] == pytest.approx(0.0)
     assert metrics["AP50_all"] == pytest.approx(HALF_RECALL_AP / 2)  # mean over the two classes
     assert format_metrics(metrics) == "AP50_all 25.2  AP50_base 50.5  AP50_novel 0.0"
+    nested = format_metrics({"AP50_all": 0.5, "other_mappings": {"softmax": {"AP50_all": 0.625}}})
+    assert nested == "AP50_all 50.0  other_mappings.softmax.AP50_all 62.5"
     saved = json.loads(save_metrics(metrics, tmp_path / "eval" / "metrics.json").read_text())
     assert saved["AP50_base"] == pytest.approx(HALF_RECALL_AP)
 

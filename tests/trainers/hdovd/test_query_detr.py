@@ -2,7 +2,7 @@
 criterion's forward and backward, and predictions in image pixels."""
 import torch
 
-from tests.trainers.hdovd.test_detector import D, class_vectors, make_batch
+from tests.trainers.hdovd.test_detector import D, class_vectors, detector_pseudo, make_batch
 from tests.trainers.test_loop import tiny_store  # noqa: F401 (a fixture)
 from trainers.hdovd.config import DetectorConfig, HdovdLossConfig
 from trainers.hdovd.detectors import BACKGROUND, build_detector
@@ -18,7 +18,7 @@ def _detector():
 def test_contract_outputs_on_two_images():
     detector = _detector()
     batch = make_batch([0, 1])
-    output = detector(batch["images"], batch["targets"], batch["pseudo"], class_vectors()[:2])
+    output = detector(batch["images"], batch["targets"], detector_pseudo(batch), class_vectors()[:2])
     assert output.region_queries.shape == (6, D)  # 2 images × (2 ground-truth + 1 pseudo)
     assert torch.allclose(output.region_queries.norm(dim=-1), torch.ones(6))
     assert output.region_is_pseudo.tolist() == [False, False, True] * 2
@@ -28,14 +28,15 @@ def test_contract_outputs_on_two_images():
     # Each image: its two base boxes and one pseudo box (column 2) each own one query; the rest is background.
     assert sorted(t for t in targets if t != BACKGROUND) == [0, 0, 1, 1, 2, 2]
     pseudo_rows = output.class_targets == 2
-    assert torch.equal(output.matched_pseudo_scores[pseudo_rows], torch.tensor([2.0, 2.0]))
-    assert output.matched_pseudo_scores[~pseudo_rows].isnan().all()
+    assert torch.equal(output.matched_pseudo_weights[pseudo_rows], torch.tensor([2.0, 2.0]))
+    assert output.matched_pseudo_weights[~pseudo_rows].isnan().all()
 
 
 def test_pseudo_boxes_are_background_without_pseudo_classes():
     detector = _detector()
     batch = make_batch([0, 1])
-    output = detector(batch["images"], batch["targets"], batch["pseudo"], class_vectors()[:2], classify_pseudo=False)
+    output = detector(batch["images"], batch["targets"], detector_pseudo(batch), class_vectors()[:2],
+                      classify_pseudo=False)
     assert output.class_logits.shape[1] == 2 and sorted(set(output.class_targets.tolist())) == [BACKGROUND, 0, 1]
     assert output.region_queries.shape == (6, D)  # pseudo boxes are still distilled
 

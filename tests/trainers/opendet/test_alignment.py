@@ -1,4 +1,6 @@
-"""BVLA-M: s(q, t) = cos(W_v q, t) + (W_i q)·(W_l t), by hand with set weights."""
+"""BVLA-M: s(q, t) = cos(W_v q, t) + (W_i q)·(W_l t), by hand with set weights; the released refinement of the
+one-to-one layers' queries before they are scored."""
+import dataclasses
 import math
 
 import pytest
@@ -62,3 +64,20 @@ def test_table_rows_are_configs():
         load_config(OpenDetLossConfig, None, ["joint_alpha_typo=1"])
     with pytest.raises(ValueError, match="joint_alpha"):
         OpenDetLossConfig(joint_alpha=0.5)
+
+
+def test_one_to_one_layers_are_scored_on_refined_queries():
+    from tests.trainers.opendet.test_detector import TINY, _batch, _model
+
+    model = _model()
+    output = model(_batch()[0])
+    assert len(model.refiner.blocks) == TINY.detector.one_to_one_layers == 2
+    assert torch.equal(model.aligned_queries(output, 0), output.layers[0].queries)  # one-to-many: as they are
+    for layer in (1, 2):
+        refined = model.aligned_queries(output, layer)
+        assert refined.shape == output.layers[layer].queries.shape
+        assert not torch.allclose(refined, output.layers[layer].queries)
+    unrefined = _model(dataclasses.replace(TINY, loss=OpenDetLossConfig(refine_aligned_queries=False)))
+    assert unrefined.refiner is None
+    output = unrefined(_batch()[0])
+    assert torch.equal(unrefined.aligned_queries(output, 2), output.layers[2].queries)

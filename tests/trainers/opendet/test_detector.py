@@ -77,3 +77,12 @@ def test_switches_drop_their_terms():
     images, targets = _batch()
     losses = OpenDetCriterion(config.loss)(model, model(images), targets)
     assert set(losses) == {"loss_l1", "loss_giou", "loss_binary", "loss_alignment", "loss_aux"}
+
+
+def test_prompts_of_chosen_queries_equal_those_computed_for_every_query():
+    model = _model().eval()  # no dropout: the two computations must agree exactly
+    output = model(_batch()[0])
+    every = model.prompts(output, 1)[~output.padding]
+    rows = torch.tensor([3, 0, every.shape[0] - 1, 7])  # any order, both images
+    assert torch.allclose(model.prompts(output, 1, rows), every[rows], atol=1e-5)
+    assert model.prompts(output, 1, torch.zeros(0, dtype=torch.long)).shape == (0, TEXT_DIM)

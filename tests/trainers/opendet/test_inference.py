@@ -1,5 +1,7 @@
-"""Open-Det inference: faiss name → category mapping, sqrt(objectness · similarity) scores, the store-CLIP encoder,
-the name table, and vocabulary-free detection from a model."""
+"""Open-Det inference: faiss name → category mapping (released) and GenerateU's softmax mapping, sqrt(objectness ·
+weight) scores, joined beams with the "a " prefix, the store-CLIP encoder, the name table, and vocabulary-free
+detection from a model."""
+import dataclasses
 import math
 from pathlib import Path
 
@@ -11,7 +13,14 @@ from featurestore.manifest import ModelRecord
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
 from trainers.opendet.evaluate import NameTally, format_name_table
-from trainers.opendet.inference import NamedBoxes, cached, detect_named_boxes, name_detections, nearest_categories
+from trainers.opendet.inference import (
+    NamedBoxes,
+    cached,
+    category_weights,
+    detect_named_boxes,
+    name_detections,
+    nearest_categories,
+)
 from trainers.opendet.name_encoder import store_clip_name_encoder
 from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.vocabulary import ClassVocabulary
@@ -27,6 +36,10 @@ def table_encoder(names):
     return torch.stack([TABLE[name] for name in names])
 
 
+# The best beam alone and no prefix, so the table encoder sees the names it knows.
+BEST_BEAM = OpenDetInferenceConfig(join_beams=False, name_prefix="")
+
+
 def test_nearest_categories_by_hand():
     similarities, indices = nearest_categories(table_encoder(["round thing"]), CATEGORIES, k=2)
     # cos with the three categories: 0.8, 0.6, 0.96 → best two: category 2 (0.96), category 0 (0.8).
@@ -37,7 +50,7 @@ def test_nearest_categories_by_hand():
 def test_scores_are_sqrt_of_objectness_times_similarity_and_negative_similarity_scores_zero():
     named = NamedBoxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 20.0]]), torch.tensor([0.64, 0.5]),
                        ["round thing", "sky"])
-    detections = name_detections(named, table_encoder, CATEGORIES, top_classes=2)
+    detections = name_detections(named, table_encoder, CATEGORIES, dataclasses.replace(BEST_BEAM, top_classes=2))
     assert detections["labels"][:2].tolist() == [2, 0]
     assert detections["scores"][:2].tolist() == approx32([math.sqrt(0.64 * 0.96), math.sqrt(0.64 * 0.8)])
     assert detections["scores"][2:].tolist() == [0.0, 0.0]  # "sky" is orthogonal to every category
@@ -48,9 +61,42 @@ def test_scores_are_sqrt_of_objectness_times_similarity_and_negative_similarity_
 def test_an_empty_name_is_no_detection():
     named = NamedBoxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 20.0]]), torch.tensor([0.9, 0.5]),
                        ["", "circle"])
-    detections = name_detections(named, table_encoder, CATEGORIES, top_classes=1)
+    detections = name_detections(named, table_encoder, CATEGORIES, dataclasses.replace(BEST_BEAM, top_classes=1))
     assert detections["labels"].tolist() == [0] and torch.equal(detections["boxes"][0], named.boxes[1])
     assert detections["top1"].tolist() == [-1, 0]
+
+
+def test_released_descriptions_join_every_beam_after_a_prefix():
+    named = NamedBoxes(torch.zeros(3, 4), torch.ones(3), ["star", "", ""],
+                       [("star", "red star", "cross"), ("", "circle", ""), ("", "", "")])
+    assert named.descriptions() == ["star, red star, cross", "circle", ""]
+    config = OpenDetInferenceConfig()
+    assert (config.join_beams, config.name_prefix, config.max_boxes) == (True, "a ", 0)  # released defaults
+    assert named.descriptions(config.join_beams, config.name_prefix) == ["a star, red star, cross", "a circle", ""]
+    assert named.descriptions(join_beams=False, prefix="a ") == ["a star", "", ""]
+    seen = []
+
+    def recording(names):
+        seen.extend(names)
+        return torch.nn.functional.normalize(torch.ones(len(names), 3), dim=-1)
+
+    detections = name_detections(named, recording, CATEGORIES, dataclasses.replace(config, top_classes=1))
+    assert seen == ["a star, red star, cross", "a circle"]  # the third box has no name: no detection
+    assert detections["top1"][2] == -1
+
+
+def test_softmax_mapping_by_hand_keeps_near_synonyms_from_all_scoring_high():
+    names = table_encoder(["round thing"])  # cosines 0.8, 0.6, 0.96 with the three categories
+    released, released_labels = category_weights(names, CATEGORIES, k=3)
+    assert released_labels.tolist() == [[2, 0, 1]] and released[0].tolist() == approx32([0.96, 0.8, 0.6])
+    weights, labels = category_weights(names, CATEGORIES, k=3, mapping="softmax", temperature=10.0)
+    exp = [math.exp(10 * c) for c in (0.8, 0.6, 0.96)]
+    expected = {0: exp[0] / sum(exp) * 0.8, 1: exp[1] / sum(exp) * 0.6, 2: exp[2] / sum(exp) * 0.96}
+    assert labels.tolist() == [[2, 0, 1]]
+    assert weights[0].tolist() == approx32([expected[2], expected[0], expected[1]])
+    # At τ = 100 (GenerateU) the runner-up weighs e^-16 of the best: 0.8 vs 0.96 no longer look alike.
+    sharp, _ = category_weights(names, CATEGORIES, k=2, mapping="softmax")
+    assert sharp[0, 0].item() == approx32(0.96) and sharp[0, 1].item() < 1e-6
 
 
 def test_cached_encoder_embeds_each_distinct_name_once():
@@ -115,6 +161,10 @@ def test_detect_named_boxes_returns_pixel_boxes_and_strings():
     named = detect_named_boxes(model.eval(), images, OpenDetInferenceConfig(max_boxes=5))
     assert [len(n.names) for n in named] == [5, 5]
     assert all(isinstance(name, str) for n in named for name in n.names)
+    assert all(len(beams) == 3 and beams[0] == name for n in named for name, beams in zip(n.names, n.beams))
+    every = detect_named_boxes(model.eval(), images, OpenDetInferenceConfig())  # max_boxes 0: every query
+    queries = model(images).padding.logical_not().sum(dim=1).tolist()
+    assert [len(n.names) for n in every] == queries
     named = detect_named_boxes(model.eval(), images, OpenDetInferenceConfig(max_boxes=100))
     assert (named[1].boxes[:, [1, 3]] <= 96).all() and (named[1].boxes >= 0).all()  # inside the 96-px-high image
     assert ((named[0].objectness >= 0) & (named[0].objectness <= 1)).all()

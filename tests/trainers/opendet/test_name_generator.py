@@ -1,24 +1,42 @@
-"""The Object Name Generator: LoRA head trains only its adapters, denoising noise, names generated as strings."""
+"""The Object Name Generator: the LoRA head (released: α = 1, base weights trained; paper: base frozen), the two
+denoising forms, unit-norm T5 inputs, weighted name losses by hand, beams generated as strings."""
+import dataclasses
+import math
+
 import pytest
 import torch
 from huggingface_hub import constants
 
 from tests.hub_cache import add_commit, new_repo_id
-from trainers.opendet.name_generator import ObjectNameGenerator, load_t5
+from trainers.opendet.name_generator import ObjectNameGenerator, load_t5, padded_batch_std
 from trainers.opendet.config import NameGeneratorConfig
 from trainers.opendet.name_tokenizer import train_name_tokenizer
+from tests.float32 import approx32
 
 NAMES = ["red circle", "circle", "blue star", "star", "green square", "a square"]
 TINY = NameGeneratorConfig(tiny_d_model=32, tiny_d_ff=64, tiny_layers=1, tiny_heads=4, lora_rank=4, lora_alpha=4)
 
 
-def _generator(**switches) -> ObjectNameGenerator:
+def _generator(config=TINY, **switches) -> ObjectNameGenerator:
     torch.manual_seed(0)
-    return ObjectNameGenerator.from_config(TINY, prompt_dim=8, tokenizer=train_name_tokenizer(NAMES), **switches)
+    return ObjectNameGenerator.from_config(config, prompt_dim=8, tokenizer=train_name_tokenizer(NAMES), **switches)
 
 
-def test_lora_head_trains_only_its_adapters_while_the_head_is_frozen():
-    generator = _generator()
+def _losses(generator, prompts, names):
+    """Name and denoising losses with the prompts' own rows as the texts to reconstruct."""
+    return generator(prompts, names, prompts, names)
+
+
+def test_released_lora_head_scales_by_one_over_the_rank_and_trains_its_base_weights():
+    generator = _generator(NameGeneratorConfig(tiny_d_model=32, tiny_d_ff=64, tiny_layers=1, tiny_heads=4))
+    t5 = generator.t5
+    assert t5.lm_head.scaling["default"] == approx32(1 / 16)  # loralib's α = 1 over rank 16
+    assert t5.shared.scaling["default"] == approx32(1 / 16)
+    assert all(p.requires_grad for p in t5.parameters())  # the released last stage: every T5 weight trains
+
+
+def test_paper_lora_head_trains_only_its_adapters_while_the_head_is_frozen():
+    generator = _generator(dataclasses.replace(TINY, lora_base_trainable=False))
     t5 = generator.t5
     head_bases = {"shared.base_layer.weight", "lm_head.base_layer.weight"} & dict(t5.named_parameters()).keys()
     assert head_bases, "the LoRA wrappers hold the base weights"
@@ -30,7 +48,7 @@ def test_lora_head_trains_only_its_adapters_while_the_head_is_frozen():
     assert t5.decoder.embed_tokens is t5.shared
     before = {name: p.detach().clone() for name, p in t5.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in generator.parameters() if p.requires_grad], lr=1e-2)
-    losses = generator(torch.randn(3, 8), torch.randn(3, 8), ["red circle", "star", "green square"])
+    losses = _losses(generator, torch.randn(3, 8), ["red circle", "star", "green square"])
     sum(losses.values()).backward()
     optimizer.step()
     after = dict(t5.named_parameters())
@@ -46,19 +64,56 @@ def test_without_lora_head_the_whole_t5_trains():
     assert not any("lora_" in name for name, _ in generator.t5.named_parameters())
 
 
-def test_noise_has_the_batch_text_std_and_spares_about_one_row_in_ten():
-    generator = _generator()
+def test_paper_noise_has_the_batch_text_std_and_spares_about_one_row_in_ten():
+    generator = _generator(denoise_form="paper")
     texts = torch.randn(4000, 8) * 3.0
     noise = generator.noisy_text_embeddings(texts) - texts
     noisy = noise.abs().sum(dim=1) > 0
-    assert 0.88 < noisy.float().mean() < 0.92  # Sec. 3.5 / DESIGN: p = 0.9
+    assert 0.88 < noisy.float().mean() < 0.92  # p = 0.9 per object
+    assert ((noise == 0).all(dim=1) | (noise != 0).all(dim=1)).all()  # a whole row or nothing
     assert noise[noisy].std().item() == pytest.approx(3.0, rel=0.03)
 
 
+def test_released_noise_std_is_over_the_padded_batch_and_each_element_draws_its_own_coin():
+    # Two images with 1 and 3 objects: the padded (2, 3, 8) tensor holds 2 rows of zeros.
+    texts = torch.tensor([[3.0] * 8, [1.0] * 8, [-1.0] * 8, [1.0] * 8])
+    padded = torch.zeros(2, 3, 8)
+    padded[0, 0], padded[1] = texts[0], texts[1:]
+    assert padded_batch_std(texts, [1, 3]).item() == approx32(padded.std().item())
+    # By hand: 48 entries, 8 of 3, 24 of ±1 (sum 8), 16 zeros → mean 32/48, E[x²] = (72 + 24)/48 = 2.
+    mean = 32 / 48
+    assert padded.std().item() == approx32(math.sqrt((96 - 48 * mean**2) / 47))
+    generator = _generator()  # released
+    many = torch.randn(3000, 8)
+    noise = generator.noisy_text_embeddings(many, [1000, 2000]) - many
+    assert 0.88 < (noise != 0).float().mean() < 0.92  # one Bernoulli(0.9) draw per element
+    assert ((noise != 0).sum(dim=1) < 8).float().mean() > 0.5  # rows are partly noised, not all or nothing
+
+
+def test_t5_inputs_have_unit_norm_unless_switched_off():
+    prompts = torch.randn(5, 8) * 7
+    assert torch.allclose(_generator().t5_inputs(prompts).norm(dim=-1), torch.ones(5, 1), atol=1e-5)
+    raw = _generator(normalize_prompts=False)
+    assert torch.allclose(raw.t5_inputs(prompts)[:, 0], raw.prompt_projection(prompts))
+
+
+def test_weighted_name_loss_by_hand():
+    generator = _generator()
+    prompts, names = torch.randn(2, 8), ["red circle", "star"]  # 3 and 2 tokens with </s>
+    t5_loss = generator.t5(inputs_embeds=generator.t5_inputs(prompts),
+                           labels=generator.encode_names(names, prompts.device)).loss
+    assert generator.name_loss(prompts, names).item() == approx32(t5_loss.item())
+    first = generator.t5(inputs_embeds=generator.t5_inputs(prompts[:1]),
+                         labels=generator.encode_names(names[:1], prompts.device)).loss
+    # Weight 0 for "star": its 2 tokens count in the denominator, not in the sum.
+    weighted = generator.name_loss(prompts, names, torch.tensor([1.0, 0.0]))
+    assert weighted.item() == approx32(first.item() * 3 / 5)
+
+
 def test_losses_follow_the_denoising_switch():
-    prompts, texts = torch.randn(2, 8), torch.randn(2, 8)
-    assert set(_generator()(prompts, texts, ["star", "circle"])) == {"loss_name", "loss_name_denoise"}
-    assert set(_generator(text_denoising=False)(prompts, texts, ["star", "circle"])) == {"loss_name"}
+    prompts = torch.randn(2, 8)
+    assert set(_losses(_generator(), prompts, ["star", "circle"])) == {"loss_name", "loss_name_denoise"}
+    assert set(_losses(_generator(text_denoising=False), prompts, ["star", "circle"])) == {"loss_name"}
 
 
 def test_generation_returns_the_names_it_was_trained_on():
@@ -68,11 +123,11 @@ def test_generation_returns_the_names_it_was_trained_on():
     optimizer = torch.optim.AdamW([p for p in generator.parameters() if p.requires_grad], lr=3e-2)
     for _ in range(60):
         optimizer.zero_grad()
-        generator(prompts, prompts, names)["loss_name"].backward()
+        _losses(generator, prompts, names)["loss_name"].backward()
         optimizer.step()
-    generated = generator.generate(prompts)
-    assert all(isinstance(name, str) for name in generated)
-    assert generated == names
+    generated = generator.eval().generate(prompts)
+    assert all(len(beams) == 3 and all(isinstance(name, str) for name in beams) for beams in generated)
+    assert [beams[0] for beams in generated] == names
 
 
 def test_missing_t5_directory_names_the_config_key(tmp_path):

@@ -4,11 +4,14 @@ from collections import Counter
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from tests.trainers.test_loop import step_losses, tiny_config, tiny_store  # noqa: F401 (tiny_store is a fixture)
+from trainers.data.batching import to_detector_inputs
+from trainers.data.streaming import StoreDetectionDataset, collate_samples
 from trainers.loop import train
 from trainers.methods import METHODS, training_method
-from trainers.opendet.batch_losses import named_targets, pick_object_names
+from trainers.opendet.batch_losses import named_targets, pick_object_names, with_pseudo_objects
 from trainers.opendet.method import build_opendet
 from trainers.vocabulary import load_class_vocabulary
 
@@ -87,3 +90,22 @@ def test_opendet_trains_checkpoints_and_resumes_exactly(tiny_store, tmp_path):  
     lines = (tmp_path / "straight" / "scalars.jsonl").read_text()
     for term in ("loss_alignment", "loss_binary", "loss_distill", "loss_name", "loss_name_denoise"):
         assert term in lines
+
+
+def test_pseudo_boxes_of_the_stream_become_named_objects(tiny_store, tmp_path):  # noqa: F811
+    """The store's pseudo boxes (label "star", s 0.875, proposal score 0.75) join each image's objects."""
+    config = tiny_config(tiny_store, tmp_path, **TINY_OPENDET, **{"opendet.loss.pseudo_names": True})
+    dataset = StoreDetectionDataset(config.store, config.image_root, {3: 0}, config.stream)
+    inputs = to_detector_inputs(next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_samples))))
+    named = named_targets(inputs.targets, torch.eye(16)[:1], ("star",))
+    merged = with_pseudo_objects(named, inputs.pseudo, inputs.pseudo_names, 0.5)
+    for target, pseudo, objects in zip(named, inputs.pseudo, merged):
+        assert len(objects["names"]) == len(target["names"]) + len(pseudo["boxes"]) and len(pseudo["boxes"]) > 0
+        assert objects["names"][len(target["names"]):] == ["star"] * len(pseudo["boxes"])
+        assert objects["weights"][len(target["names"]):].tolist() == pytest.approx([0.875] * len(pseudo["boxes"]))
+    assert with_pseudo_objects(named, inputs.pseudo, inputs.pseudo_names, 0.8)[0]["names"] == named[0]["names"]
+
+
+def test_opendet_trains_with_pseudo_names(tiny_store, tmp_path):  # noqa: F811
+    train(tiny_config(tiny_store, tmp_path, max_steps=2, **TINY_OPENDET, **{"opendet.loss.pseudo_names": True}))
+    assert sorted(step_losses(tmp_path)) == [1, 2]

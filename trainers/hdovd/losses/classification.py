@@ -2,7 +2,7 @@
 
 The classifier's columns are base-class text embeddings followed by the batch's pseudo-label text embeddings
 (M + K columns). A sampled RoI's target is a column index, or BACKGROUND. Each RoI carries a weight: 1 for base and
-background RoIs, α = weight(s) of its pseudo box for RoIs matched to a pseudo box (eq. 5).
+background RoIs, the α of its pseudo box (eq. 5, trainers.pseudo_weights) for RoIs matched to a pseudo box.
 """
 from __future__ import annotations
 
@@ -72,22 +72,13 @@ CLASSIFICATION_LOSSES: dict[str, ClassificationLoss] = {
     "weighted_softmax": weighted_softmax_classification_loss,
 }
 
-# How a pseudo box's score s becomes its class weight α (HdovdLossConfig.pseudo_weight_transform).
-PSEUDO_WEIGHT_TRANSFORMS: dict[str, Callable[[Tensor], Tensor]] = {
-    "sigmoid": torch.sigmoid,  # HD-OVD eq. 5: α_j = σ(s_j)
-    "as_given": lambda scores: scores,  # released code: s = σ((cos − μ)/σ)·1.3 is already the weight
-}
+def roi_class_weights(matched_pseudo_weights: Tensor, weighting: bool) -> Tensor:
+    """Per-RoI weights α (eq. 5): 1 where no pseudo box is matched (NaN), the pseudo box's α where one is.
 
-
-def roi_class_weights(matched_pseudo_scores: Tensor, transform: str, weighting: bool) -> Tensor:
-    """Per-RoI weights α (eq. 5): 1 where no pseudo box is matched (NaN score), weight(s) where one is.
-
-    matched_pseudo_scores: (N,) float, the score s of the pseudo box each RoI is matched to, NaN otherwise.
+    matched_pseudo_weights: (N,) float, the α of the pseudo box each RoI is matched to, NaN otherwise.
     weighting: False (Table V without "Wei.") gives every RoI weight 1.
     """
-    is_pseudo = ~torch.isnan(matched_pseudo_scores)
-    ones = torch.ones_like(matched_pseudo_scores)
+    ones = torch.ones_like(matched_pseudo_weights)
     if not weighting:
         return ones
-    weights = PSEUDO_WEIGHT_TRANSFORMS[transform](torch.nan_to_num(matched_pseudo_scores))
-    return torch.where(is_pseudo, weights, ones)
+    return torch.where(torch.isnan(matched_pseudo_weights), ones, matched_pseudo_weights)
