@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from featurestore.writer import ShardWriter
-from pipelines.pseudo_label_pick import HDOVD_K, HDOVD_MU, HDOVD_SIGMA, match_scores
+from pipelines.pseudo_label_pick import match_scores
+from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
 from trainers.pseudo_weights import PseudoBoxWeighting, score_statistics
 from tests.float32 import approx32
 

@@ -8,7 +8,7 @@ from trainers.opendet.batch_losses import opendet_losses
 from trainers.opendet.criterion import OpenDetCriterion
 from trainers.opendet.evaluate import evaluate_opendet, format_name_table
 from trainers.opendet.model import OpenDetModel
-from trainers.opendet.name_encoder import category_embeddings, load_name_encoder
+from trainers.opendet.name_encoder import category_embeddings, check_name_encoder, load_name_encoder
 from trainers.opendet.name_tokenizer import train_name_tokenizer
 from trainers.training_method import TrainingMethod
 from trainers.vocabulary import ClassVocabulary, load_name_vocabulary
@@ -19,8 +19,10 @@ def build_opendet(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[Ope
 
     Without `name_generator.t5_dir`, the tiny T5's word tokenizer is trained on every class and object name of the
     vocab (and, with pseudo names, every pseudo label), as a real T5's vocabulary holds every word: knowing a word
-    is not having learnt to say it for a novel object."""
+    is not having learnt to say it for a novel object. A sentence encoder for the evaluation is looked up here too,
+    so a missing one stops the run before its first step."""
     settings = config.opendet
+    check_name_encoder(settings.inference)
     object_names = load_name_vocabulary(config.store)
     labels = load_name_vocabulary(config.store, "label").names if settings.loss.pseudo_names else ()
     tokenizer = (None if settings.name_generator.t5_dir

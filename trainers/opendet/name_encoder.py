@@ -8,6 +8,8 @@ The store's CLIP is `vlm.text_encoder.StoreTextEncoder`, the same encoder search
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -15,9 +17,10 @@ from torch import Tensor
 from featurestore.reader import StoreReader
 from trainers.opendet.inference import NameEncoder
 from trainers.opendet.config import OpenDetInferenceConfig
-from trainers.opendet.sentence_encoder import load_sentence_encoder
+from trainers.opendet.sentence_encoder import CONFIG_KEY, check_mean_pooling, load_sentence_encoder
 from trainers.vocabulary import ClassVocabulary
 from vlm.clip import resolve_clip
+from vlm.hub import resolve_pretrained_dir
 from vlm.text_encoder import StoreTextEncoder
 
 
@@ -27,6 +30,15 @@ def store_clip_name_encoder(store: str, device: str = "cpu") -> NameEncoder:
     source = resolve_clip(clip.name, clip.checkpoint, clip.model_config_dir, revision=clip.revision)
     encoder = StoreTextEncoder.load(source, clip.prompts, device=device)
     return lambda names: F.normalize(torch.from_numpy(encoder.encode(list(names))), dim=-1)
+
+
+def check_name_encoder(inference: OpenDetInferenceConfig) -> None:
+    """Find a sentence encoder named by `inference` without loading it, raising the error `load_name_encoder` would
+    raise (naming the config key and the folder or cache looked in): called before training, so a missing encoder
+    fails the run at its start rather than after the last step. The store's CLIP needs no such check: it is the
+    model extract-features ran with, recorded in the manifest."""
+    if inference.name_encoder == "sentence_transformer":
+        check_mean_pooling(Path(resolve_pretrained_dir(inference.name_encoder_dir, CONFIG_KEY).path))
 
 
 def load_name_encoder(inference: OpenDetInferenceConfig, store: str, device: str = "cpu") -> NameEncoder:

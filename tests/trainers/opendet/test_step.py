@@ -109,3 +109,12 @@ def test_pseudo_boxes_of_the_stream_become_named_objects(tiny_store, tmp_path): 
 def test_opendet_trains_with_pseudo_names(tiny_store, tmp_path):  # noqa: F811
     train(tiny_config(tiny_store, tmp_path, max_steps=2, **TINY_OPENDET, **{"opendet.loss.pseudo_names": True}))
     assert sorted(step_losses(tmp_path)) == [1, 2]
+
+
+def test_a_missing_evaluation_encoder_stops_training_before_its_first_step(tiny_store, tmp_path):  # noqa: F811
+    config = tiny_config(tiny_store, tmp_path, max_steps=2, **TINY_OPENDET,
+                         **{"opendet.inference.name_encoder": "sentence_transformer",
+                            "opendet.inference.name_encoder_dir": str(tmp_path / "no-such-encoder")})
+    with pytest.raises(FileNotFoundError, match=r"opendet\.inference\.name_encoder_dir"):
+        train(config)
+    assert not (tmp_path / "scalars.jsonl").exists()
