@@ -18,14 +18,15 @@ import torch
 from torch import Tensor
 
 from featurestore.reader import StoreReader
+from featurestore.stages import PSEUDO_LABELS as STAGE
 
 TRANSFORMS = ("as_stored", "eq5")  # the values of hdovd.loss.pseudo_weight_transform
-STAGE = "pseudo_labels"
 
 
 def score_statistics(store: str) -> tuple[float, float]:
     """(μ, σ) the store's pseudo-labels stage standardised cosines with (manifest: summary.score_mu_sigma)."""
-    summary = StoreReader(store).stage_config(STAGE).get("summary") or {}
+    stage = StoreReader(store).manifest.stages.get(STAGE)
+    summary = (stage.summary if stage else None) or {}
     pairs = summary.get("score_mu_sigma")
     if not pairs:
         raise ValueError(f"store {store} records no pseudo-labels score μ, σ (manifest stages.{STAGE}.summary."

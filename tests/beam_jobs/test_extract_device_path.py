@@ -43,7 +43,7 @@ def world(tmp_path_factory):
 
 def extract(world, name: str, *settings: str, beam: bool = False) -> dict:
     root, model_dir, sample = world
-    argv = [f"--set={o}" for o in [*sample.overrides(model_dir), "runtime.max_failure_rate=1.0", *settings]]
+    argv = [f"--set={o}" for o in [*sample.overrides(model_dir), "runtime.max_failure_rate=2.0", *settings]]
     argv += ["--store", str(root / name)]
     run(argv) if beam else run(argv, test_pipeline=TestPipeline())
     reader = StoreReader(root / name)

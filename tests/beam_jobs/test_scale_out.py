@@ -68,7 +68,9 @@ def test_kill_9_mid_run_on_s3_resumes_to_the_same_store(world, reference, s3_buc
     assert labelled["shards_skipped"] == 1 and labelled["shards_computed"] == 2
     collect_garbage(store, min_age_seconds=0)  # whatever the killed attempts left unreferenced
     assert validate_store(store) == []
-    assert_same_tables(store_tables(store), reference, exact=True)
+    # Not bit for bit: the resumed run encodes two shards' crops in other RunInference batches than the reference
+    # run, and a batch's composition moves float32 results (embedding_norm) by a few ulps.
+    assert_same_tables(store_tables(store), reference)
 
 
 def test_multi_processing_mode_writes_the_same_tables(world, reference, tmp_path):
