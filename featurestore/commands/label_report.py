@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import pyarrow as pa
+import pyarrow.compute as pc
 
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.label_names import names_class
@@ -31,7 +31,7 @@ def label_counts(reader: StoreReader) -> Counter:
 def vocab_rows(reader: StoreReader, kind: str) -> tuple[list[dict], np.ndarray]:
     """Rows of `vocab` of one kind ("class" or "label") and their (N, D) float32 unit embeddings."""
     table = reader.read_table("vocab")
-    table = table.filter(pa.compute.equal(table.column("kind"), kind))
+    table = table.filter(pc.equal(table.column("kind"), kind))
     rows = table.drop_columns(["embedding"]).to_pylist()
     return rows, normalised(embeddings_to_numpy(table.column("embedding")))
 

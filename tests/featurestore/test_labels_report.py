@@ -1,5 +1,7 @@
 """The labels report on a real store: counts, faiss near-duplicate merging, base synonyms, novel accuracy."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -68,6 +70,17 @@ def test_report_json(store, novel_gt, capsys):
     accuracy = report["novel_accuracy"]
     # Both regions overlap the circle (IoU 1.0 and 0.70): 12 matched; region 2 always right, region 1 in 3 of 6.
     assert accuracy["matched_boxes"] == 12 and accuracy["correct"] == 9 and accuracy["accuracy"] == 0.75
+
+
+def test_the_command_in_a_fresh_interpreter(store, novel_gt, capsys):
+    """As a user runs it: a module this command needs, imported by nothing else the command imports, shows only here
+    (the rest of the suite has imported it already)."""
+    assert main(["labels", str(store), "--eval-gt", str(novel_gt), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    done = subprocess.run([sys.executable, "-m", "featurestore", "labels", str(store), "--eval-gt", str(novel_gt),
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == expected
 
 
 def test_report_text_and_thresholds(store, novel_gt, capsys):
