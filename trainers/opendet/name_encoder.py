@@ -8,8 +8,6 @@ The store's CLIP is `vlm.text_encoder.StoreTextEncoder`, the same encoder search
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,10 +15,9 @@ from torch import Tensor
 from featurestore.reader import StoreReader
 from trainers.opendet.inference import NameEncoder
 from trainers.opendet.config import OpenDetInferenceConfig
-from trainers.opendet.sentence_encoder import CONFIG_KEY, check_mean_pooling, load_sentence_encoder
+from trainers.opendet.sentence_encoder import find_sentence_encoder, load_sentence_encoder
 from trainers.vocabulary import ClassVocabulary
 from vlm.clip import resolve_clip
-from vlm.hub import resolve_pretrained_dir
 from vlm.text_encoder import StoreTextEncoder
 
 
@@ -38,7 +35,7 @@ def check_name_encoder(inference: OpenDetInferenceConfig) -> None:
     fails the run at its start rather than after the last step. The store's CLIP needs no such check: it is the
     model extract-features ran with, recorded in the manifest."""
     if inference.name_encoder == "sentence_transformer":
-        check_mean_pooling(Path(resolve_pretrained_dir(inference.name_encoder_dir, CONFIG_KEY).path))
+        find_sentence_encoder(inference.name_encoder_dir)
 
 
 def load_name_encoder(inference: OpenDetInferenceConfig, store: str, device: str = "cpu") -> NameEncoder:

@@ -42,12 +42,19 @@ def check_mean_pooling(directory: Path) -> None:
                          f"{CONFIG_KEY} must name a mean-pooling model such as all-MiniLM-L6-v2")
 
 
+def find_sentence_encoder(directory: str) -> Path:
+    """The local folder of the sentence encoder named by `directory` (a folder or a Hub repo id, vlm.hub), checked to
+    pool by the mean; the errors name the config key."""
+    path = Path(resolve_pretrained_dir(directory, CONFIG_KEY).path)
+    check_mean_pooling(path)
+    return path
+
+
 def load_sentence_encoder(directory: str, device: str = "cpu", batch_size: int = 256) -> NameEncoder:
     """names → (N, D) float32 on the CPU, L2-normalised (D = 384 for all-MiniLM-L6-v2), from a folder written by
     `save_pretrained` / sentence-transformers, or a Hub repo id (`sentence-transformers/all-MiniLM-L6-v2`) read
     through the Hugging Face cache (vlm.hub)."""
-    path = Path(resolve_pretrained_dir(directory, CONFIG_KEY).path)
-    check_mean_pooling(path)
+    path = find_sentence_encoder(directory)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
     max_length = read_max_length(path)
