@@ -40,6 +40,8 @@ from typing import Iterator
 import apache_beam
 from apache_beam.options.pipeline_options import FlinkRunnerOptions
 
+from featurestore.atomic import publish, temporary_sibling
+
 BEAM_VERSION = apache_beam.__version__
 PRISM_PACKAGE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
 FLINK_VERSION = FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS[-1]  # Beam's own default --flink_version
@@ -142,11 +144,10 @@ def flink_job_server_jar(cache: Path | None = None, flink_version: str = FLINK_V
     with _locked(cache, "flink-jar"):
         if target.is_file():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
         fetch = _fetch_with_maven if shutil.which("mvn") else _fetch_over_http
-        fetch(coordinates, partial)
-        os.replace(partial, target)
+        with temporary_sibling(target) as partial:  # removed when the fetch fails
+            fetch(coordinates, partial)
+            publish(partial, target)
     return target
 
 
@@ -160,13 +161,12 @@ def sdk_worker_command(cache: Path | None = None) -> Path:
     script = (f"#!/bin/sh\n# Beam SDK worker for {project} (beam_jobs.runners)\n"
               f"PYTHONPATH='{project}'${{PYTHONPATH:+:$PYTHONPATH}} exec '{sys.executable}' -m beam_jobs.sdk_worker \"$@\"\n")
     if not target.is_file() or target.read_text() != script:
-        cache.mkdir(parents=True, exist_ok=True)
-        # A partial file of its own per call: runners are set up from several threads of one process at once.
-        handle, partial = tempfile.mkstemp(dir=cache, prefix=target.name + ".")
-        with os.fdopen(handle, "w") as out:
-            out.write(script)
-        os.chmod(partial, 0o755)
-        os.replace(partial, target)
+        # A partial file of its own per call (runners are set up from several threads of one process at once),
+        # executable before it takes the final name.
+        with temporary_sibling(target) as partial:
+            partial.write_text(script)
+            partial.chmod(0o755)
+            publish(partial, target)
     return target
 
 
