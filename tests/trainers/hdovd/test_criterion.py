@@ -1,5 +1,4 @@
 """HdovdCriterion: switches name the terms, weights scale them, queues fill only in training, rows align."""
-import dataclasses
 
 import pytest
 import torch
