@@ -121,7 +121,10 @@ def _trainer(metrics: dict) -> list[str]:
             f"| data wait, share of step time (after the first window) | {100 * m['data_share']:.1f}% |",
             f"| steps/s, images/s | {m['it_per_s']:.2f}, {m['images_per_s']:.1f} |",
             f"| first window: data wait, steps/s | {100 * m['first_window_data_share']:.1f}%, "
-            f"{m['first_window_it_per_s']:.2f} |"]
+            f"{m['first_window_it_per_s']:.2f} |"] + (
+            [f"| receiving a batch from the loader worker: as tensors / as numpy arrays (ratio) | "
+             f"{m['tensor_receive_ms']:.1f} ms / {m['numpy_receive_ms']:.1f} ms ({m['receive_ratio']:.2f}) |"]
+            if "receive_ratio" in m else [])
 
 
 def _scale(metrics: dict) -> list[str]:

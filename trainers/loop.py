@@ -19,7 +19,8 @@ from schemas.version import code_version
 from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data.batching import to_detector_inputs
-from trainers.data.streaming import StoreDetectionDataset, collate_samples
+from trainers.data.streaming import StoreDetectionDataset
+from trainers.data.worker_transfer import collate_for_transfer, received_batch
 from trainers.distributed import all_reduce_mean, data_parallel, init_distributed, pick_device
 from trainers.methods import training_method
 from trainers.optim import WarmupMultiStep, build_optimizer, scaled_schedule
@@ -82,10 +83,11 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
         state.scheduler.set_epoch(position.epoch)
         # A generator of its own: creating the loader must not consume the global RNG that a resume restores.
         loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers,
-                            collate_fn=collate_samples,
+                            collate_fn=collate_for_transfer,
                             generator=torch.Generator().manual_seed(config.seed * 1000 + position.epoch))
         fetch_started = time.time()
         for batch in loader:
+            batch = received_batch(batch)
             waited += time.time() - fetch_started
             terms = train_step(model, state, batch, base_text, config, device)
             position.batches_done += 1

@@ -6,9 +6,7 @@ import sys
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
-from featurestore.reader import StoreReader
 from schemas.config import load_config
 from tests.featurestore.store_factory import DIM, write_store
 from trainers.loop import NonFiniteLossError, train
@@ -17,24 +15,6 @@ from trainers.config import TrainConfig
 from tests.float32 import approx32
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loop")
-    store = write_store(root / "store", shards=2)
-    images = root / "images"
-    images.mkdir()
-    annotations = {"images": [], "annotations": [], "categories": [{"id": 3, "name": "star"}, {"id": 4, "name": "circle"}]}
-    for row in StoreReader(store).rows("images", ["image_id", "file_name", "width", "height"]):
-        canvas = Image.new("RGB", (row["width"], row["height"]), (40, 40, 40))
-        ImageDraw.Draw(canvas).rectangle([0, 0, 10, 12], fill=(230, 60, 60))
-        canvas.save(images / row["file_name"])
-        annotations["images"].append({k: row[k] for k in ("file_name", "width", "height")} | {"id": row["image_id"]})
-        annotations["annotations"].append({"id": len(annotations["annotations"]) + 1, "image_id": row["image_id"],
-                                           "category_id": 3, "bbox": [0, 0, 10, 12], "area": 120, "iscrowd": 0})
-    (root / "val.json").write_text(json.dumps(annotations))
-    return root
 
 
 def tiny_config(root, out, **overrides) -> TrainConfig:

@@ -3,9 +3,7 @@ boxes moved with their pixels, exact skip for resume."""
 import itertools
 
 import numpy as np
-import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from featurestore.reader import StoreReader
@@ -15,16 +13,6 @@ from trainers.data.partition import shards_for
 from trainers.config import StreamConfig
 from trainers.data.streaming import StoreDetectionDataset, batches_before, collate_samples
 from trainers.data.transforms import horizontal_flip
-
-
-@pytest.fixture()
-def store_and_images(tmp_path):
-    root = write_store(tmp_path / "store", shards=4)
-    images = tmp_path / "images"
-    images.mkdir()
-    for row in StoreReader(root).rows("images", ["file_name", "width", "height"]):
-        Image.new("RGB", (row["width"], row["height"]), (200, 30, 30)).save(images / row["file_name"])
-    return root, images
 
 
 def test_partition_covers_every_shard_once():

@@ -3,7 +3,6 @@ criterion's forward and backward, and predictions in image pixels."""
 import torch
 
 from tests.trainers.hdovd.test_detector import D, class_vectors, detector_pseudo, make_batch
-from tests.trainers.test_loop import tiny_store  # noqa: F401 (a fixture)
 from trainers.hdovd.config import DetectorConfig, HdovdLossConfig
 from trainers.hdovd.detectors import BACKGROUND, build_detector
 from trainers.hdovd.batch_losses import hdovd_losses

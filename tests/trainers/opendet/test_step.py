@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.trainers.test_loop import step_losses, tiny_config, tiny_store  # noqa: F401 (tiny_store is a fixture)
+from tests.trainers.test_loop import step_losses, tiny_config
 from trainers.data.batching import to_detector_inputs
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
 from trainers.loop import train
