@@ -6,7 +6,8 @@ Open-Det's per-class name rates, run beside run.
 
 HD-OVD is given the class names (a vocabulary); Open-Det names each box by itself, and its AP comes from mapping the
 generated names to the category names (`trainers.opendet.evaluate`). "names right" is Open-Det's share of found
-ground-truth boxes whose generated name maps to their class. Each Open-Det row is labelled from its own run config:
+ground-truth boxes whose generated name (best beam) maps to their class; "joined beams right" the same for the text the
+released AP mapping embeds, every beam joined ("a circle, square, heart"). Each Open-Det row is labelled from its own run config:
 what names its boxes were trained with, and the name → category mapping of its evaluation.
 """
 from __future__ import annotations
@@ -17,11 +18,17 @@ import sys
 from pathlib import Path
 
 HEADERS = ("method", "vocabulary at test time", "AP50", "AP50_base", "AP50_novel", "names right base",
-           "names right novel")
+           "names right novel", "joined beams right base", "joined beams right novel")
+OPENDET_KEYS = ("AP50_all", "AP50_base", "AP50_novel", "name_right_base", "name_right_novel", "joined_beams_right_base",
+                "joined_beams_right_novel")
 
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def percent_cell(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{100 * rate:.1f}%"
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -50,15 +57,14 @@ def demo_rows(table5: dict, opendet: list[dict]) -> list[list[str]]:
     for name, result in table5.items():
         metrics = result["metrics"]
         rows.append([f"HD-OVD {name}", "class names", *(percent(metrics.get(k)) for k in
-                                                        ("AP50_all", "AP50_base", "AP50_novel")), "", ""])
+                                                        ("AP50_all", "AP50_base", "AP50_novel")), "", "", "", ""])
     for run in opendet:
         metrics = run["metrics"]
-        rows.append([opendet_label(run), "none (names generated)", *(percent(metrics.get(k)) for k in
-                     ("AP50_all", "AP50_base", "AP50_novel", "name_right_base", "name_right_novel"))])
+        rows.append([opendet_label(run), "none (names generated)", *(percent(metrics.get(k)) for k in OPENDET_KEYS)])
         # The same generated names mapped to the categories by another rule (inference.other_mappings).
         for mapping, other in metrics.get("other_mappings", {}).items():
             rows.append([f"{opendet_label(run)}, {mapping} mapping", "none (names generated)",
-                         *(percent(other.get(k)) for k in ("AP50_all", "AP50_base", "AP50_novel")), "", ""])
+                         *(percent(other.get(k)) for k in ("AP50_all", "AP50_base", "AP50_novel")), "", "", "", ""])
     return rows
 
 
@@ -69,12 +75,13 @@ def format_rows(rows: list[list[str]], headers: tuple[str, ...] = HEADERS) -> st
 
 
 def name_rate_rows(opendet: list[dict]) -> tuple[tuple[str, ...], list[list[str]]]:
-    """Per category: its split, then per Open-Det run the found boxes, the share named right and the most common
-    generated names (the runs' `name_table`, trainers.opendet.evaluate.NameTally)."""
+    """Per category: its split, then per Open-Det run the found boxes, the share named right, the share whose joined
+    beams map right and the most common generated names (the runs' `name_table`, trainers.opendet.evaluate.NameTally)."""
     headers = ["category", "split"]
     for run in opendet:
         label = opendet_label(run)
-        headers += [f"{label}: found", f"{label}: name right", f"{label}: most common names"]
+        headers += [f"{label}: found", f"{label}: name right", f"{label}: joined beams right",
+                    f"{label}: most common names"]
     tables = [{row["category"]: row for row in run.get("name_table", [])} for run in opendet]
     categories = list(tables[0]) if tables else []
     rows = []
@@ -82,9 +89,28 @@ def name_rate_rows(opendet: list[dict]) -> tuple[tuple[str, ...], list[list[str]
         row = [category, tables[0][category]["split"]]
         for table in tables:
             entry = table.get(category, {})
-            rate = entry.get("right_rate")
-            row += [str(entry.get("found", "n/a")), "n/a" if rate is None else f"{100 * rate:.1f}%",
-                    ", ".join(entry.get("top_names", []))]
+            row += [str(entry.get("found", "n/a")), percent_cell(entry.get("right_rate")),
+                    percent_cell(entry.get("joined_right_rate")), ", ".join(entry.get("top_names", []))]
+        rows.append(row)
+    return tuple(headers), rows
+
+
+def size_rate_rows(opendet: list[dict]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Per COCO size bucket and split: per Open-Det run the found boxes and the share named right (the runs'
+    `name_size_table`); a bucket a run found nothing in shows n/a."""
+    headers = ["object size (COCO)", "split"]
+    tables = []
+    for run in opendet:
+        label = opendet_label(run)
+        headers += [f"{label}: found", f"{label}: name right"]
+        tables.append({(row["size"], row["split"]): row for row in run.get("name_size_table", [])})
+    keys = list(dict.fromkeys(key for table in tables for key in table))
+    rows = []
+    for size, split in keys:
+        row = [size, split]
+        for table in tables:
+            entry = table.get((size, split), {})
+            row += [str(entry.get("found", "n/a")), percent_cell(entry.get("right_rate"))]
         rows.append(row)
     return tuple(headers), rows
 
@@ -108,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     if opendet:
         headers, rows = name_rate_rows(opendet)
         text += ("\n\nOpen-Det: ground-truth boxes found by a query (IoU >= 0.5) and the share whose generated name "
-                 "maps to their class\n\n" + format_rows(rows, headers))
+                 "maps to their class (best beam; joined beams: what the AP mapping embeds)\n\n" + format_rows(rows, headers))
+        headers, rows = size_rate_rows(opendet)
+        if rows:
+            text += ("\n\nOpen-Det: the same by object size (COCO's buckets of annotation area: small up to 32², "
+                     "medium up to 96²)\n\n" + format_rows(rows, headers))
     if args.out:
         Path(args.out).write_text(text + "\n")
     print("\n" + text)

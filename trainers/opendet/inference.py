@@ -117,6 +117,20 @@ def name_detections(named: NamedBoxes, name_encoder: NameEncoder, category_embed
             "top1": top1}
 
 
+def best_beam_categories(named: NamedBoxes, name_encoder: NameEncoder, category_embeddings: Tensor,
+                         prefix: str = "") -> Tensor:
+    """(K,) per box the category index nearest (cosine) to its best beam alone, `prefix` + name, in
+    `name_encoder`'s space; −1 for a box with no name. This is the box's generated name, where `name_detections`
+    embeds what the AP mapping embeds (every beam joined, under the released evaluation)."""
+    texts = named.descriptions(join_beams=False, prefix=prefix)
+    named_rows = [row for row, text in enumerate(texts) if text]
+    categories = torch.full((len(texts),), -1, dtype=torch.long)
+    if named_rows:
+        _, nearest = nearest_categories(name_encoder([texts[row] for row in named_rows]), category_embeddings, 1)
+        categories[torch.as_tensor(named_rows)] = nearest[:, 0]
+    return categories
+
+
 def cached(encoder: NameEncoder) -> NameEncoder:
     """Generated names repeat a lot ("circle" thousands of times); embed each distinct name once."""
     memory: dict[str, Tensor] = {}

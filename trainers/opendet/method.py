@@ -6,7 +6,7 @@ import torch
 from trainers.config import TrainConfig
 from trainers.opendet.batch_losses import opendet_losses
 from trainers.opendet.criterion import OpenDetCriterion
-from trainers.opendet.evaluate import evaluate_opendet, format_name_table
+from trainers.opendet.evaluate import evaluate_opendet, format_name_table, format_size_table
 from trainers.opendet.model import OpenDetModel
 from trainers.opendet.name_encoder import category_embeddings, check_name_encoder, load_name_encoder
 from trainers.opendet.name_tokenizer import train_name_tokenizer
@@ -34,17 +34,18 @@ def build_opendet(config: TrainConfig, vocabulary: ClassVocabulary) -> tuple[Ope
 
 def evaluate_opendet_checkpoint(config: TrainConfig, weights: dict, vocabulary: ClassVocabulary,
                                 device: torch.device) -> tuple[dict, dict, str]:
-    """(metrics, {"name_table": rows}, the name table as Markdown) of the Open-Det model in `weights` (a
-    checkpoint's "detector" state dict); generated names map to category names with the text encoder of
+    """(metrics, {"name_table": rows, "name_size_table": rows}, both tables as Markdown) of the Open-Det model in
+    `weights` (a checkpoint's "detector" state dict); generated names map to category names with the text encoder of
     `opendet.inference.name_encoder` (default: the store's own CLIP), loaded before any evaluation work."""
     inference = config.opendet.inference
     name_encoder = load_name_encoder(inference, config.store)
     categories = category_embeddings(inference, vocabulary, name_encoder)
     model, _ = build_opendet(config, vocabulary)
     model.load_state_dict(weights)
-    metrics, table = evaluate_opendet(model.to(device), vocabulary, config.eval, inference, name_encoder, categories,
-                                      device)
-    return metrics, {"name_table": table}, format_name_table(table)
+    metrics, tables = evaluate_opendet(model.to(device), vocabulary, config.eval, inference, name_encoder,
+                                       categories, device)
+    return metrics, tables, (format_name_table(tables["name_table"]) + "\n\n"
+                             + format_size_table(tables["name_size_table"]))
 
 
 OPENDET = TrainingMethod(build=build_opendet, losses=opendet_losses, evaluate=evaluate_opendet_checkpoint)

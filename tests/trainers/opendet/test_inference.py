@@ -12,9 +12,10 @@ from featurestore.atomic import sha256_file
 from featurestore.manifest import ModelRecord
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
-from trainers.opendet.evaluate import NameTally, format_name_table
+from trainers.opendet.evaluate import NameTally, format_name_table, format_size_table, size_bucket
 from trainers.opendet.inference import (
     NamedBoxes,
+    best_beam_categories,
     cached,
     category_weights,
     detect_named_boxes,
@@ -126,6 +127,57 @@ def test_name_table_counts_found_boxes_and_right_names():
     assert (rows["star"]["found"], rows["star"]["right"], rows["star"]["top_names"]) == (1, 0, ["round thing"])
     assert tally.rate(novel=False) == 0.5 and tally.rate(novel=True) == 0.0
     assert "| star | novel | 1 | 0.0% |" in format_name_table(tally.table())
+
+
+def test_name_table_counts_the_generated_name_and_the_joined_beams_apart():
+    """A circle whose best beam is "circle" but whose three beams, joined, map to the star: the generated name is
+    right, the joined text (what the released AP mapping embeds) is not."""
+    vocabulary = ClassVocabulary((1, 2), ("circle", "star"), torch.tensor([False, True]), CATEGORIES[:2])
+    tally = NameTally(vocabulary, iou_threshold=0.5)
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    tally.add(NamedBoxes(box, torch.ones(1), ["circle"], [("circle", "star", "red star")]), box, [1], top1=[1],
+              joined_top1=[2])
+    rows = {row["category"]: row for row in tally.table()}
+    assert (rows["circle"]["right_rate"], rows["circle"]["joined_right_rate"]) == (1.0, 0.0)
+    assert tally.rate(novel=False) == 1.0 and tally.rate(novel=False, joined=True) == 0.0
+    assert tally.rate(novel=True, joined=True) is None  # no star was found
+    assert "| circle | base | 1 | 100.0% | 0.0% | 'circle' |" in format_name_table(tally.table())
+    without = NameTally(vocabulary, iou_threshold=0.5)
+    without.add(NamedBoxes(box, torch.ones(1), ["circle"]), box, [1], top1=[1])
+    assert without.rate(novel=False, joined=True) is None and "joined" not in format_name_table(without.table())
+
+
+def test_size_buckets_follow_coco_area_ranges():
+    """pycocotools' areaRng: small up to 32², medium up to 96², large above."""
+    assert [size_bucket(a) for a in (1.0, 1024.0, 1025.0, 9216.0, 9217.0)] == [
+        "small", "small", "medium", "medium", "large"]
+
+
+def test_name_table_by_size_counts_found_boxes_per_bucket_and_split():
+    vocabulary = ClassVocabulary((1, 2), ("circle", "star"), torch.tensor([False, True]), CATEGORIES[:2])
+    tally = NameTally(vocabulary, iou_threshold=0.5)
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 90.0, 90.0], [100.0, 0.0, 140.0, 40.0]])
+    named = NamedBoxes(boxes, torch.ones(3), ["circle", "square", "star"])
+    # A small circle named right, a medium circle named wrong, a medium star named right; areas as the file says.
+    tally.add(named, boxes, [1, 1, 2], top1=[1, None, 2], gt_areas=[80.0, 1600.0, 1500.0])
+    rows = {(row["size"], row["split"]): row for row in tally.size_table()}
+    assert set(rows) == {("small", "base"), ("medium", "base"), ("medium", "novel")}
+    assert [(rows[k]["found"], rows[k]["right_rate"]) for k in sorted(rows)] == [(1, 0.0), (1, 1.0), (1, 1.0)]
+    assert "| small | base | 1 | 100.0% |" in format_size_table(tally.size_table())
+
+
+def test_best_beam_categories_embed_the_best_beam_alone_after_the_prefix():
+    named = NamedBoxes(torch.zeros(3, 4), torch.ones(3), ["round thing", "", "circle"],
+                       [("round thing", "sky", "circle"), ("", "sky", ""), ("circle", "sky", "round thing")])
+    seen = []
+
+    def recording(names):
+        seen.extend(names)
+        return table_encoder([name.removeprefix("a ") for name in names])
+
+    # "round thing" is nearest category 2 (cos 0.96), "circle" category 0; the unnamed box maps to nothing.
+    assert best_beam_categories(named, recording, CATEGORIES, prefix="a ").tolist() == [2, -1, 0]
+    assert seen == ["a round thing", "a circle"]
 
 
 def test_store_clip_encoder_maps_names_to_their_shape(tmp_path):

@@ -132,13 +132,15 @@ def test_evaluation_maps_names_in_the_sentence_encoder_space(encoder_dir, tmp_pa
     inference = OpenDetInferenceConfig(max_boxes=5, name_encoder="sentence_transformer",
                                        name_encoder_dir=str(encoder_dir), other_mappings=("softmax",))
     encode = load_sentence_encoder(str(encoder_dir))
-    metrics, table = evaluate_opendet(_model().eval(), vocabulary, EvalConfig(str(tmp_path / "val.json"),
-                                      str(tmp_path), batch_size=2), inference, encode,
-                                      category_embeddings(inference, vocabulary, encode), torch.device("cpu"))
+    metrics, tables = evaluate_opendet(_model().eval(), vocabulary, EvalConfig(str(tmp_path / "val.json"),
+                                       str(tmp_path), batch_size=2), inference, encode,
+                                       category_embeddings(inference, vocabulary, encode), torch.device("cpu"))
     assert {"AP50_base", "AP50_novel", "name_right_base", "name_right_novel"} <= set(metrics)
     assert set(metrics["other_mappings"]) == {"softmax"}  # the same names, GenerateU's mapping
     assert {"AP50_all", "AP50_base", "AP50_novel"} <= set(metrics["other_mappings"]["softmax"])
-    assert [row["category"] for row in table] == ["circle", "star"]
+    assert [row["category"] for row in tables["name_table"]] == ["circle", "star"]
+    # Both boxes are medium (COCO: 32² < area ≤ 96²); a random model may find neither, so only buckets with finds.
+    assert {row["size"] for row in tables["name_size_table"]} <= {"medium"}
 
 
 def test_real_minilm_matches_sentence_transformers():
