@@ -67,7 +67,7 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
         columns = PseudoClassifierColumns.from_batch(pseudo, [p["boxes"] for p in pseudo], base_text_embeddings,
                                                      classify_pseudo)
         class_targets, pseudo_weights, region_rows, region_is_pseudo, offset = [], [], [], [], 0
-        for image, (target, boxes, size) in enumerate(zip(targets, pseudo, output.image_sizes)):
+        for image, (target, boxes, size) in enumerate(zip(targets, pseudo, output.box_frames)):
             valid_boxes = final.boxes[image][~output.padding[image]]
             regions = normalised_cxcywh(torch.cat([target["boxes"], boxes["boxes"]]), size)
             if len(regions) > len(valid_boxes):
@@ -94,7 +94,7 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
         class_logits, background_logits = self.classifier(text_queries, columns.embeddings)
         return DetectorTrainOutput(
             box_losses=self.box_criterion(
-                output, BoxTargets.from_pixel_boxes([t["boxes"] for t in targets], output.image_sizes)),
+                output, BoxTargets.from_pixel_boxes([t["boxes"] for t in targets], output.box_frames)),
             class_logits=class_logits,
             background_logits=background_logits,
             class_targets=torch.cat(class_targets),
@@ -108,12 +108,13 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
         output = self.detr(images)
         final = output.layers[-1]
         predictions = []
-        for image, (height, width) in enumerate(output.image_sizes):
+        for image, ((height, width), (frame_height, frame_width)) in enumerate(zip(output.image_sizes,
+                                                                                   output.box_frames)):
             valid = ~output.padding[image]
             queries, text_queries = self._queries(final.queries[image][valid])
             probs = self.classifier.probabilities(*self.classifier(text_queries, class_text_embeddings))
             boxes = box_convert(final.boxes[image][valid], "cxcywh", "xyxy") * final.boxes.new_tensor(
-                [width, height, width, height])
+                [frame_width, frame_height, frame_width, frame_height])
             boxes = clip_boxes_to_image(boxes, (height, width))  # a centre ± half a side can leave the image
             predictions.append(RegionPredictions(boxes=boxes, class_probs=probs, queries=queries))
         return predictions

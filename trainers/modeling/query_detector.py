@@ -2,7 +2,10 @@
 from the encoder tokens, and a decoder whose first layers match one-to-many and last layers one-to-one. Open-Det
 trains it with its language parts; HD-OVD uses it as its query-based detector.
 
-Boxes are (cx, cy, w, h) normalised to the image (DETR's convention), so one square resize serves every image size.
+Boxes are (cx, cy, w, h) in [0, 1] of each image's box frame (DETR's convention): with the `square` resize the
+frame is the image itself, stretched to a square (shapes change their aspect ratio with the image's); with
+`letterbox` the image keeps its aspect ratio, scaled so its longer side fills the square and padded below and to the
+right, and the frame is a square of the longer side's length from the image's top-left corner.
 """
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ class QueryDetectorOutput:
     backbone_tokens, memory, token_pos: (B, T, d) float, FPN tokens (projected), encoder output, positions.
     level_shapes: (h, w) of each feature level, in token order.
     image_sizes: B × (height, width) of the input images in pixels.
+    box_frames: B × (height, width) in pixels of what the normalised boxes are fractions of (`box_frame`).
     """
 
     layers: list[DecoderLayerOutput]
@@ -65,6 +69,19 @@ class QueryDetectorOutput:
     token_pos: Tensor
     level_shapes: list[tuple[int, int]]
     image_sizes: list[tuple[int, int]]
+    box_frames: list[tuple[int, int]]
+
+
+RESIZES = ("square", "letterbox")
+
+
+def box_frame(height: int, width: int, resize: str) -> tuple[int, int]:
+    """(height, width) in pixels that normalised boxes are fractions of: the image under `square`; under
+    `letterbox` a square of the longer side (the image sits at its top-left, the rest is padding)."""
+    if resize == "letterbox":
+        side = max(height, width)
+        return side, side
+    return height, width
 
 
 class QueryDetector(nn.Module):
@@ -89,9 +106,13 @@ class QueryDetector(nn.Module):
         max_queries: int = 100,
         sampling_points: int = 4,  # Deformable DETR: 4 points per head and level; 0 = global attention
         anchor_scale: float = 0.05,  # encoder proposals: anchor side 0.05 · 2^level of the image (DINO two-stage)
+        resize: str = "square",  # how an image becomes the square input: `square` (stretched) or `letterbox`
         config_section: str = "detector",  # the dotted config section error messages name
     ):
         super().__init__()
+        if resize not in RESIZES:
+            raise ValueError(f"{config_section}.resize={resize!r} is unknown; choose one of {list(RESIZES)}")
+        self.resize = resize
         self.feature_maps = tuple(feature_maps)
         self.image_size = image_size
         self.hidden_dim = hidden_dim
@@ -122,10 +143,7 @@ class QueryDetector(nn.Module):
     def tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[tuple[int, int]]]:
         """B × (3, H, W) in [0, 1] → tokens (B, T, d), positions (B, T, d), anchors (B, T, 4) cxcywh, and the
         (h, w) of each level."""
-        size = self.image_size
-        batch = torch.stack([F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-                             for image in images])
-        maps = self.backbone((batch - self.image_mean) / self.image_std)
+        maps = self.backbone(torch.stack([self.square_input(image) for image in images]))
         tokens, positions, anchors, shapes = [], [], [], []
         for level, name in enumerate(self.feature_maps):
             feature = maps[name]  # (B, C, h, w)
@@ -140,6 +158,20 @@ class QueryDetector(nn.Module):
             positions.append(position.expand(batch_size, -1, -1))
             anchors.append(torch.cat([centres, side], dim=-1).expand(batch_size, -1, -1))
         return torch.cat(tokens, 1), torch.cat(positions, 1), torch.cat(anchors, 1), shapes
+
+    def square_input(self, image: Tensor) -> Tensor:
+        """(3, H, W) in [0, 1] → (3, S, S) normalised with ImageNet statistics, S = `image_size`: stretched, or
+        (letterbox) scaled by S / max(H, W) and zero-padded after normalising, as DETR pads its batches."""
+        size = self.image_size
+        height, width = image.shape[-2:]
+        if self.resize == "square":
+            target = (size, size)
+        else:
+            scale = size / max(height, width)
+            target = (max(1, min(size, round(height * scale))), max(1, min(size, round(width * scale))))
+        resized = F.interpolate(image[None], size=target, mode="bilinear", align_corners=False)[0]
+        normalised = (resized - self.image_mean[0]) / self.image_std[0]
+        return F.pad(normalised, (0, size - target[1], 0, size - target[0]))
 
     def select_queries(self, encoder_logits: Tensor) -> tuple[Tensor, Tensor]:
         """Open-Det eq. 1: tokens with σ(score) > threshold, per image, bounded by [min_queries, max_queries].
@@ -171,5 +203,6 @@ class QueryDetector(nn.Module):
             layers.append(DecoderLayerOutput(boxes, self.binary_head(queries).squeeze(-1), queries,
                                              one_to_one=layer.self_attention is not None))
             reference = boxes.detach()  # each layer refines the previous layer's boxes (iterative refinement)
+        sizes = [tuple(image.shape[-2:]) for image in images]
         return QueryDetectorOutput(layers, padding, encoder_boxes, encoder_logits, backbone_tokens, memory,
-                                   token_pos, level_shapes, [tuple(image.shape[-2:]) for image in images])
+                                   token_pos, level_shapes, sizes, [box_frame(h, w, self.resize) for h, w in sizes])

@@ -166,7 +166,7 @@ class OpenDetCriterion(nn.Module):
         xyxy pixels, text_embeddings (G, Dt), names G strings, optional weights and regress (ObjectTargets)} →
         named, weighted loss terms (their sum is eq. 5)."""
         config = self.config
-        objects = ObjectTargets.from_targets(targets, output.image_sizes)
+        objects = ObjectTargets.from_targets(targets, output.box_frames)
         weights = {"l1": config.weight_l1, "giou": config.weight_giou, "binary": config.weight_binary,
                    "alignment": config.weight_alignment}
         losses: dict[str, Tensor] = {}

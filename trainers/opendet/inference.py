@@ -50,11 +50,12 @@ def detect_named_boxes(model: OpenDetModel, images: list[Tensor], config: OpenDe
     final = output.layers[-1]
     prompts = model.prompts(output)
     kept = []
-    for image, (height, width) in enumerate(output.image_sizes):
+    for image, ((height, width), (frame_height, frame_width)) in enumerate(zip(output.image_sizes,
+                                                                               output.box_frames)):
         valid = ~output.padding[image]
         objectness = final.binary_logits[image][valid].sigmoid()
         keep = objectness.argsort(descending=True)[: config.max_boxes or None]
-        scale = final.boxes.new_tensor([width, height, width, height])
+        scale = final.boxes.new_tensor([frame_width, frame_height, frame_width, frame_height])
         boxes = box_convert(final.boxes[image][valid][keep], "cxcywh", "xyxy") * scale
         boxes = clip_boxes_to_image(boxes, (height, width))  # a centre ± half a side can leave the image
         kept.append((boxes, objectness[keep], prompts[image][valid][keep]))

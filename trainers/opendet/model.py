@@ -22,7 +22,7 @@ def query_detector_from_config(config: QueryDetectorConfig) -> QueryDetector:
                          decoder_layers=config.decoder_layers, one_to_one_layers=config.one_to_one_layers,
                          selection_threshold=config.selection_threshold, min_queries=config.min_queries,
                          max_queries=config.max_queries, sampling_points=config.sampling_points,
-                         anchor_scale=config.anchor_scale, config_section="opendet.detector")
+                         anchor_scale=config.anchor_scale, resize=config.resize, config_section="opendet.detector")
 
 
 class OpenDetModel(nn.Module):

@@ -67,7 +67,7 @@ def test_detector_losses_sum_the_layers_and_the_encoder_then_weight_them():
     layers = [DecoderLayerOutput(BOXES, logits, torch.zeros(1, 3, 4), one_to_one=one_to_one)
               for one_to_one in (False, True)]
     output = QueryDetectorOutput(layers, PADDING, BOXES[:, :2], logits[:, :2], torch.zeros(1, 2, 4),
-                                 torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), [(1, 2)], [(10, 10)])
+                                 torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), [(1, 2)], [(10, 10)], [(10, 10)])
     losses = criterion(output, OBJECTS)
     assert set(losses) == {"loss_l1", "loss_giou", "loss_binary"}
     expected = {"l1": 0.0, "giou": 0.0, "binary": 0.0}
