@@ -47,7 +47,7 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
     @classmethod
     def from_config(cls, config: DetectorConfig) -> "QueryDetrOpenVocabulary":
         """The detector of `hdovd.detector`: the shared query detector at its default (CPU demo) sizes with this
-        section's backbone, square input side `min_size`, and the box criterion's default constants."""
+        section's backbone, square input side `min_size` (letterboxed), and the box criterion's default constants."""
         detr = QueryDetector(backbone=config.backbone, backbone_weights=config.backbone_weights,
                              trainable_backbone_layers=config.trainable_backbone_layers, image_size=config.min_size,
                              config_section="hdovd.detector")

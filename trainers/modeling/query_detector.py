@@ -2,10 +2,10 @@
 from the encoder tokens, and a decoder whose first layers match one-to-many and last layers one-to-one. Open-Det
 trains it with its language parts; HD-OVD uses it as its query-based detector.
 
-Boxes are (cx, cy, w, h) in [0, 1] of each image's box frame (DETR's convention): with the `square` resize the
-frame is the image itself, stretched to a square (shapes change their aspect ratio with the image's); with
-`letterbox` the image keeps its aspect ratio, scaled so its longer side fills the square and padded below and to the
-right, and the frame is a square of the longer side's length from the image's top-left corner.
+Boxes are (cx, cy, w, h) in [0, 1] of each image's box frame (DETR's convention). With the `letterbox` resize (the
+default) the image keeps its aspect ratio, scaled so its longer side fills the square and padded below and to the
+right, and the frame is a square of the longer side's length from the image's top-left corner; with `square` the
+frame is the image itself, stretched to the square (shapes change their aspect ratio with the image's).
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ class QueryDetector(nn.Module):
         max_queries: int = 100,
         sampling_points: int = 4,  # Deformable DETR: 4 points per head and level; 0 = global attention
         anchor_scale: float = 0.05,  # encoder proposals: anchor side 0.05 · 2^level of the image (DINO two-stage)
-        resize: str = "square",  # how an image becomes the square input: `square` (stretched) or `letterbox`
+        resize: str = "letterbox",  # how an image becomes the square input: `letterbox` (aspect kept) or `square`
         config_section: str = "detector",  # the dotted config section error messages name
     ):
         super().__init__()
