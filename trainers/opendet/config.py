@@ -21,9 +21,9 @@ class QueryDetectorConfig:
     trainable_backbone_layers: int = 3
     feature_maps: tuple[str, ...] = ("1", "2")  # FPN maps as encoder tokens; tiny at 128 px: 16×16 + 8×8 tokens
     image_size: int = 128  # images become a square of this side (ShapesOV renders 128–256 px per side)
-    # letterbox: the aspect ratio kept, the longer side scaled to `image_size` and the rest zero-padded, as the
-    # released code's detectron2 resize (shortest edge, longest capped) and DETR's padded batches keep it; square:
-    # stretched to the square, so a shape's aspect ratio changes with its image's (README, Open-Det results).
+    # letterbox: the aspect ratio kept, the longer side scaled to `image_size` and the rest zero-padded (the
+    # released code's augmentations, ResizeShortestEdge or EfficientDetResizeCrop, and DETR's padded batches keep it
+    # too); square: stretched to the square, so a shape's aspect ratio changes with its image's (README, Open-Det).
     resize: Literal["square", "letterbox"] = "letterbox"
     hidden_dim: int = 64  # query width (the paper: 256; 64 fits the 2-core demo)
     num_heads: int = 4
