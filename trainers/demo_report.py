@@ -6,9 +6,9 @@ Open-Det's per-class name rates, run beside run.
 
 HD-OVD is given the class names (a vocabulary); Open-Det names each box by itself, and its AP comes from mapping the
 generated names to the category names (`trainers.opendet.evaluate`). "names right" is Open-Det's share of found
-ground-truth boxes whose generated name (best beam) maps to their class; "joined beams right" the same for the text the
-released AP mapping embeds, every beam joined ("a circle, square, heart"). Each Open-Det row is labelled from its own run config:
-what names its boxes were trained with, and the name → category mapping of its evaluation.
+ground-truth boxes whose generated name (best beam) maps to their class; "joined beams right" the same for the text
+the released AP mapping embeds, every beam joined ("a circle, square, heart"). Each Open-Det row is labelled from its
+own run config: what names its boxes were trained with, and the name → category mapping of its evaluation.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def percent(value: float | None) -> str:
 
 
 def percent_cell(rate: float | None) -> str:
-    return "n/a" if rate is None else f"{100 * rate:.1f}%"
+    """A rate as a table cell: `percent` with its % sign."""
+    return "n/a" if rate is None else percent(rate) + "%"
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -76,7 +77,8 @@ def format_rows(rows: list[list[str]], headers: tuple[str, ...] = HEADERS) -> st
 
 def name_rate_rows(opendet: list[dict]) -> tuple[tuple[str, ...], list[list[str]]]:
     """Per category: its split, then per Open-Det run the found boxes, the share named right, the share whose joined
-    beams map right and the most common generated names (the runs' `name_table`, trainers.opendet.evaluate.NameTally)."""
+    beams map right and the most common generated names (the runs' `name_table`,
+    trainers.opendet.evaluate.NameTally)."""
     headers = ["category", "split"]
     for run in opendet:
         label = opendet_label(run)
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if opendet:
         headers, rows = name_rate_rows(opendet)
         text += ("\n\nOpen-Det: ground-truth boxes found by a query (IoU >= 0.5) and the share whose generated name "
-                 "maps to their class (best beam; joined beams: what the AP mapping embeds)\n\n" + format_rows(rows, headers))
+                 "maps to their class (best beam; joined beams: what the AP mapping embeds)\n\n"
+                 + format_rows(rows, headers))
         headers, rows = size_rate_rows(opendet)
         if rows:
             text += ("\n\nOpen-Det: the same by object size (COCO's buckets of annotation area: small up to 32², "

@@ -38,7 +38,7 @@ class NameTally:
 
     Where the evaluation joins every beam into one text (the released rule, `inference.join_beams`), that text's
     top-1 is counted too (`joined_right`): it is what the AP mapping sees, and with 3 beams over a small vocabulary
-    the other beams are necessarily other names, which pull it away from the best beam's category.
+    the other beams are other names, which can pull it towards another category.
 
     Given the boxes' annotation areas, found and right are also counted per COCO size bucket and split."""
 
@@ -108,7 +108,9 @@ class NameTally:
 def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: EvalConfig,
                      inference: OpenDetInferenceConfig, name_encoder: NameEncoder, categories: torch.Tensor,
                      device: torch.device) -> tuple[dict, dict[str, list[dict]]]:
-    """(metrics, {"name_table": per-category rows, "name_size_table": per size bucket and split rows}). Metrics: AP50 all / base / novel (or LVIS AP) through name mapping, and
+    """(metrics, {"name_table": per-category rows, "name_size_table": per size bucket and split rows}).
+
+    Metrics: AP50 all / base / novel (or LVIS AP) through name mapping, and
     `name_right_base` / `name_right_novel`, the share of found GT boxes whose generated name (best beam) maps to
     their class, and `joined_beams_right_base` / `_novel` the same for the joined beams the AP mapping embeds (None
     when beams are not joined); `name_right_by_size`, the generated-name rate per COCO size bucket and split;
@@ -145,13 +147,15 @@ def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: E
             tally.add(named, gt_boxes.reshape(-1, 4), [a["category_id"] for a in annotations],
                       category_ids(name_top1), joined_top1, [annotation_area(a) for a in annotations])
     metrics = average_precision(ground_truth, results, vocabulary, config)
+    size_table = tally.size_table()
     metrics.update(name_right_base=tally.rate(novel=False), name_right_novel=tally.rate(novel=True),
                    joined_beams_right_base=tally.rate(novel=False, joined=True),
-                   joined_beams_right_novel=tally.rate(novel=True, joined=True), name_right_by_size=size_rates(tally.size_table()))
+                   joined_beams_right_novel=tally.rate(novel=True, joined=True),
+                   name_right_by_size=size_rates(size_table))
     if others:
         metrics["other_mappings"] = {name: average_precision(ground_truth, other_results[name], vocabulary, config)
                                      for name in others}
-    return metrics, {"name_table": tally.table(), "name_size_table": tally.size_table()}
+    return metrics, {"name_table": tally.table(), "name_size_table": size_table}
 
 
 def size_rates(size_table: list[dict]) -> dict[str, dict[str, float]]:
