@@ -17,6 +17,7 @@ from featurestore.regions import Regions
 from featurestore.stages import PSEUDO_LABELS
 from featurestore.writer import ShardWriter
 from pipelines.captioners import CaptionFailure, ImageRegions
+from pipelines.cosine_moments import mean_and_std, merge_moments
 from pipelines.nouns import NounExtractor
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
 from pipelines.pseudo_labels_config import NounsSection
@@ -165,24 +166,24 @@ class PickLabels(beam.DoFn):
 
 
 class CosineMoments(beam.CombineFn):
-    """(count, sum, sum of squares) triples → (μ, σ) of all picked cosines: the dataset's score statistics."""
+    """Exact moment triples (pipelines.cosine_moments) → (μ, σ) of all picked cosines: the dataset's score
+    statistics, the same whatever order the runner combines them in."""
 
     def create_accumulator(self):
-        return 0.0, 0.0, 0.0
+        return 0, 0, 0
 
     def add_input(self, accumulator, moments):
-        return tuple(a + m for a, m in zip(accumulator, moments))
+        return merge_moments((accumulator, moments))
 
     def merge_accumulators(self, accumulators):
-        return tuple(map(sum, zip(*accumulators))) if accumulators else self.create_accumulator()
+        return merge_moments(accumulators)
 
     def extract_output(self, accumulator):
-        count, total, squares = accumulator
+        count = accumulator[0]
         if count < 2:
             raise ValueError(f"score.from_dataset needs at least 2 labelled regions, the dataset has {int(count)}; "
                              f"set score.from_dataset=false")
-        mean = total / count
-        std = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
+        mean, std = mean_and_std(accumulator)
         if std <= 1e-6:
             raise ValueError(f"score.from_dataset: all {int(count)} picked cosines are equal ({mean:.4f}), so they "
                              f"give no sigma; set score.from_dataset=false")

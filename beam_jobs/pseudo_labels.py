@@ -33,6 +33,7 @@ from featurestore.manifest import ModelRecord
 from featurestore.reader import StoreReader
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from pipelines.captioners import resolve_captioner
+from pipelines.cosine_moments import Moments, cosine_moments, merge_moments
 from pipelines.pseudo_labels_config import CaptionerSection, PseudoLabelsConfig
 from pipelines.sharding import pseudo_label_shard_fingerprint
 from schemas.config import ConfigError, load_config, to_dict
@@ -64,13 +65,11 @@ def resolve_text_clip(config: PseudoLabelsConfig, store_clip: ModelRecord, store
     return source, record
 
 
-def committed_moments(reader: StoreReader, done: list[LabelShardTask]) -> tuple[float, float, float]:
-    """(count, Σcos, Σcos²) over shards kept from an earlier run, so dataset μ/σ cover the whole dataset."""
-    count = total = squares = 0.0
-    for batch in reader.stream("pseudo_labels", ["cos"], shards=[t.shard for t in done]):
-        cos = batch.column("cos").to_numpy().astype(np.float64)
-        count, total, squares = count + cos.size, total + cos.sum(), squares + (cos ** 2).sum()
-    return count, total, squares
+def committed_moments(reader: StoreReader, done: list[LabelShardTask]) -> Moments:
+    """Exact cosine moments (pipelines.cosine_moments) over shards kept from an earlier run, so dataset μ/σ cover
+    the whole dataset."""
+    return merge_moments(cosine_moments(batch.column("cos").to_numpy())
+                         for batch in reader.stream("pseudo_labels", ["cos"], shards=[t.shard for t in done]))
 
 
 def label_vocab(reader: StoreReader, prompts: str, dim: int) -> dict:
@@ -138,7 +137,7 @@ class PseudoLabels(ShardedStage):
             return pipeline | "ReleasedMuSigma" >> beam.Create([(score.mu, score.sigma)])
         done = [task for task in self.tasks if task not in pending]
         prior = committed_moments(StoreReader(self.store), done)
-        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: (1.0, kv[1].cos, kv[1].cos ** 2)),
+        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: cosine_moments([kv[1].cos])),
                     pipeline | "KeptShardMoments" >> beam.Create([prior]))
                    | "AllMoments" >> beam.Flatten())
         return moments | "DatasetMuSigma" >> beam.CombineGlobally(CosineMoments())

@@ -68,7 +68,9 @@ def pick_labels(region_embeddings: np.ndarray, candidates: Sequence[Sequence[str
     unique = list(dict.fromkeys(flat))
     text = cache.embeddings(unique)  # (U, D)
     column = {t: i for i, t in enumerate(unique)}
-    cosines = l2_normalise(region_embeddings) @ text.T  # (N, U)
+    # In float64, rounded once to float32: a float32 product's last bits depend on the matrix shapes BLAS is
+    # given (how the runner batched the regions), which made two runs over one store pick different cosines.
+    cosines = (l2_normalise(region_embeddings).astype(np.float64) @ text.astype(np.float64).T).astype(np.float32)
     picks: list[Pick | None] = []
     for row, names in enumerate(candidates):
         if not names:

@@ -56,3 +56,19 @@ def test_score_formula_with_released_constants():
 def test_score_rejects_non_positive_sigma():
     with pytest.raises(ValueError, match="score.sigma"):
         match_scores(np.zeros(2), 0.3, 0.0, 1.3)
+
+
+def test_a_regions_cosine_does_not_depend_on_the_batch_around_it():
+    """The runner batches regions as bundles come; a region's picked cosine must be the same bits in any batch."""
+    rng = np.random.default_rng(0)
+    vocabulary = {f"word{i}": rng.normal(size=64) for i in range(40)}
+    cache = TextEmbeddingCache(lambda texts: np.stack([vocabulary[t] for t in texts]))
+    regions = rng.normal(size=(300, 64)).astype(np.float16)
+    candidates = [list(rng.choice(list(vocabulary), size=5, replace=False)) for _ in regions]
+    batched = pick_labels(regions, candidates, cache)
+    for row in (0, 1, 150, 299):
+        alone = pick_labels(regions[row:row + 1], candidates[row:row + 1], cache)[0]
+        pair = pick_labels(regions[row:row + 2], candidates[row:row + 2], cache)[0]
+        assert alone.label == pair.label == batched[row].label
+        assert alone.cos == pair.cos == batched[row].cos
+        assert alone.cos == float(np.float32(alone.cos))  # the store's float32, rounded once

@@ -1,0 +1,48 @@
+"""Exact, order-free moments of the picked cosines: the dataset μ and σ of `score.from_dataset`.
+
+A Beam combine adds its inputs in whatever order bundles reach it, and a float sum depends on that order: two runs
+of `make pseudo-labels` over one store wrote μ and σ that differed in their last bits, and with them 18 of 8,794
+scores (README, "One run is one draw"). Every float32 is an integer multiple of 2^-149, the smallest binary32
+subnormal (IEEE 754), so its square is one of 2^-298; summed as Python integers at those scales the moments are
+exact, and every order of adding them gives the same μ and σ.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Iterable
+
+import numpy as np
+
+FLOAT32_QUANTUM_EXPONENT = 149  # 2^-149: the smallest float32 subnormal (IEEE 754 binary32)
+
+Moments = tuple[int, int, int]  # (count, Σcos · 2^149, Σcos² · 2^298), exact integers
+
+
+def cosine_moments(cosines: Iterable[float] | np.ndarray) -> Moments:
+    """Cosines, rounded to float32 as the store keeps them → their exact (count, scaled Σ, scaled Σ²)."""
+    values = np.asarray(cosines, dtype=np.float32).ravel()
+    if not np.isfinite(values).all():
+        raise ValueError("a picked cosine is not finite; the score statistics need finite cosines")
+    total = squares = 0
+    for value in values.astype(np.float64).tolist():  # a float32 and its square are exact in float64
+        total += int(math.ldexp(value, FLOAT32_QUANTUM_EXPONENT))
+        squares += int(math.ldexp(value * value, 2 * FLOAT32_QUANTUM_EXPONENT))
+    return len(values), total, squares
+
+
+def merge_moments(moments: Iterable[Moments]) -> Moments:
+    """Exact sums of moment triples: the same result in any order."""
+    count = total = squares = 0
+    for part_count, part_total, part_squares in moments:
+        count, total, squares = count + part_count, total + part_total, squares + part_squares
+    return count, total, squares
+
+
+def mean_and_std(moments: Moments) -> tuple[float, float]:
+    """(μ, σ) of the cosines behind `moments`, the population std (divided by the count), computed exactly and
+    rounded once. Needs a count of at least 1."""
+    count, total, squares = moments
+    mean = Fraction(total, count << FLOAT32_QUANTUM_EXPONENT)
+    variance = Fraction(squares, count << (2 * FLOAT32_QUANTUM_EXPONENT)) - mean * mean
+    return float(mean), math.sqrt(float(max(variance, Fraction(0))))
