@@ -1,10 +1,10 @@
 """Exact, order-free moments of the picked cosines: the dataset μ and σ of `score.from_dataset`.
 
-A Beam combine adds its inputs in whatever order bundles reach it, and a float sum depends on that order: two runs
-of `make pseudo-labels` over one store wrote μ and σ that differed in their last bits, and with them 18 of 8,794
-scores (README, "One run is one draw"). Every float32 is an integer multiple of 2^-149, the smallest binary32
-subnormal (IEEE 754), so its square is one of 2^-298; summed as Python integers at those scales the moments are
-exact, and every order of adding them gives the same μ and σ.
+A Beam combine adds its inputs in whatever order bundles reach it, and a float sum depends on that order, so two
+runs over one store could write μ and σ, and every score after them, that differ in their last bits (two runs of
+`make extract-features pseudo-labels` wrote 18 of 8,794 scores differently). Every float32 is an integer multiple
+of 2^-149, the smallest binary32 subnormal (IEEE 754), so its square is one of 2^-298; summed as Python integers at
+those scales the moments are exact, and every order of adding them gives the same μ and σ.
 """
 from __future__ import annotations
 
