@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from beam_jobs import pseudo_labels
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from featurestore.stages import PSEUDO_LABELS
+from pipelines.cosine_moments import mean_and_std
 from pipelines.pseudo_label_pick import match_scores
 from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
 from tests.featurestore.store_factory import assert_says_how_to_proceed, downgrade_to_version_1, write_store
@@ -103,6 +105,9 @@ def test_dataset_mu_sigma_from_global_combine(store, tmp_path):
     [(mu, sigma)] = summary["score_mu_sigma"]
     assert mu == pytest.approx(cos.mean(), abs=1e-5) and sigma == pytest.approx(cos.std(), abs=1e-5)
     np.testing.assert_allclose(table.column("score").to_numpy(), match_scores(cos, mu, sigma, HDOVD_K), rtol=1e-4)
+    # A resumed run adds the kept shards' moments read back from the store: the very same μ, σ, bit for bit.
+    kept = [SimpleNamespace(shard=shard) for shard in StoreReader(store.root).shards("pseudo_labels")]
+    assert mean_and_std(pseudo_labels.committed_moments(StoreReader(store.root), kept)) == (mu, sigma)
 
 
 def test_clipcap_on_stored_embeddings_accounts_for_every_box(store, tmp_path):
