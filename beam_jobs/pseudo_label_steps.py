@@ -181,11 +181,11 @@ class CosineMoments(beam.CombineFn):
     def extract_output(self, accumulator):
         count = accumulator[0]
         if count < 2:
-            raise ValueError(f"score.from_dataset needs at least 2 labelled regions, the dataset has {int(count)}; "
+            raise ValueError(f"score.from_dataset needs at least 2 labelled regions, the dataset has {count}; "
                              f"set score.from_dataset=false")
         mean, std = mean_and_std(accumulator)
         if std <= 1e-6:
-            raise ValueError(f"score.from_dataset: all {int(count)} picked cosines are equal ({mean:.4f}), so they "
+            raise ValueError(f"score.from_dataset: all {count} picked cosines are equal ({mean:.4f}), so they "
                              f"give no sigma; set score.from_dataset=false")
         return mean, std
 

@@ -33,7 +33,7 @@ from featurestore.manifest import ModelRecord
 from featurestore.reader import StoreReader
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 from pipelines.captioners import resolve_captioner
-from pipelines.cosine_moments import Moments, cosine_moments, merge_moments
+from pipelines.cosine_moments import Moments, cosine_moment, cosine_moments, merge_moments
 from pipelines.pseudo_labels_config import CaptionerSection, PseudoLabelsConfig
 from pipelines.sharding import pseudo_label_shard_fingerprint
 from schemas.config import ConfigError, load_config, to_dict
@@ -137,7 +137,7 @@ class PseudoLabels(ShardedStage):
             return pipeline | "ReleasedMuSigma" >> beam.Create([(score.mu, score.sigma)])
         done = [task for task in self.tasks if task not in pending]
         prior = committed_moments(StoreReader(self.store), done)
-        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: cosine_moments([kv[1].cos])),
+        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: cosine_moment(kv[1].cos)),
                     pipeline | "KeptShardMoments" >> beam.Create([prior]))
                    | "AllMoments" >> beam.Flatten())
         return moments | "DatasetMuSigma" >> beam.CombineGlobally(CosineMoments())

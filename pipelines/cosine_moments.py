@@ -19,16 +19,18 @@ FLOAT32_QUANTUM_EXPONENT = 149  # 2^-149: the smallest float32 subnormal (IEEE 7
 Moments = tuple[int, int, int]  # (count, Σcos · 2^149, Σcos² · 2^298), exact integers
 
 
+def cosine_moment(cosine: float) -> Moments:
+    """One cosine, rounded to float32 as the store keeps it → its exact (1, scaled value, scaled square)."""
+    value = float(np.float32(cosine))  # a float32 and its square are exact in float64
+    if not math.isfinite(value):
+        raise ValueError(f"a picked cosine is not finite ({value}); the score statistics need finite cosines")
+    return 1, int(math.ldexp(value, FLOAT32_QUANTUM_EXPONENT)), int(math.ldexp(value * value,
+                                                                              2 * FLOAT32_QUANTUM_EXPONENT))
+
+
 def cosine_moments(cosines: Iterable[float] | np.ndarray) -> Moments:
-    """Cosines, rounded to float32 as the store keeps them → their exact (count, scaled Σ, scaled Σ²)."""
-    values = np.asarray(cosines, dtype=np.float32).ravel()
-    if not np.isfinite(values).all():
-        raise ValueError("a picked cosine is not finite; the score statistics need finite cosines")
-    total = squares = 0
-    for value in values.astype(np.float64).tolist():  # a float32 and its square are exact in float64
-        total += int(math.ldexp(value, FLOAT32_QUANTUM_EXPONENT))
-        squares += int(math.ldexp(value * value, 2 * FLOAT32_QUANTUM_EXPONENT))
-    return len(values), total, squares
+    """Many cosines (e.g. a stored `cos` column) → their exact moments."""
+    return merge_moments(map(cosine_moment, np.asarray(cosines, dtype=np.float32).ravel().tolist()))
 
 
 def merge_moments(moments: Iterable[Moments]) -> Moments:

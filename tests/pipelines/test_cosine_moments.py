@@ -5,7 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from pipelines.cosine_moments import FLOAT32_QUANTUM_EXPONENT, cosine_moments, mean_and_std, merge_moments
+from pipelines.cosine_moments import (FLOAT32_QUANTUM_EXPONENT, cosine_moment, cosine_moments, mean_and_std,
+                                      merge_moments)
 
 
 def cosines(count: int = 5000, seed: int = 0) -> np.ndarray:
@@ -37,7 +38,7 @@ def test_every_order_and_split_gives_the_same_mean_and_std():
     # The old float sums do depend on the order for these values (so this test can tell the two apart) ...
     assert len({naive_moments(order)[1:] for order in orders}) > 1
     # ... the exact moments do not, whether added one by one or merged from uneven parts in any order.
-    results = {mean_and_std(merge_moments(cosine_moments([v]) for v in order)) for order in orders}
+    results = {mean_and_std(merge_moments(cosine_moment(v) for v in order)) for order in orders}
     parts = [cosine_moments(values[start:stop]) for start, stop in ((0, 7), (7, 2100), (2100, 2101), (2101, 5000))]
     results.add(mean_and_std(merge_moments(parts)))
     results.add(mean_and_std(merge_moments(reversed(parts))))
@@ -62,6 +63,8 @@ def test_cosines_are_rounded_to_float32_as_stored():
 def test_non_finite_cosines_are_refused(bad):
     with pytest.raises(ValueError, match="not finite"):
         cosine_moments([0.5, bad])
+    with pytest.raises(ValueError, match="not finite"):
+        cosine_moment(bad)
 
 
 def test_merge_of_nothing_is_zero():
