@@ -42,10 +42,15 @@ class OptimConfig:
     warmup_steps: int = 100  # linear warm-up from 0.001 x lr (mmdet: 500 iterations at ratio 0.001)
     clip_grad_norm: float = 10.0  # 0 = off
     accumulate: int = 1  # micro-batches per optimizer step
+    # > 0 keeps an exponential moving average of the weights with this decay (trainers/weight_average.py),
+    # evaluated in place of the last step's weights (eval.weights); 0 = none.
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.accumulate < 1:
             raise ValueError(f"optim.accumulate must be >= 1, got {self.accumulate}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"optim.ema_decay must be in [0, 1) (0 = no average), got {self.ema_decay}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class EvalConfig:
     protocol: Literal["ov_coco", "lvis"] = "ov_coco"
     batch_size: int = 16
     max_images: int = 0  # 0 = all
+    # average: the checkpoint's weight average when its run kept one (optim.ema_decay > 0), else the trained
+    # weights; trained: the weights of the last optimizer step.
+    weights: Literal["average", "trained"] = "average"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from trainers.methods import training_method
 from trainers.optim import WarmupMultiStep, build_optimizer, scaled_schedule
 from trainers.scalars import ScalarLog
 from trainers.vocabulary import ClassVocabulary, load_class_vocabulary
+from trainers.weight_average import WeightAverage
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TrainState:
     scheduler: WarmupMultiStep
     position: Position
     excluded_label: Callable[[str], bool] | None = None  # pseudo labels left out of training
+    average: WeightAverage | None = None  # optim.ema_decay > 0
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -138,6 +140,8 @@ def train_step(model, state: TrainState, batch: dict, base_text: torch.Tensor, c
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
         state.scheduler.step()
+        if state.average is not None:
+            state.average.update(state.detector)
     terms["loss"] = float(all_reduce_mean(loss.detach()))
     return terms
 
@@ -150,14 +154,17 @@ def build_state(config: TrainConfig, vocabulary: ClassVocabulary, device: torch.
     if config.drop_pseudo_labels_naming_base:
         base_names = vocabulary.subset(novel=False).names
         excluded = functools.partial(names_any_class, class_names=base_names)
-    return TrainState(detector, criterion, optimizer, WarmupMultiStep(optimizer, config.optim), Position(), excluded)
+    average = WeightAverage(detector, config.optim.ema_decay) if config.optim.ema_decay > 0 else None
+    return TrainState(detector, criterion, optimizer, WarmupMultiStep(optimizer, config.optim), Position(), excluded,
+                      average)
 
 
 def save(state: TrainState, config: TrainConfig, path: Path) -> Path:
+    average = {} if state.average is None else {"detector_average": state.average.state_dict()}
     return save_checkpoint(path, detector=state.detector.state_dict(), criterion=state.criterion.state_dict(),
                            optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
                            position=dataclasses.asdict(state.position), rng=rng_state(),
-                           config=to_dict(config), code_version=code_version())
+                           config=to_dict(config), code_version=code_version(), **average)
 
 
 def restore(state: TrainState, checkpoint: dict) -> None:
@@ -167,6 +174,13 @@ def restore(state: TrainState, checkpoint: dict) -> None:
     state.scheduler.load_state_dict(checkpoint["scheduler"])
     state.position = Position(**checkpoint["position"])
     restore_rng_state(checkpoint["rng"])
+    if state.average is not None:
+        if "detector_average" in checkpoint:
+            state.average.load_state_dict(checkpoint["detector_average"])
+        else:  # the run turns the average on here: it starts from the restored weights
+            state.average = WeightAverage(state.detector, state.average.decay)
+            print(f"resumed at step {state.position.step} from a checkpoint without a weight average; "
+                  f"the average (optim.ema_decay={state.average.decay}) starts here")
 
 
 def report(log: ScalarLog, position: Position, terms: dict[str, float], state: TrainState, steps_per_second: float,

@@ -23,17 +23,19 @@ from trainers.evaluation.ov_coco import format_metrics, save_metrics
 from trainers.loop import NonFiniteLossError, train
 from trainers.methods import training_method
 from trainers.vocabulary import load_class_vocabulary
+from trainers.weight_average import evaluated_weights
 
 
 def evaluate_checkpoint(config: TrainConfig, checkpoint: Path) -> dict:
-    """Metrics of the detector in `checkpoint`, printed and saved as `out_dir`/metrics.json (rows of an ablation
-    that share a checkpoint each keep their own)."""
+    """Metrics of the detector in `checkpoint` (its weight average or last weights, `eval.weights`), printed and
+    saved as `out_dir`/metrics.json (rows of an ablation that share a checkpoint each keep their own)."""
     device = pick_device(config.device)
+    weights, which = evaluated_weights(load_checkpoint(checkpoint), config.eval.weights)
     metrics, details, report = training_method(config.method).evaluate(
-        config, load_checkpoint(checkpoint)["detector"], load_class_vocabulary(config.store), device)
-    path = save_metrics({"metrics": metrics, **details, "checkpoint": str(checkpoint), "config": to_dict(config)},
-                        Path(config.out_dir) / "metrics.json")
-    print(f"evaluation ({config.eval.annotations}): {format_metrics(metrics)}  → {path}")
+        config, weights, load_class_vocabulary(config.store), device)
+    path = save_metrics({"metrics": metrics, **details, "checkpoint": str(checkpoint), "weights": which,
+                         "config": to_dict(config)}, Path(config.out_dir) / "metrics.json")
+    print(f"evaluation ({config.eval.annotations}, {which} weights): {format_metrics(metrics)}  → {path}")
     if report:
         print(report)
     return metrics
