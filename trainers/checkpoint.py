@@ -36,7 +36,7 @@ def save_checkpoint(path: Path, **state) -> Path:
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (flag --resume or key checkpoint)")
+        raise FileNotFoundError(f"checkpoint not found: {path} (flag --resume or --eval-only; make eval: RUN)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError / RuntimeError / ValueError variants here
