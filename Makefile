@@ -107,7 +107,7 @@ prepare-runner: setup ## build Prism (RUNNER=PrismRunner) or fetch the Flink jar
 train: setup ## stream the store and train (METHOD=hdovd or opendet; CONFIG=configs/train_*.yaml), then evaluate
 	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS)
 
-eval: setup ## evaluate RUN/checkpoint.pt: AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
+eval: setup ## evaluate RUN/checkpoint.pt (its weight average if kept): AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
 	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
 
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
