@@ -1,7 +1,7 @@
 """An exponential moving average of the detector's weights, kept beside training and evaluated in its place.
 
 Small batches on a tiny sample make the weights of the last step one noisy draw around where training settled;
-the average of the last few hundred steps sits nearer the middle (Polyak and Juditsky 1992; detectors keep one as
+the average over roughly the last 1 / (1 − decay) steps sits nearer the middle (Polyak and Juditsky 1992; detectors keep one as
 YOLOv5's ModelEMA and detrex's `train.model_ema` do). It is passive: training reads only the trained weights, so a
 run with an average takes exactly the steps of the same run without one.
 
