@@ -18,7 +18,8 @@ from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
 
 CHECKSUM_ALGORITHM = "xxh3_64"
 # The command whose resume recomputes a damaged shard of each stage (stage tables such as vocab included).
-REPAIR_COMMANDS = {EXTRACT_FEATURES: "python -m beam_jobs.extract_features", PSEUDO_LABELS: "python -m beam_jobs.pseudo_labels"}
+REPAIR_COMMANDS = {EXTRACT_FEATURES: "python -m beam_jobs.extract_features",
+                   PSEUDO_LABELS: "python -m beam_jobs.pseudo_labels"}
 
 
 class DamagedFileError(DamagedStoreError):

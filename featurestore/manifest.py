@@ -213,8 +213,8 @@ def dump_json(data: object) -> bytes:
 StoreRoot = Union[str, Path, StoreLocation]
 
 
-MANIFEST_REPAIR = ("`python -m featurestore validate --repair {store}` rebuilds it from the commit records (so does the "
-                   "next run of a job on the store)")
+MANIFEST_REPAIR = ("`python -m featurestore validate --repair {store}` rebuilds it from the commit records (so "
+                   "does the next run of a job on the store)")
 
 
 def read_manifest(root: StoreRoot) -> Manifest:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from schemas.config import ConfigError
+from vlm.images import DEFAULT_MAX_IMAGE_PIXELS, HIGHEST_MAX_IMAGE_PIXELS
+
 
 @dataclass(frozen=True)
 class RuntimeSection:
@@ -21,3 +24,12 @@ class RuntimeSection:
     # DirectRunner holds a barrier's input in memory: running N shards at a time bounds memory by N shards, not the
     # dataset. Other runners spill their shuffles to disk and get every pending shard in one pipeline. 0 = all at once.
     shards_per_run: int = 4
+    # Images whose header claims more pixels than this are failure rows (`too_large`), refused before any pixel is
+    # decoded: a decompression bomb (a small file claiming 40000x40000) would otherwise take gigabytes. Default PIL's
+    # own limit (vlm/images.py); at most twice it, above which PIL refuses to decode anyway.
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+
+    def __post_init__(self):
+        if not 1 <= self.max_image_pixels <= HIGHEST_MAX_IMAGE_PIXELS:
+            raise ConfigError(f"config key 'runtime.max_image_pixels': {self.max_image_pixels} is outside 1 .. "
+                              f"{HIGHEST_MAX_IMAGE_PIXELS} (twice PIL's decompression-bomb limit)")
