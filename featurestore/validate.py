@@ -99,7 +99,7 @@ def uncommitted_files(root: str | Path | StoreLocation, records: list[CommitReco
     for relative in unreferenced_files(root, records):
         kind = ("temporary file of an interrupted write" if Path(relative).name.startswith(layout.TMP_PREFIX)
                 else "uncommitted file")
-        problems.append(f"{relative}: {kind} (a rerun of its stage replaces it, or `gc` removes it)")
+        problems.append(f"{relative}: {kind} (the next run of a job on the store or `gc` removes it)")
     return problems
 
 
