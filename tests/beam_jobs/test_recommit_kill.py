@@ -46,8 +46,8 @@ def world(tmp_path_factory):
 def shard_rows(reader: StoreReader, shard: int) -> dict:
     """Everything a reader sees of one shard: its tables, its WebDataset samples and its stats."""
     return {"images": reader.read_shard("images", shard), "regions": reader.read_shard("regions", shard),
-            "wds": [(s["__key__"], [{k: v for k, v in r.items() if k not in MODEL_OUTPUTS} for r in s["json"]["regions"]])
-                    for s in reader.wds_samples([shard])],
+            "wds": [(s["__key__"], [{k: v for k, v in region.items() if k not in MODEL_OUTPUTS}
+                                    for region in s["json"]["regions"]]) for s in reader.wds_samples([shard])],
             "stats": {k: v for k, v in reader.shard_stats("extract_features", shard).items() if "second" not in k},
             "fingerprint": next(c.fingerprint for c in reader.commits
                                 if c.stage == "extract_features" and c.shard == shard)}

@@ -10,7 +10,8 @@ import time
 from featurestore.writer_lock import LEASE_SECONDS, WriterLock
 
 if __name__ == "__main__":
-    lock = WriterLock(sys.argv[1], "lock test", lease_seconds=float(sys.argv[2]) if len(sys.argv) > 2 else LEASE_SECONDS)
+    lease = float(sys.argv[2]) if len(sys.argv) > 2 else LEASE_SECONDS
+    lock = WriterLock(sys.argv[1], "lock test", lease_seconds=lease)
     lock.acquire()
     print("READY", flush=True)
     time.sleep(3600)
