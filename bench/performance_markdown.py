@@ -115,7 +115,7 @@ def _store(metrics: dict) -> list[str]:
 
 def _trainer(metrics: dict) -> list[str]:
     m = metrics
-    return [f"Tiny detector (`configs/train_shapes.yaml`), batch {m['batch_size']}, {m['steps']} steps on a store of "
+    return [f"Tiny detector (`configs/shapes/hdovd.yaml`), batch {m['batch_size']}, {m['steps']} steps on a store of "
             f"{m['images']} ShapesOV images.", "",
             "| figure | value |", "| --- | --- |",
             f"| data wait, share of step time (after the first window) | {100 * m['data_share']:.1f}% |",
