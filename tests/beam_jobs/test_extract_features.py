@@ -140,7 +140,7 @@ def test_strict_setting_keeps_novel_boxes_out_of_the_store(clean_store):
                                                        ("heart", "novel")]
 
 
-@pytest.mark.parametrize("name", ["extract_features", "ov_coco_extract", "ov_lvis_extract"])
+@pytest.mark.parametrize("name", ["shapes/extract_features", "ov_coco/extract_features", "ov_lvis/extract_features"])
 def test_shipped_configs_load(name):
     config = load_config(ExtractFeaturesConfig, REPO / "configs" / f"{name}.yaml")
     assert config.regions.top_k == 5 and config.dataset.strict
