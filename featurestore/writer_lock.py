@@ -10,8 +10,11 @@ command) and how a lock is cleared. Two forms, one per kind of storage:
 - an object store (no file locks): a lease. The holder creates `STORE/_lock/<generation>.json` create-only (S3
   `If-None-Match: *`): exactly one of two jobs starting at once creates the next generation. The holder renews its
   lease every LEASE_SECONDS / 4; a lease not renewed for LEASE_SECONDS (its job was killed, its machine lost) may be
-  taken by the next job. A holder that finds a newer generation than its own has lost the lock and stops at its next
-  check (`check`, called by the driver between pipelines and before it writes the manifest).
+  taken by the next job, and so may at once the lease of a holder that ran on the same machine (same host name and
+  boot id) and is no longer running (its pid gone, or taken by a process started later): a job killed with kill -9
+  is resumed on its machine without waiting for its lease. A holder that finds a newer generation than its own has
+  lost the lock and stops at its next check (`check`, called by the driver between pipelines and before it writes
+  the manifest).
 
 What the lease does not do: it relies on the clocks of the machines involved agreeing to well within LEASE_SECONDS
 (the expiry is the holder's clock, read by the taker's), and a holder stalled for longer than the lease (a suspended
@@ -64,11 +67,27 @@ class LockHolder:
     token: str  # unique per acquisition: tells this holder's lease from a later one's
     lease_until: float | None = None  # object stores: the holder's clock; None on a local folder
     released: bool = False
+    boot_id: str | None = None  # the kernel's boot id (Linux): with `host`, which machine and boot the pid is of
+    process_start: int | None = None  # the pid's start time, clock ticks after boot: tells a reused pid
 
     @classmethod
     def this_process(cls, lease_until: float | None = None) -> "LockHolder":
         return cls(owner=_user(), host=socket.gethostname(), pid=os.getpid(), started_at=time.time(),
-                   command=" ".join(sys.argv)[:300], token=uuid.uuid4().hex, lease_until=lease_until)
+                   command=" ".join(sys.argv)[:300], token=uuid.uuid4().hex, lease_until=lease_until,
+                   boot_id=_boot_id(), process_start=_process_start(os.getpid()))
+
+    def gone(self) -> bool:
+        """True when this holder ran on this machine, in this boot, and its process no longer runs. False whenever
+        that cannot be known (another machine, no /proc): only the lease's expiry tells then."""
+        if self.host != socket.gethostname() or self.boot_id is None or self.boot_id != _boot_id():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # a process of another user has the pid: its start time tells whether it is the holder
+        return self.process_start is not None and _process_start(self.pid) not in (None, self.process_start)
 
     def describe(self) -> str:
         return (f"{self.owner}@{self.host}, pid {self.pid}, since {_when(self.started_at)} "
@@ -85,6 +104,22 @@ class LockHolder:
             return cls(**{f.name: fields[f.name] for f in dataclasses.fields(cls) if f.name in fields})
         except (ValueError, TypeError, KeyError):
             return None
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (after the parenthesised command name, which may hold spaces)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _user() -> str:
@@ -151,7 +186,10 @@ class WriterLock:
         if latest is not None:
             generation, holder = latest
             if holder is not None and not holder.released and (holder.lease_until or 0) > time.time():
-                raise StoreLockedError(self._held_message(holder, local=False))
+                if not holder.gone():
+                    raise StoreLockedError(self._held_message(holder, local=False))
+                LOG.warning("%s: taking over the lease of %s: that process no longer runs on this machine",
+                            self.store, holder.describe())
         generation = (latest[0] if latest else 0) + 1
         self.holder = LockHolder.this_process(lease_until=time.time() + self.lease_seconds)
         if not self.store.create(_lease_path(generation), self.holder.to_bytes()):
@@ -264,7 +302,7 @@ def current_holder(root: "str | os.PathLike | StoreLocation") -> tuple[LockHolde
     if latest is None or latest[1] is None:
         return None, False
     holder = latest[1]
-    return holder, not holder.released and (holder.lease_until or 0) > time.time()
+    return holder, not holder.released and (holder.lease_until or 0) > time.time() and not holder.gone()
 
 
 def clear_lease(root: "str | os.PathLike | StoreLocation") -> LockHolder | None:

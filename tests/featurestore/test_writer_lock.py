@@ -1,6 +1,7 @@
 """One writer per store: a second holder refuses naming the first (user, host, pid, start, command) and how to
 clear it; on a local folder the lock dies with its process (kill -9 included); on an object store (a real S3
-server) it is a lease that expires when not renewed, that `unlock` clears, and whose loss its holder notices."""
+server) it is a lease: taken at once from a killed job of this machine, expiring when not renewed, cleared by
+`unlock`, and whose loss its holder notices."""
 import os
 import signal
 import socket
@@ -56,7 +57,7 @@ def test_a_local_lock_dies_with_its_process(tmp_path, capsys):
     assert main(["unlock", str(root), "--status"]) == 0 and "not locked" in capsys.readouterr().out
 
 
-def test_an_object_store_lease_refuses_then_expires_when_its_holder_is_killed(s3_bucket):
+def test_an_object_store_lease_of_a_killed_job_on_this_machine_is_taken_at_once(s3_bucket, caplog):
     url = write_store(f"{s3_bucket}/store", shards=1, with_pseudo_labels=False)
     holder = hold_in_subprocess(url, lease=3.0)
     with pytest.raises(StoreLockedError) as error:
@@ -67,9 +68,28 @@ def test_an_object_store_lease_refuses_then_expires_when_its_holder_is_killed(s3
         WriterLock(url, "job", lease_seconds=3.0).acquire()
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    time.sleep(3.5)  # the lease runs out unrenewed
-    with WriterLock(url, "job", lease_seconds=3.0):
-        assert current_holder(url)[0].pid == os.getpid()
+    with caplog.at_level("WARNING", logger="featurestore.writer_lock"):
+        with WriterLock(url, "job"):  # its pid is gone from this machine: no wait for the lease
+            assert current_holder(url)[0].pid == os.getpid()
+    assert "taking over the lease of" in caplog.text and f"pid {holder.pid}" in caplog.text
+
+
+def test_a_lease_not_renewed_expires_and_its_holder_finds_it_lost(s3_bucket):
+    """A holder that stops renewing while its process lives (a stalled driver, or one on another machine): the
+    lease blocks others until it runs out, then the next job takes it and the stalled holder is told at its check."""
+    url = write_store(f"{s3_bucket}/store", shards=1, with_pseudo_labels=False)
+    stalled = WriterLock(url, "stalled job", lease_seconds=2.0)
+    stalled.acquire()
+    stalled._stop.set()  # its renewals stop
+    stalled._renewer.join()
+    with pytest.raises(StoreLockedError, match="Its lease expires"):
+        WriterLock(url, "next job", lease_seconds=2.0).acquire()
+    time.sleep(2.5)
+    with WriterLock(url, "next job"):
+        stalled.renew()
+        with pytest.raises(LockLostError, match="lost its writer lock"):
+            stalled.check()
+    stalled.release()
 
 
 def test_two_holders_racing_for_an_object_store_lease_get_one_lock(s3_bucket):
