@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from featurestore.reader import StoreReader
 from tests.featurestore.store_factory import committed_file, write_store
 
@@ -23,6 +25,7 @@ def recipes() -> list[str]:
             for block in re.findall(re.escape(MARKER) + r"\n```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
+@pytest.mark.slow
 def test_the_recipes_read_exactly_the_committed_rows(tmp_path):
     store = write_store(tmp_path / "store")
     # The leftover of an interrupted write: a glob would read it, the recipe must not.
