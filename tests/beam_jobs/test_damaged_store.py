@@ -115,6 +115,7 @@ def test_a_truncated_manifest_is_named_and_rebuilt(world, tmp_path, capsys):
     assert_equals_clean(store, world)
 
 
+@pytest.mark.slow
 def test_a_second_job_on_a_store_being_written_refuses(world, tmp_path, capsys):
     store, go = tmp_path / "store", tmp_path / "go"
     first = subprocess.Popen([sys.executable, "-m", "tests.beam_jobs.pause_after_commit", str(go),

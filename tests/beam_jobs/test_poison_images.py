@@ -92,6 +92,7 @@ def peak_rss_kib(world, store: str, *settings: str) -> int:
     return int(re.search(r"PEAK_RSS_KIB (\d+)", done.stdout).group(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crop_on", ["host", "device"])
 def test_a_bomb_costs_no_memory(world, crop_on):
     """The same job with and without a 12000x12000 JPEG bomb (788 bytes; its pixels would take 432 MB, PIL's

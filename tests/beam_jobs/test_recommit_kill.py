@@ -23,6 +23,7 @@ from tests.beam_jobs.sample import make_sample
 from tests.tiny_clip import save_local_dir
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # a job process killed at each step
 KILLED_SHARD = 1
 # The commit of an extract-features shard: 5 files (images, regions, failures, wds, stats) renamed into place, the
 # record renamed over the old one, the 5 old files removed; step 11 is right after the commit returned.

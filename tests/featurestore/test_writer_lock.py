@@ -41,6 +41,7 @@ def test_a_second_writer_on_a_local_store_refuses_naming_the_first(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_local_lock_dies_with_its_process(tmp_path, capsys):
     root = write_store(tmp_path / "store", shards=1, with_pseudo_labels=False)
     holder = hold_in_subprocess(root)
