@@ -42,7 +42,7 @@ class ClipTrainConfig:
     lr_text: float = 5e-4
     weight_decay: float = 0.05
     init_logit_scale: float = math.log(30.0)  # DESIGN.md prototype: ln 30 (open_clip's default is ln(1/0.07))
-    # Whether CLIP learns the background crops too ("a photo of a striped background."); ClipCap always does.
+    # Whether CLIP learns the crops of nothing too ("a photo of the background."); ClipCap always does.
     learn_background: bool = True
 
 
@@ -69,8 +69,8 @@ class TeacherEvalConfig:
     """How the teacher report measures the teachers on the generated ShapesOV val split."""
 
     crop_modes: tuple[Literal["tight", "square", "context"], ...] = ("tight", "square", "context")  # crops.py
-    # The crop mode of the shipped extract-features config (configs/extract_features.yaml): the summary's figures on
-    # crops of nothing are those of this mode, one of crop_modes.
+    # The crop mode of the shipped extract-features config (configs/shapes/extract_features.yaml): the summary's
+    # figures on crops of nothing are those of this mode, one of crop_modes.
     pipeline_crop_mode: Literal["tight", "square", "context"] = "context"
     prompt: str = "a photo of a {}."  # the pipeline's default prompt
     beam_size: int = 3

@@ -29,7 +29,7 @@ CONTEXT_ONLY = (0.0, 0.0, 1.0)
 
 @pytest.fixture(scope="module")
 def shipped() -> TeachersConfig:
-    return load_config(TeachersConfig, ROOT / "configs" / "teachers.yaml", [])
+    return load_config(TeachersConfig, ROOT / "configs" / "shapes" / "teachers.yaml", [])
 
 
 @pytest.fixture(scope="module")
