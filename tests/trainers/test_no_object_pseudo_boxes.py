@@ -6,12 +6,11 @@ from torch.utils.data import DataLoader
 
 from tests.trainers.conftest import write_tiny_store
 from tests.trainers.opendet.test_step import TINY_OPENDET
-from tests.trainers.test_loop import step_losses, tiny_config
+from tests.trainers.training_helpers import step_losses, tiny_config, train_run
 from trainers.data.batching import to_detector_inputs
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
 from trainers.hdovd.batch_losses import with_class_weights
 from trainers.hdovd.pseudo_classes import PseudoClassifierColumns
-from trainers.loop import train
 from trainers.opendet.batch_losses import named_targets, with_pseudo_objects
 from trainers.pseudo_weights import PseudoBoxWeighting
 
@@ -55,6 +54,6 @@ def test_rows_with_no_object_reach_the_batch_with_no_label_and_leave_it_before_t
 @pytest.mark.parametrize("method", ["hdovd", "opendet"])
 def test_both_methods_train_on_a_store_with_boxes_that_name_no_object(store, tmp_path, method):
     settings = dict(TINY_OPENDET, **{"opendet.loss.pseudo_names": True}) if method == "opendet" else {}
-    train(tiny_config(store, tmp_path, max_steps=2, **settings))
+    train_run(tiny_config(store, tmp_path, max_steps=2, **settings))
     losses = step_losses(tmp_path)
     assert sorted(losses) == [1, 2] and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
