@@ -69,8 +69,8 @@ class TeacherEvalConfig:
     """How the teacher report measures the teachers on the generated ShapesOV val split."""
 
     crop_modes: tuple[Literal["tight", "square", "context"], ...] = ("tight", "square", "context")  # crops.py
-    # The crop mode of the shipped extract-features config (configs/shapes/extract_features.yaml): the summary's
-    # figures on crops of nothing are those of this mode, one of crop_modes.
+    # The crop mode of the shipped extract-features config (configs/shapes/extract_features.yaml): crops of nothing
+    # are measured in this mode only, one of crop_modes.
     pipeline_crop_mode: Literal["tight", "square", "context"] = "context"
     prompt: str = "a photo of a {}."  # the pipeline's default prompt
     beam_size: int = 3

@@ -118,8 +118,8 @@ def test_teachers_are_reused_or_copied_when_their_sha256_matches(tmp_path):
 
 
 def test_the_report_measures_crops_of_nothing_as_the_pipeline_parses_captions(tmp_path):
-    """On a small generated val split, with tiny teachers: per crop mode the counts of crops of nothing are those of
-    the boxes drawn on the val images, and every share is the share of those crops' captions it says."""
+    """On a small generated val split, with tiny teachers: in the pipeline's crop mode, the counts of crops of nothing
+    are those of the boxes drawn on the val images, and every share is a share of those crops' captions."""
     from schemas.config import to_dict
     from shapesov.config import ShapesConfig
     from shapesov.dataset import write_dataset
@@ -132,7 +132,8 @@ def test_the_report_measures_crops_of_nothing_as_the_pipeline_parses_captions(tm
                          clipcap=dataclasses.replace(TINY_CLIPCAP, steps=3))
     ensure_teachers(cfg, tmp_path / "teachers", assets=None, retrain=False, log=lambda _: None)
     report = teacher_report(tmp_path / "teachers", tmp_path / "shapes", dataclasses.replace(cfg.eval, beam_size=1))
-    for mode in cfg.eval.crop_modes:
+    assert list(report["background_crops"]) == [cfg.eval.pipeline_crop_mode]  # the crops the pipeline cuts
+    for mode in report["background_crops"]:
         figures = report["background_crops"][mode]
         bank = dataset_background_crops(tmp_path / "shapes", "val.json", "val", mode, 32, cfg.background, cfg.seed)
         assert sum(figures["crops_of_nothing"].values()) == int((~bank.frames_object).sum()) > 0
