@@ -13,7 +13,7 @@ from trainers.hdovd.detectors import DETECTORS
 from trainers.hdovd.heads import CLASSIFIERS
 from trainers.methods import METHODS, load_run_config
 from trainers.modeling.backbones import BACKBONES
-from trainers.opendet.config import QueryDetectorConfig
+from trainers.modeling.query_detector import QueryDetectorConfig
 from trainers.train import main as train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -58,7 +58,8 @@ def test_each_variant_overlays_its_methods_preset(variant):
 
 def test_the_paper_variant_is_both_halves_and_the_best_beam():
     paper = load_run_config([CONFIGS / "vg/opendet.yaml", CONFIGS / "variants/opendet_paper.yaml"]).opendet
-    assert paper.loss.binary_loss == "eq4" and paper.loss.distiller_form == "paper"
+    assert paper.loss.binary_loss == "eq4" and paper.distiller.form == "paper"
+    assert paper.loss.match_cost_form == "probability" and paper.alignment.refine_queries is False
     assert paper.name_generator.lora_base_trainable is False and paper.inference.join_beams is False
 
 
