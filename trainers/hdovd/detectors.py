@@ -41,7 +41,7 @@ from trainers.hdovd.faster_rcnn import FasterRcnnOpenVocabulary
 DETECTORS: dict[str, Callable[[DetectorConfig, str], OpenVocabularyDetector]] = {
     "faster_rcnn": FasterRcnnOpenVocabulary.from_config,
 }
-# HD-OVD's query-based detector is AdaMixer trained by its own head (README, "HD-OVD's query-based detector"); it is
+# HD-OVD's query-based detector is AdaMixer trained by its own head (docs/switches.md, "HD-OVD's query-based detector"); it is
 # not carried, so the registry holds the released code's other detector, Faster R-CNN.
 
 

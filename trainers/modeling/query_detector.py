@@ -58,7 +58,7 @@ class QueryDetectorConfig:
     image_size: int = 128  # images become a square of this side (ShapesOV renders 128–256 px per side)
     # letterbox: the aspect ratio kept, the longer side scaled to `image_size` and the rest zero-padded and masked
     # (the released code's augmentations, ResizeShortestEdge or EfficientDetResizeCrop, and DETR's padded batches keep
-    # it too); square: stretched to the square, so a shape's aspect ratio changes with its image's (README, Open-Det).
+    # it too); square: stretched to the square, so a shape's aspect ratio changes with its image's (docs/results.md, Open-Det).
     resize: Literal["square", "letterbox"] = "letterbox"
     hidden_dim: int = 64  # query width (the paper: 256; 64 fits the 2-core demo)
     num_heads: int = 4

@@ -132,7 +132,7 @@ class OpenDetLossConfig:
     # neither its paper nor its released code drops them).
     pseudo_names: bool = False
     # Pseudo boxes below this class-agnostic proposal score are left out (0 = keep all): on ShapesOV the proposals
-    # that frame no object score 0.08 (median) and those on novel objects 0.71 (README, "names for novel objects").
+    # that frame no object score 0.08 (median) and those on novel objects 0.71 (docs/results.md, "names for novel objects").
     pseudo_min_proposal_score: float = 0.5
 
     # --- matching costs (A.4: GIoU, L1 and alignment score; released HungarianMatcher: DINO's 2 / 5 / 2) ---
