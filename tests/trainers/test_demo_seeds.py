@@ -24,6 +24,7 @@ def test_summary_is_the_mean_and_range_over_the_seeds():
     assert entry["name_right_base"]["mean"] == 0.9 and entry["name_right_base"]["values"] == [None, 0.9]
 
 
+@pytest.mark.slow  # starts the demo's runs as processes
 def test_demo_seeds_trains_each_seed_and_summarises(tiny_store, tmp_path, capsys, monkeypatch):
     # Open-Det's evaluation embeds names with the store's CLIP, which the tiny store's manifest names "local-dir:tiny".
     save_local_dir(tmp_path / "tiny")

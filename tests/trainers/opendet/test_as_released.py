@@ -3,6 +3,7 @@ hand-made inputs, two images with unequal object counts: loss weights, the encod
 gradient, the matching costs, VLD-M's and the denoising loss's averaging, the joined-beam cut, DDP normalisers."""
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -184,6 +185,7 @@ def _rank_count(rank: int, world: int, store: str, counts: list[int], out: str) 
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # starts two processes
 def test_loss_normalisers_are_averaged_over_the_processes(tmp_path):
     for counts in ([3, 0], [0, 0]):
         out = str(tmp_path / f"count{counts[0]}")
