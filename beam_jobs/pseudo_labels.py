@@ -102,6 +102,13 @@ class PseudoLabels(ShardedStage):
         self.captioner = captioner  # config.captioner with its models as local paths (resolve_captioner)
         self.prompts = models["clip"].prompts
 
+    def pseudo_boxes(self, tasks: list[LabelShardTask]) -> int:
+        """The regions of `tasks`' shards that get pseudo labels (the label pick's progress counts them)."""
+        reader = StoreReader(self.store)
+        return sum(sum(source in self.config.sources for source in
+                       reader.read_shard("regions", task.shard, ["source"]).column("source").to_pylist())
+                   for task in tasks)
+
     def one_pipeline_reason(self) -> str | None:
         if self.config.score.from_dataset:
             return "score.from_dataset takes μ and σ from every picked cosine, a global combine over all shards"
@@ -120,7 +127,8 @@ class PseudoLabels(ShardedStage):
                   | "Caption" >> RunInference(KeyedModelHandler(handler))
                   | "BatchForPick" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.pick.batch_size)
                   | "NounsAndPick" >> beam.ParDo(PickLabels(config.nouns, self.text_clip, self.prompts,
-                                                            runtime.device, config.text.dtype)
+                                                            runtime.device, config.text.dtype,
+                                                            self.pseudo_boxes(pending))
                                                  ).with_outputs(FAILURES, SECONDS, main="labels"))
         failures = (boxes[FAILURES], picked[FAILURES]) | "AllFailures" >> beam.Flatten()
         keyed_tasks = tasks | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
