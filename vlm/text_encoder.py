@@ -27,7 +27,7 @@ class StoreTextEncoder:
 
     @classmethod
     def load(cls, source: ClipSource, prompts: str, device: str = "cpu", dtype: str = "fp32") -> "StoreTextEncoder":
-        return cls(load_clip(source, device=device, dtype=dtype), prompts)
+        return cls(load_clip(source, device=device, dtype=dtype, dtype_key="text.dtype"), prompts)
 
     @property
     def embed_dim(self) -> int:
