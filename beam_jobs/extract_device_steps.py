@@ -16,6 +16,7 @@ import numpy as np
 from beam_jobs.extract_steps import (OUTCOMES, ImageOutcome, crop_windows, open_with_beam, planned_windows,
                                     unreadable)
 from beam_jobs.shard_rows import ImageEmbeddings
+from pipelines.extract_config import CropSection
 from pipelines.sharding import ShardTask
 from vlm.device_decode import EncodedImage
 from vlm.images import ImageReadError, PathEscapeError, read_bytes, resolve_image_path
@@ -38,10 +39,9 @@ class ReadImages(beam.DoFn):
     """ShardTask → (ImageKey, RegionRequest) per image whose file can be read, and (shard, ImageOutcome) on the
     `outcomes` output for each that cannot (missing, unreadable, path_escape: the host path's kinds and messages)."""
 
-    def __init__(self, image_root: str, crop_mode: str, context_scale: float):
+    def __init__(self, image_root: str, crop: CropSection):
         self._image_root = image_root
-        self._crop_mode = crop_mode
-        self._context_scale = context_scale
+        self._crop = crop
 
     def process(self, task: ShardTask):
         for plan in task.plans:
@@ -53,7 +53,7 @@ class ReadImages(beam.DoFn):
             except (ImageReadError, PathEscapeError) as error:
                 yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, unreadable(image.image_id, error)))
                 continue
-            keyed = crop_windows(plan, self._crop_mode, self._context_scale)
+            keyed = crop_windows(plan, self._crop)
             digest = hashlib.sha256(data).hexdigest()
             key = ImageKey(task.shard, image.image_id, digest, tuple(k for k, _ in keyed), planned_windows(keyed),
                            time.perf_counter() - started)

@@ -57,7 +57,8 @@ class ExtractFeatures(ShardedStage):
 
     name = EXTRACT_FEATURES
     totals = StageTotals(counts=("input_images", "images", "regions", "crops", "failures"),
-                         breakdowns=("regions_by_source", "failures_by_kind"), inputs="input_images",
+                         breakdowns=("regions_by_source", "failures_by_kind", "whole_image_crops_by_source",
+                                     "clipped_crops_by_source"), inputs="input_images",
                          inputs_named="input images")
 
     def __init__(self, store: str, config: ExtractFeaturesConfig, tasks: list[ShardTask], clip: ModelRecord,
@@ -77,7 +78,7 @@ class ExtractFeatures(ShardedStage):
         keyed_tasks = shards | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
         return ({"task": keyed_tasks, "outcomes": outcomes, "embeddings": embeddings}
                 | "GroupByShard" >> beam.CoGroupByKey()
-                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, self.config.crop.mode, len(pending))))
+                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, self.config.crop, len(pending))))
 
     @property
     def crop_on_device(self) -> bool:
@@ -94,7 +95,7 @@ class ExtractFeatures(ShardedStage):
                                    min_batch_size=runtime.min_batch_size, max_batch_size=runtime.max_batch_size,
                                    large_model=runtime.large_model)
         cut = shards | "DecodeAndCrop" >> beam.ParDo(
-            DecodeAndCrop(config.dataset.image_root, config.crop.mode, config.crop.context_scale, self.preprocess)
+            DecodeAndCrop(config.dataset.image_root, config.crop, self.preprocess)
         ).with_outputs(OUTCOMES, main="crops")
         embeddings = (cut.crops
                       | "EncodeCrops" >> RunInference(KeyedModelHandler(handler))
@@ -109,7 +110,7 @@ class ExtractFeatures(ShardedStage):
                                     max_crops=runtime.max_batch_size, resize=runtime.crop_resize,
                                     large_model=runtime.large_model)
         read = shards | "ReadImages" >> beam.ParDo(
-            ReadImages(config.dataset.image_root, config.crop.mode, config.crop.context_scale)
+            ReadImages(config.dataset.image_root, config.crop)
         ).with_outputs(OUTCOMES, main="images")
         encoded = (read.images
                    | "DecodeCropEncode" >> RunInference(KeyedModelHandler(handler))

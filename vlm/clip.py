@@ -108,6 +108,9 @@ def resolve_clip(model: str, checkpoint: str | None, model_config_dir: str | Non
         raise ModelLoadError(f"{key}.clip = {model!r}: a Hugging Face repo is written {HUB_PREFIX}org/name; "
                              f"other URLs are not fetched")
     if model.startswith(LOCAL_DIR):
+        if checkpoint:
+            raise ModelLoadError(f"{key}.clip = {model!r} is an open_clip folder, which holds its own weights; leave "
+                                 f"{key}.checkpoint empty (it is {checkpoint!r}: --set {key}.checkpoint=null)")
         directory = model[len(LOCAL_DIR):]
         if not Path(directory).is_dir():
             raise ModelNotFoundError(f"model folder not found: {directory} (config key {key}.clip)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featurestore.commands.crop_census import crop_census
 from featurestore.commands.label_quality import (COVER_IOU, QualityTally, add_ground_truth_arguments,
                                                  ground_truth_files, judge_pseudo_boxes, novel_class_ids,
                                                  read_ground_truth)
@@ -87,7 +88,7 @@ def build_report(reader: StoreReader, args, out: Path) -> dict:
     truth = read_ground_truth(files, novel_class_ids(reader)) if files else None
     report = {"store": str(args.store), "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
               "stages": stage_provenance(reader), "timings": stage_timings(reader),
-              "failures": failures_by_kind(reader)}
+              "failures": failures_by_kind(reader), "crops": crop_census(reader)}
     if reader.shards("pseudo_labels"):
         report["labels"] = label_section(reader, args, out, truth)
     return report

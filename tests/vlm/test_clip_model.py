@@ -43,6 +43,9 @@ def test_refusals_name_the_config_key(tmp_path):
     (folder / "open_clip_model.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="no weights file .*model.clip"):
         resolve_clip(f"local-dir:{folder}", None, None)
+    # A preset's pretrained tag under a folder of one's own: the tag would be ignored, so it is refused.
+    with pytest.raises(ModelLoadError, match="holds its own weights; leave model.checkpoint empty .*'openai'"):
+        resolve_clip(f"local-dir:{folder}", "openai", None)
 
 
 class _Payload:
