@@ -1,4 +1,4 @@
-"""bench/results.json → the README's Performance section (markdown): machine, goals, then one table per stage,
+"""bench/results.json → bench/PERFORMANCE.md (markdown): machine, goals, then one table per stage,
 each under the exact command that produced it. Notes written by hand below NOTES_MARKER are kept across reruns."""
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_where_crops_are_cut_is_a_key_of_extract_features_only():
     ("dataset=5", "'dataset' is a section: give it a mapping"),
     ("regions.top_k=-1", "regions.top_k must be >= 0"),
     ("regions.nms_iou=1.5", "regions.nms_iou must be in"),
-    ("runtime.max_failure_rate=2", "runtime.max_failure_rate must be in"),
+    ("runtime.max_failure_rate=-0.1", "runtime.max_failure_rate must be >= 0"),
     ("runtime.min_batch_size=0", "runtime.min_batch_size=0"),
     ("crop.context_scale=0", "crop.context_scale must be > 0"),
 ])

@@ -25,7 +25,7 @@ class QueryDetectorConfig:
     image_size: int = 128  # images become a square of this side (ShapesOV renders 128–256 px per side)
     # letterbox: the aspect ratio kept, the longer side scaled to `image_size` and the rest zero-padded (the
     # released code's augmentations, ResizeShortestEdge or EfficientDetResizeCrop, and DETR's padded batches keep it
-    # too); square: stretched to the square, so a shape's aspect ratio changes with its image's (README, Open-Det).
+    # too); square: stretched to the square, so a shape's aspect ratio changes with its image's (docs/results.md, Open-Det).
     resize: Literal["square", "letterbox"] = "letterbox"
     hidden_dim: int = 64  # query width (the paper: 256; 64 fits the 2-core demo)
     num_heads: int = 4
@@ -127,7 +127,7 @@ class OpenDetLossConfig:
     # HD-OVD's paper nor its released code drops them).
     pseudo_names: bool = False
     # Pseudo boxes below this class-agnostic proposal score are left out (0 = keep all): on ShapesOV the proposals
-    # that frame no object score 0.08 (median) and those on novel objects 0.71 (README, "names for novel objects").
+    # that frame no object score 0.08 (median) and those on novel objects 0.71 (docs/results.md, "names for novel objects").
     pseudo_min_proposal_score: float = 0.5
 
     # --- matching costs (A.4: GIoU, L1 and alignment score; DINO's weights 2 / 5 / 2) ---
