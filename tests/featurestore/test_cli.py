@@ -80,3 +80,26 @@ def test_inspect_counts_crops_that_are_the_whole_image_or_cut_at_the_border(tmp_
     out = capsys.readouterr().out
     assert "crops (square, no cap (crop.square_max_area)): the whole image / cut at the border" in out
     assert f"proposal               {images} / {images} of {2 * images}" in out
+
+
+def test_sql_says_when_it_shows_only_the_first_rows(tmp_path, capsys):
+    root = write_store(tmp_path / "store")
+    assert main(["sql", str(root), "SELECT region_id FROM regions", "--max-rows", "5"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2 + 5 and "the first 5 rows only" in captured.err
+    assert main(["sql", str(root), "SELECT region_id FROM regions", "--max-rows", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 2 * IMAGES_PER_SHARD * REGIONS_PER_IMAGE and not captured.err
+
+
+def test_every_verb_that_writes_takes_out_and_its_old_spellings(tmp_path, capsys):
+    root = write_store(tmp_path / "store")
+    for argv in (["export-coco", str(root), "--out", str(tmp_path / "a.json")],
+                 ["export-coco", str(root), str(tmp_path / "b.json")],  # the older positional OUT
+                 ["export-coco", str(root), "-o", str(tmp_path / "c.json")]):
+        assert main(argv) == 0
+        assert capsys.readouterr().out.startswith(f"wrote {argv[-1]}: 6 images, 12 pseudo boxes")
+    assert main(["export-coco", str(root), str(tmp_path / "d.json"), "--out", str(tmp_path / "e.json")]) == 2
+    assert "two output paths given" in capsys.readouterr().out
+    assert main(["export-coco", str(root)]) == 2
+    assert "give the output path once: --out PATH" in capsys.readouterr().out
