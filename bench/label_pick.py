@@ -1,5 +1,5 @@
-"""Seconds per pseudo box of the label pick (spaCy nouns → CLIP text embeddings of the candidates → max-cosine pick),
-as pseudo-labels' NounsAndPick step runs it, before and after the text tower's batching:
+"""Seconds per pseudo box of the label pick (spaCy nouns → CLIP text embeddings of the candidates → max-cosine
+pick), as pseudo-labels' NounsAndPick step runs it, before and after the text tower's batching:
 
   before — each distinct candidate its own call: its 80 ImageNet prompts through `encode_text`, 77 tokens each (the
            pick as it was)

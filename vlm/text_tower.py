@@ -117,7 +117,8 @@ def encode_after_prefixes(model, prefixes: TemplatePrefixes, template: torch.Ten
     starts = prefixes.lengths.to(device)[template]  # (B,) where each tail begins
     longest = prefixes.keys[0].shape[2]
     cast = model.transformer.get_cast_dtype()
-    positions = (starts[:, None] + torch.arange(width, device=device)).clamp(max=model.positional_embedding.shape[0] - 1)
+    last = model.positional_embedding.shape[0] - 1
+    positions = (starts[:, None] + torch.arange(width, device=device)).clamp(max=last)
     x = model.token_embedding(tails).to(cast) + model.positional_embedding.to(cast)[positions]
     # Tail position j sees its own template's prefix (not the padding after it) and tail positions <= j.
     allowed = torch.ones(batch, 1, width, longest + width, dtype=torch.bool, device=device)

@@ -54,7 +54,8 @@ def test_a_missing_backbone_file_is_named_for_training_only(tiny_store, tmp_path
     argv = settings(tiny_store, tmp_path / "run", **{"hdovd.detector.backbone": "resnet50",
                                                      "hdovd.detector.backbone_weights": tmp_path / "resnet50.pth"})
     assert train_main(argv) == 2
-    assert "config key 'hdovd.detector.backbone_weights': the backbone's ImageNet weights file" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "config key 'hdovd.detector.backbone_weights': the backbone's ImageNet weights file" in error
 
 
 def test_hdovd_refuses_a_store_without_pseudo_labels_unless_asked(tiny_store, tmp_path, capsys):
@@ -64,10 +65,12 @@ def test_hdovd_refuses_a_store_without_pseudo_labels_unless_asked(tiny_store, tm
     write_store(world / "store", shards=2, with_pseudo_labels=False)
     assert train_main(settings(world, tmp_path / "refused")) == 2
     error = capsys.readouterr().err
-    assert "config key 'hdovd.allow_no_pseudo_labels'" in error and "has no pseudo labels" in error
+    assert "config key 'store': " in error and "has no pseudo labels" in error
+    assert "set hdovd.allow_no_pseudo_labels=true" in error and error.rstrip().endswith("(set in --set)")
     assert not (tmp_path / "refused").exists()
     # Asked for: it trains, and says first what it trains on.
-    assert train_main(["--no-eval", *settings(world, tmp_path / "allowed", **{"hdovd.allow_no_pseudo_labels": True})]) == 0
+    allowed = settings(world, tmp_path / "allowed", **{"hdovd.allow_no_pseudo_labels": True})
+    assert train_main(["--no-eval", *allowed]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("config:")]
     assert lines[0].startswith("hdovd: 12 pseudo boxes distilled (CKD, RKD); no pseudo classes: store")
     assert "this trains Table V's row without Cls., not HD-OVD" in lines[0]

@@ -52,10 +52,10 @@ def check_hdovd(config: HdovdRunConfig, training: bool, evaluating: bool) -> Non
     wanted = section.loss.pseudo_classes and config.stream.use_pseudo_labels
     if wanted and not counts.has_stage and not section.allow_no_pseudo_labels:
         raise ConfigError(
-            f"config key 'hdovd.allow_no_pseudo_labels': store {config.store} has no pseudo labels (no committed "
-            f"pseudo_labels shard), so HD-OVD's pseudo classes (hdovd.loss.pseudo_classes, Table V's Cls.) would get "
-            f"none and the run would train the row without them. Run make pseudo-labels first, or set "
-            f"hdovd.allow_no_pseudo_labels=true to train without pseudo classes")
+            f"config key 'store': {config.store} has no pseudo labels (no committed pseudo_labels shard), so HD-OVD's "
+            f"pseudo classes (hdovd.loss.pseudo_classes, Table V's Cls.) would get none and the run would train the "
+            f"row without them. Run make pseudo-labels first, or set hdovd.allow_no_pseudo_labels=true to train "
+            f"without pseudo classes")
     if global_rank() == 0:
         print(f"hdovd: {pseudo_classes_line(config, counts, wanted)}")
 
