@@ -45,7 +45,7 @@ run_beam_job = flags="$$($(RUNNER_FLAGS))" && mapfile -t flags <<< "$$flags" && 
 	$(PY) -m $(1) "$${flags[@]}" $(BEAM_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser test demo sample teachers extract-features pseudo-labels prepare-runner train eval ablation bench \
+.PHONY: help setup browser test test-fast demo sample teachers extract-features pseudo-labels prepare-runner train eval ablation bench \
     bench-gpu inspect validate report clean-store
 
 help: ## list every target with one line each
@@ -64,8 +64,11 @@ browser: ## install Debian's chromium (the report's browser test) when no Chromi
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
 		|| (apt-get update && apt-get install -y chromium)
 
-test: setup browser ## run the test suite
+test: setup browser ## run the whole test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: setup ## the tests that start no server, runner, browser or process (-m "not slow"), in about 3 minutes
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 # The demo's two Open-Det trainings (box names only; + HD-OVD's pseudo names) run side by side, one thread each, on
 # HD-OVD's schedule, and are also scored under GenerateU's softmax mapping. Why these values: bench/PERFORMANCE.md,

@@ -17,7 +17,8 @@ from pipelines.extract_config import CropSection
 from pipelines.regions import RegionPlan
 from pipelines.sharding import ShardTask
 from vlm.clip_preprocess import CropPreprocess, resize_crop
-from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path, size_mismatch
+from vlm.images import (DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, PathEscapeError, SizeCheck, load_image,
+                        resolve_image_path, size_mismatch)
 
 OUTCOMES = "outcomes"
 
@@ -41,7 +42,8 @@ class ImageOutcome:
 
 
 def unreadable(image_id: int, error: ImageReadError | PathEscapeError) -> ImageOutcome:
-    """The outcome of an image whose file cannot be read or decoded (missing, truncated, path_escape, ...)."""
+    """The outcome of an image whose file cannot be read or decoded (missing, bad_path, too_large, truncated,
+    path_escape, ...)."""
     kind = error.kind if isinstance(error, ImageReadError) else "path_escape"
     return ImageOutcome(image_id, None, (), kind, str(error))
 
@@ -68,20 +70,24 @@ class DecodeAndCrop(beam.DoFn):
     image, plus one (shard, ImageOutcome) per image on the `outcomes` output.
 
     Each image is read and decoded once; all its crops are views of that one array, resized to the model's
-    input size here so only compact uint8 tensors travel to the model.
+    input size here so only compact uint8 tensors travel to the model. Its header's size is checked against the
+    annotation's and the pixel limit first (vlm.images.SizeCheck): a bomb is refused before it is decoded.
     """
 
-    def __init__(self, image_root: str, crop: CropSection, preprocess: CropPreprocess):
+    def __init__(self, image_root: str, crop: CropSection, preprocess: CropPreprocess,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self._image_root = image_root
         self._crop = crop
         self._preprocess = preprocess
+        self._max_pixels = max_pixels
 
     def process(self, task: ShardTask):
         for plan in task.plans:
             image = plan.image
             started = time.perf_counter()
+            check = SizeCheck((image.width, image.height), self._max_pixels, image.file_name)
             try:
-                decoded = load_image(resolve_image_path(self._image_root, image.file_name), open_with_beam)
+                decoded = load_image(resolve_image_path(self._image_root, image.file_name), open_with_beam, check)
             except (ImageReadError, PathEscapeError) as error:
                 yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, unreadable(image.image_id, error)))
                 continue

@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
                        "--docs", "300"]),
     "label_pick": ([], ["--before-names", "2"]),
     "store": ([], ["--shards", "2", "--lookups", "20"]),
+    "verified_reads": ([], ["--shards", "2", "--repeats", "3"]),
     "trainer": ([], ["--images", "48", "--steps", "20", "--log-every", "5", "--receive-batches", "10"]),
     "scale": ([], ["--images", "40", "--shard-size", "10"]),
 }

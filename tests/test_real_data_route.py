@@ -42,6 +42,7 @@ TRIAL = ("max_steps=2 batch_size=2 num_workers=0 checkpoint_every=1000 stream.im
          "hdovd.detector.min_size=128 hdovd.detector.max_size=160 hdovd.detector.rpn_pre_nms_top_n_train=200 "
          "hdovd.detector.rpn_post_nms_top_n_train=100 hdovd.detector.rpn_pre_nms_top_n_test=100 "
          "hdovd.detector.rpn_post_nms_top_n_test=50 hdovd.detector.box_batch_size_per_image=64 eval.batch_size=2")
+pytestmark = pytest.mark.slow  # a bash session of make targets and CLI processes, minutes long
 WRONG_CONFIG_SECONDS = 90  # Python, torch and Beam start-up on a loaded 2-core machine; the work itself takes minutes
 
 

@@ -162,6 +162,7 @@ def _tables(store: Path) -> dict:
         [("region_id", "ascending")] if name == "regions" else [])) for name in ("images", "regions")}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_store(world, clean_store):
     root, model_dir, sample = world
     store = root / "resumed"
@@ -186,6 +187,7 @@ def test_killed_run_resumes_to_the_same_store(world, clean_store):
     assert run(argv + ["--overwrite"])["shards_computed"] == 3
 
 
+@pytest.mark.slow
 def test_multi_processing_mode_and_an_image_left_without_regions(world, clean_store):
     root, model_dir, sample = world
     records = json.loads(sample.annotations.read_text())

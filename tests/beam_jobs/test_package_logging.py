@@ -3,6 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # processes or a server: `make test` runs it, `make test-fast` does not
+
 REPO = Path(__file__).resolve().parents[2]
 
 

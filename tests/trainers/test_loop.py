@@ -72,6 +72,7 @@ def test_unknown_config_key_is_named(capsys):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tiny_store, tmp_path):
     out = tmp_path / "ddp"
     settings = [f"store={tiny_store / 'store'}", f"image_root={tiny_store / 'images'}", f"out_dir={out}",

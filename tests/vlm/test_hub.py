@@ -155,6 +155,7 @@ print("CACHED", resolve_file("hf-hub:tests-org/cached/w.pt", "captioner.clipcap.
 """
 
 
+@pytest.mark.slow  # a second Python process
 def test_an_unreachable_hub_costs_seconds_and_the_cache_still_serves(tmp_path):
     """Without HF_HUB_OFFLINE=1 and no Hub (a closed port here), huggingface_hub would retry each file five
     times with back-off (about 25 s) before the error; one probe of the Hub decides instead."""
