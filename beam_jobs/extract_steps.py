@@ -12,11 +12,13 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.shard_rows import WHOLE_IMAGE_KEY, crop_rows, shard_tables
 from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
-from pipelines.crops import crop_window, cut
+from pipelines.crops import cut
+from pipelines.extract_config import CropSection
 from pipelines.regions import RegionPlan
 from pipelines.sharding import ShardTask
 from vlm.clip_preprocess import CropPreprocess, resize_crop
-from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path, size_mismatch
+from vlm.images import (DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, PathEscapeError, SizeCheck, load_image,
+                        resolve_image_path, size_mismatch)
 
 OUTCOMES = "outcomes"
 
@@ -40,18 +42,19 @@ class ImageOutcome:
 
 
 def unreadable(image_id: int, error: ImageReadError | PathEscapeError) -> ImageOutcome:
-    """The outcome of an image whose file cannot be read or decoded (missing, truncated, path_escape, ...)."""
+    """The outcome of an image whose file cannot be read or decoded (missing, bad_path, too_large, truncated,
+    path_escape, ...)."""
     kind = error.kind if isinstance(error, ImageReadError) else "path_escape"
     return ImageOutcome(image_id, None, (), kind, str(error))
 
 
-def crop_windows(plan: RegionPlan, crop_mode: str, context_scale: float) -> list[tuple[int, tuple[int, ...]]]:
+def crop_windows(plan: RegionPlan, crop: CropSection) -> list[tuple[int, tuple[int, ...]]]:
     """(region key, crop window xyxy) of every planned region in plan order, then the whole image under
     WHOLE_IMAGE_KEY when no planned region is the whole image (the `images` table embeds it either way)."""
     image = plan.image
     # The whole image is always cut as itself: widening it is impossible and shrinking it is not asked.
-    keyed = [(region.region_id, crop_window(region.box, "tight" if region.source == "image" else crop_mode,
-                                            image.width, image.height, context_scale)) for region in plan.regions]
+    keyed = [(region.region_id, crop.window(region.box, region.source, image.width, image.height))
+             for region in plan.regions]
     if not any(region.source == "image" for region in plan.regions):
         keyed.append((WHOLE_IMAGE_KEY, (0, 0, image.width, image.height)))
     return keyed
@@ -67,21 +70,24 @@ class DecodeAndCrop(beam.DoFn):
     image, plus one (shard, ImageOutcome) per image on the `outcomes` output.
 
     Each image is read and decoded once; all its crops are views of that one array, resized to the model's
-    input size here so only compact uint8 tensors travel to the model.
+    input size here so only compact uint8 tensors travel to the model. Its header's size is checked against the
+    annotation's and the pixel limit first (vlm.images.SizeCheck): a bomb is refused before it is decoded.
     """
 
-    def __init__(self, image_root: str, crop_mode: str, context_scale: float, preprocess: CropPreprocess):
+    def __init__(self, image_root: str, crop: CropSection, preprocess: CropPreprocess,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self._image_root = image_root
-        self._crop_mode = crop_mode
-        self._context_scale = context_scale
+        self._crop = crop
         self._preprocess = preprocess
+        self._max_pixels = max_pixels
 
     def process(self, task: ShardTask):
         for plan in task.plans:
             image = plan.image
             started = time.perf_counter()
+            check = SizeCheck((image.width, image.height), self._max_pixels, image.file_name)
             try:
-                decoded = load_image(resolve_image_path(self._image_root, image.file_name), open_with_beam)
+                decoded = load_image(resolve_image_path(self._image_root, image.file_name), open_with_beam, check)
             except (ImageReadError, PathEscapeError) as error:
                 yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, unreadable(image.image_id, error)))
                 continue
@@ -91,7 +97,7 @@ class DecodeAndCrop(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(
                     image.image_id, decoded.sha256, (), error.kind, str(error), decoded_at - started)))
                 continue
-            keyed_windows = crop_windows(plan, self._crop_mode, self._context_scale)
+            keyed_windows = crop_windows(plan, self._crop)
             # Timed around the cuts only: a fused runner runs downstream steps (RunInference) inside each yield,
             # and timing across yields counted model time as crop time (bench/extract.py: crop 74 s, model 81 s).
             crop_seconds = 0.0
@@ -118,10 +124,10 @@ class CommitShard(beam.DoFn):
                 "embeddings": [(image_id, region_id, emb, norm, s)] or [ImageEmbeddings]})
     → the shard's stats dict, after its tables, WebDataset tar and stats are committed atomically."""
 
-    def __init__(self, store: str, dim: int, crop_mode: str, total_shards: int):
+    def __init__(self, store: str, dim: int, crop: CropSection, total_shards: int):
         self._store = store
         self._dim = dim
-        self._crop_mode = crop_mode
+        self._crop = crop
         self._total_shards = total_shards
 
     def setup(self):
@@ -133,7 +139,7 @@ class CommitShard(beam.DoFn):
         (task,) = grouped["task"]
         started = time.perf_counter()
         tables, stats = shard_tables(task, list(grouped["outcomes"]), crop_rows(grouped["embeddings"]), self._dim,
-                                     self._crop_mode)
+                                     self._crop)
         stats["seconds"]["write"] = round(time.perf_counter() - started, 4)  # row assembly; file writes follow
         self._writer.commit(shard, tables, task.fingerprint, stats=stats)
         self._commits += 1

@@ -35,7 +35,7 @@ class PlannedDataset:
 
 def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) -> PlannedDataset:
     section = config.dataset
-    dataset = read_coco(section.annotations, open_fn)
+    dataset = read_coco(section.annotations, open_fn, key="dataset.annotations")
     split = load_split(section.split, dataset, open_fn)
     # Strict setting: novel boxes are dropped here, before proposals or regions ever see them.
     dataset = keep_annotations(dataset, split, section.strict)

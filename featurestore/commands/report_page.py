@@ -24,7 +24,8 @@ figure img{display:block;margin:0 auto 4px;image-rendering:pixelated;max-width:1
 background:#f7f7f7;padding:8px;font-size:12px} .missing{padding:30px 4px;text-align:center;color:#b00}
 """
 VOCABULARY_ROWS = 50  # labels listed on the page
-SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"), ("vocabulary", "Labels"),
+SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"), ("crops", "Crop windows"),
+            ("vocabulary", "Labels"),
             ("grids", "Crops per label"), ("scores", "Scores"), ("duplicates", "Duplicates and synonyms"),
             ("quality", "Precision")]
 
@@ -124,6 +125,23 @@ def failures_section(report: dict) -> str:
                                for x in group["examples"])
         rows.append([_e(group["stage"]), f"<b>{_e(group['kind'])}</b>", _num(group["count"]), examples])
     return _table(["stage", "kind", "rows", "examples"], rows, {2})
+
+
+def crops_section(census: dict) -> str:
+    """How many crops were the whole image (the region got the image's own embedding) or cut at its border."""
+    crop = census["crop"]
+    how = f"mode <b>{_e(crop['mode'])}</b>"
+    if crop["mode"] == "square":
+        cap = crop.get("square_max_area")
+        how += (f", capped at {_num(cap)} of the image's area" if cap else
+                ", no cap (<code>crop.square_max_area</code>): every box larger than about an eighth of its image "
+                "gets the whole image")
+    rows = [[_e(source), _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])]
+            for source, t in census["by_source"].items()]
+    if census["pseudo_boxes"] is not None:
+        t = census["pseudo_boxes"]
+        rows.append(["labelled pseudo boxes", _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])])
+    return f"<p>{how}</p>" + _table(["regions", "crops", "the whole image", "cut at the border"], rows, {1, 2, 3})
 
 
 def vocabulary_section(labels: dict) -> str:
@@ -238,6 +256,8 @@ def render_page(report: dict) -> str:
     labels = report.get("labels")
     body = {"stages": stages_section(report), "timings": timings_section(report),
             "failures": failures_section(report)}
+    if report.get("crops"):
+        body["crops"] = crops_section(report["crops"])
     if labels:
         body.update(vocabulary=vocabulary_section(labels), grids=grids_section(labels), scores=scores_section(labels),
                     duplicates=duplicates_section(labels))
