@@ -45,7 +45,8 @@ run_beam_job = flags="$$($(RUNNER_FLAGS))" && mapfile -t flags <<< "$$flags" && 
 	$(PY) -m $(1) "$${flags[@]}" $(BEAM_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser test test-fast demo sample teachers extract-features pseudo-labels prepare-runner train eval ablation bench \
+.PHONY: help setup browser test test-fast demo demo-seeds sample teachers extract-features pseudo-labels prepare-runner train eval \
+    ablation bench \
     bench-gpu inspect validate report clean-store
 
 help: ## list every target with one line each
@@ -93,6 +94,13 @@ demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD
 	$(PY) -m trainers.demo_report --table5 runs/demo/table5.json --opendet runs/demo/opendet/metrics.json \
 		--opendet runs/demo/opendet_pseudo/metrics.json --out runs/demo/demo.md
 	$(MAKE) --no-print-directory report
+
+# The demo's rows over several seeds (seed and stream.seed set to each), each row's mean and range: runs/seeds/seeds.md.
+SEEDS ?= 0,1,2
+
+demo-seeds: setup ## the demo's HD-OVD and Open-Det rows over SEEDS (default 0,1,2): mean and range (runs/seeds)
+	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
+	$(PY) -m trainers.demo_seeds --seeds $(SEEDS) --store $(STORE) --out runs/seeds $(SET_FLAGS)
 
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
 	@test -f $(DATA)/ov_split.json || $(PY) -m shapesov --out $(DATA)

@@ -30,9 +30,11 @@ class ClipCapSection:
     mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
     # What the checkpoint was trained on, as official ClipCap's `--normalize_prefix` says it: true, unit-length CLIP
     # embeddings (the store's `embedding`); false, the raw encode_image output (restored as embedding x
-    # embedding_norm). None: the official checkpoints' convention for the mapper type, MLP raw (CLIP_prefix_caption
-    # predict.py feeds encode_image unscaled to the COCO and Conceptual Captions MLPs), transformer unit length (its
-    # notebooks/transformer_inference.ipynb divides by the norm). See pipelines/captioners/clipcap.py.
+    # embedding_norm). None: a training record beside the weights decides (our ShapesOV teacher's MANIFEST.json says
+    # true), else the official checkpoints' convention for the mapper type, MLP raw (CLIP_prefix_caption predict.py
+    # feeds encode_image unscaled to the COCO and Conceptual Captions MLPs), transformer unit length (its
+    # notebooks/transformer_inference.ipynb divides by the norm). A value that contradicts a record is refused.
+    # See pipelines/captioners/clipcap.py.
     normalize_prefix: bool | None = None
     method: Literal["beam", "greedy"] = "beam"
     beam_size: int = 5  # official ClipCap generate_beam default

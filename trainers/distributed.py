@@ -84,3 +84,14 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value)
         value /= dist.get_world_size()
     return value
+
+
+def count_over_ranks(count: float, device: torch.device) -> float:
+    """A loss normaliser as the released DETR criteria take it (Open-Det2 qfreeDet.py SetCriterion.forward,
+    `num_boxes`): this process's count summed over the processes and divided by their number, at least 1. A plain
+    run's count as it is (at least 1); under DDP one all-reduce, so every rank must call it alike."""
+    if dist.is_available() and dist.is_initialized():
+        total = torch.tensor([float(count)], device=device)
+        dist.all_reduce(total)
+        count = total.item() / dist.get_world_size()
+    return max(float(count), 1.0)

@@ -16,6 +16,7 @@ from trainers.opendet.criterion import OpenDetCriterion
 from trainers.opendet.evaluate import evaluate_opendet, format_name_table, format_size_table
 from trainers.opendet.model import OpenDetModel
 from trainers.opendet.name_encoder import category_embeddings, check_name_encoder, load_name_encoder
+from trainers.opendet.name_generator import reads_word_tokenizer
 from trainers.opendet.name_tokenizer import train_name_tokenizer
 from trainers.preflight import check_store_run, pseudo_box_counts
 from trainers.store_training import StoreContext, excluded_labels, prepare_store_method, store_training_data
@@ -26,16 +27,16 @@ from trainers.vocabulary import load_class_vocabulary, load_name_vocabulary
 def build_opendet(config: OpenDetRunConfig, context: StoreContext) -> tuple[OpenDetModel, OpenDetCriterion]:
     """The model (text width = the store's CLIP) and the criterion naming boxes by their object names or base class.
 
-    Without `name_generator.t5_dir`, the tiny T5's word tokenizer is trained on every class and object name of the
-    vocab (and, with pseudo names, every pseudo label), as a real T5's vocabulary holds every word: knowing a word
-    is not having learnt to say it for a novel object. A sentence encoder for the evaluation is looked up here too,
-    so a missing one stops the run before its first step."""
+    A T5 folder without tokenizer files (the demo's configs/shapes/name_generator_t5) reads a word tokenizer trained
+    on every class and object name of the vocab (and, with pseudo names, every pseudo label), as a real T5's
+    vocabulary holds every word: knowing a word is not having learnt to say it for a novel object. A sentence
+    encoder for the evaluation is looked up here too, so a missing one stops the run before its first step."""
     settings, vocabulary = config.opendet, context.vocabulary
     check_name_encoder(settings.inference)
     object_names = load_name_vocabulary(config.store)
     labels = load_name_vocabulary(config.store, "label").names if settings.loss.pseudo_names else ()
-    tokenizer = (None if settings.name_generator.t5_dir
-                 else train_name_tokenizer(vocabulary.names + object_names.names + labels))
+    tokenizer = (train_name_tokenizer(vocabulary.names + object_names.names + labels)
+                 if reads_word_tokenizer(settings.name_generator.t5_dir) else None)
     model = OpenDetModel.from_config(settings, vocabulary.embeddings.shape[1], tokenizer)
     return model, OpenDetCriterion(settings.loss, class_names=vocabulary.subset(novel=False).names,
                                    object_names=object_names.names, object_name_embeddings=object_names.embeddings)
