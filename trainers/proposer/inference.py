@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from schemas.config import ConfigError, from_dict
-from trainers.proposer.config import ProposalOutputConfig, ProposerConfig
+from trainers.proposer.config import ProposalOutputConfig, ProposerConfig, ProposerNetworkConfig
 from trainers.proposer.network import ProposalNetwork
 
 CHECKPOINT_KEY = "proposer.checkpoint"  # the config key that names the checkpoint a proposals job loads
@@ -52,12 +52,15 @@ def _checkpoint_state(path: Path, config_key: str) -> tuple[ProposerConfig, dict
 
 
 class ProposalGenerator:
-    """A proposal network in eval mode on one device, with the top-k / NMS / threshold of `output`."""
+    """A proposal network in eval mode on one device, with the top-k / NMS / threshold of `output`.
+    `network_config`: what the network is (objectness, backbone), when known (a checkpoint's)."""
 
-    def __init__(self, network: ProposalNetwork, output: ProposalOutputConfig, device: torch.device | str = "cpu"):
+    def __init__(self, network: ProposalNetwork, output: ProposalOutputConfig, device: torch.device | str = "cpu",
+                 network_config: ProposerNetworkConfig | None = None):
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.output = output
+        self.network_config = network_config
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, output: ProposalOutputConfig | None = None,
@@ -71,7 +74,7 @@ class ProposalGenerator:
         except RuntimeError as error:
             raise ProposerCheckpointError(f"{path} (config key {config_key}): its weights do not fit the network "
                                           f"its config describes ({str(error)[:300]})") from error
-        return cls(network, output or config.output, device)
+        return cls(network, output or config.output, device, config.network)
 
     @torch.inference_mode()
     def propose_tensors(self, images: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
