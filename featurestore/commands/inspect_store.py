@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from featurestore.commands.render import add_store_argument, emit, human_bytes, text_table
+from featurestore.commands.report_store import proposal_recall
 from featurestore.reader import StoreReader
+from pipelines.proposal_recall import format_recall_table
 from schemas.tables import TABLES
 
 
@@ -38,7 +40,7 @@ def summarise(reader: StoreReader) -> dict:
         stages[name]["committed_shards"] = sum(1 for c in reader.commits if c.stage == name)
     extra = {"wds": [c for c in reader.commits if "wds" in c.files]}
     return {"store": str(reader.root), "schema_version": reader.manifest.schema_version, "stages": stages,
-            "tables": tables, "failures": failures,
+            "tables": tables, "failures": failures, "proposal_recall": proposal_recall(reader),
             "wds": {"shards": len(extra["wds"]), "bytes": sum(c.files["wds"].bytes for c in extra["wds"])}}
 
 
@@ -57,6 +59,10 @@ def run(args) -> int:
                      [(name, s["committed_shards"], (s["config_hash"] or "")[:12], s["code_version"],
                        ", ".join(f"{k}={v}" for k, v in (s["models"] or {}).items()))
                       for name, s in summary["stages"].items()], max_width=70))
+    recall = summary["proposal_recall"]
+    if recall:
+        print(f"\nproposal recall (class-agnostic; novel GT from {recall['novel_annotations'] or 'no held-out file'}), "
+              f"in %\n" + format_recall_table({"proposals": recall["sides"]}, recall["max_dets"]))
     print("\nfailures" + ("" if summary["failures"] else ": none"))
     if summary["failures"]:
         print(text_table(["stage/kind", "rows"], sorted(summary["failures"].items())))
