@@ -1,4 +1,4 @@
-"""bench/results.json → the README's Performance section (markdown): machine, goals, then one table per stage,
+"""bench/results.json → bench/PERFORMANCE.md (markdown): machine, goals, then one table per stage,
 each under the exact command that produced it. Notes written by hand below NOTES_MARKER are kept across reruns."""
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def _store(metrics: dict) -> list[str]:
 
 def _trainer(metrics: dict) -> list[str]:
     m = metrics
-    return [f"Tiny detector (`configs/train_shapes.yaml`), batch {m['batch_size']}, {m['steps']} steps on a store of "
+    return [f"Tiny detector (`configs/shapes/hdovd.yaml`), batch {m['batch_size']}, {m['steps']} steps on a store of "
             f"{m['images']} ShapesOV images.", "",
             "| figure | value |", "| --- | --- |",
             f"| data wait, share of step time (after the first window) | {100 * m['data_share']:.1f}% |",

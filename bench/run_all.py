@@ -1,4 +1,4 @@
-"""Run every benchmark, one after the other, and write bench/results.json and the README's Performance section.
+"""Run every benchmark, one after the other, and write bench/results.json and bench/PERFORMANCE.md.
 
     .venv/bin/python -m bench.run_all             # full sizes (what `make bench` runs; about 15 minutes on 2 cores)
     .venv/bin/python -m bench.run_all --quick     # small sizes, a few minutes; for checking the benchmarks work

@@ -1,4 +1,4 @@
-"""Settings of the extract-features stage (configs/extract_features.yaml): every section of it, loaded with
+"""Settings of the extract-features stage (configs/shapes/extract_features.yaml): every section of it, loaded with
 schemas.config. Building blocks take these sections or explicit arguments; nothing here imports them."""
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ class DatasetSection:
     names: str | None = None
     object_names: bool = False
 
+    def __post_init__(self) -> None:
+        if self.max_images < 0:
+            raise ValueError(f"dataset.max_images must be >= 0 (0 = all), got {self.max_images}")
+
     @property
     def object_name_mode(self) -> bool:
         """Whether GT boxes get object names (regions.names, vocab rows of kind "name")."""
@@ -44,11 +48,23 @@ class RegionsSection:
     include_image: bool = True  # also store the whole image as a region (source "image")
     box_tolerance: float = 1.0  # pixels a box may overshoot the image before it counts as out_of_image
 
+    def __post_init__(self) -> None:
+        for name in ("max_iou_base", "nms_iou"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"regions.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("min_proposal_side", "top_k", "box_tolerance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"regions.{name} must be >= 0, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class CropSection:
     mode: CropMode = "square"
     context_scale: float = 1.5  # window = box scaled about its centre (mode "context")
+
+    def __post_init__(self) -> None:
+        if self.context_scale <= 0:
+            raise ValueError(f"crop.context_scale must be > 0, got {self.context_scale}")
 
 
 @dataclass(frozen=True)
@@ -93,7 +109,11 @@ class ExtractFeaturesConfig:
     model: ModelSection = field(default_factory=ModelSection)
     vocab: VocabSection = field(default_factory=VocabSection)
     runtime: ExtractRuntimeSection = field(default_factory=ExtractRuntimeSection)
-    shard_size: int = 256
+    shard_size: int = 256  # images per input shard
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
 
     def content_hash(self) -> str:
         """Hash of the settings that change what is computed: everything but `runtime`, left out altogether so a

@@ -1,4 +1,4 @@
-"""Settings of the pseudo-labels stage (configs/pseudo_labels.yaml): every section of it, loaded with
+"""Settings of the pseudo-labels stage (configs/shapes/pseudo_labels.yaml): every section of it, loaded with
 schemas.config. Building blocks take these sections or explicit arguments; nothing here imports them."""
 from __future__ import annotations
 

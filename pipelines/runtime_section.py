@@ -1,5 +1,5 @@
 """How a Beam job runs, as opposed to what it computes: the `runtime` section of both stage configs
-(configs/extract_features.yaml, configs/pseudo_labels.yaml). It is left out of shard fingerprints, so changing it
+(configs/shapes/extract_features.yaml, configs/shapes/pseudo_labels.yaml). It is left out of shard fingerprints, so changing it
 never recomputes a shard."""
 from __future__ import annotations
 
@@ -21,3 +21,12 @@ class RuntimeSection:
     # DirectRunner holds a barrier's input in memory: running N shards at a time bounds memory by N shards, not the
     # dataset. Other runners spill their shuffles to disk and get every pending shard in one pipeline. 0 = all at once.
     shards_per_run: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch_size <= self.max_batch_size:
+            raise ValueError(f"runtime.min_batch_size={self.min_batch_size} and runtime.max_batch_size="
+                             f"{self.max_batch_size} must satisfy 1 <= min <= max")
+        if self.max_failure_rate < 0.0:  # above 1: the gate never closes
+            raise ValueError(f"runtime.max_failure_rate must be >= 0, got {self.max_failure_rate}")
+        if self.shards_per_run < 0:
+            raise ValueError(f"runtime.shards_per_run must be >= 0 (0 = all at once), got {self.shards_per_run}")

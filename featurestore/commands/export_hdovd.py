@@ -3,7 +3,7 @@
 FILE is the annotation file that trainer trains on (its data.train.ann_file; in the strict setting, base classes
 only, like HD-OVD's instances_train2017.48.json). The export follows FILE's image order, makes exactly the GT rows
 mmdet makes of FILE and checks each image's GT rows against the store; layout and config keys:
-featurestore/commands/hdovd/layout.py and the README. Everything is checked before anything is written, every file is
+featurestore/commands/hdovd/layout.py and docs/official-trainer.md. Everything is checked before anything is written, every file is
 written under a temporary name and renamed, and the store is read one shard at a time.
 """
 from __future__ import annotations

@@ -72,6 +72,7 @@ def test_report_json(store, novel_gt, capsys):
     assert accuracy["matched_boxes"] == 12 and accuracy["correct"] == 9 and accuracy["accuracy"] == 0.75
 
 
+@pytest.mark.slow
 def test_the_command_in_a_fresh_interpreter(store, novel_gt, capsys):
     """As a user runs it: a module this command needs, imported by nothing else the command imports, shows only here
     (the rest of the suite has imported it already)."""

@@ -22,7 +22,7 @@ from tests.featurestore.store_factory import DIM, shard_tables, write_store
 ATTEMPT_KEY = re.compile(r"^(images|regions|failures|pseudo_labels|vocab|wds|_stats)/[\w.-]+-[0-9a-f]{12}\.\w+$")
 
 
-@pytest.fixture(params=["memory", "s3"])
+@pytest.fixture(params=["memory", pytest.param("s3", marks=pytest.mark.slow)])
 def store_url(request) -> str:
     if request.param == "memory":
         return f"memory://stores/{uuid.uuid4().hex[:8]}"

@@ -54,6 +54,7 @@ def precision_by_pycocotools(store, files) -> float:
     return covering / judged
 
 
+@pytest.mark.slow
 def test_the_page_renders_in_chromium_with_every_crop(report, store, ground_truth, tmp_path):
     data = json.loads((report / "report.json").read_text())
     crops = sorted(p.relative_to(report).as_posix() for p in (report / "crops").glob("*.png"))
@@ -81,6 +82,7 @@ def test_the_page_renders_in_chromium_with_every_crop(report, store, ground_trut
         precision_by_pycocotools(store, ground_truth)) == EXPECTED_PRECISION
 
 
+@pytest.mark.slow
 def test_a_missing_thumbnail_is_seen_by_the_browser(report, tmp_path):
     copy = shutil.copytree(report, tmp_path / "copy")
     gone = sorted((copy / "crops").glob("*.png"))[0]

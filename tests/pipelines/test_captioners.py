@@ -155,14 +155,14 @@ def test_a_captioner_missing_from_the_cache_names_the_key_and_the_cache(clipcap_
 
 
 def test_the_shipped_config_gives_our_teacher_the_stored_unit_vectors_as_before(tmp):
-    """configs/pseudo_labels.yaml says our ClipCap teacher was trained on unit-length prefixes, so it gets the stored
+    """configs/shapes/pseudo_labels.yaml says our ClipCap teacher was trained on unit-length prefixes, so it gets the stored
     embeddings untouched, exactly what it got before the store kept norms: its captions cannot change."""
     from schemas.config import load_config
     from pipelines.pseudo_labels_config import PseudoLabelsConfig
     from vlm.clipcap import ClipCapCaptioner
 
     teacher = Path(__file__).resolve().parents[2] / "assets" / "teachers" / "clipcap"
-    shipped = load_config(PseudoLabelsConfig, Path(__file__).resolve().parents[2] / "configs" / "pseudo_labels.yaml",
+    shipped = load_config(PseudoLabelsConfig, Path(__file__).resolve().parents[2] / "configs" / "shapes" / "pseudo_labels.yaml",
                           [f"captioner.clipcap.checkpoint={teacher / 'clipcap_mlp.pt'}",
                            f"captioner.clipcap.gpt_dir={teacher / 'gpt2'}", "captioner.clipcap.max_tokens=8"])
     captioner = build_captioner(shipped.captioner)

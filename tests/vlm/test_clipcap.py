@@ -207,6 +207,7 @@ print("cap", captioner.batch_cap)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
+@pytest.mark.slow
 def test_a_real_out_of_memory_error_halves_the_caption_batch_for_good():
     done = subprocess.run([sys.executable, "-c", OOM_CHILD], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -12,7 +12,7 @@ One training step reads:
     }
     base_text_embeddings: (M, D) float, the base classes' text embeddings, label index = row.
 
-    detector = build_detector(DetectorConfig(...))          # registry DETECTORS (trainers.hdovd.config)
+    detector = build_detector(DetectorConfig(...), classifier)   # registry DETECTORS; HdovdConfig.classifier
     criterion = HdovdCriterion(HdovdLossConfig(...), detector.embed_dim)
     losses = hdovd_losses(detector, criterion, batch, base_text_embeddings)   # trainers.hdovd.batch_losses
     loss = sum(losses.values())                              # names: loss_rpn_objectness, loss_rpn_box,
@@ -35,17 +35,19 @@ from trainers.hdovd.detector_base import BACKGROUND, DetectorTrainOutput, OpenVo
 from trainers.hdovd.faster_rcnn import FasterRcnnOpenVocabulary
 from trainers.hdovd.query_detr import QueryDetrOpenVocabulary
 
-# Detector classes by DetectorConfig.name, each mapping the `hdovd.detector` section onto its arguments.
-DETECTORS: dict[str, Callable[[DetectorConfig], OpenVocabularyDetector]] = {
+# Detector classes by DetectorConfig.name, each mapping the `hdovd.detector` section and the classifier head
+# (`sigmoid` or `softmax_background`, HdovdConfig.classifier) onto its arguments.
+DETECTORS: dict[str, Callable[[DetectorConfig, str], OpenVocabularyDetector]] = {
     "faster_rcnn": FasterRcnnOpenVocabulary.from_config,
     "query_detr": QueryDetrOpenVocabulary.from_config,  # the shared DETR-like detector (trainers.modeling)
 }
 
 
-def build_detector(config: DetectorConfig) -> OpenVocabularyDetector:
+def build_detector(config: DetectorConfig, classifier: str = "sigmoid") -> OpenVocabularyDetector:
+    """The detector of `hdovd.detector` with the classifier head of the run's classification loss."""
     if config.name not in DETECTORS:
         raise KeyError(f"hdovd.detector.name={config.name!r} is unknown; choose one of {sorted(DETECTORS)}")
-    return DETECTORS[config.name](config)
+    return DETECTORS[config.name](config, classifier)
 
 
 __all__ = [

@@ -40,7 +40,7 @@ class FasterRcnnOpenVocabulary(OpenVocabularyDetector):
         (input size, proposals kept, RoIs sampled per image) and the box head's width."""
         super().__init__()
         if classifier not in CLASSIFIERS:
-            raise KeyError(f"hdovd.detector.classifier={classifier!r} is unknown; choose one of {sorted(CLASSIFIERS)}")
+            raise KeyError(f"classifier head {classifier!r} is unknown; choose one of {sorted(CLASSIFIERS)}")
         self.embed_dim = embed_dim
         box_head = TwoMLPHead(backbone.out_channels * ROI_OUTPUT_SIZE**2, representation_size)
         self.rcnn = FasterRCNN(
@@ -64,11 +64,11 @@ class FasterRcnnOpenVocabulary(OpenVocabularyDetector):
         self.image_head = ImageQueryHead(backbone.out_channels, embed_dim, backbone.roi_feature_names)
 
     @classmethod
-    def from_config(cls, config: DetectorConfig) -> "FasterRcnnOpenVocabulary":
+    def from_config(cls, config: DetectorConfig, classifier: str = "sigmoid") -> "FasterRcnnOpenVocabulary":
         """The detector of `hdovd.detector`."""
         backbone = build_backbone(config.backbone, config.backbone_weights, config.trainable_backbone_layers,
                                   config_section="hdovd.detector")
-        return cls(backbone=backbone, embed_dim=config.embed_dim, classifier=config.classifier, tau_cls=config.tau_cls,
+        return cls(backbone=backbone, embed_dim=config.embed_dim, classifier=classifier, tau_cls=config.tau_cls,
                    min_size=config.min_size, max_size=config.max_size,
                    rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
                    rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,

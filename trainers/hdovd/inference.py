@@ -51,10 +51,11 @@ def select_detections(boxes: Tensor, scores: Tensor, config: InferenceConfig) ->
 
 
 def detect(detector: OpenVocabularyDetector, images: list[Tensor], class_text_embeddings: Tensor, is_novel: Tensor,
-           config: InferenceConfig) -> list[dict[str, Tensor]]:
+           config: InferenceConfig, tau_distill: float = 20.0) -> list[dict[str, Tensor]]:
     """Final detections of a batch: B × {boxes (K, 4) xyxy image pixels, scores (K,), labels (K,) class index}.
 
     class_text_embeddings: (C, D) float, L2-normalised, base and novel classes; is_novel: (C,) bool.
+    tau_distill: eq. 12's temperature, the τ_ckd the queries were trained at (hdovd.loss.tau_ckd; paper: 20).
     Runs in eval mode under inference_mode and restores the detector's previous mode.
     """
     was_training = detector.training
@@ -66,7 +67,7 @@ def detect(detector: OpenVocabularyDetector, images: list[Tensor], class_text_em
             for prediction in predictions:
                 scores = prediction.class_probs
                 if config.ensemble:
-                    distill = distillation_probabilities(prediction.queries, class_text_embeddings, config.tau_distill,
+                    distill = distillation_probabilities(prediction.queries, class_text_embeddings, tau_distill,
                                                          config.distill_probability)
                     scores = ensemble_scores(scores, distill, is_novel, config.beta_base, config.beta_novel)
                 results.append(select_detections(prediction.boxes, scores, config))

@@ -32,7 +32,7 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
         temperature tau_cls; box_criterion: the detector's box and objectness losses (no language terms)."""
         super().__init__()
         if classifier not in CLASSIFIERS:
-            raise KeyError(f"hdovd.detector.classifier={classifier!r} is unknown; choose one of {sorted(CLASSIFIERS)}")
+            raise KeyError(f"classifier head {classifier!r} is unknown; choose one of {sorted(CLASSIFIERS)}")
         self.embed_dim = embed_dim
         self.detr = detr
         dim = detr.hidden_dim
@@ -45,13 +45,13 @@ class QueryDetrOpenVocabulary(OpenVocabularyDetector):
         self.box_criterion = box_criterion
 
     @classmethod
-    def from_config(cls, config: DetectorConfig) -> "QueryDetrOpenVocabulary":
+    def from_config(cls, config: DetectorConfig, classifier: str = "sigmoid") -> "QueryDetrOpenVocabulary":
         """The detector of `hdovd.detector`: the shared query detector at its default (CPU demo) sizes with this
         section's backbone, square input side `min_size` (letterboxed), and the box criterion's default constants."""
         detr = QueryDetector(backbone=config.backbone, backbone_weights=config.backbone_weights,
                              trainable_backbone_layers=config.trainable_backbone_layers, image_size=config.min_size,
                              config_section="hdovd.detector")
-        return cls(detr=detr, embed_dim=config.embed_dim, classifier=config.classifier, tau_cls=config.tau_cls,
+        return cls(detr=detr, embed_dim=config.embed_dim, classifier=classifier, tau_cls=config.tau_cls,
                    box_criterion=BoxCriterion())
 
     def _queries(self, queries: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,20 +1,22 @@
-"""Every config section of an Open-Det run (`TrainConfig.opendet`): detector, losses, name generator, inference.
+"""The config of an Open-Det run: the engine's keys (trainers.config) plus the `opendet` section (detector, losses,
+name generator, inference).
 
-Plain dataclasses without heavy imports, so `trainers.config` can hold them. Choices are `Literal` types (the loader
-refuses anything else); ranges are checked in `__post_init__`, and messages name the dotted key from the run
-config's root (`opendet.loss.joint_alpha`).
+Choices are `Literal` types (the loader refuses anything else); ranges are checked in `__post_init__`, and messages
+name the dotted key from the run config's root (`opendet.loss.joint_alpha`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+from trainers.config import StoreTrainConfig
+
 
 @dataclass(frozen=True)
 class QueryDetectorConfig:
     """The DETR-like detector (Open-Det Sec. 3.2), mapped onto trainers.modeling.query_detector.QueryDetector.
     Defaults are the CPU demo detector; the paper's detector has 6 decoder layers of 256-d queries
-    (configs/train_opendet.yaml)."""
+    (configs/vg/opendet.yaml)."""
 
     backbone: Literal["tiny", "resnet50"] = "tiny"  # trainers.modeling.backbones.BACKBONES; FPN maps feed the encoder
     backbone_weights: str | None = None  # local ImageNet checkpoint (resnet50 only); None = random
@@ -23,7 +25,7 @@ class QueryDetectorConfig:
     image_size: int = 128  # images become a square of this side (ShapesOV renders 128–256 px per side)
     # letterbox: the aspect ratio kept, the longer side scaled to `image_size` and the rest zero-padded (the
     # released code's augmentations, ResizeShortestEdge or EfficientDetResizeCrop, and DETR's padded batches keep it
-    # too); square: stretched to the square, so a shape's aspect ratio changes with its image's (README, Open-Det).
+    # too); square: stretched to the square, so a shape's aspect ratio changes with its image's (docs/results.md, Open-Det).
     resize: Literal["square", "letterbox"] = "letterbox"
     hidden_dim: int = 64  # query width (the paper: 256; 64 fits the 2-core demo)
     num_heads: int = 4
@@ -121,10 +123,11 @@ class OpenDetLossConfig:
     # --- names for objects no box label names: HD-OVD's pseudo boxes (store table pseudo_labels) ---
     # Pseudo boxes with their CLIP-picked label join the targets of matching, objectness, alignment, VLD-M and the
     # name generator (never the box losses); each pseudo name's language terms are weighted by its stored score s_j.
-    # Labels naming a base class are left out as HD-OVD does (drop_pseudo_labels_naming_base).
+    # Labels naming a base class are left out when drop_pseudo_labels_naming_base is set (a choice of ours: neither
+    # HD-OVD's paper nor its released code drops them).
     pseudo_names: bool = False
     # Pseudo boxes below this class-agnostic proposal score are left out (0 = keep all): on ShapesOV the proposals
-    # that frame no object score 0.08 (median) and those on novel objects 0.71 (README, "names for novel objects").
+    # that frame no object score 0.08 (median) and those on novel objects 0.71 (docs/results.md, "names for novel objects").
     pseudo_min_proposal_score: float = 0.5
 
     # --- matching costs (A.4: GIoU, L1 and alignment score; DINO's weights 2 / 5 / 2) ---
@@ -213,9 +216,18 @@ class OpenDetInferenceConfig:
 
 @dataclass(frozen=True)
 class OpenDetConfig:
-    """The model side of an Open-Det run (`TrainConfig.opendet`; `--set opendet.loss.joint_loss=false`)."""
+    """The model side of an Open-Det run (`--set opendet.loss.joint_loss=false`)."""
 
     detector: QueryDetectorConfig = field(default_factory=QueryDetectorConfig)
     loss: OpenDetLossConfig = field(default_factory=OpenDetLossConfig)
     name_generator: NameGeneratorConfig = field(default_factory=NameGeneratorConfig)
     inference: OpenDetInferenceConfig = field(default_factory=OpenDetInferenceConfig)
+
+
+@dataclass(frozen=True)
+class OpenDetRunConfig(StoreTrainConfig):
+    """An Open-Det run: the engine's keys for a store-streaming method and the `opendet` section."""
+
+    method: Literal["opendet"] = "opendet"
+    out_dir: str = "runs/opendet"
+    opendet: OpenDetConfig = field(default_factory=OpenDetConfig)

@@ -40,7 +40,7 @@ OBJECT_TEXT = "object"
 # Protocol 4 keeps numpy arrays in-band, so restricted unpicklers (ours, pipelines/safe_pickle.py) read the file.
 PICKLE_PROTOCOL = 4
 
-# Output → the key of HD-OVD's official configs (configs/myovd/ov_coco/*.py) that reads it; the README's table.
+# Output → the key of HD-OVD's official configs (configs/myovd/ov_coco/*.py) that reads it; docs/official-trainer.md's table.
 CONFIG_KEYS = {
     f"{FEATURES_DIR}/": "model.roi_head.pre_extracted_clip_text_feat (keep the trailing /: the path is concatenated)",
     PROPOSALS: "data.train.proposal_file",

@@ -7,6 +7,7 @@ from trainers.hdovd.config import DetectorConfig, HdovdLossConfig
 from trainers.hdovd.detectors import BACKGROUND, build_detector
 from trainers.hdovd.batch_losses import hdovd_losses
 from trainers.hdovd.criterion import HdovdCriterion
+from tests.trainers.training_helpers import step_losses, tiny_config, train_run
 
 
 def _detector():
@@ -55,8 +56,5 @@ def test_hdovd_losses_backward_and_predict():
 
 
 def test_hdovd_trains_with_the_query_detector_through_the_loop(tiny_store, tmp_path):  # noqa: F811
-    from tests.trainers.test_loop import step_losses, tiny_config
-    from trainers.loop import train
-
-    train(tiny_config(tiny_store, tmp_path / "run", max_steps=2, **{"hdovd.detector.name": "query_detr"}))
+    train_run(tiny_config(tiny_store, tmp_path / "run", max_steps=2, **{"hdovd.detector.name": "query_detr"}))
     assert sorted(step_losses(tmp_path / "run")) == [1, 2]
