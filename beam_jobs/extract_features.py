@@ -100,7 +100,8 @@ class ExtractFeatures(ShardedStage):
                                    min_batch_size=runtime.min_batch_size, max_batch_size=runtime.max_batch_size,
                                    large_model=runtime.large_model)
         cut = shards | "DecodeAndCrop" >> beam.ParDo(
-            DecodeAndCrop(config.dataset.image_root, config.crop.mode, config.crop.context_scale, self.preprocess)
+            DecodeAndCrop(config.dataset.image_root, config.crop.mode, config.crop.context_scale, self.preprocess,
+                          runtime.max_image_pixels)
         ).with_outputs(OUTCOMES, main="crops")
         embeddings = (cut.crops
                       | "EncodeCrops" >> RunInference(KeyedModelHandler(handler))
@@ -115,7 +116,7 @@ class ExtractFeatures(ShardedStage):
                                     max_crops=runtime.max_batch_size, resize=runtime.crop_resize,
                                     large_model=runtime.large_model)
         read = shards | "ReadImages" >> beam.ParDo(
-            ReadImages(config.dataset.image_root, config.crop.mode, config.crop.context_scale)
+            ReadImages(config.dataset.image_root, config.crop.mode, config.crop.context_scale, runtime.max_image_pixels)
         ).with_outputs(OUTCOMES, main="images")
         encoded = (read.images
                    | "DecodeCropEncode" >> RunInference(KeyedModelHandler(handler))

@@ -8,40 +8,28 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from beam_jobs.extract_steps import OUTCOMES, ImageOutcome, open_with_beam, unreadable
+from beam_jobs.extract_steps import OUTCOMES, ImageOutcome, read_image
 from featurestore.failures import Failure, failure_columns, failures_by_kind
 from featurestore.stages import PROPOSALS
 from featurestore.writer import ShardWriter
 from pipelines.sharding import ImageShardTask
-from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path, size_mismatch
+from vlm.images import DEFAULT_MAX_IMAGE_PIXELS
 
 
 class DecodeImages(beam.DoFn):
-    """ImageShardTask → ((shard, image_id), (H, W, 3) uint8 pixels) per readable image, plus one
-    (shard, ImageOutcome) per image on the `outcomes` output (its sha256, or why it cannot be used)."""
+    """ImageShardTask → ((shard, image_id), (H, W, 3) uint8 pixels) per usable image, plus one (shard, ImageOutcome)
+    per image on the `outcomes` output (its sha256, or why it cannot be used: extract_steps.read_image)."""
 
-    def __init__(self, image_root: str):
+    def __init__(self, image_root: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self._image_root = image_root
+        self._max_pixels = max_pixels
 
     def process(self, task: ImageShardTask):
         for image in task.images:
-            started = time.perf_counter()
-            try:
-                decoded = load_image(resolve_image_path(self._image_root, image.file_name), open_with_beam)
-            except (ImageReadError, PathEscapeError) as error:
-                yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, unreadable(image.image_id, error)))
-                continue
-            seconds = time.perf_counter() - started
-            if (decoded.width, decoded.height) != (image.width, image.height):
-                # Boxes in other pixels than the annotation file's would fit none of its boxes.
-                error = size_mismatch(image.file_name, (decoded.width, decoded.height), (image.width, image.height))
-                yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(
-                    image.image_id, decoded.sha256, failure_kind=error.kind, failure_message=str(error),
-                    decode_seconds=seconds)))
-                continue
-            yield (task.shard, image.image_id), decoded.pixels
-            yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(image.image_id, decoded.sha256,
-                                                                               decode_seconds=seconds)))
+            pixels, outcome = read_image(self._image_root, image, self._max_pixels)
+            if pixels is not None:
+                yield (task.shard, image.image_id), pixels
+            yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, outcome))
 
 
 def key_proposals_by_shard(keyed_result):

@@ -76,7 +76,7 @@ class Proposals(ShardedStage):
                   | "PendingShards" >> beam.Create(pending, reshuffle=False)
                   | "SpreadShards" >> beam.Reshuffle())
         decoded = shards | "DecodeImages" >> beam.ParDo(
-            DecodeImages(config.dataset.image_root)).with_outputs(OUTCOMES, main="images")
+            DecodeImages(config.dataset.image_root, runtime.max_image_pixels)).with_outputs(OUTCOMES, main="images")
         handler = ProposalNetworkHandler(config.proposer.checkpoint, network_output(config), device=runtime.device,
                                          min_batch_size=runtime.min_batch_size, max_batch_size=runtime.max_batch_size,
                                          large_model=runtime.large_model, config_key=CHECKPOINT_KEY)

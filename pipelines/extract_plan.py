@@ -39,7 +39,7 @@ def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local,
     """stored_proposals: with dataset.proposals = "store", the store's proposals stage (image_id → (N, 5) float32
     x0, y0, x1, y1, score), which the caller reads (this layer reads no store)."""
     section = config.dataset
-    dataset = read_coco(section.annotations, open_fn)
+    dataset = read_coco(section.annotations, open_fn, key="dataset.annotations")
     split = load_split(section.split, dataset, open_fn)
     # Strict setting: novel boxes are dropped here, before proposals or regions ever see them.
     dataset = keep_annotations(dataset, split, section.strict)

@@ -99,4 +99,4 @@ def read_proposals(path: str, dataset: CocoDataset, open_fn: OpenFn = open_local
         except FileNotFoundError as error:
             raise FileNotFoundError(f"proposals file not found: {path} (config key dataset.proposals)") from error
         return _from_pickle_list(load_data_pickle(data, path), dataset, path)
-    return _from_results_json(read_json(path, open_fn), dataset, path)
+    return _from_results_json(read_json(path, open_fn, "proposals file", key="dataset.proposals"), dataset, path)

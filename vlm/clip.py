@@ -22,6 +22,7 @@ import torch
 
 from vlm.hub import (HUB_PREFIX, ModelLoadError, ModelNotFoundError, download_file, download_first, download_snapshot,
                      repo_id_of)
+from vlm.tensor_files import refused_global
 
 LOCAL_DIR = "local-dir:"
 # Other spellings of remote weights: refused with the spelling we accept, rather than misread as a name.
@@ -216,8 +217,10 @@ def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32") -> L
             source.open_clip_name, pretrained=source.checkpoint, device=target, weights_only=True,
             **_tag_preprocess(source))
     except pickle.UnpicklingError as error:
-        raise ModelLoadError(f"{source.weights_path} holds more than tensors (it asks to build objects or run code) "
-                             f"and was refused; save a plain state dict or safetensors ({error})") from error
+        named = refused_global(error)
+        raise ModelLoadError(f"{source.weights_path} (config key model.clip or model.checkpoint) holds code (it asks "
+                             f"to build {named or 'objects torch does not load as data'}) and was refused unread; "
+                             "save a plain state dict or safetensors") from None
     model = model.to(dtype=DTYPES[dtype]).eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(source.open_clip_name)
     with torch.inference_mode():

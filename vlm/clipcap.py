@@ -23,8 +23,10 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from vlm.clip import DTYPES, resolve_device
 from vlm.oom_backoff import BatchBackoff
+from vlm.tensor_files import load_tensor_file
 
 MappingType = Literal["mlp", "transformer"]
+CHECKPOINT_KEY = "captioner.clipcap.checkpoint"  # the config key that names a ClipCap checkpoint
 _LEGACY_BUFFER_KEY = re.compile(r"^gpt\.transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
 # Official ClipCap TransformerMapper: 8 attention heads, MLP ratio 2, no bias on queries / keys-values.
 TRANSFORMER_MAPPER_HEADS = 8
@@ -177,17 +179,19 @@ def caption_loss(model: ClipCapModel, tokens: torch.Tensor, token_mask: torch.Te
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, read as data only (safetensors, or torch.load with weights_only=True)."""
+def read_state_dict(path: str | Path, key: str = CHECKPOINT_KEY) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, read as data only (safetensors, or vlm.tensor_files: a file holding code is
+    refused with a message naming it and `key`)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ClipCap checkpoint not found: {path} (flag --clipcap-checkpoint)")
+        raise FileNotFoundError(f"ClipCap checkpoint not found: {path} (config key {key})")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensor_file(path, f"config key {key}")
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+        raise ValueError(f"{path} (config key {key}): expected a state dict (name -> tensor), got "
+                         f"{type(state).__name__}")
     return state
 
 

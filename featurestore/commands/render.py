@@ -1,8 +1,12 @@
-"""Plain-text tables for people; `--json` output for scripts goes through `emit`."""
+"""Plain-text tables for people; `--json` output for scripts goes through `emit`. Cells are escaped (control
+characters, line breaks and tabs of stored strings written as `\x1b`, `\n`), so a value can neither break the
+table's layout nor reach the terminal as a command; `emit`'s JSON escapes them itself."""
 from __future__ import annotations
 
 import json
 from typing import Sequence
+
+from featurestore.terminal_text import escape_control
 
 
 def human_bytes(size: int) -> str:
@@ -16,7 +20,7 @@ def human_bytes(size: int) -> str:
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_width: int = 60) -> str:
     def cell(value: object) -> str:
-        text = "" if value is None else str(value)
+        text = "" if value is None else escape_control(str(value), keep="")
         return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
     cells = [[cell(v) for v in row] for row in rows]

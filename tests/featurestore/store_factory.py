@@ -1,11 +1,15 @@
 """Deterministic small stores written through the real ShardWriter, for the featurestore tests."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from featurestore.integrity import content_checksum
 
 from featurestore.manifest import ModelRecord
 from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
@@ -83,6 +87,28 @@ def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True, st
     return root
 
 
+def committed_file(root: Path, table: str, shard: int = 0, stage: str | None = None) -> Path:
+    """The file of `table` that the commit record of `shard` names (of `stage`, default: the one holding it)."""
+    for record_path in sorted((Path(root) / "_commits").glob(f"{stage or '*'}/{shard:05d}.json")):
+        files = json.loads(record_path.read_text())["files"]
+        if table in files:
+            return Path(root) / files[table]["path"]
+    raise KeyError(f"no commit record of shard {shard} names a {table} file in {root}")
+
+
+def rewrite_committed(root: Path, path: Path, data: bytes) -> None:
+    """Replace a committed file with `data` as a writer would have written it: its record's size and digests follow
+    (the store stays intact, only its content changes)."""
+    relative = Path(path).relative_to(root).as_posix()
+    Path(path).write_bytes(data)
+    for record_path in (Path(root) / "_commits").rglob("*.json"):
+        record = json.loads(record_path.read_text())
+        for entry in record["files"].values():
+            if entry["path"] == relative:
+                entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), checksum=content_checksum(data))
+                record_path.write_text(json.dumps(record))
+
+
 def downgrade_to_version_1(root):
     """The store as schema version 1 wrote it: no embedding_norm column, version 1 in every record and file."""
     manifest = json.loads((root / "manifest.json").read_text())
@@ -97,7 +123,9 @@ def downgrade_to_version_1(root):
         if "embedding_norm" in table.column_names:
             table = table.drop_columns(["embedding_norm"])
         metadata = {**table.schema.metadata, b"ovd_distill.schema_version": b"1"}
-        pq.write_table(table.replace_schema_metadata(metadata), path)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.replace_schema_metadata(metadata), sink)
+        rewrite_committed(root, path, sink.getvalue().to_pybytes())
     return root
 
 

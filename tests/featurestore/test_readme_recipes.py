@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from featurestore.reader import StoreReader
-from tests.featurestore.store_factory import write_store
+from tests.featurestore.store_factory import committed_file, write_store
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -29,7 +29,7 @@ def recipes() -> list[str]:
 def test_the_recipes_read_exactly_the_committed_rows(tmp_path):
     store = write_store(tmp_path / "store")
     # The leftover of an interrupted write: a glob would read it, the recipe must not.
-    (store / "regions" / "00007.parquet").write_bytes((store / "regions" / "00000.parquet").read_bytes())
+    (store / "regions" / "00007-0123456789ab.parquet").write_bytes(committed_file(store, "regions", 0).read_bytes())
     blocks = recipes()
     assert len(blocks) == 2 and STORE_LINE in blocks[0]
     script = "\n".join(blocks).replace(STORE_LINE, f"STORE = pathlib.Path({str(store)!r})")

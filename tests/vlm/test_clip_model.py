@@ -42,8 +42,10 @@ class _Payload:
 def test_checkpoint_that_runs_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {}, "extra": _Payload()}, path)
-    with pytest.raises(ModelLoadError, match="evil.pt holds more than tensors"):
+    refused = r"evil.pt \(config key model.clip or model.checkpoint\) holds code"
+    with pytest.raises(ModelLoadError, match=refused) as error:
         load_clip(resolve_clip(TINY, str(path), str(MODEL_CONFIGS)))
+    assert "print" in str(error.value) and "weights_only" not in str(error.value)
 
 
 @pytest.mark.parametrize("resize_mode", ["shortest", "squash", "longest"])

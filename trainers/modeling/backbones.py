@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.ops import misc as misc_ops
 
+from vlm.tensor_files import load_tensor_file
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,7 @@ def load_state_dict_file(path: str, config_key: str) -> dict[str, Tensor]:
                                 "weights are never downloaded, give a local file")
     if file.suffix == ".safetensors":
         return load_file(str(file))
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = load_tensor_file(file, f"config key {config_key}")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # checkpoints saved as {"state_dict": ...}
     if not isinstance(state, dict):
