@@ -147,7 +147,7 @@ def test_shipped_configs_load_and_cut_shards_as_extract_features_does(dataset):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_and_resume_writes_the_same_stage_as_a_clean_run(world, clean_store):
+def test_sigkill_mid_run_and_a_resume_in_worker_processes_write_the_same_stage_as_a_clean_run(world, clean_store):
     store = world.root / "killed"
     argv = world.argv(store, "--set=runtime.max_failure_rate=2.0")
     crashed = subprocess.run([sys.executable, "-m", "tests.beam_jobs.crash_after_commit", "--sigkill", "proposals",
@@ -158,7 +158,8 @@ def test_sigkill_mid_run_and_resume_writes_the_same_stage_as_a_clean_run(world, 
     assert len(reader.shards("proposals")) == 1  # only the committed shard is visible
     survivor = reader.shards("proposals")[0]
     record = (store / "_commits" / "proposals" / f"{survivor:05d}.json").read_text()
-    summary = run(argv)
+    # The rerun goes through the DirectRunner's multi-processing mode: handler and DoFns travel to worker processes.
+    summary = run(argv + ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert summary["shards_skipped"] == 1 and summary["shards_computed"] == 2
     assert (store / "_commits" / "proposals" / f"{survivor:05d}.json").read_text() == record
     resumed, clean = StoreReader(store), StoreReader(clean_store)
