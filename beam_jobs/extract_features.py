@@ -5,8 +5,8 @@
         [any Beam pipeline option: --runner, --direct_running_mode, --direct_num_workers, --setup_file, ...]
 
 The job reads the annotations, proposals (a file, or with dataset.proposals = store the proposals stage of STORE,
-which must be finished and cut into the same shards) and object names, plans every image's regions (no pixels needed) and
-cuts the images into deterministic shards; the sharded-stage driver skips shards already committed with the same
+which must be finished and cut into the same shards) and object names, plans every image's regions (no pixels
+needed) and cuts the images into deterministic shards; the sharded-stage driver skips shards already committed with the same
 fingerprint (--retry-failed also recomputes the committed shards with failure rows, e.g. after images were
 fixed: image bytes are in no fingerprint, since hashing every file would read the whole dataset before any
 work). The Beam pipeline decodes each image once, cuts all its crops, encodes them with RunInference, groups
