@@ -59,6 +59,9 @@ def export(args) -> str:
     """Check, then write; → the summary printed. Raises ProposalStageError or AnnotationError."""
     proposals = read_stage_proposals(args.store, "the store argument")
     annotations = args.annotations or StoreReader(args.store).manifest.stages[PROPOSALS].setting("dataset.annotations")
+    if not annotations:
+        raise ProposalStageError(f"the manifest of {args.store} does not record the annotation file of its proposals "
+                                 f"stage: pass it as --annotations")
     view = read_official_view(annotations, frozenset())
     image_ids = [image.image_id for image in view.images]
     unseen = [image_id for image_id in image_ids if image_id not in proposals.shard_of]
