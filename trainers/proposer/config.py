@@ -24,13 +24,18 @@ class ProposerDataConfig:
     # The OV split (`ov-coco`, `lvis-frequency` or a split file, pipelines/ov_split.py): an annotation of a novel
     # category refuses the file; annotations of categories in neither side are left out (strict OV setting).
     split: str = "data/shapes/ov_split.json"
-    flip_probability: float = 0.5  # OLN / mmdet RandomFlip flip_ratio 0.5
+    flip_probability: float = 0.5  # horizontal; OLN / mmdet RandomFlip flip_ratio 0.5
+    # Vertical flips and transposition (OLN: none): with the horizontal flip, every rotation by 90° and mirror of
+    # an image, so tips and corners of the base shapes point every way, as those of unseen shapes may.
+    vertical_flip_probability: float = 0.0
+    transpose_probability: float = 0.0
     batch_size: int = 8  # images per step (OLN: 2 per GPU x 8 GPUs)
     num_workers: int = 1  # image decoding processes
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.flip_probability <= 1.0:
-            raise ValueError(f"proposer.data.flip_probability must be in [0, 1], got {self.flip_probability}")
+        for name in ("flip_probability", "vertical_flip_probability", "transpose_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"proposer.data.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.batch_size < 1:
             raise ValueError(f"proposer.data.batch_size must be >= 1, got {self.batch_size}")
 

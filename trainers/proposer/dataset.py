@@ -1,7 +1,7 @@
 """Images and base boxes as training samples of the proposal network (map-style, so a loader shuffles them).
 
-Each image is decoded once per epoch by `vlm.images` (paths resolved inside the image root) and flipped with a
-probability; the network resizes. An image that cannot be used (missing, corrupt, not the size its annotations
+Each image is decoded once per epoch by `vlm.images` (paths resolved inside the image root), then flipped and
+transposed with the probabilities of `proposer.data` (ImageAugmentation); the network resizes. An image that cannot be used (missing, corrupt, not the size its annotations
 give) becomes an UnreadableImage naming the file: the batch goes on without it and the trainer counts it, since one
 bad file among thousands should not end a long run.
 """
@@ -14,15 +14,34 @@ import torch
 from torch.utils.data import Dataset
 
 from trainers.data.image_tensors import ImageFileError, load_image_tensor
-from trainers.data.transforms import horizontal_flip
+from trainers.data.transforms import horizontal_flip, transpose, vertical_flip
 from trainers.proposer.base_boxes import BaseBoxes
 
 IMAGE_ROOT_KEY = "proposer.data.image_root"
 
 
 @dataclass(frozen=True)
+class ImageAugmentation:
+    """Probabilities of a horizontal flip, a vertical flip and a transposition, drawn independently."""
+
+    horizontal_flip: float = 0.5
+    vertical_flip: float = 0.0
+    transpose: float = 0.0
+
+    def apply(self, rng: np.random.Generator, image: torch.Tensor, boxes: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        draws = rng.random(3)  # always three draws, so each transform's coin is the same whatever the others say
+        for draw, probability, transform in zip(draws, (self.horizontal_flip, self.vertical_flip, self.transpose),
+                                                (horizontal_flip, vertical_flip, transpose)):
+            if draw < probability:
+                image, moved = transform(image, {"boxes": boxes})
+                boxes = moved["boxes"]
+        return image, boxes
+
+
+@dataclass(frozen=True)
 class TrainingSample:
-    image: torch.Tensor  # (3, H, W) float in [0, 1], the image as stored (flipped or not)
+    image: torch.Tensor  # (3, H, W) float in [0, 1], the image as stored after its augmentation
     boxes: torch.Tensor  # (G, 4) float32 xyxy in its pixels
     image_id: int
 
@@ -43,12 +62,13 @@ class TrainingBatch:
 
 
 class BaseBoxDataset(Dataset):
-    """Sample i = image i of `base_boxes`; the flip of (seed, epoch, i) is fixed, so a resumed epoch repeats it."""
+    """Sample i = image i of `base_boxes`; the augmentation of (seed, epoch, i) is fixed, so a resumed epoch
+    repeats it."""
 
-    def __init__(self, base_boxes: BaseBoxes, image_root: str, flip_probability: float, seed: int = 0):
+    def __init__(self, base_boxes: BaseBoxes, image_root: str, augmentation: ImageAugmentation, seed: int = 0):
         self.base_boxes = base_boxes
         self.image_root = image_root
-        self.flip_probability = flip_probability
+        self.augmentation = augmentation
         self.seed = seed
         self.epoch = 0
 
@@ -69,10 +89,8 @@ class BaseBoxDataset(Dataset):
             return UnreadableImage(record.image_id, record.file_name,
                                    f"decodes to {image.shape[-1]}x{image.shape[-2]} but {self.base_boxes.source} "
                                    f"says {record.width}x{record.height}; its boxes would not fit the pixels")
-        boxes = torch.from_numpy(record.boxes)
-        if np.random.default_rng((self.seed, self.epoch, index)).random() < self.flip_probability:
-            image, flipped = horizontal_flip(image, {"boxes": boxes})
-            boxes = flipped["boxes"]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image, boxes = self.augmentation.apply(rng, image, torch.from_numpy(record.boxes))
         return TrainingSample(image, boxes, record.image_id)
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipelines.coco import AnnotationError
 from trainers.proposer.base_boxes import NovelAnnotationError, read_base_boxes
-from trainers.proposer.dataset import BaseBoxDataset, UnreadableImage, collate_samples
+from trainers.proposer.dataset import BaseBoxDataset, ImageAugmentation, UnreadableImage, collate_samples
 
 SPLIT = {"base": ["circle", "square"], "novel": ["star"]}
 CATEGORIES = [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}, {"id": 3, "name": "star"},
@@ -70,7 +70,7 @@ def test_samples_flip_with_their_boxes_reproducibly_and_bad_images_are_set_apart
     Image.fromarray(pixels).save(root / "1.png")
     (root / "2.png").write_bytes(b"not an image")
     Image.new("RGB", (20, 30)).save(root / "3.png")  # not the size the annotations give
-    dataset = BaseBoxDataset(read_base_boxes(path, split), str(root), flip_probability=1.0)
+    dataset = BaseBoxDataset(read_base_boxes(path, split), str(root), ImageAugmentation(horizontal_flip=1.0))
     batch = collate_samples([dataset[i] for i in range(3)])
     assert batch.image_ids == [1]
     assert batch.images[0][:, 0, 39].tolist() == [1.0, 1.0, 1.0]  # flipped: white on the right
@@ -78,7 +78,7 @@ def test_samples_flip_with_their_boxes_reproducibly_and_bad_images_are_set_apart
     assert [(u.image_id, u.file_name) for u in batch.unreadable] == [(2, "2.png"), (3, "3.png")]
     assert "proposer.data.image_root" in batch.unreadable[0].reason
     assert "decodes to 20x30" in batch.unreadable[1].reason
-    coin = BaseBoxDataset(dataset.base_boxes, str(root), flip_probability=0.5, seed=3)
+    coin = BaseBoxDataset(dataset.base_boxes, str(root), ImageAugmentation(horizontal_flip=0.5), seed=3)
     flips = []
     for epoch in range(8):
         coin.set_epoch(epoch)
@@ -87,3 +87,7 @@ def test_samples_flip_with_their_boxes_reproducibly_and_bad_images_are_set_apart
         flips.append(first)
     assert set(flips) == {True, False}
     assert isinstance(dataset[1], UnreadableImage) and torch.is_tensor(dataset[0].image)
+    every_way = BaseBoxDataset(dataset.base_boxes, str(root), ImageAugmentation(1.0, 1.0, 1.0))[0]
+    # Mirrored left-right ([28, 3, 38, 8]), top-bottom ([28, 22, 38, 27]), then transposed: 40 high, 30 wide.
+    assert every_way.image.shape == (3, 40, 30) and every_way.boxes.tolist() == [[22, 28, 27, 38]]
+    assert every_way.image[:, 39, 0].tolist() == [1.0, 1.0, 1.0]  # the white half is now the bottom one
