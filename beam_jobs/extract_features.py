@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -37,11 +38,12 @@ from featurestore.proposals import PROPOSER_ROLE, ProposalStageError, read_stage
 from featurestore.stages import EXTRACT_FEATURES
 from pipelines.class_vocab import class_vocab, name_vocab, stack_vocab, vocab_fingerprint
 from pipelines.coco import AnnotationError
-from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.extract_config import DatasetSection, ExtractFeaturesConfig
 from pipelines.extract_plan import PlannedDataset, plan_dataset
+from pipelines.ov_split import BUILT_IN
 from pipelines.proposals import STORE_PROPOSALS
 from pipelines.sharding import ShardTask, build_shard_tasks
-from schemas.config import ConfigError, load_config, to_dict
+from schemas.config import ConfigError, load_config_and_origins, origins_named, to_dict
 from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip, resolve_device
 from vlm.clip_preprocess import CropPreprocess
@@ -61,7 +63,8 @@ class ExtractFeatures(ShardedStage):
 
     name = EXTRACT_FEATURES
     totals = StageTotals(counts=("input_images", "images", "regions", "crops", "failures"),
-                         breakdowns=("regions_by_source", "failures_by_kind"), inputs="input_images",
+                         breakdowns=("regions_by_source", "failures_by_kind", "whole_image_crops_by_source",
+                                     "clipped_crops_by_source"), inputs="input_images",
                          inputs_named="input images")
 
     def __init__(self, store: str, config: ExtractFeaturesConfig, tasks: list[ShardTask], clip: ModelRecord,
@@ -83,7 +86,7 @@ class ExtractFeatures(ShardedStage):
         keyed_tasks = shards | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
         return ({"task": keyed_tasks, "outcomes": outcomes, "embeddings": embeddings}
                 | "GroupByShard" >> beam.CoGroupByKey()
-                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, self.config.crop.mode, len(pending))))
+                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, self.config.crop, len(pending))))
 
     @property
     def crop_on_device(self) -> bool:
@@ -100,8 +103,7 @@ class ExtractFeatures(ShardedStage):
                                    min_batch_size=runtime.min_batch_size, max_batch_size=runtime.max_batch_size,
                                    large_model=runtime.large_model)
         cut = shards | "DecodeAndCrop" >> beam.ParDo(
-            DecodeAndCrop(config.dataset.image_root, config.crop.mode, config.crop.context_scale, self.preprocess,
-                          runtime.max_image_pixels)
+            DecodeAndCrop(config.dataset.image_root, config.crop, self.preprocess, runtime.max_image_pixels)
         ).with_outputs(OUTCOMES, main="crops")
         embeddings = (cut.crops
                       | "EncodeCrops" >> RunInference(KeyedModelHandler(handler))
@@ -116,7 +118,7 @@ class ExtractFeatures(ShardedStage):
                                     max_crops=runtime.max_batch_size, resize=runtime.crop_resize,
                                     large_model=runtime.large_model)
         read = shards | "ReadImages" >> beam.ParDo(
-            ReadImages(config.dataset.image_root, config.crop.mode, config.crop.context_scale, runtime.max_image_pixels)
+            ReadImages(config.dataset.image_root, config.crop, runtime.max_image_pixels)
         ).with_outputs(OUTCOMES, main="images")
         encoded = (read.images
                    | "DecodeCropEncode" >> RunInference(KeyedModelHandler(handler))
@@ -138,6 +140,19 @@ class ExtractFeatures(ShardedStage):
         return extras
 
 
+def check_dataset_paths(dataset: DatasetSection) -> None:
+    """Every local file and folder the `dataset` section names exists (a missing image folder would make every
+    image a failure row, after the work); URLs are read through Beam's file systems and checked when read."""
+    proposals = None if dataset.proposals == STORE_PROPOSALS else dataset.proposals  # the store's own stage
+    files = {"dataset.annotations": dataset.annotations, "dataset.proposals": proposals,
+             "dataset.names": dataset.names, "dataset.split": None if dataset.split in BUILT_IN else dataset.split}
+    for key, path in files.items():
+        if path and "://" not in path and not Path(path).is_file():
+            raise FileNotFoundError(f"config key '{key}': no file {path}")
+    if "://" not in dataset.image_root and not Path(dataset.image_root).is_dir():
+        raise FileNotFoundError(f"config key 'dataset.image_root': no folder {dataset.image_root}")
+
+
 def store_vocab(planned: PlannedDataset, encoder: StoreTextEncoder, weights_sha256: str) -> tuple[dict, str]:
     """The class names (and object names) with their text embeddings, and the fingerprint of those rows."""
     vocab = class_vocab(planned.dataset, planned.split, encoder)
@@ -152,14 +167,17 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded.
     `after_commit` is applied to each committed shard's stats (see sharded_stage.run_sharded_stage)."""
     args, beam_args = parse_args(argv)
-    config = load_config(ExtractFeaturesConfig, args.config, args.overrides)
+    config, origins = load_config_and_origins(ExtractFeaturesConfig, args.config, args.overrides)
     LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
-    # Every model and input problem surfaces here, before any pixel is read or anything is written.
-    source = resolve_clip(config.model.clip, config.model.checkpoint, config.model.model_config_dir)
+    # Every model and input problem surfaces here, before any pixel is read or anything is written; errors name
+    # the config key and the file (or --set) that set it.
+    with origins_named(origins):
+        source = resolve_clip(config.model.clip, config.model.checkpoint, config.model.model_config_dir)
+        check_dataset_paths(config.dataset)
+        stored = (read_stage_proposals(args.store, PROPOSALS_KEY) if config.dataset.proposals == STORE_PROPOSALS
+                  else None)
+        planned = plan_dataset(config, open_with_beam, stored.by_image if stored else None)
     weights_sha256 = sha256_file(source.weights_path)
-    stored = (read_stage_proposals(args.store, PROPOSALS_KEY) if config.dataset.proposals == STORE_PROPOSALS
-              else None)
-    planned = plan_dataset(config, open_with_beam, stored.by_image if stored else None)
     tasks = build_shard_tasks(planned.plans, planned.orphans, config.shard_size, config.content_hash(),
                               weights_sha256)
     if stored is not None:

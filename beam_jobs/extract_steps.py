@@ -15,7 +15,8 @@ from beam_jobs.shard_rows import WHOLE_IMAGE_KEY, crop_rows, shard_tables
 from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
 from pipelines.coco import ImageRecord
-from pipelines.crops import crop_window, cut
+from pipelines.crops import cut
+from pipelines.extract_config import CropSection
 from pipelines.regions import RegionPlan
 from pipelines.sharding import ShardTask
 from vlm.clip_preprocess import CropPreprocess, resize_crop
@@ -67,13 +68,13 @@ def read_image(image_root: str, image: ImageRecord, max_pixels: int) -> tuple[np
     return decoded.pixels, ImageOutcome(image.image_id, decoded.sha256, decode_seconds=seconds)
 
 
-def crop_windows(plan: RegionPlan, crop_mode: str, context_scale: float) -> list[tuple[int, tuple[int, ...]]]:
+def crop_windows(plan: RegionPlan, crop: CropSection) -> list[tuple[int, tuple[int, ...]]]:
     """(region key, crop window xyxy) of every planned region in plan order, then the whole image under
     WHOLE_IMAGE_KEY when no planned region is the whole image (the `images` table embeds it either way)."""
     image = plan.image
     # The whole image is always cut as itself: widening it is impossible and shrinking it is not asked.
-    keyed = [(region.region_id, crop_window(region.box, "tight" if region.source == "image" else crop_mode,
-                                            image.width, image.height, context_scale)) for region in plan.regions]
+    keyed = [(region.region_id, crop.window(region.box, region.source, image.width, image.height))
+             for region in plan.regions]
     if not any(region.source == "image" for region in plan.regions):
         keyed.append((WHOLE_IMAGE_KEY, (0, 0, image.width, image.height)))
     return keyed
@@ -93,11 +94,10 @@ class DecodeAndCrop(beam.DoFn):
     annotation's and the pixel limit first (vlm.images.SizeCheck): a bomb is refused before it is decoded.
     """
 
-    def __init__(self, image_root: str, crop_mode: str, context_scale: float, preprocess: CropPreprocess,
+    def __init__(self, image_root: str, crop: CropSection, preprocess: CropPreprocess,
                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self._image_root = image_root
-        self._crop_mode = crop_mode
-        self._context_scale = context_scale
+        self._crop = crop
         self._preprocess = preprocess
         self._max_pixels = max_pixels
 
@@ -107,7 +107,7 @@ class DecodeAndCrop(beam.DoFn):
             if pixels is None:
                 yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, outcome))
                 continue
-            keyed_windows = crop_windows(plan, self._crop_mode, self._context_scale)
+            keyed_windows = crop_windows(plan, self._crop)
             # Timed around the cuts only: a fused runner runs downstream steps (RunInference) inside each yield,
             # and timing across yields counted model time as crop time (bench/extract.py: crop 74 s, model 81 s).
             crop_seconds = 0.0
@@ -133,10 +133,10 @@ class CommitShard(beam.DoFn):
                 "embeddings": [(image_id, region_id, emb, norm, s)] or [ImageEmbeddings]})
     → the shard's stats dict, after its tables, WebDataset tar and stats are committed atomically."""
 
-    def __init__(self, store: str, dim: int, crop_mode: str, total_shards: int):
+    def __init__(self, store: str, dim: int, crop: CropSection, total_shards: int):
         self._store = store
         self._dim = dim
-        self._crop_mode = crop_mode
+        self._crop = crop
         self._total_shards = total_shards
 
     def setup(self):
@@ -148,7 +148,7 @@ class CommitShard(beam.DoFn):
         (task,) = grouped["task"]
         started = time.perf_counter()
         tables, stats = shard_tables(task, list(grouped["outcomes"]), crop_rows(grouped["embeddings"]), self._dim,
-                                     self._crop_mode)
+                                     self._crop)
         stats["seconds"]["write"] = round(time.perf_counter() - started, 4)  # row assembly; file writes follow
         self._writer.commit(shard, tables, task.fingerprint, stats=stats)
         self._commits += 1

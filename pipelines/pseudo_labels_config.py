@@ -65,7 +65,14 @@ class Blip2Section:
 class GivenSection:
     """`given` captioner (pipelines/captioners/given.py)."""
 
-    path: str = ""  # JSONL, one {"image_id", "region_id", "caption"} per line
+    path: str = ""  # JSONL, one {"image_id", "bbox": [x, y, w, h], "caption"} (or "region_id" for "bbox") per line
+    # A caption keyed by box belongs to the stored pseudo box it overlaps most at IoU >= min_iou (extract-features
+    # clips boxes to the image, so a box of the proposals file meets its stored copy a little below 1).
+    min_iou: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_iou <= 1:
+            raise ValueError(f"captioner.given.min_iou must be in (0, 1], got {self.min_iou}")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,12 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def global_rank() -> int:
+    """This process's rank among all of the run (torchrun's RANK), known before the process group starts; 0 for a
+    plain run."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: torch.device) -> ProcessGroup:
     """Join the process group torchrun describes in the environment; a plain run is a group of one."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

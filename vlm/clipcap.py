@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from vlm.clip import DTYPES, resolve_device
+from vlm.clip import DTYPES, device_dtype, resolve_device
 from vlm.oom_backoff import BatchBackoff
 from vlm.tensor_files import load_tensor_file
 
@@ -347,8 +347,11 @@ class ClipCapCaptioner:
                    stop_token)
 
     def to(self, device: str | torch.device, dtype: str = "fp32") -> "ClipCapCaptioner":
-        """Move the model to `device` ("auto": a GPU when there is one) in `dtype` (fp32, bf16, fp16); returns self."""
-        self.model = self.model.to(device=resolve_device(str(device)), dtype=DTYPES[dtype])
+        """Move the model to `device` ("auto": a GPU when there is one) in `dtype` (fp32, bf16, fp16; fp16 on a CPU
+        runs in fp32, vlm.clip.device_dtype); returns self."""
+        target = resolve_device(str(device))
+        dtype = device_dtype(dtype, target, "captioner.clipcap.dtype")
+        self.model = self.model.to(device=target, dtype=DTYPES[dtype])
         return self
 
     def caption(self, clip_embeddings: torch.Tensor, method: Literal["beam", "greedy"] = "beam", beam_size: int = 5,

@@ -1,4 +1,4 @@
-"""`export-proposals STORE OUT [--annotations FILE]`: the store's proposals stage as the two files other tools read.
+"""`export-proposals STORE --out OUT [--annotations FILE]`: the store's proposals stage as the two files other tools read.
 
 OUT/proposals.json  COCO results, one entry per proposal: {"image_id", "bbox": [x, y, w, h], "score",
                     "category_id": 1}, images in FILE's order, each image's proposals best first (mmdet's
@@ -24,6 +24,7 @@ import numpy as np
 from featurestore.atomic import write_bytes_atomic
 from featurestore.commands.hdovd.layout import PICKLE_PROTOCOL
 from featurestore.commands.hdovd.official_view import read_official_view
+from featurestore.commands.render import add_out_argument, out_path
 from featurestore.proposals import MAX_LISTED, ProposalStageError, StageProposals, read_stage_proposals
 from featurestore.reader import StoreReader
 from featurestore.stages import PROPOSALS
@@ -37,7 +38,7 @@ PROPOSAL_CATEGORY_ID = 1
 
 def add_arguments(parser) -> None:
     parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    parser.add_argument("out", help="output folder (created if missing)")
+    add_out_argument(parser, "output folder (created if missing)", positional=True)
     parser.add_argument("--annotations", default=None,
                         help="the COCO/LVIS file whose image order the pickle follows (the official trainer's "
                              "data.train.ann_file); default: the file the proposals stage ran over")
@@ -70,7 +71,7 @@ def export(args) -> str:
                                  f"{args.store} (image ids {unseen[:MAX_LISTED]}): it ran over other images; pass "
                                  f"the annotation file it ran over, or run make proposals over this one")
     failed = [image_id for image_id in image_ids if image_id in proposals.failed]
-    out = Path(args.out)
+    out = Path(out_path(args))
     out.mkdir(parents=True, exist_ok=True)
     rows = results_rows(image_ids, proposals, args.top_k)
     write_bytes_atomic(out / RESULTS_JSON, json.dumps(rows).encode())

@@ -25,7 +25,7 @@ background:#f7f7f7;padding:8px;font-size:12px} .missing{padding:30px 4px;text-al
 """
 VOCABULARY_ROWS = 50  # labels listed on the page
 SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"),
-            ("recall", "Proposal recall"), ("vocabulary", "Labels"),
+            ("recall", "Proposal recall"), ("crops", "Crop windows"), ("vocabulary", "Labels"),
             ("grids", "Crops per label"), ("scores", "Scores"), ("duplicates", "Duplicates and synonyms"),
             ("quality", "Precision")]
 
@@ -144,6 +144,23 @@ def recall_section(recall: dict) -> str:
             + _table(["ground truth", "images", *keys, "GT boxes"], rows, set(range(1, len(keys) + 3))))
 
 
+def crops_section(census: dict) -> str:
+    """How many crops were the whole image (the region got the image's own embedding) or cut at its border."""
+    crop = census["crop"]
+    how = f"mode <b>{_e(crop['mode'])}</b>"
+    if crop["mode"] == "square":
+        cap = crop.get("square_max_area")
+        how += (f", capped at {_num(cap)} of the image's area" if cap else
+                ", no cap (<code>crop.square_max_area</code>): every box larger than about an eighth of its image "
+                "gets the whole image")
+    rows = [[_e(source), _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])]
+            for source, t in census["by_source"].items()]
+    if census["pseudo_boxes"] is not None:
+        t = census["pseudo_boxes"]
+        rows.append(["labelled pseudo boxes", _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])])
+    return f"<p>{how}</p>" + _table(["regions", "crops", "the whole image", "cut at the border"], rows, {1, 2, 3})
+
+
 def vocabulary_section(labels: dict) -> str:
     vocabulary = labels["vocabulary"]
     total = max(vocabulary["pseudo_boxes"], 1)
@@ -258,6 +275,8 @@ def render_page(report: dict) -> str:
             "failures": failures_section(report)}
     if report.get("proposal_recall"):
         body["recall"] = recall_section(report["proposal_recall"])
+    if report.get("crops"):
+        body["crops"] = crops_section(report["crops"])
     if labels:
         body.update(vocabulary=vocabulary_section(labels), grids=grids_section(labels), scores=scores_section(labels),
                     duplicates=duplicates_section(labels))

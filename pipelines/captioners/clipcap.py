@@ -76,3 +76,27 @@ def prefixes(item: ImageRegions, unit: bool) -> np.ndarray:
     embeddings = item.embeddings.astype(np.float32, copy=False)
     return embeddings if unit else embeddings * item.embedding_norms.astype(np.float32)[:, None]
 
+
+
+def clipcap_input_size(checkpoint: str) -> int:
+    """The CLIP embedding width an official-layout ClipCap checkpoint takes (its mapper's input), read from one
+    tensor's shape: safetensors' header, or a memory-mapped torch file, so a large checkpoint costs no full read."""
+    names = ("clip_project.model.0.weight", "clip_project.linear.weight")  # MLP mapper, transformer mapper
+    if checkpoint.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(checkpoint, framework="pt") as handle:
+            keys = set(handle.keys())
+            found = next((name for name in names if name in keys), None)
+            shape = handle.get_slice(found).get_shape() if found else None
+    else:
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a checkpoint of the old (non-zip) torch format cannot be memory-mapped
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        found = next((name for name in names if isinstance(state, dict) and name in state), None)
+        shape = tuple(state[found].shape) if found else None
+    if shape is None:
+        raise ValueError(f"{checkpoint} (config key captioner.clipcap.checkpoint) is not a ClipCap checkpoint in the "
+                         f"official layout: it has neither {names[0]} (MLP mapper) nor {names[1]} (transformer)")
+    return int(shape[1])

@@ -35,7 +35,7 @@ def world(tmp_path_factory):
 def exported(world):
     _, store = world
     out = store.parent / "exported"
-    assert main(["export-proposals", str(store), str(out)]) == 0
+    assert main(["export-proposals", str(store), "--out", str(out)]) == 0
     return out
 
 

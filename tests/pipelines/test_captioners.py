@@ -42,6 +42,30 @@ def test_given_reads_jsonl_and_leaves_unknown_regions_empty(tmp):
     assert captioner.caption([regions(7, "a.png", 2)]) == [["", "a red star"]]
 
 
+def test_given_by_image_id_and_box_matches_the_stored_boxes_by_iou(tmp):
+    """regions(): boxes [2 + 5r, 3, 30 + 5r, 40]. A caption whose box is region 1's (a whisker off, as extract-features
+    clips and rounds) goes to region 1, not to its neighbour 0 (IoU 0.85) or 2; a box nothing stored resembles is
+    unmatched and counted; a region id still works beside boxes."""
+    from pipelines.captioners.given import read_caption_jsonl
+
+    path = tmp / "by_box.jsonl"
+    lines = [{"image_id": 7, "bbox": [7.1, 3.0, 27.9, 37.0], "caption": "a red star"},   # region 1
+             {"image_id": 7, "bbox": [200, 200, 20, 20], "caption": "a lost box"},       # nothing there
+             {"image_id": 8, "bbox": [2, 3, 28, 37], "caption": "an image not stored"},
+             {"image_id": 7, "region_id": 3, "caption": "by id"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    captioner = build_captioner(CaptionerSection(name="given", given=GivenSection(str(path))))
+    assert captioner.caption([regions(7, "a.png", 4)]) == [["", "a red star", "", "by id"]]
+    captions = read_caption_jsonl(path)
+    assert captions.rows == 4
+    stored = {7: regions(7, "a.png", 4).boxes}
+    assert captions.unmatched(stored, 0.9) == ["image 7, box [200.0, 200.0, 220.0, 220.0]",
+                                               "image 8, box [2.0, 3.0, 30.0, 40.0]"]
+    # At a looser threshold the lost box still matches nothing, and two captions never share one box.
+    loose = build_captioner(CaptionerSection(name="given", given=GivenSection(str(path), min_iou=0.5)))
+    assert loose.caption([regions(7, "a.png", 4)]) == [["", "a red star", "", "by id"]]
+
+
 def test_given_malformed_line_names_file_and_line(tmp):
     path = tmp / "bad.jsonl"
     path.write_text('{"image_id": 1, "region_id": 0, "caption": "x"}\n{"image_id": 1}\n')

@@ -142,6 +142,10 @@ class HdovdConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     loss: HdovdLossConfig = field(default_factory=HdovdLossConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # HD-OVD's pseudo classes (loss.pseudo_classes, Table V's "Cls.") come from the store's pseudo_labels stage. A
+    # store without it would train the row without them while the run says HD-OVD, so training refuses it unless
+    # this is true (the first log line then says what the run uses).
+    allow_no_pseudo_labels: bool = False
 
     @property
     def classifier(self) -> str:

@@ -2,9 +2,14 @@
 batch losses, evaluation."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from schemas.config import ConfigError
 from trainers.data.batching import DetectorInputs
+from trainers.distributed import global_rank
+from trainers.modeling.backbones import WEIGHTS_FROM_CHECKPOINT
 from trainers.opendet.batch_losses import opendet_losses
 from trainers.opendet.config import OpenDetRunConfig
 from trainers.opendet.criterion import OpenDetCriterion
@@ -12,9 +17,10 @@ from trainers.opendet.evaluate import evaluate_opendet, format_name_table, forma
 from trainers.opendet.model import OpenDetModel
 from trainers.opendet.name_encoder import category_embeddings, check_name_encoder, load_name_encoder
 from trainers.opendet.name_tokenizer import train_name_tokenizer
-from trainers.store_training import StoreContext, prepare_store_method, store_training_data
+from trainers.preflight import check_store_run, pseudo_box_counts
+from trainers.store_training import StoreContext, excluded_labels, prepare_store_method, store_training_data
 from trainers.training_method import TrainingMethod
-from trainers.vocabulary import load_name_vocabulary
+from trainers.vocabulary import load_class_vocabulary, load_name_vocabulary
 
 
 def build_opendet(config: OpenDetRunConfig, context: StoreContext) -> tuple[OpenDetModel, OpenDetCriterion]:
@@ -48,7 +54,7 @@ def evaluate_opendet_checkpoint(config: OpenDetRunConfig, context: StoreContext,
     inference, vocabulary = config.opendet.inference, context.vocabulary
     name_encoder = load_name_encoder(inference, config.store)
     categories = category_embeddings(inference, vocabulary, name_encoder)
-    model, _ = build_opendet(config, context)
+    model, _ = build_opendet(built_for_checkpoint(config), context)  # no ImageNet file: the checkpoint has it all
     model.load_state_dict(weights)
     metrics, tables = evaluate_opendet(model.to(device), vocabulary, config.eval, inference, name_encoder,
                                        categories, device)
@@ -56,6 +62,33 @@ def evaluate_opendet_checkpoint(config: OpenDetRunConfig, context: StoreContext,
                              + format_size_table(tables["name_size_table"]))
 
 
+def check_opendet(config: OpenDetRunConfig, training: bool, evaluating: bool) -> None:
+    """Before any work: the paths the run reads (trainers.preflight) and, for training with pseudo names, the
+    store's pseudo labels; the first line it prints says how many pseudo boxes the run names."""
+    settings = config.opendet
+    reader = check_store_run(config, training, evaluating, "opendet.detector.backbone_weights",
+                             settings.detector.backbone_weights)
+    if not training or not settings.loss.pseudo_names:
+        return
+    counts = pseudo_box_counts(reader, excluded_labels(config, load_class_vocabulary(config.store)))
+    if not counts.has_stage:
+        raise ConfigError(f"config key 'opendet.loss.pseudo_names': store {config.store} has no pseudo labels (no "
+                          f"committed pseudo_labels shard) to name pseudo boxes with; run make pseudo-labels first, or "
+                          f"set opendet.loss.pseudo_names=false")
+    if global_rank() == 0:
+        print(f"opendet: pseudo names from {counts.labelled - counts.left_out} labelled pseudo boxes "
+              f"({counts.labels} distinct names) of {counts.boxes}")
+
+
+def built_for_checkpoint(config: OpenDetRunConfig) -> OpenDetRunConfig:
+    """The run config with the backbone's ImageNet file replaced by the checkpoint's weights (same structure)."""
+    detector = config.opendet.detector
+    if detector.backbone_weights is None:
+        return config
+    detector = dataclasses.replace(detector, backbone_weights=WEIGHTS_FROM_CHECKPOINT)
+    return dataclasses.replace(config, opendet=dataclasses.replace(config.opendet, detector=detector))
+
+
 OPENDET = TrainingMethod(name="opendet", run_config=OpenDetRunConfig, prepare=prepare_store_method,
                          training_data=store_training_data, build=build_opendet, losses=opendet_batch_losses,
-                         evaluate=evaluate_opendet_checkpoint)
+                         evaluate=evaluate_opendet_checkpoint, check=check_opendet)
