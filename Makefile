@@ -22,6 +22,12 @@ RUN ?= runs/$(METHOD)
 # The ShapesOV presets (configs/shapes/): METHOD picks the training file.
 TRAIN_CONFIG ?= configs/shapes/$(METHOD).yaml
 EXTRACT_CONFIG ?= configs/shapes/extract_features.yaml
+PROPOSALS_CONFIG ?= configs/shapes/proposals.yaml
+# The proposal network: trained with PROPOSER_CONFIG into PROPOSER_RUN when PROPOSER_RUN has no checkpoint.pt; `make
+# proposals` runs PROPOSER_RUN/checkpoint.pt. HELDOUT: a held-out file of novel boxes for the stage's recall only.
+PROPOSER_RUN ?= runs/proposer
+PROPOSER_CONFIG ?= configs/shapes/proposer.yaml
+HELDOUT ?=
 LABELS_CONFIG ?= configs/shapes/pseudo_labels.yaml
 # CONFIG: one or more config files, merged left to right (a preset, then variant overlays: configs/variants/).
 CONFIG ?=
@@ -45,8 +51,8 @@ run_beam_job = flags="$$($(RUNNER_FLAGS))" && mapfile -t flags <<< "$$flags" && 
 	$(PY) -m $(1) "$${flags[@]}" $(BEAM_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser test test-fast demo demo-seeds sample teachers extract-features pseudo-labels prepare-runner train eval \
-    ablation bench \
+.PHONY: help setup browser test test-fast demo demo-seeds sample teachers proposals extract-features pseudo-labels \
+    prepare-runner train eval ablation bench \
     bench-gpu inspect validate report clean-store
 
 help: ## list every target with one line each
@@ -107,6 +113,13 @@ sample: setup ## write the ShapesOV sample to DATA (default data/shapes); determ
 
 teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies verified, trained only if missing)
 	$(PY) -m shapesov.teachers --data $(DATA) --out $(TEACHERS)
+
+proposals: setup ## train the proposal network on base boxes once (PROPOSER_RUN), run it over every image -> proposals; AR (HELDOUT=novel GT)
+	@test -f $(PROPOSER_RUN)/checkpoint.pt || (set -x && $(PY) -m trainers.train --config $(PROPOSER_CONFIG) \
+		--set out_dir=$(PROPOSER_RUN))
+	@$(call run_beam_job,beam_jobs.proposals $(call config_flags,$(PROPOSALS_CONFIG)) \
+		--set proposer.checkpoint=$(PROPOSER_RUN)/checkpoint.pt \
+		$(if $(HELDOUT),--set recall.novel_annotations=$(HELDOUT)) $(SET_FLAGS) --store $(STORE))
 
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
 	@$(call run_beam_job,beam_jobs.extract_features $(call config_flags,$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE))

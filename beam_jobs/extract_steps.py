@@ -1,17 +1,20 @@
 """The DoFns of extract-features: decode and crop each image once, then commit each shard."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.shard_rows import WHOLE_IMAGE_KEY, crop_rows, shard_tables
 from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
+from pipelines.coco import ImageRecord
 from pipelines.crops import cut
 from pipelines.extract_config import CropSection
 from pipelines.regions import RegionPlan
@@ -46,6 +49,23 @@ def unreadable(image_id: int, error: ImageReadError | PathEscapeError) -> ImageO
     path_escape, ...)."""
     kind = error.kind if isinstance(error, ImageReadError) else "path_escape"
     return ImageOutcome(image_id, None, (), kind, str(error))
+
+
+def read_image(image_root: str, image: ImageRecord, max_pixels: int) -> tuple[np.ndarray | None, ImageOutcome]:
+    """Read and decode one image once, its header's size checked against the annotation's and the pixel limit first
+    (vlm.images.SizeCheck: a bomb is refused before it is decoded) → ((H, W, 3) uint8 RGB pixels, or None when the
+    image cannot be used; its outcome: sha256 and decode seconds, or the failure)."""
+    started = time.perf_counter()
+    check = SizeCheck((image.width, image.height), max_pixels, image.file_name)
+    try:
+        decoded = load_image(resolve_image_path(image_root, image.file_name), open_with_beam, check)
+    except (ImageReadError, PathEscapeError) as error:
+        return None, unreadable(image.image_id, error)
+    seconds = time.perf_counter() - started
+    if (decoded.width, decoded.height) != (image.width, image.height):
+        error = size_mismatch(image.file_name, (decoded.width, decoded.height), (image.width, image.height))
+        return None, ImageOutcome(image.image_id, decoded.sha256, (), error.kind, str(error), seconds)
+    return decoded.pixels, ImageOutcome(image.image_id, decoded.sha256, decode_seconds=seconds)
 
 
 def crop_windows(plan: RegionPlan, crop: CropSection) -> list[tuple[int, tuple[int, ...]]]:
@@ -83,19 +103,9 @@ class DecodeAndCrop(beam.DoFn):
 
     def process(self, task: ShardTask):
         for plan in task.plans:
-            image = plan.image
-            started = time.perf_counter()
-            check = SizeCheck((image.width, image.height), self._max_pixels, image.file_name)
-            try:
-                decoded = load_image(resolve_image_path(self._image_root, image.file_name), open_with_beam, check)
-            except (ImageReadError, PathEscapeError) as error:
-                yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, unreadable(image.image_id, error)))
-                continue
-            decoded_at = time.perf_counter()
-            if (decoded.width, decoded.height) != (image.width, image.height):
-                error = size_mismatch(image.file_name, (decoded.width, decoded.height), (image.width, image.height))
-                yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(
-                    image.image_id, decoded.sha256, (), error.kind, str(error), decoded_at - started)))
+            pixels, outcome = read_image(self._image_root, plan.image, self._max_pixels)
+            if pixels is None:
+                yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, outcome))
                 continue
             keyed_windows = crop_windows(plan, self._crop)
             # Timed around the cuts only: a fused runner runs downstream steps (RunInference) inside each yield,
@@ -103,12 +113,11 @@ class DecodeAndCrop(beam.DoFn):
             crop_seconds = 0.0
             for key, window in keyed_windows:
                 cut_started = time.perf_counter()
-                crop = resize_crop(cut(decoded.pixels, window), self._preprocess)
+                crop = resize_crop(cut(pixels, window), self._preprocess)
                 crop_seconds += time.perf_counter() - cut_started
-                yield (task.shard, image.image_id, key), crop
-            yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, ImageOutcome(
-                image.image_id, decoded.sha256, planned_windows(keyed_windows), None, None, decoded_at - started,
-                crop_seconds)))
+                yield (task.shard, plan.image.image_id, key), crop
+            yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, dataclasses.replace(
+                outcome, windows=planned_windows(keyed_windows), crop_seconds=crop_seconds)))
 
 
 def key_embedding_by_shard(keyed_result):

@@ -18,7 +18,9 @@ class DatasetSection:
     image_root: str = "data/shapes/images/train"  # local folder or any Beam FileSystems path
     split: str = "data/shapes/ov_split.json"  # "ov-coco", "lvis-frequency" or a {"base", "novel"} JSON file
     strict: bool = True  # drop novel annotations when reading (the strict open-vocabulary setting)
-    proposals: str | None = "data/shapes/proposals/train.json"  # COCO-results JSON or mmdet-style .pkl
+    # COCO-results JSON, an mmdet-style .pkl, or "store": the proposals stage of the store this job writes (make
+    # proposals; cut into the same shards, which the job checks). Empty: no proposals.
+    proposals: str | None = "data/shapes/proposals/train.json"
     max_images: int = 0  # first N images by id (0 = all); for trial runs
     # Object names of GT boxes (Open-Det's targets): they fill regions.names and add one vocab row of kind "name"
     # per distinct name. `names` is a JSONL with one line per annotation, {"image_id", "ann_id", "names": [...]}

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from featurestore.commands.crop_census import census_lines, crop_census
 from featurestore.commands.render import add_store_argument, emit, human_bytes, text_table
+from featurestore.commands.report_store import proposal_recall
 from featurestore.reader import StoreReader
+from pipelines.proposal_recall import format_recall_table
 from schemas.tables import TABLES
 
 
@@ -40,6 +42,7 @@ def summarise(reader: StoreReader) -> dict:
     extra = {"wds": [c for c in reader.commits if "wds" in c.files]}
     return {"store": str(reader.root), "schema_version": reader.manifest.schema_version, "stages": stages,
             "tables": tables, "failures": failures, "crops": crop_census(reader),
+            "proposal_recall": proposal_recall(reader),
             "wds": {"shards": len(extra["wds"]), "bytes": sum(c.files["wds"].bytes for c in extra["wds"])}}
 
 
@@ -68,6 +71,10 @@ def run(args) -> int:
     lines = census_lines(summary["crops"])
     if lines:
         print("\n" + "\n".join(lines))
+    recall = summary["proposal_recall"]
+    if recall:
+        print(f"\nproposal recall (class-agnostic; novel GT from {recall['novel_annotations'] or 'no held-out file'}), "
+              f"in %\n" + format_recall_table({"proposals": recall["sides"]}, recall["max_dets"]))
     print("\nfailures" + ("" if summary["failures"] else ": none"))
     if summary["failures"]:
         print(text_table(["stage/kind", "rows"], sorted(summary["failures"].items())))

@@ -11,7 +11,7 @@ from featurestore.sql import connect
 
 def add_arguments(parser) -> None:
     add_store_argument(parser)
-    parser.add_argument("query", help='SQL over the views images, regions, pseudo_labels, vocab, failures')
+    parser.add_argument("query", help='SQL over the views proposals, images, regions, pseudo_labels, vocab, failures')
     parser.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50; 0 = all)")
 
 
