@@ -22,6 +22,12 @@ RUN ?= runs/$(METHOD)
 # The ShapesOV presets (configs/shapes/): METHOD picks the training file.
 TRAIN_CONFIG ?= configs/shapes/$(METHOD).yaml
 EXTRACT_CONFIG ?= configs/shapes/extract_features.yaml
+PROPOSALS_CONFIG ?= configs/shapes/proposals.yaml
+# The proposal network: trained with PROPOSER_CONFIG into PROPOSER_RUN when PROPOSER_RUN has no checkpoint.pt; `make
+# proposals` runs PROPOSER_RUN/checkpoint.pt. HELDOUT: a held-out file of novel boxes for the stage's recall only.
+PROPOSER_RUN ?= runs/proposer
+PROPOSER_CONFIG ?= configs/shapes/proposer.yaml
+HELDOUT ?=
 LABELS_CONFIG ?= configs/shapes/pseudo_labels.yaml
 # CONFIG: one or more config files, merged left to right (a preset, then variant overlays: configs/variants/).
 CONFIG ?=
@@ -45,7 +51,8 @@ run_beam_job = flags="$$($(RUNNER_FLAGS))" && mapfile -t flags <<< "$$flags" && 
 	$(PY) -m $(1) "$${flags[@]}" $(BEAM_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser test test-fast demo sample teachers extract-features pseudo-labels prepare-runner train eval ablation bench \
+.PHONY: help setup browser test test-fast demo demo-seeds sample teachers proposals extract-features pseudo-labels \
+    prepare-runner train eval ablation bench \
     bench-gpu inspect validate report clean-store
 
 help: ## list every target with one line each
@@ -94,11 +101,25 @@ demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD
 		--opendet runs/demo/opendet_pseudo/metrics.json --out runs/demo/demo.md
 	$(MAKE) --no-print-directory report
 
+# The demo's rows over several seeds (seed and stream.seed set to each), each row's mean and range: runs/seeds/seeds.md.
+SEEDS ?= 0,1,2
+
+demo-seeds: setup ## the demo's HD-OVD and Open-Det rows over SEEDS (default 0,1,2): mean and range (runs/seeds)
+	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
+	$(PY) -m trainers.demo_seeds --seeds $(SEEDS) --store $(STORE) --out runs/seeds $(SET_FLAGS)
+
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
 	@test -f $(DATA)/ov_split.json || $(PY) -m shapesov --out $(DATA)
 
 teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies verified, trained only if missing)
 	$(PY) -m shapesov.teachers --data $(DATA) --out $(TEACHERS)
+
+proposals: setup ## train the proposal network on base boxes once (PROPOSER_RUN), run it over every image -> proposals; AR (HELDOUT=novel GT)
+	@test -f $(PROPOSER_RUN)/checkpoint.pt || (set -x && $(PY) -m trainers.train --config $(PROPOSER_CONFIG) \
+		--set out_dir=$(PROPOSER_RUN))
+	@$(call run_beam_job,beam_jobs.proposals $(call config_flags,$(PROPOSALS_CONFIG)) \
+		--set proposer.checkpoint=$(PROPOSER_RUN)/checkpoint.pt \
+		$(if $(HELDOUT),--set recall.novel_annotations=$(HELDOUT)) $(SET_FLAGS) --store $(STORE))
 
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
 	@$(call run_beam_job,beam_jobs.extract_features $(call config_flags,$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE))

@@ -23,8 +23,10 @@ from pipelines.nouns import NounExtractor
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
 from pipelines.pseudo_labels_config import NounsSection
 from vlm.clip import ClipSource
+from vlm.progress import Progress
 from vlm.text_encoder import StoreTextEncoder
 
+LOG = logging.getLogger(PSEUDO_LABELS)
 FAILURES = "failures"
 SECONDS = "seconds"
 
@@ -118,21 +120,26 @@ class PickLabels(beam.DoFn):
     (shard, LabelledRegion) per captioned region (labelled, or with no label where its caption names no object),
     (shard, Failure) on `failures` for regions without a caption, and (shard, {step: seconds}) on `seconds`.
 
-    spaCy parses all captions of the batch in one `nlp.pipe`; candidate texts are embedded once per process
-    (TextEmbeddingCache) with the CLIP text tower and prompt ensemble of extract-features.
+    spaCy parses all captions of the batch in one `nlp.pipe`; the batch's distinct candidate texts not seen before
+    are embedded in one call (TextEmbeddingCache) with the CLIP text tower and prompt ensemble of extract-features.
+    A log line every few seconds says how many of the run's `expected_boxes` pseudo boxes this worker has done.
     """
 
-    def __init__(self, nouns: NounsSection, clip: ClipSource, prompts: str, device: str, dtype: str):
+    def __init__(self, nouns: NounsSection, clip: ClipSource, prompts: str, device: str, dtype: str,
+                 expected_boxes: int = 0):
         self._nouns = nouns
         self._clip = clip
         self._prompts = prompts
         self._device = device
         self._dtype = dtype
+        self._expected_boxes = expected_boxes
 
     def setup(self):
         self._extractor = NounExtractor.from_config(self._nouns)
         encoder = StoreTextEncoder.load(self._clip, self._prompts, device=self._device, dtype=self._dtype)
         self._cache = TextEmbeddingCache(encoder.encode)
+        self._progress = Progress("label pick (pseudo boxes)", self._expected_boxes, LOG)
+        self._boxes_done = 0
 
     def process(self, batch):
         started = time.perf_counter()
@@ -162,6 +169,8 @@ class PickLabels(beam.DoFn):
                 continue
             yield shard, LabelledRegion(item.image_id, region_id, caption, tuple(names), pick.label, pick.cos,
                                         pick.text_embedding)
+        self._boxes_done += sum(len(result.example.region_ids) for _, result in batch)
+        self._progress.update(self._boxes_done)
         pick_seconds = (time.perf_counter() - started) / max(len(caption_seconds), 1)
         for shard, seconds in caption_seconds.items():
             yield beam.pvalue.TaggedOutput(SECONDS, (shard, {"caption": seconds, "nouns_and_pick": pick_seconds}))

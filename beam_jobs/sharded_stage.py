@@ -1,4 +1,4 @@
-"""The driver both Beam jobs share: tasks → fingerprints → forget / skip → run → vocab → summary → failure-rate gate.
+"""The driver every Beam job shares: tasks → fingerprints → forget / skip → run → vocab → summary → failure-rate gate.
 
 A job describes its stage as a `ShardedStage`: the shards of its dataset, each with the fingerprint of everything
 its rows depend on; the Beam graph over the pending ones; its vocab rows; and how its shards' stats add up. The
@@ -7,7 +7,7 @@ driver does the rest, the same way for every job:
 2. record the stage's config and models in the manifest;
 3. skip the shards committed with the same fingerprint (with --retry-failed, only those without failure rows), run
    the Beam graph over the others;
-4. commit the stage's vocab rows;
+4. commit the stage's vocab rows (if it has any);
 5. add up the committed shards' stats into the summary, write it into the manifest;
 6. fail (exit code 3, see job_main) when failure rows exceed runtime.max_failure_rate of the stage's inputs.
 
@@ -49,7 +49,8 @@ class FailureRateExceeded(RuntimeError):
 
 
 class StageTask(Protocol):
-    """One shard of a stage's work (extract-features: pipelines.sharding.ShardTask; pseudo-labels: LabelShardTask)."""
+    """One shard of a stage's work (extract-features: pipelines.sharding.ShardTask; proposals: ImageShardTask;
+    pseudo-labels: LabelShardTask)."""
 
     shard: int
     fingerprint: str
@@ -72,7 +73,7 @@ class ShardedStage(abc.ABC):
     name: str  # the store stage (featurestore.stages)
     totals: StageTotals
 
-    def __init__(self, store: str, dim: int, config: Any, models: Mapping[str, ModelRecord],
+    def __init__(self, store: str, dim: int | None, config: Any, models: Mapping[str, ModelRecord],
                  tasks: Sequence[StageTask]):
         self.store = store
         self.dim = dim
@@ -84,9 +85,10 @@ class ShardedStage(abc.ABC):
     def build_pipeline(self, pipeline: beam.Pipeline, pending: list) -> beam.PCollection:
         """The Beam graph over `pending` tasks; returns the PCollection of each committed shard's stats."""
 
-    @abc.abstractmethod
-    def vocab(self) -> tuple[Mapping, str]:
-        """The stage's vocab rows (columns of the `vocab` table) and their fingerprint, committed after the run."""
+    def vocab(self) -> tuple[Mapping, str] | None:
+        """The stage's vocab rows (columns of the `vocab` table) and their fingerprint, committed after the run;
+        None for a stage without vocab rows."""
+        return None
 
     def one_pipeline_reason(self) -> str | None:
         """Why every pending shard must run in one pipeline even on the DirectRunner; None when waves are fine."""
@@ -257,7 +259,9 @@ def run_sharded_stage(stage: ShardedStage, beam_args: Sequence[str], *, overwrit
                  len(stage.tasks), len(stage.tasks) - len(pending), len(pending))
         started = time.perf_counter()
         _run_pipelines(stage, pending, beam_args, test_pipeline, after_commit, lock)
-        writer.commit_table("vocab", *stage.vocab())
+        vocab = stage.vocab()
+        if vocab is not None:
+            writer.commit_table("vocab", *vocab)
         stats = _committed_stats(stage, writer)
         summary = {**summarise(stage.totals, stats, len(pending), time.perf_counter() - started),
                    **stage.summary_extras(stats)}

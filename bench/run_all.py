@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
                 ["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "6"]),
     "pseudo_labels": ([], ["--captions", "32", "--small-captions", "8", "--single", "4", "--small-single", "2",
                        "--docs", "300"]),
+    "label_pick": ([], ["--before-names", "2"]),
     "store": ([], ["--shards", "2", "--lookups", "20"]),
     "verified_reads": ([], ["--shards", "2", "--repeats", "3"]),
     "trainer": ([], ["--images", "48", "--steps", "20", "--log-every", "5", "--receive-batches", "10"]),

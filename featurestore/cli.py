@@ -23,6 +23,8 @@ COMMANDS = {
     "show": ("show", "draw one image's boxes, captions and pseudo labels to a PNG"),
     "search": ("search", "find regions by text with CLIP + faiss; write a contact sheet PNG"),
     "export-hdovd": ("export_hdovd", "write per-image .pth features, proposals.pkl and class embeddings for HD-OVD"),
+    "export-proposals": ("export_proposals", "write the proposals stage as COCO-results JSON and HD-OVD's proposals "
+                                             "pickle"),
     "export-coco": ("export_coco", "write pseudo boxes (and GT with --with-gt) as a COCO instances JSON"),
     "diff": ("diff", "compare two stores table by table; exit 0 when they match within tolerance, 1 listing them"),
     "report": ("report", "write a static HTML report: provenance, timings, failures, label crops, precision"),

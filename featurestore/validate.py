@@ -57,16 +57,48 @@ def _key_set(store: StoreLocation, path: str, columns: tuple[str, ...]) -> np.nd
     return (arrays[0] << 32) | arrays[1] if len(arrays) == 2 else arrays[0]
 
 
+def _files_by_shard(store: StoreLocation, records: list[CommitRecord], tables: tuple[str, ...]
+                    ) -> dict[int, dict[str, str]]:
+    by_shard: dict[int, dict[str, str]] = {}
+    for record in records:
+        for name, entry in record.files.items():
+            if name in tables and store.is_file(entry.path):
+                by_shard.setdefault(record.shard, {})[name] = entry.path
+    return by_shard
+
+
+def check_proposal_shards(root: str | Path | StoreLocation, records: list[CommitRecord]) -> list[str]:
+    """proposals keys (image_id, rank) unique; an image's proposals in the shard that holds its images row (shard k
+    of every table holds the images of input shard k)."""
+    store = StoreLocation(root)
+    problems = []
+    shard_of_image: dict[int, int] = {}
+    proposal_ids: dict[int, np.ndarray] = {}
+    for shard, files in sorted(_files_by_shard(store, records, ("images", "proposals")).items()):
+        try:
+            if "images" in files:
+                shard_of_image.update(dict.fromkeys(_key_set(store, files["images"], ("image_id",)).tolist(), shard))
+            if "proposals" in files:
+                keys = _key_set(store, files["proposals"], ("image_id", "rank"))
+                if len(np.unique(keys)) != len(keys):
+                    problems.append(f"shard {shard}: proposals has duplicate (image_id, rank) keys")
+                proposal_ids[shard] = np.unique(keys >> 32)
+        except (pa.ArrowInvalid, OSError):
+            continue  # already reported by check_file
+    for shard, image_ids in proposal_ids.items():
+        moved = [(i, shard_of_image[i]) for i in image_ids.tolist() if shard_of_image.get(i, shard) != shard]
+        if moved:
+            problems.append(f"shard {shard}: proposals of image ids {[i for i, _ in moved[:5]]} are in proposals "
+                            f"shard {shard} but in images shard {moved[0][1]}: the two stages cut their images into "
+                            f"different shards (shard_size or image list)")
+    return problems
+
+
 def check_join_keys(root: str | Path | StoreLocation, records: list[CommitRecord]) -> list[str]:
     """regions keys unique; regions' images in images; pseudo_labels' keys in regions of the same shard."""
     store = StoreLocation(root)
     problems = []
-    by_shard: dict[int, dict[str, str]] = {}
-    for record in records:
-        for name, entry in record.files.items():
-            if name in ("images", "regions", "pseudo_labels") and store.is_file(entry.path):
-                by_shard.setdefault(record.shard, {})[name] = entry.path
-    for shard, files in sorted(by_shard.items()):
+    for shard, files in sorted(_files_by_shard(store, records, ("images", "regions", "pseudo_labels")).items()):
         try:
             regions = _key_set(store, files["regions"], ("image_id", "region_id")) if "regions" in files else None
             if regions is not None and len(np.unique(regions)) != len(regions):
@@ -155,7 +187,8 @@ def check_store(root: str | Path) -> StoreCheck:
         for shard in sorted(listed - committed):
             check.problems.append(f"{layout.MANIFEST}: stage {stage} lists shard {shard} that has no commit record")
             check.damaged.setdefault(stage, set()).add(int(shard))
-    check.problems += check_join_keys(store, records) + uncommitted_files(store, records)
+    check.problems += (check_join_keys(store, records) + check_proposal_shards(store, records)
+                       + uncommitted_files(store, records))
     return check
 
 

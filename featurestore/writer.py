@@ -44,7 +44,7 @@ class ShardWriter:
     committed with the same fingerprint leaves the committed record and files alone.
     """
 
-    def __init__(self, root: str | Path, stage: str, dim: int):
+    def __init__(self, root: str | Path, stage: str, dim: int | None):
         self.store = StoreLocation(root)
         self.root = self.store.root  # a Path for a local folder, the URL of an object store
         self.stage = stage

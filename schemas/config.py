@@ -13,6 +13,7 @@ and the whole loader is this one file with no dependency beyond PyYAML.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -206,18 +207,39 @@ def merged_config_data(paths: str | Path | Sequence[str | Path] | None,
     return data, origins
 
 
-def with_origin(error: ConfigError, origins: dict[str, str]) -> ConfigError:
+def with_origin(error: Exception, origins: dict[str, str]) -> Exception:
     """`error` with the file (or --set) that set the key it names, when one did: a quoted key ('crop.mode') or
-    its section first, else the longest set key the message names as a word (range checks name it unquoted)."""
-    message = str(error)
+    its section first, else the longest set key the message names as a word (range checks name it unquoted).
+    The error keeps its type (a ConfigError when that type cannot be built from a message); `error` itself when
+    it names no key a layer set."""
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    origin = None
     for key in (part for part in message.split("'")[1::2] if part):
-        for candidate in _key_and_parents(key.rstrip("[]")):
-            if candidate in origins:
-                return ConfigError(f"{message} (set in {origins[candidate]})")
-    for key in sorted(origins, key=len, reverse=True):
-        if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message):
-            return ConfigError(f"{message} (set in {origins[key]})")
-    return error
+        origin = next((origins[c] for c in _key_and_parents(key.rstrip("[]")) if c in origins), None)
+        if origin:
+            break
+    if origin is None:
+        origin = next((origins[key] for key in sorted(origins, key=len, reverse=True)
+                       if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message)), None)
+    if origin is None:
+        return error
+    try:
+        return type(error)(f"{message} (set in {origin})")
+    except TypeError:
+        return ConfigError(f"{message} (set in {origin})")
+
+
+@contextlib.contextmanager
+def origins_named(origins: dict[str, str]):
+    """Errors raised inside (a missing file, a wrong model, a check before any work) come out naming the config
+    file or --set that set the key their message names."""
+    try:
+        yield
+    except (ValueError, OSError, KeyError) as error:
+        named = with_origin(error, origins)
+        if named is error:
+            raise
+        raise named from error
 
 
 def _key_and_parents(key: str) -> list[str]:
@@ -240,6 +262,13 @@ def load_config(cls: type[C], paths: str | Path | Sequence[str | Path] | None = 
     """Defaults of `cls`, updated by the YAML files at `paths` (each after its `_base_` files), left to right,
     updated by `key=value` overrides. Errors name the dotted key and the file or --set that set it."""
     return build_config(cls, *merged_config_data(paths, overrides))
+
+
+def load_config_and_origins(cls: type[C], paths: str | Path | Sequence[str | Path] | None = None,
+                            overrides: Iterable[str] = ()) -> tuple[C, dict[str, str]]:
+    """load_config, and where each key a layer set was set (for later errors: origins_named)."""
+    data, origins = merged_config_data(paths, overrides)
+    return build_config(cls, data, origins), origins
 
 
 def _merge(base: dict, update: dict, prefix: str, origin: str, origins: dict[str, str]) -> None:

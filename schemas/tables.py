@@ -109,6 +109,16 @@ def _pseudo_labels(dim: int) -> pa.Schema:
     ])
 
 
+def _proposals(dim: int) -> pa.Schema:
+    del dim  # proposals carry no embedding
+    return pa.schema([
+        pa.field("image_id", pa.int64(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),  # 0 = the image's best proposal; rows of an image by rank
+        pa.field("box", BOX_TYPE, nullable=False),
+        pa.field("score", pa.float32(), nullable=False),  # the network's objectness, non-increasing with rank
+    ])
+
+
 def _vocab(dim: int) -> pa.Schema:
     return pa.schema([
         pa.field("name", pa.string(), nullable=False),
@@ -134,13 +144,14 @@ def _failures(dim: int) -> pa.Schema:
 
 
 TABLES = {
+    "proposals": _proposals,
     "images": _images,
     "regions": _regions,
     "pseudo_labels": _pseudo_labels,
     "vocab": _vocab,
     "failures": _failures,
 }
-EMBEDDING_COLUMNS = {"images": ("embedding",), "regions": ("embedding",),
+EMBEDDING_COLUMNS = {"proposals": (), "images": ("embedding",), "regions": ("embedding",),
                      "pseudo_labels": ("text_embedding",), "vocab": ("embedding",), "failures": ()}
 JOIN_KEYS = ("image_id", "region_id")
 

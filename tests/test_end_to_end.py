@@ -9,14 +9,14 @@ from featurestore.reader import StoreReader
 from tests.beam_jobs.sample import make_sample
 from tests.beam_jobs.two_jobs import JobWorld, write_captions
 from tests.tiny_clip import save_local_dir
+from tests.trainers.opendet.tiny_opendet import TINY_T5_DIR
 from trainers.train import main as train_main
 
 TINY_METHOD_SETTINGS = {
     "hdovd": ["hdovd.detector.min_size=64", "hdovd.detector.max_size=64"],
     "opendet": ["opendet.detector.image_size=64", "opendet.detector.hidden_dim=32", "opendet.detector.ffn_dim=64",
                 "opendet.detector.encoder_layers=1", "opendet.detector.decoder_layers=3",
-                "opendet.detector.max_queries=20", "opendet.name_generator.tiny_d_model=32",
-                "opendet.name_generator.tiny_d_ff=64", "opendet.name_generator.tiny_layers=1",
+                "opendet.detector.max_queries=20", f"opendet.name_generator.t5_dir={TINY_T5_DIR}",
                 "opendet.loss.pseudo_names=true"],
 }
 

@@ -32,9 +32,14 @@ class StoreContext:
 def prepare_store_method(config: StoreTrainConfig, device: torch.device) -> StoreContext:
     vocabulary = load_class_vocabulary(config.store)
     base = vocabulary.subset(novel=False)
-    excluded = (functools.partial(names_any_class, class_names=base.names)
-                if config.drop_pseudo_labels_naming_base else None)
-    return StoreContext(vocabulary, base.embeddings.to(device), excluded)
+    return StoreContext(vocabulary, base.embeddings.to(device), excluded_labels(config, vocabulary))
+
+
+def excluded_labels(config: StoreTrainConfig, vocabulary: ClassVocabulary) -> Callable[[str], bool] | None:
+    """label → True when training leaves its pseudo box out (drop_pseudo_labels_naming_base), or None."""
+    if not config.drop_pseudo_labels_naming_base:
+        return None
+    return functools.partial(names_any_class, class_names=vocabulary.subset(novel=False).names)
 
 
 def store_training_data(config: StoreTrainConfig, context: StoreContext) -> TrainingData:

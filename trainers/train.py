@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from schemas.config import ConfigError, add_config_arguments, to_dict
+from schemas.config import ConfigError, add_config_arguments, merged_config_data, origins_named, to_dict
 from trainers.checkpoint_evaluation import evaluate_checkpoint
 from trainers.loop import NonFiniteLossError, train
 from trainers.methods import load_run_config, training_method
@@ -41,6 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     method = training_method(config.method)
     print("config: " + json.dumps(to_dict(config), sort_keys=True))
+    # Before any work: what the run will read is there; an error names the key and the file (or --set) that set it.
+    try:
+        for flag, checkpoint in (("--eval-only", args.eval_only), ("--resume", args.resume)):
+            if checkpoint and not Path(checkpoint).is_file():
+                raise ConfigError(f"flag {flag}: no checkpoint at {checkpoint}")
+        with origins_named(merged_config_data(args.config, args.overrides)[1]):
+            method.check(config, not args.eval_only, bool(args.eval_only) or not args.no_eval)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.eval_only:
         evaluate_checkpoint(config, method, Path(args.eval_only))
         return 0

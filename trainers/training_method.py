@@ -4,6 +4,8 @@ The engine (trainers.loop) owns the schedule, optimisation, devices, checkpoints
 config section, where its training samples come from, its model and losses, and its evaluation:
 
     config  = method.run_config(...)                 # the engine's keys + the section named `method.name`
+    method.check(config, training, evaluating)       # before any work: what the run will read is there (paths,
+                                                     # tables), else a ConfigError naming the config key
     context = method.prepare(config, device)         # read once before training or evaluation (e.g. the store's
                                                      # vocabulary); passed back to every call below
     data    = method.training_data(config, context)  # TrainingData: samples, collate, batches per epoch
@@ -57,3 +59,4 @@ class TrainingMethod:
     build: Callable[[TrainConfig, Any], tuple[nn.Module, nn.Module]]
     losses: Callable[[nn.Module, nn.Module, Any, Any], dict[str, Tensor]]
     evaluate: Callable[[TrainConfig, Any, dict, torch.device], tuple[dict, dict, str]]
+    check: Callable[[TrainConfig, bool, bool], None] = lambda config, training, evaluating: None

@@ -11,6 +11,7 @@ Checkpoints saved with older transformers carry the causal-mask buffers `gpt.tra
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,18 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from vlm.clip import DTYPES, resolve_device
+from vlm.clip import DTYPES, device_dtype, resolve_device
+from vlm.file_hash import sha256_file
 from vlm.oom_backoff import BatchBackoff
 from vlm.tensor_files import load_tensor_file
 
 MappingType = Literal["mlp", "transformer"]
 CHECKPOINT_KEY = "captioner.clipcap.checkpoint"  # the config key that names a ClipCap checkpoint
 _LEGACY_BUFFER_KEY = re.compile(r"^gpt\.transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
+# A training record beside a checkpoint: the teachers manifest that shapesov.teachers writes (its MANIFEST_FILE), in
+# the checkpoint's folder or the one above, whose teacher entry names the checkpoint, its sha256 and how it fed the
+# CLIP embeddings (`normalize_prefix`).
+TRAINING_RECORD_FILE = "MANIFEST.json"
 # Official ClipCap TransformerMapper: 8 attention heads, MLP ratio 2, no bias on queries / keys-values.
 TRANSFORMER_MAPPER_HEADS = 8
 TRANSFORMER_MAPPER_MLP_RATIO = 2.0
@@ -195,6 +201,23 @@ def read_state_dict(path: str | Path, key: str = CHECKPOINT_KEY) -> dict[str, to
     return state
 
 
+def recorded_normalize_prefix(checkpoint_path: str | Path) -> tuple[bool | None, Path | None]:
+    """How a checkpoint was trained to read CLIP embeddings, where a record beside its weights says so: (its
+    `normalize_prefix`, the record file), or (None, None) without one (the official checkpoints). A record counts
+    only for the very file it lists: a checkpoint copied over ours no longer matches its sha256."""
+    checkpoint = Path(checkpoint_path).resolve()
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        record = folder / TRAINING_RECORD_FILE
+        if not record.is_file():
+            continue
+        for entry in json.loads(record.read_text()).get("teachers", {}).values():
+            listed = entry.get("checkpoint")
+            if (listed and "normalize_prefix" in entry and (folder / listed).resolve() == checkpoint
+                    and entry.get("files", {}).get(listed) == sha256_file(checkpoint)):
+                return bool(entry["normalize_prefix"]), record
+    return None, None
+
+
 def drop_legacy_buffers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The state dict without the old GPT-2 causal-mask buffers (see module docstring)."""
     return {k: v for k, v in state.items() if not _LEGACY_BUFFER_KEY.match(k)}
@@ -347,8 +370,11 @@ class ClipCapCaptioner:
                    stop_token)
 
     def to(self, device: str | torch.device, dtype: str = "fp32") -> "ClipCapCaptioner":
-        """Move the model to `device` ("auto": a GPU when there is one) in `dtype` (fp32, bf16, fp16); returns self."""
-        self.model = self.model.to(device=resolve_device(str(device)), dtype=DTYPES[dtype])
+        """Move the model to `device` ("auto": a GPU when there is one) in `dtype` (fp32, bf16, fp16; fp16 on a CPU
+        runs in fp32, vlm.clip.device_dtype); returns self."""
+        target = resolve_device(str(device))
+        dtype = device_dtype(dtype, target, "captioner.clipcap.dtype")
+        self.model = self.model.to(device=target, dtype=DTYPES[dtype])
         return self
 
     def caption(self, clip_embeddings: torch.Tensor, method: Literal["beam", "greedy"] = "beam", beam_size: int = 5,

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from featurestore.atomic import write_bytes_atomic
+from featurestore.commands.render import add_out_argument, out_path
 from featurestore.reader import StoreReader
 
 PSEUDO_SUPERCATEGORY = "pseudo label"
@@ -23,7 +24,7 @@ PSEUDO_SUPERCATEGORY = "pseudo label"
 
 def add_arguments(parser) -> None:
     parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    parser.add_argument("out", help="COCO JSON file to write")
+    add_out_argument(parser, "COCO JSON file to write", positional=True)
     parser.add_argument("--with-gt", action="store_true",
                         help="also write the store's GT boxes (regions with source gt: the base boxes the job kept)")
     parser.add_argument("--min-score", type=float, default=None, help="leave out pseudo boxes scored below this")
@@ -94,8 +95,9 @@ def run(args) -> int:
         raise KeyError(f"{args.store} has no committed pseudo_labels shard, so there is nothing to export without "
                        "--with-gt; run make pseudo-labels first")
     data = coco_file(reader, args.with_gt, args.min_score)
-    write_bytes_atomic(Path(args.out), json.dumps(data).encode())
+    out = out_path(args)
+    write_bytes_atomic(Path(out), json.dumps(data).encode())
     pseudo = sum(a["source"] == "pseudo" for a in data["annotations"])
-    print(f"wrote {args.out}: {len(data['images'])} images, {pseudo} pseudo boxes, "
+    print(f"wrote {out}: {len(data['images'])} images, {pseudo} pseudo boxes, "
           f"{len(data['annotations']) - pseudo} GT boxes, {len(data['categories'])} categories")
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.atomic import sha256_file, write_bytes_atomic
 from featurestore.commands.hdovd import layout
+from featurestore.commands.render import add_out_argument, out_path
 from featurestore.commands.hdovd.official_view import OfficialView, read_official_view
 from featurestore.commands.hdovd.plan import (MAX_LISTED, ExportPlan, ExportRefused, ImagePlan, check_store,
                                               plan_export, store_class_names)
@@ -29,7 +30,7 @@ from vlm.text_encoder import StoreTextEncoder
 
 def add_arguments(parser) -> None:
     parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    parser.add_argument("out", help="output folder (created if missing)")
+    add_out_argument(parser, "output folder (created if missing)", positional=True)
     parser.add_argument("--annotations", required=True,
                         help="the COCO/LVIS JSON the official trainer reads (data.train.ann_file): its image order, "
                              "GT rows and category order are what the export follows")
@@ -141,7 +142,7 @@ def export(args) -> str:
         raise ExportRefused(f"the store's CLIP embeds text in {object_vector.shape[1]} dimensions, its vocab has "
                             f"{classes.shape[1]}: the manifest names another model than the one that wrote the store")
 
-    out = Path(args.out)
+    out = Path(out_path(args))
     (out / layout.FEATURES_DIR).mkdir(parents=True, exist_ok=True)
     by_shard: dict[int, list[ImagePlan]] = {}
     for image in plan.images:

@@ -4,6 +4,7 @@ accuracy, how well the score separates boxes on objects from boxes on nothing, a
 called."""
 from __future__ import annotations
 
+from featurestore.commands.crop_census import census_lines, crop_census
 from featurestore.commands.label_quality import (add_ground_truth_arguments, ground_truth_files, novel_class_ids,
                                                  pseudo_box_quality, read_ground_truth)
 from featurestore.commands.label_report import vocabulary_report
@@ -42,6 +43,7 @@ def novel_accuracy(quality: dict) -> dict:
 
 def build_report(reader: StoreReader, args) -> dict:
     report = vocabulary_report(reader, args.top, args.merge_threshold, args.synonym_threshold)
+    report["crops"] = crop_census(reader)
     quality = quality_report(reader, args.base_gt, args.heldout_gt, args.top)
     if quality is not None:
         report["quality"] = quality
@@ -102,6 +104,9 @@ def print_report(report: dict) -> None:
               f"{accuracy['matched_boxes']} pseudo boxes with IoU >= {accuracy['iou_threshold']} to a novel GT box)")
     if "quality" in report:
         print_quality(report["quality"])
+    lines = census_lines(report.get("crops"))
+    if lines:
+        print("\n" + "\n".join(lines))
 
 
 def run(args) -> int:

@@ -42,3 +42,21 @@ def emit(data: object) -> None:
 def add_store_argument(parser) -> None:
     parser.add_argument("store", help="the store: the folder holding manifest.json, or its URL (s3://…, gs://…)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_out_argument(parser, help_text: str, positional: bool = False, required: bool = True) -> None:
+    """The one output flag of every verb that writes something: `--out PATH` (`-o PATH`). `--output`, and for the
+    exports the OUT argument after the store, are the older spellings and still work."""
+    if positional:
+        parser.add_argument("out_argument", nargs="?", metavar="OUT", help=f"{help_text}; the same as --out")
+    parser.add_argument("-o", "--out", "--output", dest="out", default=None, metavar="PATH",
+                        required=required and not positional, help=help_text)
+
+
+def out_path(args) -> str:
+    """The output path of a verb with add_out_argument(positional=True): --out or OUT, not two different ones."""
+    given = {path for path in (args.out, getattr(args, "out_argument", None)) if path}
+    if len(given) != 1:
+        raise KeyError("give the output path once: --out PATH" if not given else
+                       f"two output paths given ({', '.join(sorted(given))}): give one, with --out")
+    return given.pop()

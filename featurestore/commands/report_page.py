@@ -24,7 +24,8 @@ figure img{display:block;margin:0 auto 4px;image-rendering:pixelated;max-width:1
 background:#f7f7f7;padding:8px;font-size:12px} .missing{padding:30px 4px;text-align:center;color:#b00}
 """
 VOCABULARY_ROWS = 50  # labels listed on the page
-SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"), ("vocabulary", "Labels"),
+SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"),
+            ("recall", "Proposal recall"), ("crops", "Crop windows"), ("vocabulary", "Labels"),
             ("grids", "Crops per label"), ("scores", "Scores"), ("duplicates", "Duplicates and synonyms"),
             ("quality", "Precision")]
 
@@ -65,6 +66,10 @@ def summary_cards(report: dict) -> str:
             if key in summary:
                 cards.append(_stat(f"{key.replace('_', ' ')} ({stage['stage']})", _num(summary[key])))
     cards.append(_stat("failure rows", _num(sum(f["count"] for f in report["failures"]))))
+    recall = report.get("proposal_recall")
+    for side, metrics in (recall or {}).get("sides", {}).items():
+        if metrics.get("AR@10") is not None:
+            cards.append(_stat(f"{side} AR@10 (proposals)", _pct(metrics["AR@10"])))
     labels = report.get("labels")
     if labels:
         cards.append(_stat("unique pseudo labels", _num(labels["vocabulary"]["unique_labels"])))
@@ -124,6 +129,36 @@ def failures_section(report: dict) -> str:
                                for x in group["examples"])
         rows.append([_e(group["stage"]), f"<b>{_e(group['kind'])}</b>", _num(group["count"]), examples])
     return _table(["stage", "kind", "rows", "examples"], rows, {2})
+
+
+def recall_section(recall: dict) -> str:
+    """The proposals stage's average recall per ground-truth side: AR@k (IoU 0.5:0.95) and R50@k (IoU 0.5)."""
+    keys = [f"{name}@{k}" for name in ("AR", "R50") for k in recall["max_dets"]]
+    rows = [[_e(side), _num(recall["images"].get(side))] + [_pct(metrics.get(key)) for key in keys]
+            + [_num(metrics.get("num_gt"))] for side, metrics in recall["sides"].items()]
+    novel = (f"novel boxes from the held-out file <code>{_e(recall['novel_annotations'])}</code>, read by this "
+             "evaluation only" if recall["novel_annotations"] else "no held-out file of novel boxes was given")
+    return (f"<p>Class-agnostic average recall of the stored proposals (pycocotools COCOeval, useCats=0), as the "
+            f"stage's last run measured it over the images it ran over; split <code>{_e(recall['split'])}</code>, "
+            f"{novel}; {_num(recall['proposals_per_image'])} proposals per image.</p>"
+            + _table(["ground truth", "images", *keys, "GT boxes"], rows, set(range(1, len(keys) + 3))))
+
+
+def crops_section(census: dict) -> str:
+    """How many crops were the whole image (the region got the image's own embedding) or cut at its border."""
+    crop = census["crop"]
+    how = f"mode <b>{_e(crop['mode'])}</b>"
+    if crop["mode"] == "square":
+        cap = crop.get("square_max_area")
+        how += (f", capped at {_num(cap)} of the image's area" if cap else
+                ", no cap (<code>crop.square_max_area</code>): every box larger than about an eighth of its image "
+                "gets the whole image")
+    rows = [[_e(source), _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])]
+            for source, t in census["by_source"].items()]
+    if census["pseudo_boxes"] is not None:
+        t = census["pseudo_boxes"]
+        rows.append(["labelled pseudo boxes", _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])])
+    return f"<p>{how}</p>" + _table(["regions", "crops", "the whole image", "cut at the border"], rows, {1, 2, 3})
 
 
 def vocabulary_section(labels: dict) -> str:
@@ -243,6 +278,10 @@ def render_page(report: dict) -> str:
     labels = report.get("labels")
     body = {"stages": stages_section(report), "timings": timings_section(report),
             "failures": failures_section(report)}
+    if report.get("proposal_recall"):
+        body["recall"] = recall_section(report["proposal_recall"])
+    if report.get("crops"):
+        body["crops"] = crops_section(report["crops"])
     if labels:
         body.update(vocabulary=vocabulary_section(labels), grids=grids_section(labels), scores=scores_section(labels),
                     duplicates=duplicates_section(labels))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -170,6 +171,22 @@ def test_missing_captioner_file_fails_before_any_write(store, tmp_path):
     with pytest.raises(FileNotFoundError, match="captioner.clipcap.checkpoint"):
         pseudo_labels.run(["--store", str(store.root), "--set", f"captioner.clipcap.checkpoint={tmp_path}/none.pt"],
                           test_pipeline=TestPipeline())
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+
+
+def test_a_captioner_for_another_clip_width_fails_before_any_write(store, tmp_path, capsys):
+    """The ShapesOV teacher ClipCap (64-d input) on this 32-d store: one line naming the key and the file that set
+    it, exit code 2, nothing written (it failed deep inside Beam before, with a matmul shape error)."""
+    repo = Path(__file__).resolve().parents[2]
+    config = tmp_path / "labels.yaml"
+    config.write_text(f"_base_: {repo / 'configs/shapes/pseudo_labels.yaml'}\ncaptioner:\n  clipcap:\n"
+                      f"    checkpoint: {repo / 'assets/teachers/clipcap/clipcap_mlp.pt'}\n"
+                      f"    gpt_dir: {repo / 'assets/teachers/clipcap/gpt2'}\n")
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    assert pseudo_labels.main(["--store", str(store.root), "--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert "config key 'captioner.clipcap.checkpoint'" in error and "takes 64-d CLIP embeddings" in error
+    assert f"holds 32-d ones" in error and f"(set in {config})" in error and "Traceback" not in error
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
 
 

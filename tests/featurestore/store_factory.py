@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from featurestore.integrity import content_checksum
 
 from featurestore.manifest import ModelRecord
-from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
+from featurestore.stages import EXTRACT_FEATURES, PROPOSALS, PSEUDO_LABELS
 from featurestore.writer import ShardWriter
 from schemas.tables import SCHEMA_VERSION
 
@@ -69,6 +69,24 @@ def pseudo_label_tables(shard: int, dim: int = DIM, no_object: frozenset = froze
         "score": [0.875 if n else 0.0 for n in named], "text_embedding": texts}}
 
 
+def proposal_tables(shard: int) -> dict:
+    """Two proposals per image of `shard_tables(shard)`, best first, and its stats as the proposals job writes them."""
+    ids = shard_tables(shard)["images"]["image_id"]
+    return {"proposals": {"image_id": [i for i in ids for _ in range(2)], "rank": [0, 1] * len(ids),
+                          "box": [[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 20.0, 25.0]] * len(ids),
+                          "score": [0.9, 0.5] * len(ids)}}
+
+
+def write_proposal_stage(root: Path, shards: int) -> None:
+    writer = ShardWriter(root, PROPOSALS, None)
+    writer.open_stage({"dataset": {"annotations": "instances.json"}}, "hash-proposals",
+                      {"proposer": ModelRecord(sha256="1" * 64, name="proposal network", path="checkpoint.pt")})
+    for shard in range(shards):
+        writer.commit(shard, proposal_tables(shard), fingerprint=f"pr-{shard}",
+                      stats={"image_ids": shard_tables(shard)["images"]["image_id"]})
+    writer.finish_stage({"images": shards * IMAGES_PER_SHARD})
+
+
 def vocab_columns(dim: int = DIM) -> dict:
     """Classes star (base, e0) and circle (novel, e1), and the object names of the GT regions: "red star" (e2) and
     "star" (e0, as the same prompt ensemble gives the same embedding as the class)."""
@@ -78,9 +96,13 @@ def vocab_columns(dim: int = DIM) -> dict:
 
 
 def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True, strict: bool = True,
-                labelled_shards: int | None = None, no_object: frozenset = frozenset()) -> Path:
+                labelled_shards: int | None = None, no_object: frozenset = frozenset(),
+                with_proposals: bool = False) -> Path:
     """labelled_shards: how many shards the pseudo-labels stage committed (default: all of them); no_object: the
-    (image_id, region_id) of pseudo boxes whose caption named no object."""
+    (image_id, region_id) of pseudo boxes whose caption named no object. with_proposals: a proposals stage first,
+    cut into the same shards."""
+    if with_proposals:
+        write_proposal_stage(root, shards)
     writer = ShardWriter(root, EXTRACT_FEATURES, DIM)
     writer.open_stage({"crop": {"mode": "square"}, "dataset": {"strict": strict}}, "hash-extract",
                       {"clip": ModelRecord(sha256="0" * 64, name="local-dir:tiny", path="tiny", prompts="single")})

@@ -13,7 +13,7 @@ from trainers.hdovd.detectors import DETECTORS
 from trainers.hdovd.heads import CLASSIFIERS
 from trainers.methods import METHODS, load_run_config
 from trainers.modeling.backbones import BACKBONES
-from trainers.opendet.config import QueryDetectorConfig
+from trainers.modeling.query_detector import QueryDetectorConfig
 from trainers.train import main as train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -58,7 +58,8 @@ def test_each_variant_overlays_its_methods_preset(variant):
 
 def test_the_paper_variant_is_both_halves_and_the_best_beam():
     paper = load_run_config([CONFIGS / "vg/opendet.yaml", CONFIGS / "variants/opendet_paper.yaml"]).opendet
-    assert paper.loss.binary_loss == "eq4" and paper.loss.distiller_form == "paper"
+    assert paper.loss.binary_loss == "eq4" and paper.distiller.form == "paper"
+    assert paper.loss.match_cost_form == "probability" and paper.alignment.refine_queries is False
     assert paper.name_generator.lora_base_trainable is False and paper.inference.join_beams is False
 
 
@@ -68,14 +69,15 @@ def test_print_config_applies_overrides(capsys):
     assert yaml.safe_load(capsys.readouterr().out)["hdovd"]["inference"]["beta_novel"] == 0.5
 
 
-def test_ov_coco_preset_holds_the_papers_constants():
+def test_ov_coco_preset_is_the_released_recipe_with_the_papers_temperatures():
     config = load_run_config(CONFIGS / "ov_coco/hdovd.yaml")
     hdovd = config.hdovd
     assert config.method == "hdovd" and config.eval.protocol == "ov_coco"
-    assert (hdovd.inference.beta_base, hdovd.inference.beta_novel) == (0.35, 0.65)
+    assert "_base_: ../variants/hdovd_released.yaml" in (CONFIGS / "ov_coco/hdovd.yaml").read_text()
+    assert (hdovd.inference.beta_base, hdovd.inference.beta_novel) == (0.25, 0.45)
     assert (hdovd.loss.tau_ckd, hdovd.loss.tau_rkd, hdovd.detector.tau_cls) == (20.0, 5.0, 50.0)
     assert (hdovd.loss.alpha_instance_contrastive, hdovd.loss.alpha_instance_relational,
-            hdovd.loss.alpha_image_contrastive) == (0.5, 5.0, 0.2)
+            hdovd.loss.alpha_image_contrastive) == (0.1, 1.0, 0.1)
     detector = hdovd.detector
     assert (detector.backbone, detector.min_size, detector.max_size, detector.representation_size,
             detector.box_batch_size_per_image) == ("resnet50", 800, 1333, 1024, 512)

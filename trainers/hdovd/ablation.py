@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from schemas.config import add_config_arguments, config_hash, load_config
+from schemas.config import ConfigError, add_config_arguments, config_hash, load_config
 from trainers.checkpoint_evaluation import evaluate_checkpoint
 from trainers.hdovd.config import HdovdRunConfig, InferenceConfig
 from trainers.hdovd.method import HDOVD
@@ -75,11 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/table5", help="one run directory per row under this one")
     parser.add_argument("--reuse", action="store_true", help="evaluate a row's existing checkpoint, no training")
     args = parser.parse_args(argv)
+    rows = {row: load_config(HdovdRunConfig, args.config,
+                             [*args.overrides, *row_overrides(row), f"out_dir={Path(args.out) / row}"])
+            for row in args.rows.split(",")}
+    try:  # every row's checks before the first trains (trainers.preflight)
+        for config in rows.values():
+            HDOVD.check(config, not args.reuse, True)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     results, trained = {}, {}
-    for row in args.rows.split(","):
+    for row, config in rows.items():
         out_dir = Path(args.out) / row
-        config = load_config(HdovdRunConfig, args.config,
-                             [*args.overrides, *row_overrides(row), f"out_dir={out_dir}"])
         # Rows that differ only in inference (the "Ens." column) share one trained model.
         key = training_key(config)
         checkpoint = trained.get(key, out_dir / "checkpoint.pt")

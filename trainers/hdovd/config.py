@@ -25,7 +25,7 @@ class DetectorConfig:
     """Which detector (registry name), its backbone and sizes, and how it classifies. Defaults: the CPU demo
     detector; configs/ov_coco/hdovd.yaml holds torchvision's fasterrcnn_resnet50_fpn sizes."""
 
-    name: Literal["faster_rcnn", "query_detr"] = "faster_rcnn"  # key of trainers.hdovd.detectors.DETECTORS
+    name: Literal["faster_rcnn"] = "faster_rcnn"  # key of trainers.hdovd.detectors.DETECTORS
     backbone: Literal["tiny", "resnet50"] = "tiny"  # key of trainers.modeling.backbones.BACKBONES
     # Local ImageNet checkpoint of the backbone (.pth state dict or .safetensors); None = random initialisation.
     backbone_weights: str | None = None
@@ -49,6 +49,21 @@ class DetectorConfig:
     # demo training step (py-spy); 1 sample per bin makes the pooling about 2x cheaper.
     roi_sampling_ratio: int = 2
 
+    # --- which pseudo boxes the detector reads (released FasterRCNN.forward_train, StandardRoIHead.forward_train) ---
+    # A pseudo box counts when it is wider and taller than this many pixels of the detector's input (released: > 32 at
+    # its 1333 × 800 input); the first `max_pseudo_boxes` of those (the store lists them best proposal first) are
+    # classified and distilled (HD-OVD Sec. IV-B / Table IX: 5).
+    min_pseudo_box_side: float = 32.0
+    max_pseudo_boxes: int = 5
+    # Released (add_pseudo_box_to_rpn=True): every counted pseudo box, not only the first `max_pseudo_boxes`, joins
+    # the RPN's ground truth, which trains the proposals' recall of novel objects.
+    pseudo_boxes_to_rpn: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_pseudo_boxes < 0 or self.min_pseudo_box_side < 0:
+            raise ValueError(f"hdovd.detector.max_pseudo_boxes and hdovd.detector.min_pseudo_box_side must be >= 0, "
+                             f"got {self.max_pseudo_boxes} and {self.min_pseudo_box_side}")
+
 
 @dataclass(frozen=True)
 class HdovdLossConfig:
@@ -61,9 +76,8 @@ class HdovdLossConfig:
     pseudo_weighting: bool = True  # α_j of eq. 5 for pseudo classes ("Wei."; pseudo_weight_transform); off: 1
     image_contrastive: bool = True  # L_ckd^img, eq. 6–10
 
-    # --- which regions are distilled (Table VI: base / pseudo / both) and how many pseudo boxes (Table IX) ---
+    # --- which regions are distilled (Table VI: base / pseudo / both; how many pseudo boxes: hdovd.detector) ---
     distill_regions: Literal["base_and_pseudo", "base", "pseudo"] = "base_and_pseudo"
-    max_pseudo_boxes: int = 5  # HD-OVD Sec. IV-B / Table IX: top-5 proposals per image by default
 
     # --- variants: the paper's formula or the released code's ---
     # sigmoid_bce: eq. 1–2 (BCE, positives on the diagonal); info_nce: released code, bidirectional CE at τ_ckd.
@@ -98,13 +112,12 @@ class HdovdLossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
 
-    # --- memory queues of negatives (DESIGN: length 1024; the released Faster R-CNN config uses 2048 / 512) ---
-    region_queue_length: int = 1024
-    image_queue_length: int = 1024
+    # --- memory queues of negatives (released myfasterrcnn_r50_1x_coco.py, novel_obj_queue_dict: 2048 region
+    # embeddings, 512 image embeddings) ---
+    region_queue_length: int = 2048
+    image_queue_length: int = 512
 
     def __post_init__(self) -> None:
-        if self.max_pseudo_boxes < 0:
-            raise ValueError(f"hdovd.loss.max_pseudo_boxes must be >= 0, got {self.max_pseudo_boxes}")
         for name in ("tau_ckd", "tau_rkd", "rkd_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"hdovd.loss.{name} must be > 0, got {getattr(self, name)}")
@@ -112,11 +125,16 @@ class HdovdLossConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Scoring of eq. 12, NMS and top-k. Defaults: OV-COCO; configs/ov_lvis/hdovd.yaml holds the OV-LVIS values."""
+    """Scoring of eq. 12, NMS and top-k. Defaults: the paper's OV-COCO values; the presets hold the released Faster
+    R-CNN's (configs/ov_coco/hdovd.yaml) and OV-LVIS's.
+
+    With a classifier that has a background column (weighted_softmax) the ensemble keeps that column and renormalises
+    each box's scores over classes and background, as the released StandardRoIHead.simple_test does; with the
+    sigmoid classifier of eq. 4 there is no such column and eq. 12 is applied as printed."""
 
     ensemble: bool = True  # Table V "Ens."; False scores with p_cls alone
-    beta_base: float = 0.35  # HD-OVD eq. 12, OV-COCO: β1 = 0.35
-    beta_novel: float = 0.65  # HD-OVD eq. 12, OV-COCO: β2 = 0.65
+    beta_base: float = 0.35  # HD-OVD eq. 12, OV-COCO: β1 = 0.35 (released Faster R-CNN: alpha = 0.25)
+    beta_novel: float = 0.65  # HD-OVD eq. 12, OV-COCO: β2 = 0.65 (released Faster R-CNN: beta = 0.45)
     # p_dis is scored at the temperature the queries were trained at, hdovd.loss.tau_ckd (eq. 12: τ_ckd).
     # "sigmoid" is eq. 12 as printed. "softmax" normalises over the evaluated classes as ViLD's ensemble does: with a
     # teacher whose cosines sit far from 0 (ShapesOV's CLIP: about 0.66 right class, 0.35 wrong) the sigmoid is
@@ -142,6 +160,10 @@ class HdovdConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     loss: HdovdLossConfig = field(default_factory=HdovdLossConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # HD-OVD's pseudo classes (loss.pseudo_classes, Table V's "Cls.") come from the store's pseudo_labels stage. A
+    # store without it would train the row without them while the run says HD-OVD, so training refuses it unless
+    # this is true (the first log line then says what the run uses).
+    allow_no_pseudo_labels: bool = False
 
     @property
     def classifier(self) -> str:

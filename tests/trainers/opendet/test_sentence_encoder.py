@@ -115,7 +115,7 @@ def test_category_side_comes_from_the_chosen_encoder(encoder_dir):
 def test_evaluation_maps_names_in_the_sentence_encoder_space(encoder_dir, tmp_path):
     """A tiny Open-Det on two images: names and categories both 32-d sentence embeddings, while the vocab holds 16-d
     CLIP rows (using those would fail in faiss)."""
-    from tests.trainers.opendet.test_detector import TEXT_DIM, _model
+    from tests.trainers.opendet.tiny_opendet import TEXT_DIM, tiny_model as _model
 
     rng = np.random.default_rng(0)
     for name in ("a.png", "b.png"):
