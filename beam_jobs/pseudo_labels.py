@@ -5,8 +5,9 @@
         [any Beam pipeline option: --runner, --direct_num_workers, --setup_file, ...]
 
 Reads the `regions` rows with source "proposal" of every extract-features shard and writes `pseudo_labels` shard by
-shard (shard k holds exactly the pseudo boxes of regions shard k), plus `failures` rows for boxes that got no label
-and `vocab` rows (kind "label") for the unique labels. The sharded-stage driver skips shards whose fingerprint
+shard (shard k holds exactly the pseudo boxes of regions shard k; a box whose caption names no object keeps its row,
+with no label and a score of 0), plus `failures` rows for boxes that got no caption and `vocab` rows (kind "label")
+for the unique labels. The sharded-stage driver skips shards whose fingerprint
 (regions shard and file, config, CLIP and captioner weights, schema version) is already committed; --retry-failed
 recomputes the committed shards that have failure rows. With score.from_dataset,
 μ and σ of the score come from a global combine over every picked cosine (a first pass), and scores are computed in
@@ -68,9 +69,9 @@ def resolve_text_clip(config: PseudoLabelsConfig, store_clip: ModelRecord, store
 
 
 def committed_moments(reader: StoreReader, done: list[LabelShardTask]) -> Moments:
-    """Exact cosine moments (pipelines.cosine_moments) over shards kept from an earlier run, so dataset μ/σ cover
-    the whole dataset."""
-    return merge_moments(cosine_moments(batch.column("cos").to_numpy())
+    """Exact cosine moments (pipelines.cosine_moments) over the labelled boxes of shards kept from an earlier run,
+    so dataset μ/σ cover the whole dataset."""
+    return merge_moments(cosine_moments(batch.column("cos").drop_null().to_numpy())
                          for batch in reader.stream("pseudo_labels", ["cos"], shards=[t.shard for t in done]))
 
 
@@ -79,7 +80,7 @@ def label_vocab(reader: StoreReader, prompts: str, dim: int) -> dict:
     first: dict[str, np.ndarray] = {}
     for batch in reader.stream("pseudo_labels", ["label", "text_embedding"]):
         labels = batch.column("label").to_pylist()
-        new = [i for i, label in enumerate(labels) if label not in first]
+        new = [i for i, label in enumerate(labels) if label is not None and label not in first]
         if new:
             rows = embeddings_to_numpy(batch.column("text_embedding").take(new), dim)
             for i, row in zip(new, rows):
@@ -149,7 +150,8 @@ class PseudoLabels(ShardedStage):
             return pipeline | "ReleasedMuSigma" >> beam.Create([(score.mu, score.sigma)])
         done = [task for task in self.tasks if task not in pending]
         prior = committed_moments(StoreReader(self.store), done)
-        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: cosine_moment(kv[1].cos)),
+        named = picked.labels | "LabelledOnly" >> beam.Filter(lambda kv: kv[1].names_object)
+        moments = ((named | "CosineMoments" >> beam.Map(lambda kv: cosine_moment(kv[1].cos)),
                     pipeline | "KeptShardMoments" >> beam.Create([prior]))
                    | "AllMoments" >> beam.Flatten())
         return moments | "DatasetMuSigma" >> beam.CombineGlobally(CosineMoments())
@@ -158,7 +160,10 @@ class PseudoLabels(ShardedStage):
         return label_vocab(StoreReader(self.store), self.prompts, self.dim), ""
 
     def summary_extras(self, stats: list[dict]) -> dict:
-        extras = {"score_mu_sigma": sorted({(shard["score_mu"], shard["score_sigma"]) for shard in stats})}
+        # Boxes whose caption names no object: rows with no label, not failures, so outside the failure-rate gate.
+        # Shards committed before such rows existed have no count (their caption-less boxes are failure rows).
+        extras = {"no_object": sum(shard.get("no_object", 0) for shard in stats),
+                  "score_mu_sigma": sorted({(shard["score_mu"], shard["score_sigma"]) for shard in stats})}
         if self.given_captions is not None:
             extras["given_captions"] = self.given_captions
         return extras

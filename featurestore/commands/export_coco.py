@@ -51,7 +51,8 @@ def categories(reader: StoreReader, labels: set[str]) -> tuple[list[dict], dict[
 
 
 def shard_annotations(reader: StoreReader, shard: int, with_gt: bool, min_score: float | None) -> list[dict]:
-    """One shard's annotations without ids or category ids yet: pseudo boxes carry their "label"."""
+    """One shard's annotations without ids or category ids yet: pseudo boxes carry their "label" (a box whose
+    caption named no object has no category, so it is no annotation)."""
     regions = reader.read_shard("regions", shard, ["image_id", "region_id", "box", "source", "category_id"])
     rows = regions.to_pylist()
     box_of = {(r["image_id"], r["region_id"]): r["box"] for r in rows}
@@ -66,7 +67,7 @@ def shard_annotations(reader: StoreReader, shard: int, with_gt: bool, min_score:
                                                                                        r["region_id"])]),
                    "score": round(r["score"], 5), "cos": round(r["cos"], 5), "caption": r["caption"],
                    "source": "pseudo", "region_id": r["region_id"]}
-                  for r in labels if min_score is None or r["score"] >= min_score]
+                  for r in labels if r["label"] is not None and (min_score is None or r["score"] >= min_score)]
     return sorted(found, key=lambda a: (a["image_id"], a["region_id"], a["source"]))
 
 

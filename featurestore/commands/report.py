@@ -4,9 +4,10 @@ DIR/index.html opens from `file://` with no server and no network (inline CSS an
 thumbnails of the label grids are PNG files in DIR/crops, and DIR/report.json holds every number of the page.
 Sections: stages and provenance; per-stage timings and throughput; failures by kind with examples; the average
 recall of the proposals stage (base and held-out novel ground truth, as its last run measured it); the pseudo-label
-vocabulary with a grid of region crops per label (crop, caption, candidates, label, cos, score); the score histogram;
-near-duplicate labels and base-class synonyms; and, with held-out ground truth, pseudo-box precision, accuracy per
-class and the labels of boxes that cover nothing.
+vocabulary with a grid of region crops per label (crop, caption, candidates, label, cos, score) and the count of boxes
+whose caption names no object; the score histogram; near-duplicate labels and base-class synonyms; and, with held-out
+ground truth, pseudo-box precision, accuracy per class, the score's ROC AUC and the labels of boxes that cover
+nothing.
 
 The folder is built beside DIR and swapped in when complete, so DIR is never a half-written report.
 """
@@ -68,13 +69,16 @@ def label_section(reader: StoreReader, args, out: Path, truth) -> dict:
     examples = label_examples(reader, grid_labels, args.crops_per_label, root, out, truth)
     scores: dict[str, list[float]] = {}
     quality = None
-    if truth is None:
-        scores["pseudo boxes"] = [s for b in reader.stream("pseudo_labels", ["score"]) for s in
-                                  b.column("score").to_pylist()]
+    if truth is None:  # the scores of labelled boxes: a box with no object has no score, only its weight 0
+        scores["pseudo boxes"] = [s for b in reader.stream("pseudo_labels", ["label", "score"])
+                                  for label, s in zip(b.column("label").to_pylist(), b.column("score").to_pylist())
+                                  if label is not None]
     else:
         tally = QualityTally(truth)
         for judgement in judge_pseudo_boxes(reader, truth):
             tally.add(judgement)
+            if judgement.row["label"] is None:
+                continue
             series = ("not judged" if not judgement.judged else
                       f"covers an object (IoU ≥ {COVER_IOU})" if judgement.covers else "covers no object")
             scores.setdefault(series, []).append(judgement.row["score"])

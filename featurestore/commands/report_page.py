@@ -62,9 +62,9 @@ def summary_cards(report: dict) -> str:
     cards = []
     for stage in report["stages"]:
         summary = stage["summary"]
-        for key in ("images", "regions", "labelled"):
+        for key in ("images", "regions", "labelled", "no_object"):
             if key in summary:
-                cards.append(_stat(f"{key} ({stage['stage']})", _num(summary[key])))
+                cards.append(_stat(f"{key.replace('_', ' ')} ({stage['stage']})", _num(summary[key])))
     cards.append(_stat("failure rows", _num(sum(f["count"] for f in report["failures"]))))
     recall = report.get("proposal_recall")
     for side, metrics in (recall or {}).get("sides", {}).items():
@@ -170,7 +170,8 @@ def vocabulary_section(labels: dict) -> str:
             for i, r in enumerate(vocabulary["top_labels"][:VOCABULARY_ROWS])]
     shown = "all of them" if len(rows) == vocabulary["unique_labels"] else f"the {len(rows)} most frequent"
     return (f"<p>{_num(vocabulary['pseudo_boxes'])} labelled pseudo boxes, {_num(vocabulary['unique_labels'])} "
-            f"unique labels ({shown}; every count is in report.json):</p>"
+            f"unique labels ({shown}; every count is in report.json). No object: {_num(vocabulary['no_object'])} "
+            f"pseudo boxes whose caption names no object (no label, weight 0).</p>"
             + _table(["label", "boxes", "share", ""], rows, {1, 2}))
 
 
@@ -212,7 +213,7 @@ def scores_section(labels: dict) -> str:
     histogram = labels["score_histogram"]
     edges = histogram["edges"]
     centres = [f"{(a + b) / 2:.2f}" for a, b in zip(edges[:-1], edges[1:])]
-    return ("<p>score = sigmoid((cos − μ) / σ) · k of every labelled pseudo box"
+    return ("<p>score = sigmoid((cos − μ) / σ) · k of every labelled pseudo box (boxes with no object have none)"
             + (", split by what the box covers in the held-out ground truth" if labels["quality"] else "")
             + ".</p>" + stacked_bars("pseudo-label scores", centres, histogram["counts"], "boxes", "score"))
 
@@ -248,18 +249,22 @@ def quality_section(labels: dict | None) -> str:
                  if quality["precision"] is not None else
                  '<span class="bad">n/a: no base ground truth (the training annotations), so a box on a base object '
                  "cannot be told from a box on nothing; give <code>--base-gt</code></span>")
-    per_class = [[_e(n), _e(c["split"]), _num(c["covering"]), _num(c["correct"]), _pct(c["accuracy"])]
-                 for n, c in quality["per_class"].items()]
+    per_class = [[_e(n), _e(c["split"]), _num(c["covering"]), _num(c["correct"]), _pct(c["accuracy"]),
+                  _num(c["no_object"])] for n, c in quality["per_class"].items()]
     parts = [f"<p>Ground truth used:</p><ul>{files}</ul><p>Precision: {precision}. Accuracy: "
              f"<b>{_pct(quality['accuracy'])}</b> ({_num(quality['correct'])} of {_num(quality['covering_boxes'])} "
              f"covering boxes are labelled with the class of the object they cover). "
              f"{_num(quality['pseudo_boxes'] - quality['judged_boxes'])} boxes are on images no ground-truth file "
              f"lists and are not judged.</p>"
              + (f"<p>Mean score: {_num(quality['mean_score_covering'])} on the boxes that cover an object, "
-                f"{_num(quality['mean_score_on_nothing'])} on the boxes that cover nothing.</p>"
-                if quality["mean_score_on_nothing"] is not None else ""),
-             "<h3>Accuracy per class</h3>" + _table(["class", "split", "covering boxes", "correct", "accuracy"],
-                                                     per_class, {2, 3, 4})]
+                f"{_num(quality['mean_score_on_nothing'])} on the boxes that cover nothing. Score ROC AUC (covering "
+                f"against on-nothing labelled boxes): <b>{_num(quality['score_auc'])}</b>; ROC AUC of the training "
+                f"weight over every judged box (no object = 0): <b>{_num(quality['weight_auc'])}</b>.</p>"
+                if quality["mean_score_on_nothing"] is not None else "")
+             + f"<p>No object: {_num(quality['no_object_judged'])} judged pseudo boxes whose caption names no object "
+               f"(no label, weight 0); {_num(quality['no_object_covering'])} of them cover an object.</p>",
+             "<h3>Accuracy per class</h3>" + _table(["class", "split", "covering boxes", "correct", "accuracy",
+                                                      "covering, no object"], per_class, {2, 3, 4, 5})]
     if quality["labels_on_nothing"] is not None:
         nothing = [[_e(r["label"]), _num(r["boxes"]), _num(r["of_label"]), _pct(r["share_of_label"])]
                    for r in quality["labels_on_nothing"]]

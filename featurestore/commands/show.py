@@ -14,7 +14,7 @@ from featurestore.stages import PSEUDO_LABELS
 
 MIN_SIDE = 512  # small images (ShapesOV: 128-256 px) are upscaled so the text stays legible
 LINE_HEIGHT = 14
-COLOURS = {"gt": (40, 200, 80), "labelled": (40, 110, 255), "failed": (230, 50, 50)}
+COLOURS = {"gt": (40, 200, 80), "labelled": (40, 110, 255), "no_object": (150, 150, 150), "failed": (230, 50, 50)}
 
 
 def add_arguments(parser) -> None:
@@ -34,6 +34,10 @@ def region_lines(tables: dict) -> tuple[list[tuple[list[float], str, tuple]], li
         rid = region["region_id"]
         if region["source"] == "gt":
             drawn.append((region["box"], f"{rid} gt {region['category_id']}", COLOURS["gt"]))
+        elif rid in labels and labels[rid]["label"] is None:
+            row = labels[rid]
+            drawn.append((region["box"], f"{rid} no object", COLOURS["no_object"]))
+            lines.append(f"#{rid} no object (weight 0) <- \"{row['caption']}\"")
         elif rid in labels:
             row = labels[rid]
             drawn.append((region["box"], f"{rid} {row['label']} {row['score']:.2f}", COLOURS["labelled"]))

@@ -48,16 +48,25 @@ def shard_tables(shard: int, dim: int = DIM) -> dict:
     }
 
 
-def pseudo_label_tables(shard: int, dim: int = DIM) -> dict:
-    """pseudo_labels for the proposal regions of `shard_tables(shard)`."""
+NO_OBJECT_CAPTION = "a patch of striped background"
+
+
+def pseudo_label_tables(shard: int, dim: int = DIM, no_object: frozenset = frozenset()) -> dict:
+    """pseudo_labels for the proposal regions of `shard_tables(shard)`; the (image_id, region_id) of `no_object`
+    are captioned with no object, as the pseudo-labels job writes them (no label or cos, score 0, zero text)."""
     regions = shard_tables(shard, dim)["regions"]
     keep = [i for i, s in enumerate(regions["source"]) if s == "proposal"]
+    keys = [(regions["image_id"][i], regions["region_id"][i]) for i in keep]
+    named = [key not in no_object for key in keys]
     rng = np.random.default_rng(100 + shard)
+    texts = rng.standard_normal((len(keep), dim)).astype(np.float16)
+    texts[~np.asarray(named, dtype=bool)] = 0
     return {"pseudo_labels": {
-        "image_id": [regions["image_id"][i] for i in keep], "region_id": [regions["region_id"][i] for i in keep],
-        "caption": ["a red star on a wall"] * len(keep), "candidates": [["star", "wall"]] * len(keep),
-        "label": ["star"] * len(keep), "cos": [0.375] * len(keep), "score": [0.875] * len(keep),
-        "text_embedding": rng.standard_normal((len(keep), dim)).astype(np.float16)}}
+        "image_id": [i for i, _ in keys], "region_id": [r for _, r in keys],
+        "caption": ["a red star on a wall" if n else NO_OBJECT_CAPTION for n in named],
+        "candidates": [["star", "wall"] if n else [] for n in named],
+        "label": ["star" if n else None for n in named], "cos": [0.375 if n else None for n in named],
+        "score": [0.875 if n else 0.0 for n in named], "text_embedding": texts}}
 
 
 def proposal_tables(shard: int) -> dict:
@@ -87,9 +96,11 @@ def vocab_columns(dim: int = DIM) -> dict:
 
 
 def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True, strict: bool = True,
-                labelled_shards: int | None = None, with_proposals: bool = False) -> Path:
-    """labelled_shards: how many shards the pseudo-labels stage committed (default: all of them). with_proposals:
-    a proposals stage first, cut into the same shards."""
+                labelled_shards: int | None = None, no_object: frozenset = frozenset(),
+                with_proposals: bool = False) -> Path:
+    """labelled_shards: how many shards the pseudo-labels stage committed (default: all of them); no_object: the
+    (image_id, region_id) of pseudo boxes whose caption named no object. with_proposals: a proposals stage first,
+    cut into the same shards."""
     if with_proposals:
         write_proposal_stage(root, shards)
     writer = ShardWriter(root, EXTRACT_FEATURES, DIM)
@@ -103,7 +114,7 @@ def write_store(root: Path, shards: int = 2, with_pseudo_labels: bool = True, st
         labels = ShardWriter(root, PSEUDO_LABELS, DIM)
         labels.open_stage({"captioner": "given"}, "hash-labels")
         for shard in range(shards if labelled_shards is None else labelled_shards):
-            labels.commit(shard, pseudo_label_tables(shard), fingerprint=f"pl-{shard}")
+            labels.commit(shard, pseudo_label_tables(shard, no_object=no_object), fingerprint=f"pl-{shard}")
         labels.finish_stage()
     return root
 
