@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from vlm.clip_preprocess import CropPreprocess, normalise_batch
+from vlm.clip_preprocess import CropPreprocess, normalise_batch, stack_crops
 from vlm.clip import ClipSource, LoadedClip, load_clip
 from vlm.embeddings import unit_embeddings
 
@@ -37,7 +37,7 @@ class ClipImageHandler(ModelHandler[torch.Tensor, PredictionResult, LoadedClip])
     def run_inference(self, batch: Sequence[torch.Tensor], model: LoadedClip,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
         started = time.perf_counter()
-        pixels = torch.stack(list(batch)).to(model.device, non_blocking=True)
+        pixels = stack_crops(batch).to(model.device, non_blocking=True)
         with torch.inference_mode():
             features = model.model.encode_image(normalise_batch(pixels, self._preprocess, model.dtype))
             embeddings, norms = unit_embeddings(features)
