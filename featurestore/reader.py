@@ -159,8 +159,10 @@ class StoreReader:
                     future.cancel()
 
     def _decoded(self, path: str, columns: list[str] | None) -> pa.Table:
-        """One committed file, read once, verified over those bytes and decoded from them."""
-        return self._open(path).read(columns=columns, use_threads=True)
+        """One committed file, read once, verified over those bytes and decoded from them; its row groups joined
+        here, off the caller's thread, so a batch holds up to `batch_size` rows of the file, not one row group's
+        (each batch costs its consumer a fixed amount of Python: Regions.from_arrow's conversions)."""
+        return self._open(path).read(columns=columns, use_threads=True).combine_chunks()
 
     def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[dict]:
         for batch in self.stream(table, columns):
