@@ -30,7 +30,7 @@ class ProposerCheckpointError(ValueError):
 def _checkpoint_state(path: Path, config_key: str) -> tuple[ProposerConfig, dict]:
     if not path.is_file():
         raise ProposerCheckpointError(f"proposal network checkpoint not found: {path} (config key {config_key}); "
-                                      "train one with python -m trainers.train --config configs/proposer_shapes.yaml")
+                                      "train one with python -m trainers.train --config configs/shapes/proposer.yaml (make proposals)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError / RuntimeError / ValueError variants here
