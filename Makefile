@@ -27,6 +27,8 @@ PROPOSALS_CONFIG ?= configs/shapes/proposals.yaml
 # proposals` runs PROPOSER_RUN/checkpoint.pt. HELDOUT: a held-out file of novel boxes for the stage's recall only.
 PROPOSER_RUN ?= runs/proposer
 PROPOSER_CONFIG ?= configs/shapes/proposer.yaml
+# PROPOSER_SET="key=value …": overrides of the network's training (SET goes to the proposals job).
+PROPOSER_SET ?=
 HELDOUT ?=
 LABELS_CONFIG ?= configs/shapes/pseudo_labels.yaml
 # CONFIG: one or more config files, merged left to right (a preset, then variant overlays: configs/variants/).
@@ -120,7 +122,7 @@ teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies v
 
 proposals: setup ## train the proposal network on base boxes once (PROPOSER_RUN), run it over every image -> proposals; AR (HELDOUT=novel GT)
 	@test -f $(PROPOSER_RUN)/checkpoint.pt || (set -x && $(PY) -m trainers.train --config $(PROPOSER_CONFIG) \
-		--set out_dir=$(PROPOSER_RUN))
+		--set out_dir=$(PROPOSER_RUN) $(foreach kv,$(PROPOSER_SET),--set $(kv)))
 	@$(call run_beam_job,beam_jobs.proposals $(call config_flags,$(PROPOSALS_CONFIG)) \
 		--set proposer.checkpoint=$(PROPOSER_RUN)/checkpoint.pt \
 		$(if $(HELDOUT),--set recall.novel_annotations=$(HELDOUT)) $(SET_FLAGS) --store $(STORE))
