@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from shapesov.__main__ import main as shapes_main
 from tests.trainers.training_helpers import evaluate_run, train_run
 from trainers.methods import load_run_config
 from trainers.proposer.base_boxes import read_base_boxes
@@ -18,13 +17,6 @@ from trainers.proposer.base_file import main as base_file_main
 from trainers.proposer.dataset import BaseBoxDataset, BaseBoxStream, ImageAugmentation
 from trainers.proposer.inference import ProposalGenerator
 from trainers.train import main as train_main
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shapes")
-    assert shapes_main(["--out", str(out), "--train", "12", "--val", "1"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")

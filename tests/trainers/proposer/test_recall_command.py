@@ -11,17 +11,9 @@ from beam_jobs.proposals import run as run_proposals
 from schemas.config import to_dict
 from tests.float32 import approx32
 from tests.tiny_proposer import save_tiny_proposer
-from shapesov.__main__ import main as shapes_main
 from trainers.proposer.config import ProposerConfig
 from trainers.proposer.network import ProposalNetwork
 from trainers.proposer.recall import main
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shapes")
-    assert shapes_main(["--out", str(out), "--train", "10", "--val", "1"]) == 0
-    return out
 
 
 def test_files_and_a_checkpoint_side_by_side(sample, tmp_path, capsys):
