@@ -113,3 +113,12 @@ def test_streaming_reads_ahead_yet_refuses_a_damaged_file_in_its_turn(tmp_path):
     first = StoreReader(root).stream("regions", readahead=3)
     assert next(first).num_rows > 0  # shards 2 and 3 are read ahead by now, yet stopping here raises nothing
     first.close()
+
+
+@pytest.mark.parametrize("stage, command", [("proposals", "python -m beam_jobs.proposals"),
+                                            ("extract_features.vocab", "python -m beam_jobs.extract_features"),
+                                            ("pseudo_labels", "python -m beam_jobs.pseudo_labels")])
+def test_a_damaged_shard_names_the_job_that_recomputes_it(stage, command):
+    from featurestore.integrity import repair_command
+
+    assert repair_command(stage) == command
