@@ -39,8 +39,10 @@ from schemas.config import load_config
 from vlm.clip import load_clip, resolve_clip
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Goals of issue 8.
-GOAL_VS_MODEL_ONLY = 0.85
+# Goals of issue 8, the model-only ones raised by issue 29 ("the job at the model's speed"): the job's wall clock,
+# Beam start-up and the worker's model load included, and its start-up-free rate against the model alone.
+GOAL_VS_MODEL_ONLY = 0.9
+GOAL_STEADY_VS_MODEL_ONLY = 0.95
 GOAL_VS_NAIVE = 3.0
 GOAL_FLOPS_SHARE = 0.60
 # Issue "Full speed on a GPU": on the CPU the device path's tensor code must not be slower than the host path.
@@ -272,24 +274,33 @@ def main(argv: list[str] | None = None) -> int:
     add_json_flag(parser)
     args = parser.parse_args(argv)
 
-    metrics, goals = {}, []
+    metrics = {}
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
         work_dir = Path(tmp)
         data_overrides = write_dataset(work_dir / "data", args.images)
         model_dir = write_model(work_dir / "model", args.model)
         for dtype in args.dtype:
-            measured = measure_dtype(args, dtype, work_dir, data_overrides, model_dir)
-            metrics[dtype] = measured
-            goals += [at_least(f"{dtype} beam job / model-only", measured["beam_over_model_only"], GOAL_VS_MODEL_ONLY,
-                               "wall time of the job, Beam start-up and model load included"),
-                      at_least(f"{dtype} beam job / naive loop", measured["beam_over_naive"], GOAL_VS_NAIVE),
-                      at_least(f"{dtype} model-only FLOP/s / matmul FLOP/s", measured["model_only_share_of_matmul"],
-                               GOAL_FLOPS_SHARE),
-                      at_least(f"{dtype} device-path job / host-path job", measured["device_path_over_host_path"],
-                               GOAL_DEVICE_VS_HOST, "both wall times, the same run; the device is the CPU here")]
+            metrics[dtype] = measure_dtype(args, dtype, work_dir, data_overrides, model_dir)
     metrics.update(model=args.model, images=args.images, batch=args.batch, crop_mode=args.crop_mode,
                    shard_size=args.shard_size, naive_images=args.naive_images or args.images)
-    return report(result("extract", argv, metrics, goals, why_notes(metrics, args.dtype)), args.json)
+    return report(result("extract", argv, metrics, extract_goals(metrics, args.dtype), why_notes(metrics, args.dtype)),
+                  args.json)
+
+
+def extract_goals(metrics: dict, dtypes: list[str]) -> list:
+    goals = []
+    for dtype in dtypes:
+        measured = metrics[dtype]
+        goals += [at_least(f"{dtype} beam job / model-only", measured["beam_over_model_only"], GOAL_VS_MODEL_ONLY,
+                           "wall time of the job, Beam start-up and model load included"),
+                  at_least(f"{dtype} beam job start-up-free / model-only", measured["beam_steady_over_model_only"],
+                           GOAL_STEADY_VS_MODEL_ONLY, "the job's crops over its decode, crop, model and write seconds"),
+                  at_least(f"{dtype} beam job / naive loop", measured["beam_over_naive"], GOAL_VS_NAIVE),
+                  at_least(f"{dtype} model-only FLOP/s / matmul FLOP/s", measured["model_only_share_of_matmul"],
+                           GOAL_FLOPS_SHARE),
+                  at_least(f"{dtype} device-path job / host-path job", measured["device_path_over_host_path"],
+                           GOAL_DEVICE_VS_HOST, "both wall times, the same run; the device is the CPU here")]
+    return goals
 
 
 def why_notes(metrics: dict, dtypes: list[str]) -> list[str]:
