@@ -1,6 +1,7 @@
 """Throughput of extract-features, three ways on the same crops, model and dtype:
 
-  (a) model only   — the image tower's forward on pre-made, preprocessed crop tensors, batched
+  (a) model only   — the image tower's forward on pre-made, preprocessed crop tensors, batched; timed before and
+                     after (b) and (b'), the mean of the two taken
   (b) Beam job     — `python -m beam_jobs.extract_features` end to end (decode, crop, RunInference, commit), on
                      the host path (runtime.crop_on=host: PIL, one element per crop) and on the device path
                      (runtime.crop_on=device: one element per image, torchvision decode, tensors to the model; on a
@@ -221,11 +222,15 @@ def measure_dtype(args, dtype: str, work_dir: Path, data_overrides: list[str], m
     work = regions_by_image(config)
     clip = load_clip(resolve_clip(config.model.clip, None, None), device="auto", dtype=dtype)
     transform = image_transform_v2(PreprocessCfg(**clip.preprocess_cfg), is_train=False)
+    # Model-only is timed before and after the two jobs and its mean taken: on a shared machine whose load drifts,
+    # bracketing the jobs in time puts both sides of beam / model-only under the same average load.
+    model_crops, model_before = model_only(clip, transform, work, args.batch)
     beam_crops, beam_seconds, beam_steady_rate = beam_job(overrides + ["runtime.crop_on=host"],
                                                           work_dir / f"store-{dtype}")
     device_crops, device_seconds, device_steady_rate = beam_job(overrides + ["runtime.crop_on=device"],
                                                                 work_dir / f"store-{dtype}-device")
-    results = {"model only (a)": model_only(clip, transform, work, args.batch),
+    model_after = model_only(clip, transform, work, args.batch)[1]
+    results = {"model only (a)": (model_crops, (model_before + model_after) / 2),
                "beam job (b)": (beam_crops, beam_seconds),
                "beam job, device path (b')": (device_crops, device_seconds),
                "naive loop (c)": naive_loop(clip, transform, work[: args.naive_images or None])}
@@ -242,6 +247,7 @@ def measure_dtype(args, dtype: str, work_dir: Path, data_overrides: list[str], m
           f"{dtype} matmul {matmul / 1e9:.1f} GFLOP/s")
     print(f"  dense ops (matmul, attention, conv) take {100 * dense_share:.0f}% of the forward's CPU time")
     return {"crops": results["model only (a)"][0], "dense_op_time_share": dense_share,
+            "model_only_crops_per_s_before_after": [model_crops / model_before, model_crops / model_after],
             "model_only_over_naive": rates["model only (a)"] / rates["naive loop (c)"],
             "model_only_crops_per_s": rates["model only (a)"], "beam_crops_per_s": rates["beam job (b)"],
             "naive_crops_per_s": rates["naive loop (c)"], "beam_steady_crops_per_s": beam_steady_rate,
@@ -312,6 +318,10 @@ def why_notes(metrics: dict, dtypes: list[str]) -> list[str]:
             f"{dtype}: the job's own start-up-free rate is {m['beam_steady_over_model_only']:.2f}x model-only; "
             f"the wall-clock ratio {m['beam_over_model_only']:.2f}x also pays Beam start-up, the worker's model load "
             f"and commits: {m['beam_overhead_seconds']:.1f} s of the job's {m['beam_wall_seconds']:.1f} s")
+        if "model_only_crops_per_s_before_after" in m:
+            before, after = m["model_only_crops_per_s_before_after"]
+            notes.append(f"{dtype}: model-only ran at {before:.1f} crops/s before the two jobs and {after:.1f} after "
+                         f"them; (a) is their mean, as the load of a shared machine drifts")
         notes.append(
             f"{dtype}: beam / naive cannot exceed model-only / naive = {m['model_only_over_naive']:.2f}x here: "
             f"the naive loop already runs every crop of an image in one forward, and on CPU the forward dominates both")
