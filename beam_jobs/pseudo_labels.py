@@ -1,4 +1,5 @@
-"""pseudo-labels: pseudo boxes → captions (ClipCap / BLIP-2 / given) → spaCy nouns → CLIP pick → pseudo_labels.
+"""pseudo-labels: pseudo boxes → captions (ClipCap / BLIP-2 / given / a vlm's answers) → spaCy nouns → CLIP pick →
+pseudo_labels.
 
     python -m beam_jobs.pseudo_labels --store STORE [--config FILE] [--set key=value ...] [--overwrite]
         [--retry-failed]
@@ -163,7 +164,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         raise FileNotFoundError(f"{args.store} has no committed extract-features regions; run make extract-features "
                                 f"first (flag --store)")
     text_clip, clip = resolve_text_clip(config, reader.manifest.store_clip(f"store {args.store}"), args.store)
-    resolved = resolve_captioner(config.captioner)
+    resolved = resolve_captioner(config.captioner, config.runtime.device)
     captioner = captioner_model_record(resolved)
     content = config.content_hash()
     tasks = [LabelShardTask(c.shard, pseudo_label_shard_fingerprint(c.fingerprint, c.files["regions"].sha256, content,
