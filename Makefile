@@ -96,7 +96,7 @@ teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies v
 	$(PY) -m shapesov.teachers --data $(DATA) --out $(TEACHERS)
 
 teacher-vlm: setup ## the instruction-following teacher of the vlm labeler in TEACHERS/vlm (kept if verified, else trained, minutes; RETRAIN=1)
-	$(PY) -m shapesov.teachers.vlm_teacher --teachers $(TEACHERS) $(if $(RETRAIN),--retrain)
+	$(PY) -m shapesov.teachers.vlm_teacher --teachers $(TEACHERS) --config configs/teacher_vlm.yaml $(if $(RETRAIN),--retrain)
 
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
 	@$(call run_beam_job,beam_jobs.extract_features --config $(or $(CONFIG),$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE))

@@ -93,6 +93,14 @@ def markdown(results: dict, command: str, environment: dict, teacher: dict | Non
                      f"({r['correct']:,} / {r['covering']:,}) | **{r['novel_accuracy']:.1%}** "
                      f"({r['novel_correct']:,} / {r['novel_covering']:,}) | {r['boxes_per_model_second']:,.0f} | "
                      f"{r['boxes_per_wall_second']:,.0f} |")
+    clipcap = results.get("clipcap", {}).get("novel_accuracy")
+    if clipcap is not None:
+        lines.append("")
+        for name, r in results.items():
+            if name.startswith("vlm"):
+                verdict = "met" if r["novel_accuracy"] >= clipcap else "**not met**"
+                lines.append(f"- the bar, {name}: accuracy on boxes covering a novel object {r['novel_accuracy']:.1%} "
+                             f">= ClipCap's {clipcap:.1%}: {verdict}")
     lines += ["", "One run of each labeler (the job on DirectRunner's in-process runner), on "
               f"{environment['cpu_model']} ({environment['nproc']} cores, {environment['torch_threads']} torch "
               f"threads, 1-minute load average {environment['load_average_1min']} when it ended: a shared machine, "

@@ -19,7 +19,7 @@ def _ratio(metrics: dict, key: str) -> str:
 def gpu_section(results: dict | None) -> list[str]:
     """Markdown lines; a placeholder that says how to produce the figures when there are none yet."""
     if not results:
-        return [TITLE, "", "No GPU run yet. On a CUDA machine, `make bench-gpu` (about 4 minutes, model builds "
+        return [TITLE, "", "No GPU run yet. On a CUDA machine, `make bench-gpu` (about 5 minutes, model builds "
                 "included) writes `bench/results-gpu.json` and this section; `make bench-gpu SMOKE=1` checks the "
                 "benchmark on the CPU with tiny sizes.", ""]
     env, sizes, m = results["environment"], results["sizes"], results["metrics"]

@@ -85,7 +85,9 @@ class VlmSection:
     box_prompt: str = VLM_BOX_PROMPT
     box_units: Literal["pixels", "thousandths"] = "thousandths"
     box_colour: str = "red"
-    box_line_width: float = 0.015
+    # 0.5% of the longer side: 3 px on a 640-px photo, 1 px on a ShapesOV image. A thick frame hides the object's
+    # own edges, and a small model then sees the frame (the ShapesOV CLIP took thick red frames for squares).
+    box_line_width: float = 0.005
     crop_mode: CropMode = "context"
     context_scale: float = 1.5
     # true: the prompt becomes a user turn (image, then text) of the processor's chat template; false: it goes to

@@ -42,7 +42,7 @@ class RegionPromptStyle:
     context_scale: float = 1.5
     box_units: BoxUnits = "thousandths"
     box_colour: str = "red"
-    box_line_width: float = 0.015  # of the image's longer side, at least one pixel
+    box_line_width: float = 0.005  # of the image's longer side, at least one pixel
 
     @property
     def template(self) -> str:

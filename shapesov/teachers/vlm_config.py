@@ -15,16 +15,18 @@ class VlmTeacherConfig:
     threads: int = 1
     # What it learns from: every object of freshly rendered scenes (their own random stream), each behind
     # `boxes_per_object` proposal-like boxes, every box shown both ways (pipelines/region_prompts.py).
-    train_scenes: int = 2500
+    train_scenes: int = 1500
     boxes_per_object: int = 1
     # Relative std of the boxes' centre shift and log-size change: ShapesOV's simulated proposals use 0.12
     # (shapesov/config.py ProposalConfig.jitter); boxes that still cover the object are what gets labelled.
     box_jitter: float = 0.10
-    image_size: int = 96  # the processor's view: 3x3 tiles of the CLIP's 32 px, 14 image tokens (vlm/open_clip_vision.py)
+    # The processor's view: 4x4 tiles of the CLIP's 32 px, 3x3 double windows and the thumbnail, 26 image tokens
+    # (vlm/open_clip_vision.py). At 96 px an object of the whole image is too small for the CLIP to name.
+    image_size: int = 128
     # The language model (a Llama config) and its tokenizer (byte-level BPE, digits one by one).
     vocab_size: int = 512
-    hidden_size: int = 128
-    intermediate_size: int = 384
+    hidden_size: int = 96
+    intermediate_size: int = 256
     num_layers: int = 2
     num_heads: int = 4
     max_positions: int = 128

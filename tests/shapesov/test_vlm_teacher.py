@@ -3,12 +3,14 @@ LLaVA that the vlm labeler loads, kept while it verifies, retrained when the CLI
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipelines.captioners import ImageRegions, build_captioner
 from pipelines.pseudo_labels_config import CaptionerSection, VlmSection
+from schemas.config import load_config
 from shapesov.config import SceneConfig
 from shapesov.scenes import sample_scene
 from shapesov.teachers.manifest import sha256_file
@@ -90,3 +92,8 @@ def test_the_same_config_trains_the_same_weights(teachers, tmp_path_factory):
 def test_without_a_clip_teacher_the_command_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="make teachers"):
         main(["--teachers", str(tmp_path)])
+
+
+def test_the_shipped_config_is_the_defaults():
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "teacher_vlm.yaml"
+    assert load_config(VlmTeacherConfig, shipped) == VlmTeacherConfig()
