@@ -1,5 +1,5 @@
-"""pseudo-labels: pseudo boxes → captions (ClipCap / BLIP-2 / given / a vlm's answers) → spaCy nouns → CLIP pick →
-pseudo_labels.
+"""pseudo-labels: pseudo boxes → captions (ClipCap / BLIP-2 / given / a vlm's answers) → spaCy nouns →
+CLIP pick → pseudo_labels.
 
     python -m beam_jobs.pseudo_labels --store STORE [--config FILE] [--set key=value ...] [--overwrite]
         [--retry-failed]

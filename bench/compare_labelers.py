@@ -71,7 +71,8 @@ def label_store(store: Path, copy: Path, settings: list[str], log) -> dict:
             "failures_by_kind": summary["failures_by_kind"], "candidates_per_labelled_box":
                 sum(candidates) / max(len(candidates), 1),
             "precision": quality["precision"], "covering": quality["covering_boxes"], "correct": quality["correct"],
-            "accuracy": quality["accuracy"], "novel_covering": novel["matched_boxes"], "novel_correct": novel["correct"],
+            "accuracy": quality["accuracy"], "novel_covering": novel["matched_boxes"],
+            "novel_correct": novel["correct"],
             "novel_accuracy": novel["accuracy"], "caption_seconds": caption_seconds, "wall_seconds": wall,
             "boxes_per_model_second": summary["regions"] / caption_seconds if caption_seconds else None,
             "boxes_per_wall_second": summary["regions"] / wall}

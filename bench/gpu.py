@@ -1,6 +1,6 @@
 """The device benchmark: extract-features and the captioners on one accelerator, every figure from one run.
 
-    make bench-gpu                  # a CUDA machine; hard limit BENCH_GPU_SECONDS (default 280 s, model builds included)
+    make bench-gpu                  # a CUDA machine; hard limit BENCH_GPU_SECONDS (default 280 s, model builds in)
     make bench-gpu SMOKE=1          # any machine: tiny sizes on the CPU, under a minute (CI may run it)
     .venv/bin/python -m bench.gpu --out DIR [--smoke] [--deadline SECONDS]
 

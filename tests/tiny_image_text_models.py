@@ -50,7 +50,8 @@ def _llava():
                               LlavaProcessor)
 
     tokenizer = train_tokenizer(["<|endoftext|>", "<pad>", "<image>"], bos_token="<|endoftext|>",
-                                eos_token="<|endoftext|>", pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+                                eos_token="<|endoftext|>", pad_token="<pad>",
+                                extra_special_tokens={"image_token": "<image>"})
     size = {"height": 32, "width": 32}
     processor = LlavaProcessor(CLIPImageProcessor(size=size, crop_size=size), tokenizer, patch_size=8,
                                vision_feature_select_strategy="default", num_additional_image_tokens=1,
@@ -72,7 +73,8 @@ def _qwen2_5_vl():
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in specials}
     # 28 px per merged token (patch 14, merge 2): 4 to 16 image tokens per view.
     images = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
-    processor = Qwen2_5_VLProcessor(image_processor=images, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+    processor = Qwen2_5_VLProcessor(image_processor=images, tokenizer=tokenizer,
+                                    video_processor=Qwen2VLVideoProcessor(),
                                     chat_template=QWEN_TEMPLATE)
     text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, initializer_range=INIT_RANGE,

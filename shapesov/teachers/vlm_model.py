@@ -82,7 +82,8 @@ def build_teacher(cfg: VlmTeacherConfig, clip_dir: Path, tokenizer: PreTrainedTo
                        num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_positions,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                        pad_token_id=tokenizer.pad_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
                          image_seq_length=tiles + additional, vision_feature_layer=-1,
                          vision_feature_select_strategy="full")
     torch.manual_seed(cfg.seed)

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(VlmTeacherConfig, args.config, args.overrides)
     started = time.perf_counter()
-    manifest = ensure_vlm_teacher(cfg, args.teachers, args.retrain)
+    manifest = ensure_vlm_teacher(cfg, args.teachers, args.retrain, log=lambda line: print(line, flush=True))
     print(json.dumps({"model": str(args.teachers / VLM_DIR / MODEL_DIR), "report": manifest["report"]}, indent=1))
     print(f"vlm teacher ready after {time.perf_counter() - started:.1f}s")
     return 0

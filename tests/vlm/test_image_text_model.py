@@ -99,7 +99,8 @@ def test_prompts_go_as_written_without_the_chat_template(snapshot):
     architecture, folder, _ = snapshot
     model = ImageTextModel.from_dir(folder, chat_template=False)
     written = model.processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]}], add_generation_prompt=True)
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]}],
+        add_generation_prompt=True)
     assert model.format(written) == written
     views = real_views(2, "crop")
     assert model.answer([v for v, _ in views], [written, written], max_new_tokens=3) == \

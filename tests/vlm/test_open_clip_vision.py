@@ -78,4 +78,5 @@ def test_a_llava_around_the_tower_round_trips_through_the_auto_classes(clip_dir,
     with torch.inference_mode():
         features = loaded.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
     assert [tuple(f.shape) for f in features] == [(14, 32)]
-    assert loaded.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 3
+    generated = loaded.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 3
