@@ -115,7 +115,7 @@ eval: setup ## evaluate RUN/checkpoint.pt (its weight average if kept): AP50 all
 
 compare-labelers: setup ## ClipCap vs the vlm teacher (crop and box prompts) on the same pseudo boxes; table in docs/labelers.md
 	$(MAKE) --no-print-directory sample teachers teacher-vlm extract-features
-	$(PY) -m bench.compare_labelers --store $(STORE) --teachers $(TEACHERS) $(SET_FLAGS)
+	$(PY) -m bench.compare_labelers --store $(STORE) --config $(LABELS_CONFIG) --teachers $(TEACHERS) $(SET_FLAGS)
 
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
 	$(PY) -m bench.run_all

@@ -99,6 +99,15 @@ class VlmSection:
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: Literal["auto", "cuda", "cpu"] | None = None  # None: runtime.device, like the store's text encoder
 
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "num_beams", "regions_per_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"captioner.vlm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.context_scale <= 0:
+            raise ValueError(f"captioner.vlm.context_scale must be > 0, got {self.context_scale}")
+        if not 0 <= self.box_line_width < 0.5:
+            raise ValueError(f"captioner.vlm.box_line_width must be in [0, 0.5), got {self.box_line_width}")
+
 
 @dataclass(frozen=True)
 class GivenSection:

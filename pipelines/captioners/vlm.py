@@ -80,6 +80,4 @@ def resolve_vlm(section: VlmSection) -> tuple[VlmSection, tuple[ModelFiles, ...]
     check_image_text_model(model.path, MODEL_KEY)
     if not section.image_root or not Path(section.image_root).is_dir():
         raise FileNotFoundError(f"image root {section.image_root!r} not found (config key captioner.vlm.image_root)")
-    if section.regions_per_batch < 1:
-        raise ValueError(f"captioner.vlm.regions_per_batch must be >= 1, got {section.regions_per_batch}")
     return dataclasses.replace(section, model=model.path), (model,)

@@ -16,10 +16,10 @@ class VlmTeacherConfig:
     # What it learns from: every object of freshly rendered scenes (their own random stream), each behind
     # `boxes_per_object` proposal-like boxes, every box shown both ways (pipelines/region_prompts.py).
     train_scenes: int = 1500
-    boxes_per_object: int = 1
-    # Relative std of the boxes' centre shift and log-size change: ShapesOV's simulated proposals use 0.12
-    # (shapesov/config.py ProposalConfig.jitter); boxes that still cover the object are what gets labelled.
-    box_jitter: float = 0.10
+    boxes_per_object: int = 2
+    # Relative std of the boxes' centre shift and log-size change, as ShapesOV's simulated proposals have it
+    # (shapesov/config.py ProposalConfig.jitter): the boxes that cover an object are what gets labelled.
+    box_jitter: float = 0.12
     # The processor's view: 4x4 tiles of the CLIP's 32 px, 3x3 double windows and the thumbnail, 26 image tokens
     # (vlm/open_clip_vision.py). At 96 px an object of the whole image is too small for the CLIP to name.
     image_size: int = 128

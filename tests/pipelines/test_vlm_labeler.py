@@ -118,6 +118,15 @@ def test_bad_settings_are_errors_naming_the_key_before_any_model_loads(model_dir
         resolve_captioner(CaptionerSection(name="vlm", vlm=VlmSection(**section)))
 
 
+@pytest.mark.parametrize("setting", ["captioner.vlm.regions_per_batch=0", "captioner.vlm.max_new_tokens=0",
+                                     "captioner.vlm.context_scale=0", "captioner.vlm.box_line_width=0.7"])
+def test_out_of_range_settings_are_config_errors_naming_the_key(setting):
+    from schemas.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=setting.split("=")[0].replace(".", r"\.")):
+        load_config(PseudoLabelsConfig, overrides=[setting])
+
+
 def test_a_model_that_is_not_an_image_text_model_is_refused(tmp_path, image_root):
     with pytest.raises(ValueError, match=r"not an image-text-to-text model.*captioner\.vlm\.model"):
         resolve_captioner(vlm(write_tiny_gpt2_dir(tmp_path / "gpt2"), image_root))
