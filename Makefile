@@ -1,5 +1,5 @@
 # ovd-distill — every user-facing command. `make help` lists them.
-# Overrides: CONFIG=… STORE=… RUNNER=… SET="key=value …" BEAM_ARGS="--opt=…" PYTHON=…
+# Overrides: CONFIG="a.yaml [b.yaml …]" STORE=… RUNNER=… SET="key=value …" BEAM_ARGS="--opt=…" PYTHON=…
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -19,17 +19,25 @@ PARALLELISM ?= 2
 BEAM_ARGS ?=
 METHOD ?= hdovd
 RUN ?= runs/$(METHOD)
-TRAIN_CONFIG ?= configs/train_shapes.yaml
-EXTRACT_CONFIG ?= configs/extract_features.yaml
-LABELS_CONFIG ?= configs/pseudo_labels.yaml
+# The ShapesOV presets (configs/shapes/): METHOD picks the training file.
+TRAIN_CONFIG ?= configs/shapes/$(METHOD).yaml
+EXTRACT_CONFIG ?= configs/shapes/extract_features.yaml
+PROPOSALS_CONFIG ?= configs/shapes/proposals.yaml
+# The proposal network: trained with PROPOSER_CONFIG into PROPOSER_RUN when PROPOSER_RUN has no checkpoint.pt; `make
+# proposals` runs PROPOSER_RUN/checkpoint.pt. HELDOUT: a held-out file of novel boxes for the stage's recall only.
+PROPOSER_RUN ?= runs/proposer
+PROPOSER_CONFIG ?= configs/shapes/proposer.yaml
+HELDOUT ?=
+LABELS_CONFIG ?= configs/shapes/pseudo_labels.yaml
+# CONFIG: one or more config files, merged left to right (a preset, then variant overlays: configs/variants/).
 CONFIG ?=
 SET ?=
-CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 SET_FLAGS := $(foreach kv,$(SET),--set $(kv))
-# train / eval: the demo config takes METHOD, STORE and RUN; a preset (CONFIG=configs/train_*.yaml) keeps its own
-# method, store and out_dir unless METHOD=, STORE= or RUN= is given.
+config_flags = $(foreach file,$(or $(CONFIG),$(1)),--config $(file))
+# train / eval: the ShapesOV preset takes STORE and RUN; a preset given as CONFIG keeps its own store and out_dir
+# unless STORE= or RUN= is given on the command line.
 train_set = $(if $(or $(if $(CONFIG),,demo),$(filter-out file,$(origin $(2)))),--set $(1)=$($(2)))
-TRAIN_SETS = $(call train_set,method,METHOD) $(call train_set,store,STORE) $(call train_set,out_dir,RUN)
+TRAIN_SETS = $(call train_set,store,STORE) $(call train_set,out_dir,RUN)
 
 # Models named by hub name go through the standard Hugging Face cache (HF_HOME): downloaded when online, read from
 # the cache alone with HF_HUB_OFFLINE=1 in the environment. The Makefile sets neither; the tests go offline in
@@ -43,8 +51,9 @@ run_beam_job = flags="$$($(RUNNER_FLAGS))" && mapfile -t flags <<< "$$flags" && 
 	$(PY) -m $(1) "$${flags[@]}" $(BEAM_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser test demo sample teachers teacher-vlm extract-features pseudo-labels prepare-runner train eval \
-    ablation bench bench-gpu compare-labelers inspect validate report clean-store
+.PHONY: help setup browser test test-fast demo demo-seeds sample teachers proposals extract-features pseudo-labels \
+    prepare-runner train eval ablation bench \
+    bench-gpu teacher-vlm compare-labelers inspect validate report clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,23 +71,26 @@ browser: ## install Debian's chromium (the report's browser test) when no Chromi
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
 		|| (apt-get update && apt-get install -y chromium)
 
-test: setup browser ## run the test suite
+test: setup browser ## run the whole test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: setup ## the tests that start no server, runner, browser or process (-m "not slow"), in about 3 minutes
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 # The demo's two Open-Det trainings (box names only; + HD-OVD's pseudo names) run side by side, one thread each, on
 # HD-OVD's schedule, and are also scored under GenerateU's softmax mapping. Why these values: bench/PERFORMANCE.md,
 # "Notes behind the shipped training configs".
-OPENDET_DEMO_SETS ?= --set method=opendet --set store=$(STORE) --set threads=1 \
-	--set 'opendet.inference.other_mappings=[softmax]'
-OPENDET_RUN = $(PY) -m trainers.train --config $(TRAIN_CONFIG) $(OPENDET_DEMO_SETS) --set out_dir=runs/demo/$(1) $(2) \
-	$(SET_FLAGS) > runs/demo/$(1).log 2>&1
+OPENDET_DEMO_SETS ?= --set store=$(STORE) --set threads=1 --set 'opendet.inference.other_mappings=[softmax]'
+OPENDET_RUN = $(PY) -m trainers.train --config configs/shapes/opendet.yaml $(OPENDET_DEMO_SETS) \
+	--set out_dir=runs/demo/$(1) $(2) $(SET_FLAGS) > runs/demo/$(1).log 2>&1
 
 demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD-OVD Table V rows, Open-Det beside them
 	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
 	$(PY) -m featurestore inspect $(STORE)
 	$(PY) -m featurestore validate $(STORE)
 	$(PY) -m featurestore labels $(STORE) --top 10
-	$(PY) -m trainers.hdovd.ablation --config $(TRAIN_CONFIG) --rows base_only,image,hdovd --set store=$(STORE) $(SET_FLAGS) --out runs/demo
+	$(PY) -m trainers.hdovd.ablation --config configs/shapes/hdovd.yaml --rows base_only,image,hdovd --set store=$(STORE) \
+		$(SET_FLAGS) --out runs/demo
 	@echo "== Open-Det: box names only, and + pseudo names, side by side (logs: runs/demo/opendet.log, runs/demo/opendet_pseudo.log)"
 	@$(call OPENDET_RUN,opendet,) & box=$$!; \
 	$(call OPENDET_RUN,opendet_pseudo,--set opendet.loss.pseudo_names=true) & pseudo=$$!; \
@@ -89,33 +101,47 @@ demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD
 		--opendet runs/demo/opendet_pseudo/metrics.json --out runs/demo/demo.md
 	$(MAKE) --no-print-directory report
 
+# The demo's rows over several seeds (seed and stream.seed set to each), each row's mean and range: runs/seeds/seeds.md.
+SEEDS ?= 0,1,2
+
+demo-seeds: setup ## the demo's HD-OVD and Open-Det rows over SEEDS (default 0,1,2): mean and range (runs/seeds)
+	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
+	$(PY) -m trainers.demo_seeds --seeds $(SEEDS) --store $(STORE) --out runs/seeds $(SET_FLAGS)
+
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
 	@test -f $(DATA)/ov_split.json || $(PY) -m shapesov --out $(DATA)
 
 teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies verified, trained only if missing)
 	$(PY) -m shapesov.teachers --data $(DATA) --out $(TEACHERS)
 
+proposals: setup ## train the proposal network on base boxes once (PROPOSER_RUN), run it over every image -> proposals; AR (HELDOUT=novel GT)
+	@test -f $(PROPOSER_RUN)/checkpoint.pt || (set -x && $(PY) -m trainers.train --config $(PROPOSER_CONFIG) \
+		--set out_dir=$(PROPOSER_RUN))
+	@$(call run_beam_job,beam_jobs.proposals $(call config_flags,$(PROPOSALS_CONFIG)) \
+		--set proposer.checkpoint=$(PROPOSER_RUN)/checkpoint.pt \
+		$(if $(HELDOUT),--set recall.novel_annotations=$(HELDOUT)) $(SET_FLAGS) --store $(STORE))
+
 teacher-vlm: setup ## the instruction-following teacher of the vlm labeler in TEACHERS/vlm (kept if verified, else trained, minutes; RETRAIN=1)
-	$(PY) -m shapesov.teachers.vlm_teacher --teachers $(TEACHERS) --config configs/teacher_vlm.yaml $(if $(RETRAIN),--retrain)
+	$(PY) -m shapesov.teachers.vlm_teacher --teachers $(TEACHERS) --config configs/shapes/teacher_vlm.yaml $(if $(RETRAIN),--retrain)
 
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
-	@$(call run_beam_job,beam_jobs.extract_features --config $(or $(CONFIG),$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE))
+	@$(call run_beam_job,beam_jobs.extract_features $(call config_flags,$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE))
 
 pseudo-labels: setup ## Beam job: pseudo boxes -> captions -> nouns -> CLIP pick -> pseudo_labels (STORE, CONFIG, RUNNER)
-	@$(call run_beam_job,beam_jobs.pseudo_labels --config $(or $(CONFIG),$(LABELS_CONFIG)) $(SET_FLAGS) --store $(STORE))
+	@$(call run_beam_job,beam_jobs.pseudo_labels $(call config_flags,$(LABELS_CONFIG)) $(SET_FLAGS) --store $(STORE))
 
 prepare-runner: setup ## build Prism (RUNNER=PrismRunner) or fetch the Flink jar (RUNNER=FlinkRunner) into RUNNER_CACHE
 	$(PY) -m beam_jobs.runners prepare $(RUNNER) --cache '$(RUNNER_CACHE)'
 
-train: setup ## stream the store and train (METHOD=hdovd or opendet; CONFIG=configs/train_*.yaml), then evaluate
-	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS)
+train: setup ## stream the store and train (METHOD=hdovd or opendet; CONFIG="preset [variants]"), then evaluate
+	$(PY) -m trainers.train $(call config_flags,$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS)
 
 eval: setup ## evaluate RUN/checkpoint.pt (its weight average if kept): AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
-	$(PY) -m trainers.train --config $(or $(CONFIG),$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
+	$(PY) -m trainers.train $(call config_flags,$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
 
 compare-labelers: setup ## ClipCap vs the vlm teacher (crop and box prompts) on the same pseudo boxes; table in docs/labelers.md
 	$(MAKE) --no-print-directory sample teachers teacher-vlm extract-features
-	$(PY) -m bench.compare_labelers --store $(STORE) --config $(LABELS_CONFIG) --teachers $(TEACHERS) $(SET_FLAGS)
+	$(PY) -m bench.compare_labelers --store $(STORE) $(call config_flags,$(LABELS_CONFIG)) --teachers $(TEACHERS) $(SET_FLAGS)
 
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
 	$(PY) -m bench.run_all
@@ -130,7 +156,8 @@ bench-gpu: ## the device benchmark (CUDA; SMOKE=1: tiny sizes on the CPU, under 
 		--deadline $$(( $(BENCH_GPU_SECONDS) - 5 )) --out $(BENCH_GPU_OUT)
 
 ablation: setup ## train and evaluate every row of HD-OVD Table V; table in runs/table5/table5.md
-	$(PY) -m trainers.hdovd.ablation --config $(or $(CONFIG),$(TRAIN_CONFIG)) --set store=$(STORE) $(SET_FLAGS) --out runs/table5
+	$(PY) -m trainers.hdovd.ablation $(call config_flags,configs/shapes/hdovd.yaml) --set store=$(STORE) $(SET_FLAGS) \
+		--out runs/table5
 
 inspect: setup ## summarise the store: tables, shards, rows, bytes, schema, provenance (STORE=…)
 	$(PY) -m featurestore inspect $(STORE)

@@ -16,9 +16,11 @@ import numpy as np
 from beam_jobs.extract_steps import (OUTCOMES, ImageOutcome, crop_windows, open_with_beam, planned_windows,
                                     unreadable)
 from beam_jobs.shard_rows import ImageEmbeddings
+from pipelines.extract_config import CropSection
 from pipelines.sharding import ShardTask
 from vlm.device_decode import EncodedImage
-from vlm.images import ImageReadError, PathEscapeError, read_bytes, resolve_image_path
+from vlm.images import (DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, PathEscapeError, SizeCheck, read_bytes,
+                        resolve_image_path)
 from vlm.region_encoder import RegionRequest
 
 
@@ -36,12 +38,13 @@ class ImageKey:
 
 class ReadImages(beam.DoFn):
     """ShardTask → (ImageKey, RegionRequest) per image whose file can be read, and (shard, ImageOutcome) on the
-    `outcomes` output for each that cannot (missing, unreadable, path_escape: the host path's kinds and messages)."""
+    `outcomes` output for each that cannot (missing, unreadable, bad_path, path_escape: the host path's kinds and
+    messages). Each request carries the size check its header must pass before the device decodes it."""
 
-    def __init__(self, image_root: str, crop_mode: str, context_scale: float):
+    def __init__(self, image_root: str, crop: CropSection, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self._image_root = image_root
-        self._crop_mode = crop_mode
-        self._context_scale = context_scale
+        self._crop = crop
+        self._max_pixels = max_pixels
 
     def process(self, task: ShardTask):
         for plan in task.plans:
@@ -53,11 +56,12 @@ class ReadImages(beam.DoFn):
             except (ImageReadError, PathEscapeError) as error:
                 yield beam.pvalue.TaggedOutput(OUTCOMES, (task.shard, unreadable(image.image_id, error)))
                 continue
-            keyed = crop_windows(plan, self._crop_mode, self._context_scale)
+            keyed = crop_windows(plan, self._crop)
             digest = hashlib.sha256(data).hexdigest()
             key = ImageKey(task.shard, image.image_id, digest, tuple(k for k, _ in keyed), planned_windows(keyed),
                            time.perf_counter() - started)
-            yield key, RegionRequest(EncodedImage(data, path), image.file_name, (image.width, image.height),
+            check = SizeCheck((image.width, image.height), self._max_pixels, image.file_name)
+            yield key, RegionRequest(EncodedImage(data, path, check), image.file_name, (image.width, image.height),
                                      np.asarray([window for _, window in keyed], dtype=np.int64).reshape(-1, 4))
 
 

@@ -4,8 +4,9 @@
         [--retry-failed]
         [any Beam pipeline option: --runner, --direct_running_mode, --direct_num_workers, --setup_file, ...]
 
-The job reads the annotations, proposals and object names, plans every image's regions (no pixels needed) and
-cuts the images into deterministic shards; the sharded-stage driver skips shards already committed with the same
+The job reads the annotations, proposals (a file, or with dataset.proposals = store the proposals stage of STORE,
+which must be finished and cut into the same shards) and object names, plans every image's regions (no pixels
+needed) and cuts the images into deterministic shards; the sharded-stage driver skips shards already committed with the same
 fingerprint (--retry-failed also recomputes the committed shards with failure rows, e.g. after images were
 fixed: image bytes are in no fingerprint, since hashing every file would read the whole dataset before any
 work). The Beam pipeline decodes each image once, cuts all its crops, encodes them with RunInference, groups
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -32,19 +34,23 @@ from beam_jobs.model_records import clip_model_record
 from beam_jobs.sharded_stage import ShardedStage, StageTotals, run_sharded_stage
 from featurestore.atomic import sha256_file
 from featurestore.manifest import ModelRecord
+from featurestore.proposals import PROPOSER_ROLE, ProposalStageError, read_stage_proposals
 from featurestore.stages import EXTRACT_FEATURES
 from pipelines.class_vocab import class_vocab, name_vocab, stack_vocab, vocab_fingerprint
 from pipelines.coco import AnnotationError
-from pipelines.extract_config import ExtractFeaturesConfig
+from pipelines.extract_config import DatasetSection, ExtractFeaturesConfig
 from pipelines.extract_plan import PlannedDataset, plan_dataset
+from pipelines.ov_split import BUILT_IN
+from pipelines.proposals import STORE_PROPOSALS
 from pipelines.sharding import ShardTask, build_shard_tasks
-from schemas.config import ConfigError, load_config, to_dict
+from schemas.config import ConfigError, load_config_and_origins, origins_named, to_dict
 from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip, resolve_device
 from vlm.clip_preprocess import CropPreprocess
 from vlm.text_encoder import StoreTextEncoder
 
 LOG = logging.getLogger(EXTRACT_FEATURES)
+PROPOSALS_KEY = "dataset.proposals"
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -57,13 +63,16 @@ class ExtractFeatures(ShardedStage):
 
     name = EXTRACT_FEATURES
     totals = StageTotals(counts=("input_images", "images", "regions", "crops", "failures"),
-                         breakdowns=("regions_by_source", "failures_by_kind"), inputs="input_images",
+                         breakdowns=("regions_by_source", "failures_by_kind", "whole_image_crops_by_source",
+                                     "clipped_crops_by_source"), inputs="input_images",
                          inputs_named="input images")
 
     def __init__(self, store: str, config: ExtractFeaturesConfig, tasks: list[ShardTask], clip: ModelRecord,
                  source: ClipSource, preprocess: CropPreprocess, dim: int, planned: PlannedDataset,
-                 vocab: tuple[dict, str]):
-        super().__init__(store, dim, config, {"clip": clip}, tasks)
+                 vocab: tuple[dict, str], proposer: ModelRecord | None = None):
+        # With proposals from the store's proposals stage, the network that made them is part of the provenance.
+        models = {"clip": clip, **({PROPOSER_ROLE: proposer} if proposer is not None else {})}
+        super().__init__(store, dim, config, models, tasks)
         self.source = source
         self.preprocess = preprocess
         self.planned = planned
@@ -77,7 +86,7 @@ class ExtractFeatures(ShardedStage):
         keyed_tasks = shards | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
         return ({"task": keyed_tasks, "outcomes": outcomes, "embeddings": embeddings}
                 | "GroupByShard" >> beam.CoGroupByKey()
-                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, self.config.crop.mode, len(pending))))
+                | "CommitShard" >> beam.ParDo(CommitShard(self.store, self.dim, self.config.crop, len(pending))))
 
     @property
     def crop_on_device(self) -> bool:
@@ -94,7 +103,7 @@ class ExtractFeatures(ShardedStage):
                                    min_batch_size=runtime.min_batch_size, max_batch_size=runtime.max_batch_size,
                                    large_model=runtime.large_model)
         cut = shards | "DecodeAndCrop" >> beam.ParDo(
-            DecodeAndCrop(config.dataset.image_root, config.crop.mode, config.crop.context_scale, self.preprocess)
+            DecodeAndCrop(config.dataset.image_root, config.crop, self.preprocess, runtime.max_image_pixels)
         ).with_outputs(OUTCOMES, main="crops")
         embeddings = (cut.crops
                       | "EncodeCrops" >> RunInference(KeyedModelHandler(handler))
@@ -109,7 +118,7 @@ class ExtractFeatures(ShardedStage):
                                     max_crops=runtime.max_batch_size, resize=runtime.crop_resize,
                                     large_model=runtime.large_model)
         read = shards | "ReadImages" >> beam.ParDo(
-            ReadImages(config.dataset.image_root, config.crop.mode, config.crop.context_scale)
+            ReadImages(config.dataset.image_root, config.crop, runtime.max_image_pixels)
         ).with_outputs(OUTCOMES, main="images")
         encoded = (read.images
                    | "DecodeCropEncode" >> RunInference(KeyedModelHandler(handler))
@@ -131,6 +140,19 @@ class ExtractFeatures(ShardedStage):
         return extras
 
 
+def check_dataset_paths(dataset: DatasetSection) -> None:
+    """Every local file and folder the `dataset` section names exists (a missing image folder would make every
+    image a failure row, after the work); URLs are read through Beam's file systems and checked when read."""
+    proposals = None if dataset.proposals == STORE_PROPOSALS else dataset.proposals  # the store's own stage
+    files = {"dataset.annotations": dataset.annotations, "dataset.proposals": proposals,
+             "dataset.names": dataset.names, "dataset.split": None if dataset.split in BUILT_IN else dataset.split}
+    for key, path in files.items():
+        if path and "://" not in path and not Path(path).is_file():
+            raise FileNotFoundError(f"config key '{key}': no file {path}")
+    if "://" not in dataset.image_root and not Path(dataset.image_root).is_dir():
+        raise FileNotFoundError(f"config key 'dataset.image_root': no folder {dataset.image_root}")
+
+
 def store_vocab(planned: PlannedDataset, encoder: StoreTextEncoder, weights_sha256: str) -> tuple[dict, str]:
     """The class names (and object names) with their text embeddings, and the fingerprint of those rows."""
     vocab = class_vocab(planned.dataset, planned.split, encoder)
@@ -145,20 +167,28 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded.
     `after_commit` is applied to each committed shard's stats (see sharded_stage.run_sharded_stage)."""
     args, beam_args = parse_args(argv)
-    config = load_config(ExtractFeaturesConfig, args.config, args.overrides)
+    config, origins = load_config_and_origins(ExtractFeaturesConfig, args.config, args.overrides)
     LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
-    # Every model and input problem surfaces here, before any pixel is read or anything is written.
-    source = resolve_clip(config.model.clip, config.model.checkpoint, config.model.model_config_dir)
+    # Every model and input problem surfaces here, before any pixel is read or anything is written; errors name
+    # the config key and the file (or --set) that set it.
+    with origins_named(origins):
+        source = resolve_clip(config.model.clip, config.model.checkpoint, config.model.model_config_dir)
+        check_dataset_paths(config.dataset)
+        stored = (read_stage_proposals(args.store, PROPOSALS_KEY) if config.dataset.proposals == STORE_PROPOSALS
+                  else None)
+        planned = plan_dataset(config, open_with_beam, stored.by_image if stored else None)
     weights_sha256 = sha256_file(source.weights_path)
-    planned = plan_dataset(config, open_with_beam)
     tasks = build_shard_tasks(planned.plans, planned.orphans, config.shard_size, config.content_hash(),
                               weights_sha256)
+    if stored is not None:
+        stored.check_shards(((task.shard, task.image_ids) for task in tasks), f"{PROPOSALS_KEY}, shard_size")
     LOG.info("%d images in %d shards", len(planned.plans), len(tasks))
     clip = load_clip(source, device=config.runtime.device, dtype=config.model.dtype)
     vocab = store_vocab(planned, StoreTextEncoder(clip, config.vocab.prompts), weights_sha256)
     stage = ExtractFeatures(args.store, config, tasks, clip_model_record(source, config.vocab.prompts, weights_sha256),
                             source=source, preprocess=CropPreprocess.from_open_clip(clip.preprocess_cfg),
-                            dim=clip.embed_dim, planned=planned, vocab=vocab)
+                            dim=clip.embed_dim, planned=planned, vocab=vocab,
+                            proposer=stored.proposer if stored else None)
     del clip  # workers load their own copy through the ModelHandler
     return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, retry_failed=args.retry_failed,
                              test_pipeline=test_pipeline, after_commit=after_commit)
@@ -166,8 +196,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 def main(argv: list[str] | None = None) -> int:
     # SchemaVersionError: --store names a store of another schema version; its message says how to proceed.
+    # ProposalStageError: dataset.proposals is "store" and the store has no finished proposals stage cut alike.
     return run_job(run, argv, LOG, setup_errors=(ConfigError, ModelLoadError, AnnotationError, FileNotFoundError,
-                                                 SchemaVersionError))
+                                                 SchemaVersionError, ProposalStageError))
 
 
 if __name__ == "__main__":

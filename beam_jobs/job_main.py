@@ -10,9 +10,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from beam_jobs.runners import IN_PROCESS_RUNNER
 from beam_jobs.sharded_stage import FailureRateExceeded
+from featurestore.manifest import DamagedStoreError
+from featurestore.terminal_text import TerminalSafeFormatter
+from featurestore.writer_lock import LockLostError, StoreLockedError
 from schemas.config import add_config_arguments
 
 SETUP_ERROR_EXIT = 2  # input and setup problems: the message names the file or config key
+# Store problems every job reports the same way: another writer holds the store, a damaged part of it.
+STORE_ERRORS = (StoreLockedError, LockLostError, DamagedStoreError)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FAILURE_RATE_EXIT = 3  # everything computed is committed, but too many inputs became failure rows
 
 
@@ -40,9 +46,13 @@ def parse_job_args(prog: str, description: str | None, store_help: str, argv: li
 
 def run_job(run: Callable[[list[str] | None], dict], argv: list[str] | None, log: logging.Logger,
             setup_errors: tuple[type[BaseException], ...]) -> int:
-    """Run a job's `run(argv)`; known errors become one log line and an exit code (a traceback adds nothing)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    codes = {FailureRateExceeded: FAILURE_RATE_EXIT, **{error: SETUP_ERROR_EXIT for error in setup_errors}}
+    """Run a job's `run(argv)`; known errors become one log line and an exit code (a traceback adds nothing). Log
+    lines quote file names and messages from the inputs: their control characters are escaped."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(TerminalSafeFormatter(LOG_FORMAT))
+    codes = {FailureRateExceeded: FAILURE_RATE_EXIT,
+             **{error: SETUP_ERROR_EXIT for error in (*setup_errors, *STORE_ERRORS)}}
     try:
         summary = run(argv)
     except tuple(codes) as error:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore.arrow import embeddings_to_numpy
@@ -22,8 +23,10 @@ from pipelines.nouns import NounExtractor
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
 from pipelines.pseudo_labels_config import NounsSection
 from vlm.clip import ClipSource
+from vlm.progress import Progress
 from vlm.text_encoder import StoreTextEncoder
 
+LOG = logging.getLogger(PSEUDO_LABELS)
 FAILURES = "failures"
 SECONDS = "seconds"
 
@@ -36,13 +39,20 @@ class LabelShardTask:
 
 @dataclass(frozen=True)
 class LabelledRegion:
+    """A pseudo box's caption and its pick; label, cos and text_embedding are None when the caption names no object
+    (no candidate is left: "a patch of striped background"), an outcome kept as a row of weight 0."""
+
     image_id: int
     region_id: int
     caption: str
     candidates: tuple[str, ...]
-    label: str
-    cos: float
-    text_embedding: np.ndarray  # (D,) float32, L2-normalised
+    label: str | None
+    cos: float | None
+    text_embedding: np.ndarray | None  # (D,) float32, L2-normalised
+
+    @property
+    def names_object(self) -> bool:
+        return self.label is not None
 
 
 def region_failure(image_id: int, region_id: int, file_name: str | None, kind: str, message: str) -> Failure:
@@ -107,24 +117,29 @@ class ReadPseudoBoxes(beam.DoFn):
 
 class PickLabels(beam.DoFn):
     """A batch of ((shard, image_id), PredictionResult(ImageRegions, (captions | CaptionFailure, seconds))) →
-    (shard, LabelledRegion) per labelled region, (shard, Failure) on `failures` for regions without a caption
-    or candidate, and (shard, {step: seconds}) on `seconds`.
+    (shard, LabelledRegion) per captioned region (labelled, or with no label where its caption names no object),
+    (shard, Failure) on `failures` for regions without a caption, and (shard, {step: seconds}) on `seconds`.
 
-    spaCy parses all captions of the batch in one `nlp.pipe`; candidate texts are embedded once per process
-    (TextEmbeddingCache) with the CLIP text tower and prompt ensemble of extract-features.
+    spaCy parses all captions of the batch in one `nlp.pipe`; the batch's distinct candidate texts not seen before
+    are embedded in one call (TextEmbeddingCache) with the CLIP text tower and prompt ensemble of extract-features.
+    A log line every few seconds says how many of the run's `expected_boxes` pseudo boxes this worker has done.
     """
 
-    def __init__(self, nouns: NounsSection, clip: ClipSource, prompts: str, device: str, dtype: str):
+    def __init__(self, nouns: NounsSection, clip: ClipSource, prompts: str, device: str, dtype: str,
+                 expected_boxes: int = 0):
         self._nouns = nouns
         self._clip = clip
         self._prompts = prompts
         self._device = device
         self._dtype = dtype
+        self._expected_boxes = expected_boxes
 
     def setup(self):
         self._extractor = NounExtractor.from_config(self._nouns)
         encoder = StoreTextEncoder.load(self._clip, self._prompts, device=self._device, dtype=self._dtype)
         self._cache = TextEmbeddingCache(encoder.encode)
+        self._progress = Progress("label pick (pseudo boxes)", self._expected_boxes, LOG)
+        self._boxes_done = 0
 
     def process(self, batch):
         started = time.perf_counter()
@@ -149,12 +164,13 @@ class PickLabels(beam.DoFn):
         picks = pick_labels(region_embeddings, candidates, self._cache) if pending else []
         for (shard, item, index, caption), names, pick in zip(pending, candidates, picks):
             region_id = item.region_ids[index]
-            if pick is None:
-                yield self._failure(shard, item, region_id, "no_candidate",
-                                    f"no noun phrase left in caption {caption!r} after stripping stop words")
+            if pick is None:  # the caption names no object: a row with no label, not a failure
+                yield shard, LabelledRegion(item.image_id, region_id, caption, tuple(names), None, None, None)
                 continue
             yield shard, LabelledRegion(item.image_id, region_id, caption, tuple(names), pick.label, pick.cos,
                                         pick.text_embedding)
+        self._boxes_done += sum(len(result.example.region_ids) for _, result in batch)
+        self._progress.update(self._boxes_done)
         pick_seconds = (time.perf_counter() - started) / max(len(caption_seconds), 1)
         for shard, seconds in caption_seconds.items():
             yield beam.pvalue.TaggedOutput(SECONDS, (shard, {"caption": seconds, "nouns_and_pick": pick_seconds}))
@@ -207,26 +223,42 @@ class CommitLabelShard(beam.DoFn):
         shard, grouped = element
         (task,) = grouped["task"]
         started = time.perf_counter()
-        labels = sorted(grouped["labels"], key=lambda r: (r.image_id, r.region_id))
+        rows = sorted(grouped["labels"], key=lambda r: (r.image_id, r.region_id))
         failures = sorted(grouped["failures"], key=lambda f: (f.image_id, f.region_id if f.region_id is not None else -1))
         mu, sigma = mu_sigma
-        cos = np.array([r.cos for r in labels], dtype=np.float32)
-        tables = {"pseudo_labels": {
-            "image_id": [r.image_id for r in labels], "region_id": [r.region_id for r in labels],
-            "caption": [r.caption for r in labels], "candidates": [list(r.candidates) for r in labels],
-            "label": [r.label for r in labels], "cos": cos, "score": match_scores(cos, mu, sigma, self._k),
-            "text_embedding": np.stack([r.text_embedding for r in labels]) if labels else
-            np.zeros((0, self._dim), np.float32)},
-            "failures": failure_columns(failures)}
+        tables = {"pseudo_labels": self._label_columns(rows, mu, sigma), "failures": failure_columns(failures)}
+        stats = self._stats(rows, failures, grouped["seconds"], mu, sigma, started)
+        self._writer.commit(shard, tables, task.fingerprint, stats=stats)
+        logging.info("committed pseudo_labels shard %05d: %d labelled, %d with no object, %d failures", shard,
+                     stats["labelled"], stats["no_object"], len(failures))
+        yield stats
+
+    def _label_columns(self, rows: list[LabelledRegion], mu: float, sigma: float) -> dict:
+        """The pseudo_labels columns; a row with no label gets a null label and cos, a score of 0 and a zero text
+        embedding (schemas/tables.py)."""
+        named = np.array([r.names_object for r in rows], dtype=bool)
+        cos = np.array([r.cos if r.names_object else np.nan for r in rows], dtype=np.float32)
+        scores = np.zeros(len(rows), dtype=np.float32)
+        scores[named] = match_scores(cos[named], mu, sigma, self._k)
+        texts = np.zeros((len(rows), self._dim), dtype=np.float32)
+        for i in np.flatnonzero(named):
+            texts[i] = rows[i].text_embedding
+        return {"image_id": [r.image_id for r in rows], "region_id": [r.region_id for r in rows],
+                "caption": [r.caption for r in rows], "candidates": [list(r.candidates) for r in rows],
+                "label": [r.label for r in rows], "cos": pa.array(cos, mask=~named), "score": scores,
+                "text_embedding": texts}
+
+    @staticmethod
+    def _stats(rows: list[LabelledRegion], failures: list[Failure], seconds_parts: list[dict], mu: float,
+               sigma: float, started: float) -> dict:
+        labelled = [r for r in rows if r.names_object]
         seconds: Counter = Counter()
-        for part in grouped["seconds"]:
+        for part in seconds_parts:
             seconds.update(part)
-        stats = {"regions": len(labels) + len(failures), "labelled": len(labels), "failures": len(failures),
+        stats = {"regions": len(rows) + len(failures), "labelled": len(labelled),
+                 "no_object": len(rows) - len(labelled), "failures": len(failures),
                  "failures_by_kind": failures_by_kind(failures),
-                 "unique_labels": len({r.label for r in labels}), "score_mu": mu, "score_sigma": sigma,
+                 "unique_labels": len({r.label for r in labelled}), "score_mu": mu, "score_sigma": sigma,
                  "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())}}
         stats["seconds"]["write"] = round(time.perf_counter() - started, 4)
-        self._writer.commit(shard, tables, task.fingerprint, stats=stats)
-        logging.info("committed pseudo_labels shard %05d: %d labelled, %d failures", shard, len(labels),
-                     len(failures))
-        yield stats
+        return stats

@@ -6,8 +6,9 @@ CLIP pick → pseudo_labels.
         [any Beam pipeline option: --runner, --direct_num_workers, --setup_file, ...]
 
 Reads the `regions` rows with source "proposal" of every extract-features shard and writes `pseudo_labels` shard by
-shard (shard k holds exactly the pseudo boxes of regions shard k), plus `failures` rows for boxes that got no label
-and `vocab` rows (kind "label") for the unique labels. The sharded-stage driver skips shards whose fingerprint
+shard (shard k holds exactly the pseudo boxes of regions shard k; a box whose caption names no object keeps its row,
+with no label and a score of 0), plus `failures` rows for boxes that got no caption and `vocab` rows (kind "label")
+for the unique labels. The sharded-stage driver skips shards whose fingerprint
 (regions shard and file, config, CLIP and captioner weights, schema version) is already committed; --retry-failed
 recomputes the committed shards that have failure rows. With score.from_dataset,
 μ and σ of the score come from a global combine over every picked cosine (a first pass), and scores are computed in
@@ -26,6 +27,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from beam_jobs.captioner_handler import CaptionerHandler
 from beam_jobs.job_main import parse_job_args, run_job
 from beam_jobs.model_records import captioner_model_record, clip_model_record
+from beam_jobs.pseudo_labels_preflight import check_captioner_input, check_spacy_model, given_captions_summary
 from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, CommitLabelShard, CosineMoments, LabelShardTask,
                                           PickLabels, ReadPseudoBoxes)
 from beam_jobs.sharded_stage import ShardedStage, StageTotals, run_sharded_stage
@@ -37,7 +39,7 @@ from pipelines.captioners import resolve_captioner
 from pipelines.cosine_moments import Moments, cosine_moment, cosine_moments, merge_moments
 from pipelines.pseudo_labels_config import CaptionerSection, PseudoLabelsConfig
 from pipelines.sharding import pseudo_label_shard_fingerprint
-from schemas.config import ConfigError, load_config, to_dict
+from schemas.config import ConfigError, load_config_and_origins, origins_named, to_dict
 from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, resolve_clip
 
@@ -61,15 +63,16 @@ def resolve_text_clip(config: PseudoLabelsConfig, store_clip: ModelRecord, store
                           text.model_config_dir or store_clip.model_config_dir, key="text", revision=revision)
     record = clip_model_record(source, text.prompts or store_clip.prompts)
     if record.sha256 != store_clip.sha256:
-        raise ConfigError(f"the CLIP at {source.weights_path} (config key text.clip) is not the CLIP whose region "
-                          f"embeddings are in {store} (weights sha256 {store_clip.sha256[:12]}…); use the same weights")
+        raise ConfigError(f"the CLIP at {source.weights_path} (config key 'text.clip') is not the CLIP whose region "
+                          f"embeddings are in {store} (weights sha256 {store_clip.sha256[:12]}…); leave text.clip "
+                          f"empty to use the store's own, or give the same weights")
     return source, record
 
 
 def committed_moments(reader: StoreReader, done: list[LabelShardTask]) -> Moments:
-    """Exact cosine moments (pipelines.cosine_moments) over shards kept from an earlier run, so dataset μ/σ cover
-    the whole dataset."""
-    return merge_moments(cosine_moments(batch.column("cos").to_numpy())
+    """Exact cosine moments (pipelines.cosine_moments) over the labelled boxes of shards kept from an earlier run,
+    so dataset μ/σ cover the whole dataset."""
+    return merge_moments(cosine_moments(batch.column("cos").drop_null().to_numpy())
                          for batch in reader.stream("pseudo_labels", ["cos"], shards=[t.shard for t in done]))
 
 
@@ -78,7 +81,7 @@ def label_vocab(reader: StoreReader, prompts: str, dim: int) -> dict:
     first: dict[str, np.ndarray] = {}
     for batch in reader.stream("pseudo_labels", ["label", "text_embedding"]):
         labels = batch.column("label").to_pylist()
-        new = [i for i, label in enumerate(labels) if label not in first]
+        new = [i for i, label in enumerate(labels) if label is not None and label not in first]
         if new:
             rows = embeddings_to_numpy(batch.column("text_embedding").take(new), dim)
             for i, row in zip(new, rows):
@@ -97,11 +100,20 @@ class PseudoLabels(ShardedStage):
                          inputs="regions", inputs_named="pseudo boxes")
 
     def __init__(self, store: str, dim: int, config: PseudoLabelsConfig, models: dict[str, ModelRecord],
-                 tasks: list[LabelShardTask], text_clip: ClipSource, captioner: CaptionerSection):
+                 tasks: list[LabelShardTask], text_clip: ClipSource, captioner: CaptionerSection,
+                 given_captions: dict | None = None):
         super().__init__(store, dim, config, models, tasks)
         self.text_clip = text_clip
         self.captioner = captioner  # config.captioner with its models as local paths (resolve_captioner)
         self.prompts = models["clip"].prompts
+        self.given_captions = given_captions  # the `given` file's counts (pseudo_labels_preflight)
+
+    def pseudo_boxes(self, tasks: list[LabelShardTask]) -> int:
+        """The regions of `tasks`' shards that get pseudo labels (the label pick's progress counts them)."""
+        reader = StoreReader(self.store)
+        return sum(sum(source in self.config.sources for source in
+                       reader.read_shard("regions", task.shard, ["source"]).column("source").to_pylist())
+                   for task in tasks)
 
     def one_pipeline_reason(self) -> str | None:
         if self.config.score.from_dataset:
@@ -121,7 +133,8 @@ class PseudoLabels(ShardedStage):
                   | "Caption" >> RunInference(KeyedModelHandler(handler))
                   | "BatchForPick" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.pick.batch_size)
                   | "NounsAndPick" >> beam.ParDo(PickLabels(config.nouns, self.text_clip, self.prompts,
-                                                            runtime.device, config.text.dtype)
+                                                            runtime.device, config.text.dtype,
+                                                            self.pseudo_boxes(pending))
                                                  ).with_outputs(FAILURES, SECONDS, main="labels"))
         failures = (boxes[FAILURES], picked[FAILURES]) | "AllFailures" >> beam.Flatten()
         keyed_tasks = tasks | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
@@ -138,7 +151,8 @@ class PseudoLabels(ShardedStage):
             return pipeline | "ReleasedMuSigma" >> beam.Create([(score.mu, score.sigma)])
         done = [task for task in self.tasks if task not in pending]
         prior = committed_moments(StoreReader(self.store), done)
-        moments = ((picked.labels | "CosineMoments" >> beam.Map(lambda kv: cosine_moment(kv[1].cos)),
+        named = picked.labels | "LabelledOnly" >> beam.Filter(lambda kv: kv[1].names_object)
+        moments = ((named | "CosineMoments" >> beam.Map(lambda kv: cosine_moment(kv[1].cos)),
                     pipeline | "KeptShardMoments" >> beam.Create([prior]))
                    | "AllMoments" >> beam.Flatten())
         return moments | "DatasetMuSigma" >> beam.CombineGlobally(CosineMoments())
@@ -147,7 +161,13 @@ class PseudoLabels(ShardedStage):
         return label_vocab(StoreReader(self.store), self.prompts, self.dim), ""
 
     def summary_extras(self, stats: list[dict]) -> dict:
-        return {"score_mu_sigma": sorted({(shard["score_mu"], shard["score_sigma"]) for shard in stats})}
+        # Boxes whose caption names no object: rows with no label, not failures, so outside the failure-rate gate.
+        # Shards committed before such rows existed have no count (their caption-less boxes are failure rows).
+        extras = {"no_object": sum(shard.get("no_object", 0) for shard in stats),
+                  "score_mu_sigma": sorted({(shard["score_mu"], shard["score_sigma"]) for shard in stats})}
+        if self.given_captions is not None:
+            extras["given_captions"] = self.given_captions
+        return extras
 
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None,
@@ -155,23 +175,29 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded.
     `after_commit` is applied to each committed shard's stats (see sharded_stage.run_sharded_stage)."""
     args, beam_args = parse_args(argv)
-    config = load_config(PseudoLabelsConfig, args.config, args.overrides)
+    config, origins = load_config_and_origins(PseudoLabelsConfig, args.config, args.overrides)
     LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
-    # Every model and input problem surfaces here, before anything is read or written.
-    reader = StoreReader(args.store)
-    upstream = reader.manifest.stages.get(EXTRACT_FEATURES)
-    if not upstream or not reader.shards("regions"):
-        raise FileNotFoundError(f"{args.store} has no committed extract-features regions; run make extract-features "
-                                f"first (flag --store)")
-    text_clip, clip = resolve_text_clip(config, reader.manifest.store_clip(f"store {args.store}"), args.store)
-    resolved = resolve_captioner(config.captioner, config.runtime.device)
+    # Every model and input problem surfaces here, before anything is read or written; errors name the config key
+    # and the file (or --set) that set it.
+    with origins_named(origins):
+        reader = StoreReader(args.store)
+        upstream = reader.manifest.stages.get(EXTRACT_FEATURES)
+        if not upstream or not reader.shards("regions"):
+            raise FileNotFoundError(f"{args.store} has no committed extract-features regions; run make "
+                                    f"extract-features first (flag --store)")
+        store_clip = reader.manifest.store_clip(f"store {args.store}")
+        text_clip, clip = resolve_text_clip(config, store_clip, args.store)
+        resolved = resolve_captioner(config.captioner, config.runtime.device)
+        check_captioner_input(config, resolved, args.store, int(upstream.embedding_dim), store_clip)
+        check_spacy_model(config)
+        given = given_captions_summary(config, reader)
     captioner = captioner_model_record(resolved)
     content = config.content_hash()
     tasks = [LabelShardTask(c.shard, pseudo_label_shard_fingerprint(c.fingerprint, c.files["regions"].sha256, content,
                                                                     clip.sha256, captioner.sha256))
              for c in reader.table_commits("regions")]
     stage = PseudoLabels(args.store, int(upstream.embedding_dim), config, {"clip": clip, "captioner": captioner},
-                         tasks, text_clip, resolved.config)
+                         tasks, text_clip, resolved.config, given_captions=given)
     return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, retry_failed=args.retry_failed,
                              test_pipeline=test_pipeline, after_commit=after_commit)
 

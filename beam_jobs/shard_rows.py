@@ -10,6 +10,8 @@ from featurestore.failures import Failure, failure_columns, failures_by_kind
 from featurestore.regions import Regions
 from featurestore.stages import EXTRACT_FEATURES
 from pipelines.coco import UnknownImageRows
+from pipelines.crops import is_whole_image
+from pipelines.extract_config import CropSection
 from pipelines.regions import PlannedRegion, RegionPlan
 from pipelines.sharding import ShardTask
 
@@ -90,7 +92,7 @@ def _stored_regions(kept: list[tuple[int, PlannedRegion, tuple]], vectors: list[
         embedding_norm=np.asarray([norm for _, norm in vectors], dtype=np.float32))
 
 
-def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, crop_mode: str
+def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, crop: CropSection
                  ) -> tuple[dict, dict]:
     """embeddings: (image_id, region_id, (D,) float16 unit embedding, raw norm, model seconds) per crop →
     ({"images", "regions", "failures"} tables or columns with (N, D) embedding arrays, stats dict)."""
@@ -120,9 +122,25 @@ def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, cr
             region_vectors.append(vectors[(image.image_id, region.region_id)])
     images["embedding"] = np.asarray([vector for vector, _ in image_vectors], dtype=np.float16).reshape(-1, dim)
     images["embedding_norm"] = np.asarray([norm for _, norm in image_vectors], dtype=np.float32)
-    regions = _stored_regions(kept, region_vectors, dim, crop_mode)
+    regions = _stored_regions(kept, region_vectors, dim, crop.mode)
     stats = _stats(task, outcomes, embeddings, len(images["image_id"]), regions, failures)
+    stats.update(crop_window_counts(kept, {plan.image.image_id: plan.image for plan in task.plans}, crop))
     return {"images": images, "regions": regions.to_arrow(dim), "failures": failure_columns(failures)}, stats
+
+
+def crop_window_counts(kept: list[tuple[int, PlannedRegion, tuple]], images: dict, crop: CropSection) -> dict:
+    """Per region source (gt, proposal), the crops whose window is the whole image and those cut at its border: a
+    crop that is the whole image gives the region the image's own embedding, whatever the box holds."""
+    whole: Counter = Counter()
+    clipped: Counter = Counter()
+    for image_id, region, window in kept:
+        if region.source == "image":
+            continue
+        image = images[image_id]
+        whole[region.source] += is_whole_image(window, image.width, image.height)
+        clipped[region.source] += crop.clipped(region.box, region.source, image.width, image.height)
+    return {"whole_image_crops_by_source": dict(sorted(whole.items())),
+            "clipped_crops_by_source": dict(sorted(clipped.items()))}
 
 
 def _stats(task: ShardTask, outcomes: list, embeddings: list, image_count: int, regions: Regions,

@@ -2,15 +2,17 @@
 each region prompt label the pseudo boxes of one ShapesOV store, each in its own copy of it, and the table goes to
 docs/labelers.md with the command behind it.
 
-    .venv/bin/python -m bench.compare_labelers --store data/store [--config configs/pseudo_labels.yaml]
+    .venv/bin/python -m bench.compare_labelers --store data/store [--config configs/shapes/pseudo_labels.yaml]
         [--work runs/labelers] [--doc docs/labelers.md]
 
 Per labeler, one run of the pseudo-labels job (`python -m beam_jobs.pseudo_labels`, as `make pseudo-labels` runs it):
-- candidates found: the share of pseudo boxes whose caption or answer left a candidate label (the rest are
-  dead letters, e.g. no noun), and candidates per labelled box;
+- labelled: the share of pseudo boxes whose caption or answer left a candidate label; the others name no object
+  (rows with no label and score 0, like ClipCap's "a patch of striped background") or are dead letters; and
+  candidates per labelled box;
 - precision and label accuracy against held-out ground truth (featurestore/commands/label_quality.py): precision =
   labelled boxes covering any object at IoU >= 0.5 / labelled boxes; accuracy = boxes labelled with the class of the
-  object they cover / covering boxes, over all and over the novel objects only (the labelers' bar);
+  object they cover / labelled covering boxes, over all and over the novel objects only (the labelers' bar); and the
+  covering boxes whose caption named no object, which accuracy leaves out;
 - boxes per second: pseudo boxes over the labeler's own model time (the shards' `caption` seconds), and over the
   job's wall time (Beam start-up, the model load, spaCy and the CLIP pick included).
 `blip2` and `given` are left out: ShapesOV has no BLIP-2 teacher, and given captions would be ground truth.
@@ -34,7 +36,7 @@ from featurestore.commands.labels import novel_accuracy
 from featurestore.reader import StoreReader
 from featurestore.stages import PSEUDO_LABELS
 
-# name → the pseudo-labels settings that pick the labeler (on top of configs/pseudo_labels.yaml).
+# name → the pseudo-labels settings that pick the labeler (on top of configs/shapes/pseudo_labels.yaml).
 LABELERS = {
     "clipcap": ["captioner.name=clipcap"],
     "vlm, crop prompt": ["captioner.name=vlm", "captioner.vlm.region_prompt=crop"],
@@ -42,12 +44,14 @@ LABELERS = {
 }
 
 
-def label_store(store: Path, copy: Path, config: str, settings: list[str], log) -> dict:
-    """A copy of `store` labelled by one run of the job with `config` and `settings`; returns what it measured."""
+def label_store(store: Path, copy: Path, configs: list[str], settings: list[str], log) -> dict:
+    """A copy of `store` labelled by one run of the job with `configs` and `settings`; returns what it measured."""
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(store, copy)
-    argv = [sys.executable, "-m", "beam_jobs.pseudo_labels", "--config", config, "--store", str(copy), "--overwrite",
-            "--runner=FnApiRunner"] + [flag for setting in settings for flag in ("--set", setting)]
+    argv = ([sys.executable, "-m", "beam_jobs.pseudo_labels"]
+            + [flag for config in configs for flag in ("--config", config)]
+            + ["--store", str(copy), "--overwrite", "--runner=FnApiRunner"]
+            + [flag for setting in settings for flag in ("--set", setting)])
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     wall = time.perf_counter() - started
@@ -61,7 +65,8 @@ def label_store(store: Path, copy: Path, config: str, settings: list[str], log) 
     summary = reader.manifest.stages[PSEUDO_LABELS].summary
     caption_seconds = sum(reader.shard_stats(PSEUDO_LABELS, shard)["seconds"].get("caption", 0.0)
                           for shard in reader.shards(PSEUDO_LABELS))
-    candidates = [len(row["candidates"]) for row in reader.read_table(PSEUDO_LABELS, ["candidates"]).to_pylist()]
+    rows = reader.read_table(PSEUDO_LABELS, ["candidates", "label"]).to_pylist()
+    candidates = [len(row["candidates"]) for row in rows if row["label"] is not None]
     files = ground_truth_files(reader, None, None)
     if not files:
         raise FileNotFoundError(f"no held-out ground truth beside the annotations of {store}: a ShapesOV store "
@@ -74,6 +79,7 @@ def label_store(store: Path, copy: Path, config: str, settings: list[str], log) 
             "pseudo_boxes": summary["regions"], "labelled": summary["labelled"],
             "failures_by_kind": summary["failures_by_kind"], "candidates_per_labelled_box":
                 sum(candidates) / max(len(candidates), 1),
+            "no_object": summary.get("no_object", 0), "no_object_covering": quality["no_object_covering"],
             "precision": quality["precision"], "covering": quality["covering_boxes"], "correct": quality["correct"],
             "accuracy": quality["accuracy"], "novel_covering": novel["matched_boxes"],
             "novel_correct": novel["correct"],
@@ -89,13 +95,15 @@ def markdown(results: dict, command: str, environment: dict, teacher: dict | Non
              "prompt) label the pseudo boxes of the ShapesOV demo store; each labeler runs on its own copy of the "
              "store, so all see the same boxes. Made by", "", f"    {command}", "",
              "(`make compare-labelers` runs it after `make sample teachers teacher-vlm extract-features`).", "",
-             "| labeler | pseudo boxes | candidates found | candidates per box | precision | accuracy, covering "
-             "boxes | accuracy, boxes on a novel object | boxes/s, labeler | boxes/s, job wall |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| labeler | pseudo boxes | labelled | named no object (of them covering an object) | candidates per "
+             "box | precision | accuracy, covering boxes | accuracy, boxes on a novel object | boxes/s, labeler | "
+             "boxes/s, job wall |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         gate = " (over runtime.max_failure_rate)" if r["over_failure_rate"] else ""
         lines.append(f"| {name} | {r['pseudo_boxes']:,} | {r['labelled'] / r['pseudo_boxes']:.1%}{gate} | "
-                     f"{r['candidates_per_labelled_box']:.2f} | {r['precision']:.1%} | {r['accuracy']:.1%} "
+                     f"{r['no_object']:,} ({r['no_object_covering']:,}) | {r['candidates_per_labelled_box']:.2f} | "
+                     f"{r['precision']:.1%} | {r['accuracy']:.1%} "
                      f"({r['correct']:,} / {r['covering']:,}) | **{r['novel_accuracy']:.1%}** "
                      f"({r['novel_correct']:,} / {r['novel_covering']:,}) | {r['boxes_per_model_second']:,.0f} | "
                      f"{r['boxes_per_wall_second']:,.0f} |")
@@ -111,12 +119,15 @@ def markdown(results: dict, command: str, environment: dict, teacher: dict | Non
               f"{environment['cpu_model']} ({environment['nproc']} cores, {environment['torch_threads']} torch "
               f"threads, 1-minute load average {environment['load_average_1min']} when it ended: a shared machine, "
               "so compare the speeds within this table only).", "",
-              "- *candidates found*: pseudo boxes whose caption or answer left at least one candidate label after "
-              "noun parsing; the others are dead letters (`no_candidate`).",
+              "- *labelled*: pseudo boxes whose caption or answer left at least one candidate label after noun "
+              "parsing; *named no object*: the boxes whose caption or answer left none (\"a patch of striped "
+              "background\"): rows with no label and score 0, not failures; in brackets, those of them that cover an "
+              "object at IoU >= 0.5.",
               "- *precision*: labelled pseudo boxes that cover an object (any class, IoU >= 0.5) / labelled pseudo "
               "boxes; *accuracy*: covering boxes labelled with the class of the object they cover / covering boxes "
-              "(`python -m featurestore labels STORE`, featurestore/commands/label_quality.py). Every box is labelled "
-              "by every labeler here, so precision is the same for all: it measures the pseudo boxes, not the labels.",
+              "(`python -m featurestore labels STORE`, featurestore/commands/label_quality.py). Both count labelled "
+              "boxes only: a labeler that names no object on a box on nothing raises its precision, and one that "
+              "names no object on a box on an object leaves that box out of its accuracy (the bracketed count).",
               "- *boxes/s, labeler*: pseudo boxes / the captioner's own seconds (model time in the shards' stats); "
               "*job wall*: over the whole job, Beam start-up, model load, spaCy and the CLIP pick included.",
               "- ShapesOV has no BLIP-2 teacher, and `given` captions would be the ground truth itself: both are left "
@@ -133,7 +144,8 @@ def markdown(results: dict, command: str, environment: dict, teacher: dict | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, default=Path("data/store"), help="a ShapesOV extract-features store")
-    parser.add_argument("--config", default="configs/pseudo_labels.yaml", help="the pseudo-labels config they share")
+    parser.add_argument("--config", action="append", help="the pseudo-labels config they share (repeatable, merged "
+                        "left to right; default configs/shapes/pseudo_labels.yaml)")
     parser.add_argument("--work", type=Path, default=Path("runs/labelers"), help="folder for the store copies")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "labelers.md", help="the table's page")
     parser.add_argument("--teachers", type=Path, default=Path("data/teachers"), help="for the vlm teacher's report")
@@ -141,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a pseudo-labels setting for every labeler (repeatable)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
+    configs = args.config or ["configs/shapes/pseudo_labels.yaml"]
     results = {}
     for name, settings in LABELERS.items():
         print(f"{name}: {' '.join(settings + args.extra)}", flush=True)
-        results[name] = label_store(args.store, args.work / name.replace(", ", "-").replace(" ", "-"), args.config,
+        results[name] = label_store(args.store, args.work / name.replace(", ", "-").replace(" ", "-"), configs,
                                     settings + args.extra, lambda line: print(line, flush=True))
     command = module_command("compare_labelers", sys.argv[1:] if argv is None else argv)
     environment = machine()

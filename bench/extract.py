@@ -33,7 +33,6 @@ import torch
 from PIL import Image
 
 from bench.common import REPO, add_json_flag, at_least, report, result
-from pipelines.crops import crop_window
 from pipelines.extract_config import ExtractFeaturesConfig
 from pipelines.extract_plan import plan_dataset
 from schemas.config import load_config
@@ -95,8 +94,7 @@ def regions_by_image(config: ExtractFeaturesConfig) -> list[tuple[str, list[tupl
     out = []
     for plan in planned.plans:
         image = plan.image
-        windows = [crop_window(r.box, "tight" if r.source == "image" else config.crop.mode, image.width,
-                               image.height, config.crop.context_scale) for r in plan.regions]
+        windows = [config.crop.window(r.box, r.source, image.width, image.height) for r in plan.regions]
         out.append((f"{config.dataset.image_root}/{image.file_name}", windows))
     return out
 

@@ -1,4 +1,4 @@
-"""bench/results.json → the README's Performance section (markdown): machine, goals, then one table per stage,
+"""bench/results.json → bench/PERFORMANCE.md (markdown): machine, goals, then one table per stage,
 each under the exact command that produced it. Notes written by hand below NOTES_MARKER are kept across reruns."""
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ def with_kept_notes(generated: str, previous: str | None) -> str:
 
 TITLES = {"extract": "extract-features: model only vs our Beam job vs a naive loop",
           "pseudo_labels": "pseudo-labels: captioning and noun parsing, batched vs one at a time",
+          "label_pick": "pseudo-labels: the label pick per pseudo box, before and after the text tower's batching",
           "store": "Store: streaming, lookup by id, size", "trainer": "Trainer: waiting for data",
-          "scale": "Scale: extract-features at 1x and 4x the images"}
+          "scale": "Scale: extract-features at 1x and 4x the images",
+          "verified_reads": "Verified reads: what checking every file against its commit record costs"}
 
 
 def _extract(metrics: dict) -> list[str]:
@@ -95,6 +97,18 @@ def _pseudo_labels(metrics: dict) -> list[str]:
     return rows
 
 
+def _label_pick(metrics: dict) -> list[str]:
+    m = metrics
+    return [f"{m['boxes']} boxes on {m['images']} photo-sized images, {m['model']} (random weights), imagenet80 "
+            f"prompts; {m['candidates']} candidates, {m['distinct_candidates']} distinct.", "",
+            "| figure | value |", "| --- | --- |",
+            f"| before: seconds per distinct candidate (80 prompts x 77 tokens; timed on "
+            f"{m['before_names_timed']}) | {m['before_seconds_per_name']:.2f} |",
+            f"| before: seconds per box | {m['before_seconds_per_box']:.2f} |",
+            f"| after: seconds per box | {m['after_seconds_per_box']:.3f} |",
+            f"| before / after | {m['speed_up']:.1f}x |"]
+
+
 def _store(metrics: dict) -> list[str]:
     m = metrics
     return [f"Synthetic store written by `ShardWriter`: D={m['dim']} float16 embeddings, {m['images_per_shard']} "
@@ -115,7 +129,7 @@ def _store(metrics: dict) -> list[str]:
 
 def _trainer(metrics: dict) -> list[str]:
     m = metrics
-    return [f"Tiny detector (`configs/train_shapes.yaml`), batch {m['batch_size']}, {m['steps']} steps on a store of "
+    return [f"Tiny detector (`configs/shapes/hdovd.yaml`), batch {m['batch_size']}, {m['steps']} steps on a store of "
             f"{m['images']} ShapesOV images.", "",
             "| figure | value |", "| --- | --- |",
             f"| data wait, share of step time (after the first window) | {100 * m['data_share']:.1f}% |",
@@ -141,5 +155,23 @@ def _scale(metrics: dict) -> list[str]:
     return rows
 
 
-RENDERERS = {"extract": _extract, "pseudo_labels": _pseudo_labels, "store": _store, "trainer": _trainer,
-             "scale": _scale}
+def _verified_reads(metrics: dict) -> list[str]:
+    m = metrics
+    return [f"Synthetic store of the Store section ({m['shards']} shards, {m['rows']} regions rows, "
+            f"{m['bytes'] / 1e6:.1f} MB of Parquet), warm page cache; fastest of {m['repeats']} interleaved rounds "
+            "(CPU time is what a loaded machine measures best).", "",
+            "| figure | value |", "| --- | --- |",
+            f"| sha256 / crc32 / XXH3-64 over the files | {m['sha256_gb_per_s']:.2f} / {m['crc32_gb_per_s']:.2f} / "
+            f"{m['xxh3_64_gb_per_s']:.2f} GB/s |",
+            f"| stream `regions`, verified (XXH3-64) / unverified time | {m['verified_over_unverified_cpu']:.3f} CPU, "
+            f"{m['verified_over_unverified_wall']:.3f} wall |",
+            f"| the same with a sha256 check | {m['sha256_over_unverified_cpu']:.3f} CPU, "
+            f"{m['sha256_over_unverified_wall']:.3f} wall |",
+            f"| verified reader / raw `pyarrow.dataset`, rows/s | {m['verified_over_raw_rows_per_s']:.2f} |",
+            f"| trainer's store reading, verified / unverified | {m['trainer_verified_over_unverified_cpu']:.3f} CPU, "
+            f"{m['trainer_verified_over_unverified_wall']:.3f} wall |",
+            f"| trainer: the checks alone, share of its read time | {100 * m['trainer_check_share']:.2f}% |"]
+
+
+RENDERERS = {"extract": _extract, "pseudo_labels": _pseudo_labels, "label_pick": _label_pick, "store": _store,
+             "trainer": _trainer, "scale": _scale, "verified_reads": _verified_reads}

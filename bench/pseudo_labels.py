@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-captions", type=int, default=16, help="the same for GPT-2-small-sized")
     parser.add_argument("--single", type=int, default=16, help="embeddings captioned one at a time")
     parser.add_argument("--small-single", type=int, default=4, help="the same for GPT-2-small-sized")
-    parser.add_argument("--batch", type=int, default=32, help="captioner batch (configs/pseudo_labels.yaml: 32)")
+    parser.add_argument("--batch", type=int, default=32, help="captioner batch (configs/shapes/pseudo_labels.yaml: 32)")
     parser.add_argument("--max-tokens", type=int, default=20)
     parser.add_argument("--docs", type=int, default=2000)
     add_json_flag(parser)

@@ -1,4 +1,4 @@
-"""Run every benchmark, one after the other, and write bench/results.json and the README's Performance section.
+"""Run every benchmark, one after the other, and write bench/results.json and bench/PERFORMANCE.md.
 
     .venv/bin/python -m bench.run_all             # full sizes (what `make bench` runs; about 15 minutes on 2 cores)
     .venv/bin/python -m bench.run_all --quick     # small sizes, a few minutes; for checking the benchmarks work
@@ -27,7 +27,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
                 ["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "6"]),
     "pseudo_labels": ([], ["--captions", "32", "--small-captions", "8", "--single", "4", "--small-single", "2",
                        "--docs", "300"]),
+    "label_pick": ([], ["--before-names", "2"]),
     "store": ([], ["--shards", "2", "--lookups", "20"]),
+    "verified_reads": ([], ["--shards", "2", "--repeats", "3"]),
     "trainer": ([], ["--images", "48", "--steps", "20", "--log-every", "5", "--receive-batches", "10"]),
     "scale": ([], ["--images", "40", "--shard-size", "10"]),
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.common import REPO
 
 TEACHER_CLIP = REPO / "assets" / "teachers" / "clip"
-EXTRACT_CONFIG = REPO / "configs" / "extract_features.yaml"
+EXTRACT_CONFIG = REPO / "configs" / "shapes" / "extract_features.yaml"
 
 
 def child_env() -> dict:

@@ -9,7 +9,7 @@
     .venv/bin/python -m bench.store                       # 1x = 8 shards, 10x = 80 shards
     .venv/bin/python -m bench.store --shards 2 --lookups 20   # quick
 
-A shard is 256 images (configs/extract_features.yaml shard_size) of 9 regions each (3 GT, 5 proposals — regions.top_k
+A shard is 256 images (configs/shapes/extract_features.yaml shard_size) of 9 regions each (3 GT, 5 proposals — regions.top_k
 — and the whole image). Embeddings are random unit vectors: they compress no better than real ones.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from featurestore.stages import EXTRACT_FEATURES
 from featurestore.writer import ShardWriter
 
 DIM = 512  # ViT-B/32 embedding width
-IMAGES_PER_SHARD = 256  # configs/extract_features.yaml shard_size
+IMAGES_PER_SHARD = 256  # configs/shapes/extract_features.yaml shard_size
 SOURCES = ["gt"] * 3 + ["proposal"] * 5 + ["image"]  # regions.top_k = 5, include_image = true
 GOAL_READER_VS_RAW = 0.8
 GOAL_LOOKUP_MS = 50.0

@@ -1,7 +1,7 @@
 """The trainer's input pipeline: share of step time spent waiting for data, and images/s, with the tiny detector.
 
 A generated ShapesOV train set goes through our extract-features job (tiny CLIP teacher), then
-`python -m trainers.train --config configs/train_shapes.yaml` (the demo's detector, batch 8, one loader worker) runs
+`python -m trainers.train --config configs/shapes/hdovd.yaml` (the demo's detector, batch 8, one loader worker) runs
 `--steps` steps on that store. The trainer itself measures the wait: `data_share` in OUT/scalars.jsonl is the share of
 each logging window spent in `next(batch)`; the first window (worker start-up, first shuffle buffer) is reported
 separately and left out of the goal.
@@ -31,8 +31,8 @@ from bench.shapes_workload import child_env, extract_command, write_shapes
 GOAL_DATA_SHARE = 0.10
 # Numpy transfer should at least halve the training process's receive time (measured: 0.21 in one run; PERFORMANCE.md).
 GOAL_RECEIVE_RATIO = 0.5
-TRAIN_CONFIG = REPO / "configs" / "train_shapes.yaml"
-BATCH_SIZE = 8  # configs/train_shapes.yaml
+TRAIN_CONFIG = REPO / "configs" / "shapes" / "hdovd.yaml"
+BATCH_SIZE = 8  # configs/shapes/hdovd.yaml
 
 
 def train(store: Path, image_root: Path, out_dir: Path, steps: int, log_every: int) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Write-then-rename: a file is either absent or complete, never half-written under its final name."""
+"""Write-then-rename: a file is either absent or complete, never half-written under its final name, and durable
+before anything that names it is written (the file and the folder entry that names it are both fsynced)."""
 from __future__ import annotations
 
 import contextlib
@@ -28,10 +29,28 @@ def fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def publish(tmp: Path, final: Path) -> None:
-    """Durably move a finished temporary file to its final name (atomic on POSIX filesystems)."""
+def fsync_directory(folder: Path) -> None:
+    """Make the names in `folder` durable: without it a power cut can lose a rename that a later write (a commit
+    record naming the file) survived. A no-op where a folder cannot be opened for fsync (not POSIX)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some filesystems refuse fsync on a folder; their renames are as durable as they make them
+    finally:
+        os.close(handle)
+
+
+def publish(tmp: Path, final: Path, durable_name: bool = True) -> None:
+    """Durably move a finished temporary file to its final name (atomic on POSIX filesystems). `durable_name`:
+    also fsync the folder, so the new name survives a power cut (callers publishing many files do it once)."""
     fsync_file(tmp)
     os.replace(tmp, final)
+    if durable_name:
+        fsync_directory(final.parent)
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from featurestore.manifest import DamagedStoreError
+from featurestore.reader import ShardReplacedError
+from featurestore.terminal_text import terminal_safe_output
+from featurestore.writer_lock import StoreLockedError
 from schemas.tables import SchemaVersionError
 
 # command name → (module under featurestore.commands, one-line help)
@@ -12,12 +16,15 @@ COMMANDS = {
     "inspect": ("inspect_store", "tables, shards, rows, bytes, schema, provenance and failure counts"),
     "validate": ("validate_store", "check files against the manifest; exit 1 listing every problem"),
     "gc": ("gc", "remove files no commit record names (leftovers of interrupted writes)"),
+    "unlock": ("unlock", "say who holds the store's writer lock; on an object store, clear a lease whose job is gone"),
     "sql": ("sql", "run DuckDB SQL with one view per table"),
     "head": ("head", "print the first rows of a table"),
     "labels": ("labels", "pseudo-label vocabulary: counts, near-duplicates, base synonyms, novel accuracy"),
     "show": ("show", "draw one image's boxes, captions and pseudo labels to a PNG"),
     "search": ("search", "find regions by text with CLIP + faiss; write a contact sheet PNG"),
     "export-hdovd": ("export_hdovd", "write per-image .pth features, proposals.pkl and class embeddings for HD-OVD"),
+    "export-proposals": ("export_proposals", "write the proposals stage as COCO-results JSON and HD-OVD's proposals "
+                                             "pickle"),
     "export-coco": ("export_coco", "write pseudo boxes (and GT with --with-gt) as a COCO instances JSON"),
     "diff": ("diff", "compare two stores table by table; exit 0 when they match within tolerance, 1 listing them"),
     "report": ("report", "write a static HTML report: provenance, timings, failures, label crops, precision"),
@@ -36,10 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; everything it prints goes out with control characters from the data escaped
+    (featurestore.terminal_text)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (FileNotFoundError, FileExistsError, SchemaVersionError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}")
-        return 2
+    with terminal_safe_output():
+        try:
+            return args.run(args)
+        except (FileNotFoundError, FileExistsError, SchemaVersionError, KeyError, DamagedStoreError,
+                ShardReplacedError, StoreLockedError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            print(f"error: {message}")
+            return 2

@@ -1,14 +1,17 @@
 """Where each file of a store lives. One place for every path rule, so writer, reader and tools agree.
 
-STORE/manifest.json                 schema version; per stage: config, hash, models, code version
-STORE/_commits/<stage>/<shard>.json commit record of one shard of one stage (written last: the commit point)
-STORE/<table>/<shard>.parquet       tables owned by one stage (images, regions, pseudo_labels, vocab)
-STORE/failures/<stage>-<shard>.parquet  dead letters; every stage writes its own
-STORE/wds/<shard>.tar               WebDataset twin of the extract-features shard
-STORE/_stats/<stage>-<shard>.json   counts and per-step timings
+STORE/manifest.json                            schema version; per stage: config, hash, models, code version
+STORE/_writer.lock                             who writes the store now (featurestore.writer_lock; local folders)
+STORE/_lock/<generation>.json                  the same on an object store: a lease, one create-only object per holder
+STORE/_commits/<stage>/<shard>.json            commit record of one shard of one stage (written last: the commit point)
+STORE/<table>/<shard>-<attempt>.parquet        tables owned by one stage (images, regions, pseudo_labels, vocab)
+STORE/failures/<stage>-<shard>-<attempt>.parquet  dead letters; every stage writes its own
+STORE/wds/<shard>-<attempt>.tar                WebDataset twin of the extract-features shard
+STORE/_stats/<stage>-<shard>-<attempt>.json    counts and per-step timings
 
-On an object store (no rename) each data file goes to a key unique to its write attempt,
-`regions/<shard>-<attempt>.parquet` (`attempt_path`); the commit record names the one that counts.
+Every data file goes to a name unique to its write attempt (`attempt_path`, 12 hex digits): a re-commit or a
+retried attempt never overwrites a file a commit record names, and the record names the files that count. The
+shard's own name (`table_path`, `wds_path`, `stats_path`) is the stem of those names.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import uuid
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+WRITER_LOCK = "_writer.lock"
+LEASES = "_lock"
 COMMITS = "_commits"
 STATS = "_stats"
 WDS = "wds"
@@ -58,7 +63,7 @@ def new_attempt() -> str:
 
 
 def attempt_path(path: str, attempt: str) -> str:
-    """`regions/00042.parquet` → `regions/00042-<attempt>.parquet`: one attempt's own key on an object store."""
+    """`regions/00042.parquet` → `regions/00042-<attempt>.parquet`: one write attempt's own file."""
     folder, _, name = path.rpartition("/")
     stem, dot, suffix = name.partition(".")
     return f"{folder}/{stem}-{attempt}{dot}{suffix}" if folder else f"{stem}-{attempt}{dot}{suffix}"

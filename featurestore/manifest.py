@@ -21,6 +21,19 @@ from featurestore.storage import StoreLocation
 from schemas.tables import SCHEMA_VERSION, SchemaVersionError
 
 
+class DamagedStoreError(RuntimeError):
+    """Part of a store is not what its writer left: a manifest or commit record that does not parse, a file whose
+    bytes differ from its record. The message names the file and what repairs it."""
+
+
+class DamagedManifestError(DamagedStoreError):
+    """manifest.json does not parse."""
+
+
+class DamagedRecordError(DamagedStoreError):
+    """A commit record does not parse."""
+
+
 def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of a JSON object that are fields of `cls`: newer writers may add fields, older readers skip them."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -152,10 +165,11 @@ class FileEntry:
     rows: int | None
     bytes: int
     sha256: str
+    checksum: str | None = None  # "xxh3_64:<hex>", what readers check on every open (featurestore.integrity)
 
     @classmethod
     def from_json(cls, data: dict) -> "FileEntry":
-        return cls(data["path"], data.get("rows"), data["bytes"], data["sha256"])
+        return cls(data["path"], data.get("rows"), data["bytes"], data["sha256"], data.get("checksum"))
 
 
 @dataclass(frozen=True)
@@ -199,12 +213,29 @@ def dump_json(data: object) -> bytes:
 StoreRoot = Union[str, Path, StoreLocation]
 
 
+MANIFEST_REPAIR = ("`python -m featurestore validate --repair {store}` rebuilds it from the commit records (so "
+                   "does the next run of a job on the store)")
+
+
 def read_manifest(root: StoreRoot) -> Manifest:
-    """The manifest of the store at `root` (a folder or a URL); refuses a missing store or another schema version."""
+    """The manifest of the store at `root` (a folder or a URL); refuses a missing store or another schema version,
+    and names a damaged manifest.json with the command that rebuilds it."""
     store = StoreLocation(root)
     if not store.is_file(layout.MANIFEST):
         raise FileNotFoundError(f"{store} is not a feature store: {layout.MANIFEST} is missing")
-    return Manifest.from_json(json.loads(store.read_bytes(layout.MANIFEST)), f"store {store}")
+    where = store.path(layout.MANIFEST)
+    try:
+        data = json.loads(store.read_bytes(layout.MANIFEST))
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise SchemaVersionError(f"store {store}", data.get("schema_version"))
+        return Manifest.from_json(data, f"store {store}")
+    except SchemaVersionError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError and UnicodeError included
+        raise DamagedManifestError(f"{where} is damaged ({type(error).__name__}: {error}); "
+                                   + MANIFEST_REPAIR.format(store=store)) from error
 
 
 def update_stage(root: StoreRoot, stage: str, **changes: Any) -> Manifest:
@@ -218,21 +249,59 @@ def update_stage(root: StoreRoot, stage: str, **changes: Any) -> Manifest:
     return manifest
 
 
+def parse_commit(data: bytes, where: str) -> CommitRecord:
+    """A commit record from its bytes; DamagedRecordError naming `where` when they do not parse."""
+    try:
+        parsed = json.loads(data)
+        if not isinstance(parsed, dict):
+            raise ValueError(f"a JSON {type(parsed).__name__}, not an object")
+        if parsed.get("schema_version") != SCHEMA_VERSION:
+            raise SchemaVersionError(where, parsed.get("schema_version"))
+        return CommitRecord.from_json(parsed, where)
+    except SchemaVersionError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DamagedRecordError(f"commit record {where} is damaged ({type(error).__name__}: {error}); its shard "
+                                 "counts as not committed: the next run of its job recomputes it") from error
+
+
 def read_commit(root: StoreRoot, relative: str) -> CommitRecord:
     store = StoreLocation(root)
-    return CommitRecord.from_json(json.loads(store.read_bytes(relative)), str(store.path(relative)))
+    return parse_commit(store.read_bytes(relative), str(store.path(relative)))
 
 
-def read_commits(root: StoreRoot, stage: str | None = None) -> list[CommitRecord]:
-    """Every commit record of `stage` (or of all stages), ordered by stage and shard."""
+@dataclass(frozen=True)
+class CommitScan:
+    """Every commit record that parses, and the store-relative path → problem of each that does not."""
+
+    records: list[CommitRecord]
+    damaged: dict[str, str]
+
+
+def scan_commits(root: StoreRoot, stage: str | None = None) -> CommitScan:
+    """The commit records of `stage` (or of all stages) ordered by stage and shard, with the damaged ones apart."""
     store = StoreLocation(root)
     folder = f"{layout.COMMITS}/{stage}" if stage else layout.COMMITS
     # Sorted by path parts, so "extract_features" comes before "extract_features.vocab".
     relatives = [relative for relative in sorted(store.files_under(folder), key=lambda path: path.split("/"))
                  if _is_record(relative)]
     contents = store.read_many(relatives)
-    return [CommitRecord.from_json(json.loads(contents[relative]), str(store.path(relative)))
-            for relative in relatives]
+    records, damaged = [], {}
+    for relative in relatives:
+        try:
+            records.append(parse_commit(contents[relative], str(store.path(relative))))
+        except DamagedRecordError as error:
+            damaged[relative] = str(error)
+    return CommitScan(records, damaged)
+
+
+def read_commits(root: StoreRoot, stage: str | None = None) -> list[CommitRecord]:
+    """Every commit record of `stage` (or of all stages), ordered by stage and shard; DamagedRecordError (naming the
+    first) when one does not parse."""
+    scan = scan_commits(root, stage)
+    if scan.damaged:
+        raise DamagedRecordError(next(iter(scan.damaged.values())))
+    return scan.records
 
 
 def _is_record(relative: str) -> bool:

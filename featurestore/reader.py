@@ -1,7 +1,9 @@
-"""Read a store: complete shards only, streamed rows, per-shard zips, and lookup of one image by id."""
+"""Read a store: complete shards only, every file checked against its commit record, streamed rows, per-shard zips,
+and lookup of one image by id."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -9,23 +11,37 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.manifest import CommitRecord, Manifest, read_commits, read_manifest
+from featurestore import layout
+from featurestore.integrity import DamagedFileError, damaged_file_message, repair_command, verified
+from featurestore.manifest import CommitRecord, FileEntry, Manifest, read_commit, read_commits, read_manifest
 from featurestore.storage import StoreLocation
-from featurestore.wds import read_wds_shard
+from featurestore.wds import read_wds_bytes
 from schemas.tables import JOIN_KEYS, TABLES, check_schema_version
+
+LOG = logging.getLogger(__name__)
+
+
+class ShardReplacedError(RuntimeError):
+    """A shard was committed again after this reader listed the store, and the file it knew is gone."""
 
 
 class StoreReader:
     """Read-only view of the committed shards of a store: a local folder or an object-store URL (`s3://…`).
 
     Only files named by commit records are read; files of an interrupted or superseded write are never opened.
+    Each file's bytes are read whole and checked against its record (size and checksum, featurestore.integrity)
+    before they are parsed, so a damaged file is refused (DamagedFileError, naming the file and the command that
+    repairs it), never read as changed values. `verify=False` skips the check (benchmarks measure its cost).
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, verify: bool = True):
         self.store = StoreLocation(root)
         self.root = self.store.root  # a Path for a local folder, the URL of an object store
+        self.verify = verify
         self.manifest: Manifest = read_manifest(self.store)  # refuses another schema version
         self.commits: list[CommitRecord] = read_commits(self.store)
+        self._named = {entry.path: (record, entry) for record in self.commits for entry in record.files.values()}
+        warn_unrecorded_shards(self.manifest, self.commits, self.store)
 
     # -- what is there ------------------------------------------------------------------------------------
     def table_commits(self, table: str) -> list[CommitRecord]:
@@ -46,13 +62,39 @@ class StoreReader:
         record = next((c for c in self.commits if c.stage == stage and c.shard == shard), None)
         if record is None or "stats" not in record.files:
             raise KeyError(f"shard {shard} of stage {stage} has no committed stats in {self.root}")
-        return json.loads(self.store.read_bytes(record.files["stats"].path))
+        return json.loads(self.file_bytes(record.files["stats"].path))
 
     # -- reading ------------------------------------------------------------------------------------------
+    def file_bytes(self, path: Path | str) -> bytes:
+        """The bytes of one committed file (named as `files` names it, or store-relative), checked against its
+        commit record unless the reader was opened with verify=False."""
+        relative = self.store.relative(path)
+        if relative not in self._named:
+            raise KeyError(f"{path} is named by no commit record of {self.root}; readers open committed files only")
+        record, entry = self._named[relative]
+        where = str(self.store.path(relative))
+        try:
+            data = self.store.read_bytes(relative)
+        except FileNotFoundError as error:
+            self._refuse_missing(record, entry, where, error)
+        return verified(data, entry, record, where) if self.verify else data
+
+    def _refuse_missing(self, record: CommitRecord, entry: FileEntry, where: str, error: Exception):
+        """A file a record named is gone: either its shard was committed again since this reader listed the store
+        (the re-commit removed the old files), or the store lost it."""
+        relative = layout.commit_path(record.stage, record.shard)
+        try:
+            current = read_commit(self.store, relative) if self.store.is_file(relative) else None
+        except (ValueError, RuntimeError):
+            current = None
+        if current is not None and current.committed_at != record.committed_at:
+            raise ShardReplacedError(
+                f"shard {record.shard} of stage {record.stage} was committed again after this reader listed "
+                f"{self.root} and its old file {where} is gone; open the store again") from error
+        raise DamagedFileError(damaged_file_message(where, record, "the file is missing")) from error
+
     def _open(self, path: Path | str) -> pq.ParquetFile:
-        handle = self.store.parquet_file(self.store.relative(path))
-        check_schema_version(handle.schema_arrow.metadata, str(path))
-        return handle
+        return _parquet(self.file_bytes(path), path)
 
     def schema(self, table: str) -> pa.Schema:
         """The Arrow schema of `table`, from its first committed file."""
@@ -63,10 +105,12 @@ class StoreReader:
 
     def read_file(self, path: Path | str, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
         """One file of the store, named as `files` names it (or store-relative)."""
-        handle = self._open(path)
-        if filters is None:  # the open handle reads it: one open per file, which counts on an object store
-            return handle.read(columns=list(columns) if columns else None)
-        return self.store.read_parquet(self.store.relative(path), columns, filters)
+        data = self.file_bytes(path)
+        handle = _parquet(data, path)  # checks the schema version
+        columns = list(columns) if columns else None
+        if filters is None:
+            return handle.read(columns=columns)
+        return pq.read_table(pa.BufferReader(data), columns=columns, filters=filters)
 
     def read_shard(self, table: str, shard: int, columns: Sequence[str] | None = None) -> pa.Table:
         """All rows of `table` in one shard (several files when several stages wrote it, e.g. failures)."""
@@ -127,7 +171,32 @@ class StoreReader:
         wanted = set(shards) if shards is not None else None
         for commit in self.commits:
             if "wds" in commit.files and (wanted is None or commit.shard in wanted):
-                yield from read_wds_shard(self.store.path(commit.files["wds"].path))
+                path = commit.files["wds"].path
+                yield from read_wds_bytes(self.file_bytes(path), str(self.store.path(path)))
+
+
+def _parquet(data: bytes, path: Path | str) -> pq.ParquetFile:
+    """A Parquet file over bytes already read (and checked), refused when of another schema version."""
+    handle = pq.ParquetFile(pa.BufferReader(data))
+    check_schema_version(handle.schema_arrow.metadata, str(path))
+    return handle
+
+
+def warn_unrecorded_shards(manifest: Manifest, commits: list[CommitRecord], store: StoreLocation) -> list[str]:
+    """Warn (and return the warnings) for each stage whose manifest shard list names shards without a commit record:
+    readers see only the others, so a deleted record would otherwise shrink a dataset in silence."""
+    warnings = []
+    for stage, record in sorted(manifest.stages.items()):
+        committed = {layout.shard_name(c.shard) for c in commits if c.stage == stage}
+        missing = sorted(set(record.shards or {}) - committed)
+        if missing:
+            warnings.append(f"{store.path(layout.MANIFEST)} lists {len(missing)} shard(s) of stage {stage} that have "
+                            f"no commit record ({', '.join(missing[:10])}{', …' if len(missing) > 10 else ''}): "
+                            f"readers see the other {len(committed)} shard(s) only; rerun {repair_command(stage)} "
+                            "with the same config and --store to recompute them")
+    for warning in warnings:
+        LOG.warning("%s", warning)
+    return warnings
 
 
 def _keys(table: pa.Table) -> np.ndarray:

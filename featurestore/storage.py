@@ -1,12 +1,15 @@
 """Where a store's files live: a local folder or any URL fsspec understands (`s3://`, `gs://`, `memory://`, …).
 
-`StoreLocation` gives the store code the few file operations it needs, so the writer, reader, validate and the
-tools ask which kind of storage they are on only where the commit protocol differs:
-- a local folder keeps write-then-rename: each file is written under a temporary name in its folder, fsynced and
-  renamed into place, so a file is either absent or complete under its final name;
-- an object store has no rename, but one PUT is atomic (the object appears whole or not at all). Data files go
-  straight to keys unique to the attempt (`layout.attempt_path`), and the commit record naming them is created
-  last, create-only where the store supports it (S3 `If-None-Match: *` through fsspec's `mode="create"`).
+`StoreLocation` gives the store code the few file operations it needs. Both kinds of storage run one commit
+protocol: every data file of a shard goes to a name unique to its write attempt (`layout.attempt_path`), so no write
+ever touches a file a commit record names, and the commit record that names the new files is the single switch from
+the old shard to the new one; the files the old record named are removed after it. What differs is how one file
+appears whole:
+- a local folder writes each file under a temporary name, fsyncs it, renames it into place and fsyncs the folder,
+  so a name is either absent or complete and durable before the record that names it is written;
+- an object store has no rename, but one PUT is atomic (the object appears whole or not at all).
+A first commit record is created create-only (a hard link locally; S3 `If-None-Match: *` through fsspec's
+`mode="create"` on an object store); a re-commit replaces the record whole (rename locally, one PUT remotely).
 Endpoint and credentials come from the standard environment (`AWS_ENDPOINT_URL`, `AWS_*`,
 `GOOGLE_APPLICATION_CREDENTIALS`), which the fsspec implementations (s3fs, gcsfs) read themselves.
 """
@@ -24,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from featurestore.atomic import fsync_file, publish, sha256_file, temporary_sibling, write_bytes_atomic
+from featurestore.atomic import (fsync_directory, fsync_file, publish, sha256_file, temporary_sibling,
+                                write_bytes_atomic)
 from featurestore.layout import attempt_path
 
 LOG = logging.getLogger(__name__)
@@ -87,10 +91,11 @@ class StoreLocation:
         prefix = (str(self.local) if self.local is not None else self.url) + "/"
         return text[len(prefix):] if text.startswith(prefix) else text
 
-    def placement(self, relative: str, attempt: str) -> str:
-        """Where one write attempt puts a data file: its own name locally (renamed over), a key unique to the
-        attempt on an object store (no rename: a retried attempt must not overwrite what a record names)."""
-        return relative if self.renames else attempt_path(relative, attempt)
+    @staticmethod
+    def placement(relative: str, attempt: str) -> str:
+        """Where one write attempt puts a data file: a name unique to the attempt, on every kind of storage, so an
+        attempt (a re-commit, a retried bundle) never overwrites a file that a commit record names."""
+        return attempt_path(relative, attempt)
 
     def _key(self, relative: str) -> str:
         return f"{self.base}/{relative}"
@@ -212,7 +217,9 @@ class StoreLocation:
                 tmp.unlink(missing_ok=True)
             raise
         for tmp, final in staged:
-            publish(tmp, final)
+            publish(tmp, final, durable_name=False)
+        for folder in sorted({final.parent for _, final in staged}):
+            fsync_directory(folder)
 
     def remove(self, relative: str) -> None:
         """Delete one file; a file already gone is no error."""
@@ -234,6 +241,7 @@ def _link_new(tmp: Path, final: Path) -> bool:
     try:
         fsync_file(tmp)
         os.link(tmp, final)
+        fsync_directory(final.parent)
         return True
     except FileExistsError:
         return False

@@ -1,7 +1,7 @@
 """Compare two stores table by table: do they hold the same rows, keys, embeddings and labels?
 
-Rows are matched on each table's key (images: image_id; regions and pseudo_labels: image_id, region_id; vocab:
-kind, name; failures: stage, image_id, region_id, kind); a key that occurs twice is matched by occurrence, in the
+Rows are matched on each table's key (proposals: image_id, rank; images: image_id; regions and pseudo_labels:
+image_id, region_id; vocab: kind, name; failures: stage, image_id, region_id, kind); a key that occurs twice is matched by occurrence, in the
 order the writer stored the rows. A failure whose message differs (it names files, so another image root changes it)
 is a differing column, not two different failures.
 Matched rows are compared column by column: embeddings by cosine (equal when cos >= 1 - cos_tol, since float16
@@ -20,7 +20,7 @@ import pyarrow as pa
 from featurestore.reader import StoreReader
 from schemas.tables import EMBEDDING_COLUMNS, TABLES
 
-KEYS = {"images": ("image_id",), "regions": ("image_id", "region_id"), "pseudo_labels": ("image_id", "region_id"),
+KEYS = {"proposals": ("image_id", "rank"), "images": ("image_id",), "regions": ("image_id", "region_id"), "pseudo_labels": ("image_id", "region_id"),
         "vocab": ("kind", "name"), "failures": ("stage", "image_id", "region_id", "kind")}
 STAGE_TABLES = ("vocab", "failures")  # written per stage, not cut into image shards the same way
 EXAMPLES = 5  # keys or values listed per difference

@@ -78,6 +78,17 @@ def open_with_fsspec(sources: Iterable[dict]) -> Iterator[dict]:
         yield {**source, "stream": fsspec.open(source["url"], "rb").open()}
 
 
+def _decoded(sample: dict) -> dict:
+    """A webdataset sample → `__key__`, `json` (parsed) and numpy arrays for `.npy` members (never pickles)."""
+    out = {"__key__": sample["__key__"]}
+    for name, value in sample.items():
+        if name.endswith("npy"):
+            out[name] = np.load(io.BytesIO(value), allow_pickle=False)
+        elif name == "json":
+            out[name] = json.loads(value)
+    return out
+
+
 def read_wds_shard(path: str | Path) -> Iterator[dict]:
     """Samples of one tar (a local path or a URL) as dicts: `__key__`, `json` (parsed), and numpy arrays for `.npy`
     members.
@@ -87,18 +98,19 @@ def read_wds_shard(path: str | Path) -> Iterator[dict]:
     import webdataset as wds
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
-    def decode(sample: dict) -> dict:
-        out = {"__key__": sample["__key__"]}
-        for name, value in sample.items():
-            if name.endswith("npy"):
-                out[name] = np.load(io.BytesIO(value), allow_pickle=False)
-            elif name == "json":
-                out[name] = json.loads(value)
-        return out
-
     if is_url(path):
         dataset = wds.DataPipeline(wds.SimpleShardList([str(path)]), open_with_fsspec, tar_file_expander,
-                                   group_by_keys, wds.map(decode))
+                                   group_by_keys, wds.map(_decoded))
     else:
-        dataset = wds.WebDataset(str(path), shardshuffle=False, empty_check=False).map(decode)
+        dataset = wds.WebDataset(str(path), shardshuffle=False, empty_check=False).map(_decoded)
     yield from dataset
+
+
+def read_wds_bytes(data: bytes, url: str) -> Iterator[dict]:
+    """The samples of one tar already in memory (read and checked by the store reader), as `read_wds_shard` gives
+    them, through the same webdataset stages; `url` is the name webdataset's errors give."""
+    import webdataset as wds
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    source = lambda: iter([{"url": url, "stream": io.BytesIO(data)}])  # noqa: E731 (a pipeline's first stage)
+    yield from wds.DataPipeline(source, tar_file_expander, group_by_keys, wds.map(_decoded))

@@ -1,5 +1,6 @@
-"""Commit one shard of several tables at once, atomically, with its commit record written last (local folder or
-object store: see featurestore.storage for the two protocols)."""
+"""Commit one shard of several tables at once, atomically: every file under a name unique to the attempt, then the
+commit record that names them, last (local folder or object store alike: featurestore.storage); a re-commit's record
+replaces the old one whole, and the old files go after it."""
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,9 @@ import pyarrow.parquet as pq
 
 from featurestore import layout
 from featurestore.arrow import build_table, sort_by_keys
-from featurestore.manifest import (CommitRecord, FileEntry, ModelRecord, StageRecord, dump_json, read_commit,
-                                   read_commits, read_manifest, update_stage)
+from featurestore.integrity import content_checksum, mismatch
+from featurestore.manifest import (CommitRecord, DamagedStoreError, FileEntry, ModelRecord, StageRecord, dump_json,
+                                   read_commit, read_commits, read_manifest, update_stage)
 from featurestore.stages import EXTRACT_FEATURES
 from featurestore.storage import StoreLocation
 from featurestore.wds import wds_shard_bytes
@@ -42,7 +44,7 @@ class ShardWriter:
     committed with the same fingerprint leaves the committed record and files alone.
     """
 
-    def __init__(self, root: str | Path, stage: str, dim: int):
+    def __init__(self, root: str | Path, stage: str, dim: int | None):
         self.store = StoreLocation(root)
         self.root = self.store.root  # a Path for a local folder, the URL of an object store
         self.stage = stage
@@ -94,6 +96,21 @@ class ShardWriter:
         record = self.committed(shard)
         return record is not None and record.fingerprint == fingerprint
 
+    def damage(self, record: CommitRecord) -> list[str]:
+        """What is wrong with the files `record` names (missing, another size or checksum); [] when all are intact.
+        Reads every byte of them once."""
+        problems = []
+        for name, entry in sorted(record.files.items()):
+            try:
+                data = self.store.read_bytes(entry.path)
+            except FileNotFoundError:
+                problems.append(f"{entry.path} is missing")
+                continue
+            reason = mismatch(data, entry)
+            if reason is not None:
+                problems.append(f"{entry.path}: {reason}")
+        return problems
+
     def commit(self, shard: int, tables: Mapping[str, Mapping | pa.Table], fingerprint: str,
                stats: dict | None = None, with_wds: bool | None = None) -> CommitRecord:
         """Write every table of this shard, then its commit record, last.
@@ -114,21 +131,21 @@ class ShardWriter:
         placed = {name: (self.store.placement(path, attempt), data, rows)
                   for name, (path, data, rows) in encoded.items()}
         self.store.put_all({path: data for path, data, _ in placed.values()})
-        files = {name: FileEntry(path=path, rows=rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-                 for name, (path, data, rows) in placed.items()}
+        files = {name: _file_entry(path, rows, data) for name, (path, data, rows) in placed.items()}
         id_min, id_max = _image_id_range(built)
         record = CommitRecord(stage=self.stage, shard=shard, fingerprint=fingerprint, files=files,
                               image_id_min=id_min, image_id_max=id_max)
         return self._publish_record(record, existing)
 
     def _publish_record(self, record: CommitRecord, existing: CommitRecord | None) -> CommitRecord:
-        """Make `record` the shard's commit record: its files are in place. `existing` is the record found before
-        the files were written (None, or one of another fingerprint, which this one replaces)."""
+        """Make `record` the shard's commit record: its files are in place under names of their own. `existing` is
+        the record found before the files were written (None, or one of another fingerprint, which this one
+        replaces: the one atomic switch of a re-commit; until it, readers see the old shard whole, after it the
+        new one, and the old files are removed last)."""
         relative = layout.commit_path(record.stage, record.shard)
         data = dump_json(record.to_json())
         mine = [entry.path for entry in record.files.values()]
-        if existing is not None or self.store.renames:
-            # Locally the files were renamed over any earlier ones, so the new record must name them.
+        if existing is not None:
             self.store.write(relative, data)
         elif not self.store.create(relative, data):
             # Another attempt committed the shard while this one wrote its files (attempt-unique keys: nothing of
@@ -156,16 +173,22 @@ class ShardWriter:
         data = _parquet_bytes(built, row_group_size=None, use_dictionary=True)
         path = self.store.placement(f"{table}/{self.stage.split('.')[0]}.parquet", layout.new_attempt())
         self.store.put_all({path: data})
-        entry = FileEntry(path, built.num_rows, len(data), hashlib.sha256(data).hexdigest())
+        entry = _file_entry(path, built.num_rows, data)
         record = CommitRecord(stage=self.stage, shard=0, fingerprint=fingerprint, files={table: entry})
         return self._publish_record(record, self.committed(0))
+
+
+def _file_entry(path: str, rows: int | None, data: bytes) -> FileEntry:
+    """What a commit record says about one file: where, how many rows, its size and both digests."""
+    return FileEntry(path=path, rows=rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                     checksum=content_checksum(data))
 
 
 def _named_files(store: StoreLocation, relative: str) -> list[str]:
     """The files a commit record names; [] when the record cannot be read (it is removed all the same)."""
     try:
         return [entry.path for entry in read_commit(store, relative).files.values()]
-    except (ValueError, KeyError, SchemaVersionError):
+    except (ValueError, KeyError, SchemaVersionError, DamagedStoreError):
         return []
 
 

@@ -81,14 +81,17 @@ class CocoDataset:
                 for image_id, rows in sorted(self.unknown_image.items())]
 
 
-def read_json(path: str, open_fn: OpenFn = open_local) -> object:
+def read_json(path: str, open_fn: OpenFn = open_local, what: str = "annotation file", key: str | None = None
+              ) -> object:
+    """The JSON at `path`; errors name the file as `what` and the config key (or flag) `key` that set it."""
+    where = f" (config key {key})" if key else ""
     try:
         with open_fn(path) as handle:
             return json.loads(handle.read())
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"annotation file not found: {path}") from error
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"{path} is not valid JSON: {error}") from error
+        raise FileNotFoundError(f"{what} not found: {path}{where}") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AnnotationError(f"{what} {path}{where} is not valid JSON: {error}") from error
 
 
 def _file_name(record: dict, path: str) -> str:
@@ -118,9 +121,10 @@ def _annotation(record: dict, path: str) -> Annotation:
         raise AnnotationError(f"{path}: annotation {record.get('id')!r} is malformed ({error})") from error
 
 
-def read_coco(path: str, open_fn: OpenFn = open_local) -> CocoDataset:
-    """Parse a COCO or LVIS instances file. Annotations keep the file's order within each image."""
-    data = read_json(path, open_fn)
+def read_coco(path: str, open_fn: OpenFn = open_local, key: str | None = None) -> CocoDataset:
+    """Parse a COCO or LVIS instances file (set by config key or flag `key`, which errors name). Annotations keep the
+    file's order within each image."""
+    data = read_json(path, open_fn, "annotation file", key)
     if not isinstance(data, dict) or "images" not in data or "categories" not in data:
         raise AnnotationError(f"{path} is not a COCO/LVIS instances file (needs 'images' and 'categories')")
     categories = tuple(Category(int(c["id"]), str(c["name"]), c.get("frequency")) for c in data["categories"])

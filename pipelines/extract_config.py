@@ -1,4 +1,4 @@
-"""Settings of the extract-features stage (configs/extract_features.yaml): every section of it, loaded with
+"""Settings of the extract-features stage (configs/shapes/extract_features.yaml): every section of it, loaded with
 schemas.config. Building blocks take these sections or explicit arguments; nothing here imports them."""
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.crops import clipped_at_border, crop_window
 from pipelines.runtime_section import RuntimeSection
 from schemas.config import config_hash
 from schemas.tables import CropMode
@@ -17,7 +18,9 @@ class DatasetSection:
     image_root: str = "data/shapes/images/train"  # local folder or any Beam FileSystems path
     split: str = "data/shapes/ov_split.json"  # "ov-coco", "lvis-frequency" or a {"base", "novel"} JSON file
     strict: bool = True  # drop novel annotations when reading (the strict open-vocabulary setting)
-    proposals: str | None = "data/shapes/proposals/train.json"  # COCO-results JSON or mmdet-style .pkl
+    # COCO-results JSON, an mmdet-style .pkl, or "store": the proposals stage of the store this job writes (make
+    # proposals; cut into the same shards, which the job checks). Empty: no proposals.
+    proposals: str | None = "data/shapes/proposals/train.json"
     max_images: int = 0  # first N images by id (0 = all); for trial runs
     # Object names of GT boxes (Open-Det's targets): they fill regions.names and add one vocab row of kind "name"
     # per distinct name. `names` is a JSONL with one line per annotation, {"image_id", "ann_id", "names": [...]}
@@ -26,6 +29,10 @@ class DatasetSection:
     # always does for proposal and whole-image regions.
     names: str | None = None
     object_names: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_images < 0:
+            raise ValueError(f"dataset.max_images must be >= 0 (0 = all), got {self.max_images}")
 
     @property
     def object_name_mode(self) -> bool:
@@ -44,11 +51,42 @@ class RegionsSection:
     include_image: bool = True  # also store the whole image as a region (source "image")
     box_tolerance: float = 1.0  # pixels a box may overshoot the image before it counts as out_of_image
 
+    def __post_init__(self) -> None:
+        for name in ("max_iou_base", "nms_iou"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"regions.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("min_proposal_side", "top_k", "box_tolerance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"regions.{name} must be >= 0, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class CropSection:
+    """How each region's crop window is cut (pipelines/crops.py)."""
+
     mode: CropMode = "square"
     context_scale: float = 1.5  # window = box scaled about its centre (mode "context")
+    # Mode "square" is OADP's window, side sqrt(8 x box area); cut to the image, it is the whole image for every box
+    # larger than about an eighth of it. A share of the image's area caps it (a large box then keeps a window of
+    # its own, never smaller than the box); None: no cap, OADP's rule.
+    square_max_area: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.context_scale <= 0:
+            raise ValueError(f"crop.context_scale must be > 0, got {self.context_scale}")
+        if self.square_max_area is not None and not 0 < self.square_max_area <= 1:
+            raise ValueError(f"crop.square_max_area must be in (0, 1] (a share of the image's area) or null, got "
+                             f"{self.square_max_area}")
+
+    def window(self, box, source: str, width: int, height: int) -> tuple[int, int, int, int]:
+        """The crop window of a region of `source` (the whole image is always cut as itself)."""
+        return crop_window(box, "tight" if source == "image" else self.mode, width, height, self.context_scale,
+                           self.square_max_area)
+
+    def clipped(self, box, source: str, width: int, height: int) -> bool:
+        """Whether that window was cut at the image border (pipelines.crops.clipped_at_border)."""
+        return clipped_at_border(box, "tight" if source == "image" else self.mode, width, height,
+                                 self.context_scale, self.square_max_area)
 
 
 @dataclass(frozen=True)
@@ -93,7 +131,11 @@ class ExtractFeaturesConfig:
     model: ModelSection = field(default_factory=ModelSection)
     vocab: VocabSection = field(default_factory=VocabSection)
     runtime: ExtractRuntimeSection = field(default_factory=ExtractRuntimeSection)
-    shard_size: int = 256
+    shard_size: int = 256  # images per input shard
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
 
     def content_hash(self) -> str:
         """Hash of the settings that change what is computed: everything but `runtime`, left out altogether so a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from pipelines.coco import CocoDataset, OpenFn, UnknownImageRows, open_local, re
 from pipelines.extract_config import DatasetSection, ExtractFeaturesConfig
 from pipelines.object_names import AnnotationNames, name_annotations, read_object_names
 from pipelines.ov_split import OvSplit, keep_annotations, load_split
-from pipelines.proposals import ProposalSet, read_proposals
+from pipelines.proposals import STORE_PROPOSALS, ProposalSet, proposal_set, read_proposals
 from pipelines.regions import BadBox, RegionPlan, plan_regions
 
 
@@ -33,13 +34,16 @@ class PlannedDataset:
         return sorted({name for plan in self.plans for region in plan.regions for name in region.names or ()})
 
 
-def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) -> PlannedDataset:
+def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local,
+                 stored_proposals: Mapping[int, np.ndarray] | None = None) -> PlannedDataset:
+    """stored_proposals: with dataset.proposals = "store", the store's proposals stage (image_id → (N, 5) float32
+    x0, y0, x1, y1, score), which the caller reads (this layer reads no store)."""
     section = config.dataset
-    dataset = read_coco(section.annotations, open_fn)
+    dataset = read_coco(section.annotations, open_fn, key="dataset.annotations")
     split = load_split(section.split, dataset, open_fn)
     # Strict setting: novel boxes are dropped here, before proposals or regions ever see them.
     dataset = keep_annotations(dataset, split, section.strict)
-    proposals = read_proposals(section.proposals, dataset, open_fn) if section.proposals else ProposalSet()
+    proposals = _proposals(section, dataset, open_fn, stored_proposals)
     names = _annotation_names(section, dataset, open_fn)
     images = sorted(dataset.images, key=lambda image: image.image_id)
     if section.max_images:
@@ -51,6 +55,15 @@ def plan_dataset(config: ExtractFeaturesConfig, open_fn: OpenFn = open_local) ->
              for image in images]
     orphans = dataset.dangling_annotations() + list(proposals.unknown)
     return PlannedDataset(dataset, split, plans, orphans, names.unmatched_lines)
+
+
+def _proposals(section: DatasetSection, dataset: CocoDataset, open_fn: OpenFn,
+               stored: Mapping[int, np.ndarray] | None) -> ProposalSet:
+    if section.proposals != STORE_PROPOSALS:
+        return read_proposals(section.proposals, dataset, open_fn) if section.proposals else ProposalSet()
+    if stored is None:
+        raise ValueError("dataset.proposals is 'store': the caller passes the store's proposals as stored_proposals")
+    return proposal_set(stored, dataset, "the store's proposals stage")
 
 
 def _annotation_names(section: DatasetSection, dataset: CocoDataset, open_fn: OpenFn) -> AnnotationNames:

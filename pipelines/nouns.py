@@ -11,12 +11,13 @@ from pipelines.pseudo_labels_config import SPACY_MODEL, NounMode, NounsSection
 
 # Words that name the picture or its layout rather than an object in it. Captioners trained on web captions say
 # "a photo of …", "… in the background", "a close up of …"; as labels these would teach the detector that a
-# region is a "photo". Kept as data so a dataset can extend it through the config (nouns.extra_stop_words).
+# region is a "photo" ("a patch of grass" names the grass; "a patch of striped background", nothing). Kept as data
+# so a dataset can extend it through the config (nouns.extra_stop_words).
 CAPTION_STOP_WORDS: frozenset[str] = frozenset({
     "photo", "photograph", "image", "picture", "pic", "background", "foreground", "view", "close", "closeup",
     "close-up", "scene", "shot", "frame", "camera", "screen", "shape", "object", "thing", "something", "item",
     "kind", "type", "lot", "bunch", "group", "couple", "pair", "set", "front", "side", "top", "bottom", "middle",
-    "center", "centre", "left", "right", "corner", "edge", "part", "piece", "area", "one", "ones",
+    "center", "centre", "left", "right", "corner", "edge", "part", "piece", "area", "patch", "one", "ones",
 })
 # Parts of speech that never belong in a label: determiners ("a", "the", "this"), numbers ("two"), pronouns,
 # possessive markers and punctuation.

@@ -66,7 +66,7 @@ def lvis_frequency_split(dataset: CocoDataset) -> OvSplit:
 
 
 def split_from_file(path: str, dataset: CocoDataset, open_fn: OpenFn = open_local) -> OvSplit:
-    data = read_json(path, open_fn)
+    data = read_json(path, open_fn, "split file", key="dataset.split")
     if not isinstance(data, dict) or not isinstance(data.get("base"), list) or not isinstance(data.get("novel"), list):
         raise AnnotationError(f"split file {path} must hold {{\"base\": [names], \"novel\": [names]}}")
     base = _ids_by_name(dataset, data["base"], f"split file {path}")

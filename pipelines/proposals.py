@@ -1,18 +1,24 @@
-"""Class-agnostic proposals per image, from COCO-results JSON or an mmdet-style pickle.
+"""Class-agnostic proposals per image, from COCO-results JSON, an mmdet-style pickle or a store's proposals stage.
 
 COCO-results JSON: `[{"image_id", "bbox": [x, y, w, h], "score"}, ...]` in any order.
 mmdet-style pickle (what HD-OVD reads): a list with one (N, 4|5) array per image, in the order of the
 annotation file's `images` list; column 5, when present, is the score.
+A store's proposals stage is read by featurestore.proposals (this layer reads no store); `proposal_set` files its
+arrays like a file's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
 from pipelines.boxes import xywh_to_xyxy
 from pipelines.coco import AnnotationError, CocoDataset, OpenFn, UnknownImageRows, open_local, read_json
 from pipelines.safe_pickle import load_data_pickle
+
+# The `dataset.proposals` value of extract-features that reads the proposals stage of its own store, not a file.
+STORE_PROPOSALS = "store"
 
 
 @dataclass
@@ -27,10 +33,23 @@ class ProposalSet:
         return self.by_image.get(image_id, np.zeros((0, 5), dtype=np.float32))
 
 
+def proposal_set(by_image: Mapping[int, np.ndarray], dataset: CocoDataset, source: str) -> ProposalSet:
+    """image_id → (N, 5) float32 x0, y0, x1, y1, score (xyxy pixels) as a ProposalSet of `dataset`: the ids it
+    does not list become `unknown` rows, as a file's do."""
+    known = set(dataset.image_ids())
+    result = ProposalSet(source=source)
+    for image_id, array in by_image.items():
+        if image_id in known:
+            result.by_image[image_id] = np.asarray(array, dtype=np.float32).reshape(-1, 5)
+        else:
+            result.unknown.append(UnknownImageRows(image_id, len(array), "proposals"))
+    result.unknown.sort(key=lambda u: u.image_id)
+    return result
+
+
 def _from_results_json(rows: object, dataset: CocoDataset, path: str) -> ProposalSet:
     if not isinstance(rows, list):
         raise AnnotationError(f"proposals {path}: expected a COCO-results list of {{image_id, bbox, score}}")
-    known = set(dataset.image_ids())
     grouped: dict[int, list[list[float]]] = {}
     for position, row in enumerate(rows):
         try:
@@ -40,15 +59,11 @@ def _from_results_json(rows: object, dataset: CocoDataset, path: str) -> Proposa
         except (KeyError, TypeError, ValueError) as error:
             raise AnnotationError(f"proposals {path}: entry {position} is malformed ({error})") from error
         grouped.setdefault(image_id, []).append([x, y, w, h, score])
-    result = ProposalSet(source=path)
+    xyxy = {}
     for image_id, values in grouped.items():
         array = np.asarray(values, dtype=np.float64)
-        if image_id not in known:
-            result.unknown.append(UnknownImageRows(image_id, len(values), "proposals"))
-            continue
-        result.by_image[image_id] = np.concatenate([xywh_to_xyxy(array[:, :4]), array[:, 4:]], 1).astype(np.float32)
-    result.unknown.sort(key=lambda u: u.image_id)
-    return result
+        xyxy[image_id] = np.concatenate([xywh_to_xyxy(array[:, :4]), array[:, 4:]], 1).astype(np.float32)
+    return proposal_set(xyxy, dataset, path)
 
 
 def _as_proposal_array(item: object, position: int, image_id: int, path: str) -> np.ndarray:
@@ -84,4 +99,4 @@ def read_proposals(path: str, dataset: CocoDataset, open_fn: OpenFn = open_local
         except FileNotFoundError as error:
             raise FileNotFoundError(f"proposals file not found: {path} (config key dataset.proposals)") from error
         return _from_pickle_list(load_data_pickle(data, path), dataset, path)
-    return _from_results_json(read_json(path, open_fn), dataset, path)
+    return _from_results_json(read_json(path, open_fn, "proposals file", key="dataset.proposals"), dataset, path)

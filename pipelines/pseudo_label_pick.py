@@ -30,12 +30,14 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 class TextEmbeddingCache:
-    """CLIP text embeddings per unique string: each label text is encoded once per process, in batches.
+    """CLIP text embeddings per unique string: each label text is encoded once per process; the texts a call has
+    not seen before go to `encode` together (up to `batch_size` per call: a pick batch's candidates in one call).
 
-    `encode`: list of N strings → (N, D) float array (the prompt ensemble is the encoder's business).
+    `encode`: list of N strings → (N, D) float array (the prompt ensemble and its batching are the encoder's
+    business: vlm.text_tower runs every prompt of the call in batches).
     """
 
-    def __init__(self, encode: Callable[[list[str]], np.ndarray], batch_size: int = 256):
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], batch_size: int = 4096):
         self._encode = encode
         self._batch_size = batch_size
         self._cache: dict[str, np.ndarray] = {}

@@ -1,4 +1,4 @@
-"""Settings of the pseudo-labels stage (configs/pseudo_labels.yaml): every section of it, loaded with
+"""Settings of the pseudo-labels stage (configs/shapes/pseudo_labels.yaml): every section of it, loaded with
 schemas.config. Building blocks take these sections or explicit arguments; nothing here imports them."""
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ class ClipCapSection:
     mapping_type: Literal["mlp", "transformer"] | None = None  # None: read from the checkpoint's shapes
     # What the checkpoint was trained on, as official ClipCap's `--normalize_prefix` says it: true, unit-length CLIP
     # embeddings (the store's `embedding`); false, the raw encode_image output (restored as embedding x
-    # embedding_norm). None: the official checkpoints' convention for the mapper type, MLP raw (CLIP_prefix_caption
-    # predict.py feeds encode_image unscaled to the COCO and Conceptual Captions MLPs), transformer unit length (its
-    # notebooks/transformer_inference.ipynb divides by the norm). See pipelines/captioners/clipcap.py.
+    # embedding_norm). None: a training record beside the weights decides (our ShapesOV teacher's MANIFEST.json says
+    # true), else the official checkpoints' convention for the mapper type, MLP raw (CLIP_prefix_caption predict.py
+    # feeds encode_image unscaled to the COCO and Conceptual Captions MLPs), transformer unit length (its
+    # notebooks/transformer_inference.ipynb divides by the norm). A value that contradicts a record is refused.
+    # See pipelines/captioners/clipcap.py.
     normalize_prefix: bool | None = None
     method: Literal["beam", "greedy"] = "beam"
     beam_size: int = 5  # official ClipCap generate_beam default
@@ -113,7 +115,14 @@ class VlmSection:
 class GivenSection:
     """`given` captioner (pipelines/captioners/given.py)."""
 
-    path: str = ""  # JSONL, one {"image_id", "region_id", "caption"} per line
+    path: str = ""  # JSONL, one {"image_id", "bbox": [x, y, w, h], "caption"} (or "region_id" for "bbox") per line
+    # A caption keyed by box belongs to the stored pseudo box it overlaps most at IoU >= min_iou (extract-features
+    # clips boxes to the image, so a box of the proposals file meets its stored copy a little below 1).
+    min_iou: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_iou <= 1:
+            raise ValueError(f"captioner.given.min_iou must be in (0, 1], got {self.min_iou}")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Deterministic input shards and the fingerprints of each stage's shards.
 
-Images are sorted by image id and cut into runs of `shard_size`: shard k of every table holds exactly the
-images of input shard k. A shard's fingerprint covers everything its rows depend on, so a rerun recomputes
-exactly the shards that changed:
+Images are sorted by image id and cut into runs of `shard_size` (`cut_by_image_id`, the one cut every stage over
+images makes): shard k of every table holds exactly the images of input shard k. A shard's fingerprint covers
+everything its rows depend on, so a rerun recomputes exactly the shards that changed:
+- proposals (`proposal_shard_fingerprint`): the images (id, file name, size), the stage's content config, the
+  proposal network's checkpoint sha256 and the schema version;
 - extract-features (`extract_shard_fingerprint`): the images, their planned regions (which already reflect
   annotations, proposals and thresholds), the stage's content config, the CLIP weights and the schema version;
 - pseudo-labels (`pseudo_label_shard_fingerprint`): the extract-features fingerprint of the regions shard it
@@ -15,10 +17,13 @@ import bisect
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
 
-from pipelines.coco import UnknownImageRows
+from pipelines.coco import ImageRecord, UnknownImageRows
 from pipelines.regions import RegionPlan
 from schemas.tables import SCHEMA_VERSION
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,25 @@ class ShardTask:
         return [plan.image.image_id for plan in self.plans]
 
 
-def cut_shards(plans: list[RegionPlan], shard_size: int) -> list[list[RegionPlan]]:
+@dataclass(frozen=True)
+class ImageShardTask:
+    """One unit of work of a stage that reads only the images (proposals): a shard's images, sorted by id."""
+
+    shard: int
+    fingerprint: str
+    images: tuple[ImageRecord, ...]
+
+
+def cut_by_image_id(items: Sequence[Item], shard_size: int, image_id: Callable[[Item], int]) -> list[list[Item]]:
+    """`items` (one per image) sorted by image id and cut into runs of `shard_size`: the input shards."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size} (config key shard_size)")
-    ordered = sorted(plans, key=lambda plan: plan.image.image_id)
+    ordered = sorted(items, key=image_id)
     return [ordered[i:i + shard_size] for i in range(0, len(ordered), shard_size)]
+
+
+def cut_shards(plans: list[RegionPlan], shard_size: int) -> list[list[RegionPlan]]:
+    return cut_by_image_id(plans, shard_size, lambda plan: plan.image.image_id)
 
 
 def _plan_record(plan: RegionPlan) -> list:
@@ -96,3 +115,20 @@ def pseudo_label_shard_fingerprint(regions_fingerprint: str, regions_sha256: str
     payload = {"regions": regions_fingerprint, "regions_file": regions_sha256, "config": content_hash,
                "clip": clip_sha256, "captioner": captioner_sha256, "schema_version": schema_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def proposal_shard_fingerprint(images: Sequence[ImageRecord], content_hash: str, checkpoint_sha256: str,
+                               schema_version: int = SCHEMA_VERSION) -> str:
+    """sha256 over the shard's images (id, file name, size), the content config hash, the proposal network's
+    checkpoint sha256 and the schema version."""
+    payload = {"images": [[i.image_id, i.file_name, i.width, i.height] for i in images], "config": content_hash,
+               "proposer": checkpoint_sha256, "schema_version": schema_version}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def build_image_shard_tasks(images: Sequence[ImageRecord], shard_size: int, content_hash: str,
+                            checkpoint_sha256: str) -> list[ImageShardTask]:
+    """Every shard of the images, cut as extract-features cuts its region plans (the same images give the same
+    shards)."""
+    return [ImageShardTask(index, proposal_shard_fingerprint(shard, content_hash, checkpoint_sha256), tuple(shard))
+            for index, shard in enumerate(cut_by_image_id(images, shard_size, lambda image: image.image_id))]

@@ -93,15 +93,29 @@ def _regions(dim: int) -> pa.Schema:
 
 
 def _pseudo_labels(dim: int) -> pa.Schema:
+    # A caption that names no object (its candidates are empty: "a patch of striped background") is an outcome, not
+    # a failure: the row stays, with a null label and cos, a score of 0 (the trainers give the box no weight) and an
+    # all-zero text_embedding, not a null one: Arrow C++ cannot read a null fixed-size list back from Parquet
+    # (apache/arrow#35692). Stores written before such rows existed have none and read as they are.
     return pa.schema([
         pa.field("image_id", pa.int64(), nullable=False),
         pa.field("region_id", pa.int32(), nullable=False),
         pa.field("caption", pa.string(), nullable=False),
         pa.field("candidates", pa.list_(pa.string()), nullable=False),
-        pa.field("label", pa.string(), nullable=False),
-        pa.field("cos", pa.float32(), nullable=False),  # cosine(region embedding, label text embedding)
-        pa.field("score", pa.float32(), nullable=False),  # sigmoid((cos - mu) / sigma) * k
-        pa.field("text_embedding", embedding_type(dim), nullable=False),
+        pa.field("label", pa.string()),  # null: the caption names no object ("no object")
+        pa.field("cos", pa.float32()),  # cosine(region embedding, label text embedding); null without a label
+        pa.field("score", pa.float32(), nullable=False),  # sigmoid((cos - mu) / sigma) * k; 0 without a label
+        pa.field("text_embedding", embedding_type(dim), nullable=False),  # all zeros without a label
+    ])
+
+
+def _proposals(dim: int) -> pa.Schema:
+    del dim  # proposals carry no embedding
+    return pa.schema([
+        pa.field("image_id", pa.int64(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),  # 0 = the image's best proposal; rows of an image by rank
+        pa.field("box", BOX_TYPE, nullable=False),
+        pa.field("score", pa.float32(), nullable=False),  # the network's objectness, non-increasing with rank
     ])
 
 
@@ -130,13 +144,14 @@ def _failures(dim: int) -> pa.Schema:
 
 
 TABLES = {
+    "proposals": _proposals,
     "images": _images,
     "regions": _regions,
     "pseudo_labels": _pseudo_labels,
     "vocab": _vocab,
     "failures": _failures,
 }
-EMBEDDING_COLUMNS = {"images": ("embedding",), "regions": ("embedding",),
+EMBEDDING_COLUMNS = {"proposals": (), "images": ("embedding",), "regions": ("embedding",),
                      "pseudo_labels": ("text_embedding",), "vocab": ("embedding",), "failures": ()}
 JOIN_KEYS = ("image_id", "region_id")
 

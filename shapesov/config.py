@@ -1,4 +1,4 @@
-"""The one config of the ShapesOV generator stage (configs/shapes.yaml), every section of it; loaded with
+"""The one config of the ShapesOV generator stage (configs/shapes/sample.yaml), every section of it; loaded with
 `schemas.config.load_config`."""
 from __future__ import annotations
 

@@ -45,12 +45,16 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: int) 
     return np.asarray(fine, dtype=np.float32)[:height, :width] / 255.0
 
 
-def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A muted textured background.
+def background_kind(rng: np.random.Generator) -> str:
+    """The texture of a scene's background, one of BACKGROUND_KINDS (the first draw of a scene's background)."""
+    return BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))]
+
+
+def textured_background(rng: np.random.Generator, height: int, width: int, kind: str) -> np.ndarray:
+    """A muted textured background of `kind` (background_kind).
 
     Returns: (H, W, 3) float32 RGB in [0, 255]. Low saturation keeps every shape colour readable on it.
     """
-    kind = BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))]
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     if kind == "noise":
         pattern = _smooth_noise(rng, height, width, int(rng.integers(6, 24)))

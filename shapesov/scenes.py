@@ -8,7 +8,8 @@ from PIL import Image
 
 from shapesov.classes import COLOUR_NAMES, SHAPE_NAMES
 from shapesov.config import SceneConfig
-from shapesov.render import PlacedShape, paint_shape, shape_alpha, textured_background, to_uint8_image
+from shapesov.render import (PlacedShape, background_kind, paint_shape, shape_alpha, textured_background,
+                             to_uint8_image)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class SceneObject:
 class Scene:
     image: Image.Image
     objects: tuple[SceneObject, ...]
+    background: str  # the texture behind the objects, one of render.BACKGROUND_KINDS
 
     @property
     def width(self) -> int:
@@ -69,7 +71,8 @@ def _box_of(polygon: np.ndarray, height: int, width: int) -> tuple[float, float,
 def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
     """Draw one scene; every random choice comes from `rng`."""
     width, height = (int(v) for v in rng.integers(cfg.min_side, cfg.max_side + 1, size=2))
-    canvas = textured_background(rng, height, width)
+    background = background_kind(rng)
+    canvas = textured_background(rng, height, width, background)
     n_objects = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     owner = np.full((height, width), -1, dtype=np.int16)  # index of the topmost object at each pixel
     placed: list[tuple[PlacedShape, np.ndarray]] = []
@@ -95,4 +98,4 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
             area=float(np.count_nonzero(owner == index)),
             polygon=tuple(round(float(v), 2) for v in polygon.reshape(-1)),
         ))
-    return Scene(image=to_uint8_image(canvas), objects=tuple(objects))
+    return Scene(image=to_uint8_image(canvas), objects=tuple(objects), background=background)

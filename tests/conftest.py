@@ -56,15 +56,24 @@ _RUNNER_SETUP: dict = {}  # runner name → Future of its flags, started when th
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_runner(name): needs a Beam runner built or fetched first (Prism, the "
                                        "Flink job server jar); runs at the end of the session")
+    config.addinivalue_line("markers", "slow: starts a server, a runner, a browser or other processes; `make test` "
+                                       "runs it, `make test-fast` (-m 'not slow') does not")
+
+
+# Fixtures that start a server or a runner: a test that uses one is slow without saying so itself.
+SLOW_FIXTURES = {"s3_server", "s3_bucket", "runner_flags"}
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Tests that need a runner go last, and the runner's set-up (minutes for a first Prism build) starts now in
-    the background, so it overlaps the rest of the suite."""
+    """Tests that use a server or a runner are marked slow. Tests that need a runner go last, and the runner's set-up
+    (minutes for a first Prism build) starts now in the background, so it overlaps the rest of the suite."""
     from concurrent.futures import ThreadPoolExecutor
 
     from beam_jobs.runners import runner_flags
 
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("needs_runner"):
+            item.add_marker(pytest.mark.slow)
     needed = sorted({mark.args[0] for item in items for mark in item.iter_markers("needs_runner")})
     if not needed:
         return

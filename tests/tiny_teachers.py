@@ -39,13 +39,14 @@ def write_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def write_tiny_gpt2_dir(directory: Path, n_embd: int = 32) -> Path:
+def write_tiny_gpt2_dir(directory: Path, n_embd: int = 32, corpus: list[str] = CAPTION_CORPUS) -> Path:
+    """GPT-2's config and a byte-level BPE tokenizer learnt from `corpus` (its frequent words become one token)."""
     from transformers import GPT2Config
 
     from shapesov.teachers.tokenizer import train_caption_tokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_caption_tokenizer(CAPTION_CORPUS, vocab_size=300)
+    tokenizer = train_caption_tokenizer(corpus, vocab_size=300)
     tokenizer.save_pretrained(directory)
     GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=n_embd, n_layer=1, n_head=2,
                bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id).save_pretrained(directory)
@@ -53,13 +54,13 @@ def write_tiny_gpt2_dir(directory: Path, n_embd: int = 32) -> Path:
 
 
 def write_tiny_clipcap(directory: Path, prefix_size: int = CLIP_DIM, mapping_type: str = "mlp",
-                       seed: int = 0) -> tuple[Path, Path]:
+                       seed: int = 0, corpus: list[str] = CAPTION_CORPUS) -> tuple[Path, Path]:
     """(checkpoint, gpt_dir): a random ClipCap state dict in the official layout, legacy mask buffers included."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from vlm.clipcap import ClipCapConfig, ClipCapModel
 
-    gpt_dir = write_tiny_gpt2_dir(directory / "gpt2")
+    gpt_dir = write_tiny_gpt2_dir(directory / "gpt2", corpus=corpus)
     torch.manual_seed(seed)
     gpt_config = GPT2Config.from_pretrained(gpt_dir)
     model = ClipCapModel(ClipCapConfig(mapping_type, prefix_size=prefix_size, prefix_length=4, clip_length=4,

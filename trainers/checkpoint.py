@@ -1,7 +1,8 @@
 """Checkpoints that hold everything a run needs to continue exactly: model, optimizer, scheduler,
 the criterion's queues, RNG states, the data position and the resolved config.
 
-Loaded with `torch.load(weights_only=True)`: a checkpoint is data, never code.
+Loaded as data, never code (vlm.tensor_files: `torch.load(weights_only=True)`; a file holding code is refused with a
+message naming it and the flag).
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import random
 from pathlib import Path
 
 import torch
+
+from vlm.tensor_files import load_tensor_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -37,7 +40,4 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (flag --resume or --eval-only; make eval: RUN)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError / RuntimeError / ValueError variants here
-        raise ValueError(f"{path} is not a checkpoint this trainer can load safely: {error}") from error
+    return load_tensor_file(path, "flag --resume or --eval-only")

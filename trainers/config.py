@@ -1,16 +1,17 @@
-"""The one config of a training run (`make train`): the engine's sections (data stream, optimisation, schedule,
-evaluation) and each method's own section (`hdovd`, `opendet`, defined in the method packages).
+"""The engine's keys of a training run (`make train`): optimisation, schedule, devices, logging, the evaluated weights.
+
+A run's config is its method's run config (`TrainingMethod.run_config`): these keys plus the method's own section,
+named after the method (`hdovd:`, `opendet:`, …), defined in the method's package. Methods that stream the feature
+store extend `StoreTrainConfig` (the store, its stream, detection evaluation). A run carries only its own method's
+section: trainers.methods loads the right class from the `method` key.
 
 Choices are `Literal` types (the loader refuses anything else); ranges are checked in `__post_init__`, and messages
-name the dotted key. Presets for real data are YAML files: configs/train_*.yaml.
+name the dotted key. Presets are layered YAML files under configs/ (`_base_`, repeatable --config).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
-
-from trainers.hdovd.config import HdovdConfig
-from trainers.opendet.config import OpenDetConfig
 
 
 @dataclass(frozen=True)
@@ -55,38 +56,66 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    annotations: str = "data/shapes/annotations/val.json"  # COCO json with base and novel classes
-    image_root: str = "data/shapes/images/val"
-    protocol: Literal["ov_coco", "lvis"] = "ov_coco"
+    """What every method's evaluation shares; methods extend it with what they evaluate against."""
+
     batch_size: int = 16
     max_images: int = 0  # 0 = all
     # average: the checkpoint's weight average when its run kept one (optim.ema_decay > 0), else the trained
     # weights; trained: the weights of the last optimizer step.
     weights: Literal["average", "trained"] = "average"
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_images < 0:
+            raise ValueError(f"eval.batch_size must be >= 1 and eval.max_images >= 0 (0 = all), got "
+                             f"{self.batch_size} and {self.max_images}")
+
+
+@dataclass(frozen=True)
+class DetectionEvalConfig(EvalConfig):
+    """Detection AP on an annotation file with base and novel classes (OV-COCO AP50 or LVIS AP_r/c/f)."""
+
+    annotations: str = "data/shapes/annotations/val.json"  # COCO json with base and novel classes
+    image_root: str = "data/shapes/images/val"
+    protocol: Literal["ov_coco", "lvis"] = "ov_coco"
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    store: str = "data/store"
-    image_root: str = "data/shapes/images/train"  # where the store's images.file_name resolve
+    """The engine's keys, shared by every method. `method` picks the run config class (trainers.methods)."""
+
+    method: str = "hdovd"  # a key of trainers.methods.METHODS; the run's config then has that method's section
     out_dir: str = "runs/hdovd"
-    method: Literal["hdovd", "opendet"] = "hdovd"  # key of trainers.methods.METHODS
-    hdovd: HdovdConfig = field(default_factory=HdovdConfig)  # method=hdovd
-    opendet: OpenDetConfig = field(default_factory=OpenDetConfig)  # method=opendet
-    stream: StreamConfig = field(default_factory=StreamConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    # Pseudo boxes are meant for objects of no base class. One whose label names a base class ("red triangle")
-    # is a base object the proposal framed badly, or a caption error; as a pseudo class it would compete with
-    # the base class's own column. True leaves such boxes out (label words checked against base class names).
-    drop_pseudo_labels_naming_base: bool = False
-    batch_size: int = 8
+    batch_size: int = 8  # images per micro-batch and process
     num_workers: int = 1
     bf16: bool = False  # autocast to bfloat16 (fast on recent CPUs and GPUs)
     # auto: cuda when visible, else cpu. Under torchrun each process takes cuda:LOCAL_RANK.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    log_every: int = 20
+    log_every: int = 20  # optimizer steps between log lines (losses become Python floats only then)
     checkpoint_every: int = 200  # optimizer steps
     max_steps: int = 0  # stop after this many optimizer steps (0 = the whole schedule); for smoke runs
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_workers", "threads", "max_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class StoreTrainConfig(TrainConfig):
+    """The engine's keys of a method that streams the feature store (HD-OVD, Open-Det)."""
+
+    store: str = "data/store"
+    image_root: str = "data/shapes/images/train"  # where the store's images.file_name resolve
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    eval: DetectionEvalConfig = field(default_factory=DetectionEvalConfig)
+    # Pseudo boxes are meant for objects of no base class. One whose label names a base class ("red triangle")
+    # is a base object the proposal framed badly, or a caption error; as a pseudo class it would compete with
+    # the base class's own column. True leaves such boxes out (label words checked against base class names).
+    drop_pseudo_labels_naming_base: bool = False

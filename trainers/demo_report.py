@@ -51,22 +51,30 @@ def opendet_label(run: dict) -> str:
     return label
 
 
-def demo_rows(table5: dict, opendet: list[dict]) -> list[list[str]]:
-    """table5: {row: {"metrics": {...}}} as trainers.hdovd.ablation writes it; opendet: metrics.json files of Open-Det
-    runs (with their config)."""
+AP_KEYS = OPENDET_KEYS[:3]
+
+
+def demo_values(table5: dict, opendet: list[dict]) -> list[tuple[str, str, dict[str, float | None]]]:
+    """The demo table's rows as numbers: (method, vocabulary, {metric key: rate or None}); AP keys for every row,
+    the name keys (OPENDET_KEYS) for Open-Det's own rows. table5: {row: {"metrics": {...}}} as
+    trainers.hdovd.ablation writes it; opendet: metrics.json files of Open-Det runs (with their config)."""
     rows = []
     for name, result in table5.items():
-        metrics = result["metrics"]
-        rows.append([f"HD-OVD {name}", "class names", *(percent(metrics.get(k)) for k in
-                                                        ("AP50_all", "AP50_base", "AP50_novel")), "", "", "", ""])
+        rows.append((f"HD-OVD {name}", "class names", {k: result["metrics"].get(k) for k in AP_KEYS}))
     for run in opendet:
         metrics = run["metrics"]
-        rows.append([opendet_label(run), "none (names generated)", *(percent(metrics.get(k)) for k in OPENDET_KEYS)])
+        rows.append((opendet_label(run), "none (names generated)", {k: metrics.get(k) for k in OPENDET_KEYS}))
         # The same generated names mapped to the categories by another rule (inference.other_mappings).
         for mapping, other in metrics.get("other_mappings", {}).items():
-            rows.append([f"{opendet_label(run)}, {mapping} mapping", "none (names generated)",
-                         *(percent(other.get(k)) for k in ("AP50_all", "AP50_base", "AP50_novel")), "", "", "", ""])
+            rows.append((f"{opendet_label(run)}, {mapping} mapping", "none (names generated)",
+                         {k: other.get(k) for k in AP_KEYS}))
     return rows
+
+
+def demo_rows(table5: dict, opendet: list[dict]) -> list[list[str]]:
+    """demo_values as table cells (in %); the name columns of a row without names stay empty."""
+    return [[method, vocabulary, *(percent(values[k]) if k in values else "" for k in OPENDET_KEYS)]
+            for method, vocabulary, values in demo_values(table5, opendet)]
 
 
 def format_rows(rows: list[list[str]], headers: tuple[str, ...] = HEADERS) -> str:

@@ -30,6 +30,12 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def global_rank() -> int:
+    """This process's rank among all of the run (torchrun's RANK), known before the process group starts; 0 for a
+    plain run."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: torch.device) -> ProcessGroup:
     """Join the process group torchrun describes in the environment; a plain run is a group of one."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -78,3 +84,14 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value)
         value /= dist.get_world_size()
     return value
+
+
+def count_over_ranks(count: float, device: torch.device) -> float:
+    """A loss normaliser as the released DETR criteria take it (Open-Det2 qfreeDet.py SetCriterion.forward,
+    `num_boxes`): this process's count summed over the processes and divided by their number, at least 1. A plain
+    run's count as it is (at least 1); under DDP one all-reduce, so every rank must call it alike."""
+    if dist.is_available() and dist.is_initialized():
+        total = torch.tensor([float(count)], device=device)
+        dist.all_reduce(total)
+        count = total.item() / dist.get_world_size()
+    return max(float(count), 1.0)

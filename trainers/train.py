@@ -1,8 +1,9 @@
-"""`python -m trainers.train [--config F] [--set k=v …] [--resume CKPT] [--eval-only CKPT]`: train, then evaluate.
+"""`python -m trainers.train [--config F …] [--set k=v …] [--resume CKPT] [--eval-only CKPT]`: train, then evaluate.
 
-`--print-config` prints the resolved config as YAML and exits, touching nothing (presets: configs/train_*.yaml).
-Under `torchrun --nproc_per_node N -m trainers.train …` every process trains its share of the shards (DDP), each
-on the GPU of its LOCAL_RANK.
+The config is a stack of YAML files (`--config` repeatable, each after the files its `_base_` key names) and
+`--set` overrides; its `method` key picks the method, whose section alone the run carries. `--print-config` prints
+the resolved config as YAML and exits, touching nothing (presets: configs/). Under `torchrun --nproc_per_node N -m
+trainers.train …` every process trains its share of the data (DDP), each on the GPU of its LOCAL_RANK.
 """
 from __future__ import annotations
 
@@ -15,30 +16,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from schemas.config import ConfigError, add_config_arguments, load_config, to_dict
-from trainers.checkpoint import load_checkpoint
-from trainers.config import TrainConfig
-from trainers.distributed import pick_device
-from trainers.evaluation.ov_coco import format_metrics, save_metrics
+from schemas.config import ConfigError, add_config_arguments, merged_config_data, origins_named, to_dict
+from trainers.checkpoint_evaluation import evaluate_checkpoint
 from trainers.loop import NonFiniteLossError, train
-from trainers.methods import training_method
-from trainers.vocabulary import load_class_vocabulary
-from trainers.weight_average import evaluated_weights
-
-
-def evaluate_checkpoint(config: TrainConfig, checkpoint: Path) -> dict:
-    """Metrics of the detector in `checkpoint` (its weight average or last weights, `eval.weights`), printed and
-    saved as `out_dir`/metrics.json (rows of an ablation that share a checkpoint each keep their own)."""
-    device = pick_device(config.device)
-    weights, which = evaluated_weights(load_checkpoint(checkpoint), config.eval.weights)
-    metrics, details, report = training_method(config.method).evaluate(
-        config, weights, load_class_vocabulary(config.store), device)
-    path = save_metrics({"metrics": metrics, **details, "checkpoint": str(checkpoint), "weights": which,
-                         "config": to_dict(config)}, Path(config.out_dir) / "metrics.json")
-    print(f"evaluation ({config.eval.annotations}, {which} weights): {format_metrics(metrics)}  → {path}")
-    if report:
-        print(report)
-    return metrics
+from trainers.methods import load_run_config, training_method
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,27 +29,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-only", default=None, metavar="CHECKPOINT", help="evaluate a checkpoint, no training")
     parser.add_argument("--no-eval", action="store_true", help="train only")
     parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config (file + --set) as YAML and exit; nothing is read or written")
+                        help="print the resolved config (files + --set) as YAML and exit; nothing is read or written")
     args = parser.parse_args(argv)
     try:
-        config = load_config(TrainConfig, args.config, args.overrides)
-    except (ConfigError, ValueError) as error:
+        config = load_run_config(args.config, args.overrides)
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.print_config:
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return 0
+    method = training_method(config.method)
     print("config: " + json.dumps(to_dict(config), sort_keys=True))
+    # Before any work: what the run will read is there; an error names the key and the file (or --set) that set it.
+    try:
+        for flag, checkpoint in (("--eval-only", args.eval_only), ("--resume", args.resume)):
+            if checkpoint and not Path(checkpoint).is_file():
+                raise ConfigError(f"flag {flag}: no checkpoint at {checkpoint}")
+        with origins_named(merged_config_data(args.config, args.overrides)[1]):
+            method.check(config, not args.eval_only, bool(args.eval_only) or not args.no_eval)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.eval_only:
-        evaluate_checkpoint(config, Path(args.eval_only))
+        evaluate_checkpoint(config, method, Path(args.eval_only))
         return 0
     try:
-        checkpoint = train(config, resume=args.resume)
+        checkpoint = train(config, method, resume=args.resume)
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
     if not args.no_eval and int(os.environ.get("RANK", "0")) == 0:
-        evaluate_checkpoint(config, checkpoint)
+        evaluate_checkpoint(config, method, checkpoint)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0

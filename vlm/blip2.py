@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vlm.clip import DTYPES
+from vlm.clip import DTYPES, device_dtype, resolve_device
 from vlm.oom_backoff import BatchBackoff
 
 
@@ -29,9 +29,11 @@ class Blip2Captioner:
         # transformers is imported when a BLIP-2 is loaded, not with this module: importing it stays cheap.
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
+        target = resolve_device(device)
+        dtype = device_dtype(dtype, target, "captioner.blip2.dtype")  # fp16 on a CPU runs in fp32
         processor = Blip2Processor.from_pretrained(model_dir)
         model = Blip2ForConditionalGeneration.from_pretrained(model_dir, dtype=DTYPES[dtype])
-        return cls(model.to(device), processor, dtype)
+        return cls(model.to(target), processor, dtype)
 
     @torch.inference_mode()
     def caption(self, images: list[Image.Image], prompt: str | None = None, max_new_tokens: int = 20,

@@ -13,6 +13,7 @@ cannot be found is an error naming the config key (and the cache folder, for hub
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import torch
 
 from vlm.hub import (HUB_PREFIX, ModelLoadError, ModelNotFoundError, download_file, download_first, download_snapshot,
                      repo_id_of)
+from vlm.tensor_files import refused_global
 
 LOCAL_DIR = "local-dir:"
 # Other spellings of remote weights: refused with the spelling we accept, rather than misread as a name.
@@ -31,6 +33,7 @@ OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIG
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "*.model", "vocab*",
                       "merges.txt")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ def resolve_clip(model: str, checkpoint: str | None, model_config_dir: str | Non
         raise ModelLoadError(f"{key}.clip = {model!r}: a Hugging Face repo is written {HUB_PREFIX}org/name; "
                              f"other URLs are not fetched")
     if model.startswith(LOCAL_DIR):
+        if checkpoint:
+            raise ModelLoadError(f"{key}.clip = {model!r} is an open_clip folder, which holds its own weights; leave "
+                                 f"{key}.checkpoint empty (it is {checkpoint!r}: --set {key}.checkpoint=null)")
         directory = model[len(LOCAL_DIR):]
         if not Path(directory).is_dir():
             raise ModelNotFoundError(f"model folder not found: {directory} (config key {key}.clip)")
@@ -205,19 +211,36 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32") -> LoadedClip:
-    """Build the model and load its weights (`torch.load(weights_only=True)` or safetensors), in eval mode."""
+def device_dtype(dtype: str, device: torch.device, key: str) -> str:
+    """The dtype a model runs in on `device`: `dtype`, except fp16 on a CPU, which becomes fp32 with a warning
+    naming `key`. CPUs have no fast fp16 matrix kernels (PyTorch converts to float32 and back around every
+    operation, several times slower than fp32 itself), and a preset written for GPUs asks for fp16; bf16 stays
+    (recent CPUs run it natively)."""
+    if dtype == "fp16" and device.type == "cpu":
+        LOG.warning("%s=fp16 on a CPU runs several times slower than fp32 (no fp16 kernels); using fp32 here "
+                    "(set %s=fp32, or bf16 on a CPU with bfloat16 support, to silence this)", key, key)
+        return "fp32"
+    return dtype
+
+
+def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32", dtype_key: str = "model.dtype"
+              ) -> LoadedClip:
+    """Build the model and load its weights (`torch.load(weights_only=True)` or safetensors), in eval mode, in
+    `dtype` (device_dtype: fp16 on a CPU runs in fp32; `dtype_key` is the config key named when it does)."""
     import open_clip
 
     register_model_configs(source.model_config_dir, "model.model_config_dir")
     target = resolve_device(device)
+    dtype = device_dtype(dtype, target, dtype_key)
     try:
         model, _, _ = open_clip.create_model_and_transforms(
             source.open_clip_name, pretrained=source.checkpoint, device=target, weights_only=True,
             **_tag_preprocess(source))
     except pickle.UnpicklingError as error:
-        raise ModelLoadError(f"{source.weights_path} holds more than tensors (it asks to build objects or run code) "
-                             f"and was refused; save a plain state dict or safetensors ({error})") from error
+        named = refused_global(error)
+        raise ModelLoadError(f"{source.weights_path} (config key model.clip or model.checkpoint) holds code (it asks "
+                             f"to build {named or 'objects torch does not load as data'}) and was refused unread; "
+                             "save a plain state dict or safetensors") from None
     model = model.to(dtype=DTYPES[dtype]).eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(source.open_clip_name)
     with torch.inference_mode():

@@ -11,6 +11,7 @@ Checkpoints saved with older transformers carry the causal-mask buffers `gpt.tra
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,18 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from vlm.clip import DTYPES, resolve_device
+from vlm.clip import DTYPES, device_dtype, resolve_device
+from vlm.file_hash import sha256_file
 from vlm.oom_backoff import BatchBackoff
+from vlm.tensor_files import load_tensor_file
 
 MappingType = Literal["mlp", "transformer"]
+CHECKPOINT_KEY = "captioner.clipcap.checkpoint"  # the config key that names a ClipCap checkpoint
 _LEGACY_BUFFER_KEY = re.compile(r"^gpt\.transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
+# A training record beside a checkpoint: the teachers manifest that shapesov.teachers writes (its MANIFEST_FILE), in
+# the checkpoint's folder or the one above, whose teacher entry names the checkpoint, its sha256 and how it fed the
+# CLIP embeddings (`normalize_prefix`).
+TRAINING_RECORD_FILE = "MANIFEST.json"
 # Official ClipCap TransformerMapper: 8 attention heads, MLP ratio 2, no bias on queries / keys-values.
 TRANSFORMER_MAPPER_HEADS = 8
 TRANSFORMER_MAPPER_MLP_RATIO = 2.0
@@ -177,18 +185,37 @@ def caption_loss(model: ClipCapModel, tokens: torch.Tensor, token_mask: torch.Te
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, read as data only (safetensors, or torch.load with weights_only=True)."""
+def read_state_dict(path: str | Path, key: str = CHECKPOINT_KEY) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, read as data only (safetensors, or vlm.tensor_files: a file holding code is
+    refused with a message naming it and `key`)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ClipCap checkpoint not found: {path} (flag --clipcap-checkpoint)")
+        raise FileNotFoundError(f"ClipCap checkpoint not found: {path} (config key {key})")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensor_file(path, f"config key {key}")
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+        raise ValueError(f"{path} (config key {key}): expected a state dict (name -> tensor), got "
+                         f"{type(state).__name__}")
     return state
+
+
+def recorded_normalize_prefix(checkpoint_path: str | Path) -> tuple[bool | None, Path | None]:
+    """How a checkpoint was trained to read CLIP embeddings, where a record beside its weights says so: (its
+    `normalize_prefix`, the record file), or (None, None) without one (the official checkpoints). A record counts
+    only for the very file it lists: a checkpoint copied over ours no longer matches its sha256."""
+    checkpoint = Path(checkpoint_path).resolve()
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        record = folder / TRAINING_RECORD_FILE
+        if not record.is_file():
+            continue
+        for entry in json.loads(record.read_text()).get("teachers", {}).values():
+            listed = entry.get("checkpoint")
+            if (listed and "normalize_prefix" in entry and (folder / listed).resolve() == checkpoint
+                    and entry.get("files", {}).get(listed) == sha256_file(checkpoint)):
+                return bool(entry["normalize_prefix"]), record
+    return None, None
 
 
 def drop_legacy_buffers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -343,8 +370,11 @@ class ClipCapCaptioner:
                    stop_token)
 
     def to(self, device: str | torch.device, dtype: str = "fp32") -> "ClipCapCaptioner":
-        """Move the model to `device` ("auto": a GPU when there is one) in `dtype` (fp32, bf16, fp16); returns self."""
-        self.model = self.model.to(device=resolve_device(str(device)), dtype=DTYPES[dtype])
+        """Move the model to `device` ("auto": a GPU when there is one) in `dtype` (fp32, bf16, fp16; fp16 on a CPU
+        runs in fp32, vlm.clip.device_dtype); returns self."""
+        target = resolve_device(str(device))
+        dtype = device_dtype(dtype, target, "captioner.clipcap.dtype")
+        self.model = self.model.to(device=target, dtype=DTYPES[dtype])
         return self
 
     def caption(self, clip_embeddings: torch.Tensor, method: Literal["beam", "greedy"] = "beam", beam_size: int = 5,

@@ -2,10 +2,11 @@
 GPU), everything else and everything it refuses by PIL on the host, with today's dead-letter kinds.
 
 Two steps, so the host's share can run ahead on a thread while the device works:
-- `prepare_on_host` (one image, host only): a JPEG the device decoder gets (vlm.jpeg_header: plain complete baseline
-  files) becomes a byte tensor; anything else is decoded by PIL (vlm.images.decode_image) here: PNG and other
-  formats, progressive, CMYK, truncated or corrupt files. A bad file fails exactly as on the host path
-  (`truncated`, `not_an_image`, ...).
+- `prepare_on_host` (one image, host only): the header's size is checked first (vlm.images.SizeCheck: the annotation's
+  size, the pixel limit), so a decompression bomb is refused before any pixel exists on either side. A JPEG the
+  device decoder gets (vlm.jpeg_header: plain complete baseline files; its SOF gives the size) becomes a byte tensor;
+  anything else is decoded by PIL (vlm.images.decode_image) here: PNG and other formats, progressive, CMYK,
+  truncated or corrupt files. A bad file fails exactly as on the host path (`truncated`, `too_large`, ...).
 - `decode_on_device` (a batch): the JPEGs in one decoder call, the PIL pixels copied over. The batched call returns
   nothing when one file fails, so then each is retried alone, and a file the device decoder still refuses goes to PIL.
 On the CPU torchvision's decoder is libjpeg-turbo like PIL's and gives the same pixels (tests/vlm/test_device_decode.py),
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from vlm.images import ImageReadError, decode_image
-from vlm.jpeg_header import device_decodable
+from vlm.images import ImageReadError, SizeCheck, decode_image
+from vlm.jpeg_header import read_jpeg_header
 
 # torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec, which is not among our requirements;
 # decode_jpeg is still the batched nvJPEG entry point.
@@ -32,6 +33,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvisi
 class EncodedImage:
     data: bytes  # the file's bytes
     path: str  # for messages
+    check: SizeCheck = SizeCheck()  # what its header must say before it is decoded
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,19 @@ class HostImage:
 
 
 def decode_with_pil(image: EncodedImage) -> torch.Tensor:
-    """(3, H, W) uint8 CPU tensor; raises ImageReadError (truncated, not_an_image, ...)."""
-    return torch.from_numpy(decode_image(image.data, image.path).pixels).permute(2, 0, 1)
+    """(3, H, W) uint8 CPU tensor; raises ImageReadError (truncated, not_an_image, too_large, ...)."""
+    return torch.from_numpy(decode_image(image.data, image.path, image.check).pixels).permute(2, 0, 1)
 
 
 def prepare_on_host(image: EncodedImage, pin: bool = False) -> HostImage:
     """The host's share of decoding one image; `pin`: page-locked pixels, so their copy to a GPU is asynchronous."""
     started = time.perf_counter()
-    if device_decodable(image.data):
+    header = read_jpeg_header(image.data)
+    if header is not None and header.device_decodable:
+        # torchvision's decoder allocates what the SOF claims, with no limit of its own: check it first.
+        refusal = image.check.refusal(image.path, (header.width, header.height))
+        if refusal is not None:
+            return HostImage(error=refusal, seconds=time.perf_counter() - started)
         return HostImage(jpeg=torch.frombuffer(bytearray(image.data), dtype=torch.uint8),
                          seconds=time.perf_counter() - started)
     try:

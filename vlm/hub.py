@@ -13,6 +13,11 @@ paths, so the files hashed for the store's manifest are the files loaded, at the
 """
 from __future__ import annotations
 
+import functools
+import logging
+import socket
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +40,11 @@ SAFETENSORS_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors")
 TORCH_WEIGHTS = ("pytorch_model.bin", "pytorch_model-*-of-*.bin")  # read by transformers with weights_only=True
 
 _HUB_ERRORS = (HfHubHTTPError, EntryNotFoundError, OfflineModeIsEnabled, HFValidationError)
+LOG = logging.getLogger(__name__)
+# How long the Hub gets to accept a connection before this process reads the cache alone. huggingface_hub itself
+# retries an unreachable Hub five times with back-off (about 25 s per file, and per file again), so a machine
+# without internet and without HF_HUB_OFFLINE=1 waited that long before the error.
+HUB_PROBE_SECONDS = 3.0
 
 
 class ModelLoadError(ValueError):
@@ -70,6 +80,33 @@ def repo_id_of(reference: str, key: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=None)
+def hub_unreachable() -> str | None:
+    """Why the Hub (HF_ENDPOINT) cannot be reached from here, or None when it can or when HF_HUB_OFFLINE=1 (nothing
+    is tried then). One TCP connection, given HUB_PROBE_SECONDS (name lookup included), once per process."""
+    if constants.is_offline_mode():
+        return None
+    endpoint = urllib.parse.urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(f"{host}:{port}: {error}")
+
+    probe = threading.Thread(target=connect, daemon=True)  # a name lookup ignores the socket's timeout
+    probe.start()
+    probe.join(HUB_PROBE_SECONDS)
+    why = outcome[0] if outcome else f"{host}:{port}: no answer within {HUB_PROBE_SECONDS:g} s"
+    if why:
+        LOG.warning("the Hugging Face Hub cannot be reached (%s): models named by hub name come from the cache "
+                    "alone (set HF_HUB_OFFLINE=1 to skip this check)", why)
+    return why
+
+
 def _not_obtainable(key: str, reference: str, what: str, repo_id: str, error: Exception) -> ModelNotFoundError:
     if isinstance(error, RepositoryNotFoundError):  # GatedRepoError included
         why = "the Hub has no such repository, or it is private or gated (log in with `hf auth login`)"
@@ -79,7 +116,7 @@ def _not_obtainable(key: str, reference: str, what: str, repo_id: str, error: Ex
         why = f"the cache holds only part of it: {error}"
     elif isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         why = ("it is not in the cache, and HF_HUB_OFFLINE=1 forbids downloading it" if constants.is_offline_mode()
-               else "it is not in the cache, and the Hub could not be reached")
+               else f"it is not in the cache, and the Hub could not be reached ({hub_unreachable() or 'no answer'})")
     elif isinstance(error, EntryNotFoundError):
         why = "the repository has no such file"
     else:
@@ -103,7 +140,7 @@ def _snapshot_commit(path: str, filename: str) -> str:
 def download_file(repo_id: str, filename: str, *, key: str, reference: str, revision: str | None = None) -> ModelFiles:
     """One file of a Hub repo, from the cache or downloaded into it; `revision` None = the branch `main`."""
     try:
-        path = hf_hub_download(repo_id, filename, revision=revision)
+        path = hf_hub_download(repo_id, filename, revision=revision, local_files_only=hub_unreachable() is not None)
     except _HUB_ERRORS as error:
         raise _not_obtainable(key, reference, f"{filename} of {repo_id}", repo_id, error) from error
     return ModelFiles(path, repo_id, _snapshot_commit(path, filename))
@@ -128,7 +165,8 @@ def download_snapshot(repo_id: str, patterns: Sequence[str], *, key: str, refere
     Offline, huggingface_hub returns the cached snapshot folder without knowing whether it holds every file the
     patterns would match; callers check for the files they need."""
     try:
-        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(patterns))
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(patterns),
+                                   local_files_only=hub_unreachable() is not None)
     except _HUB_ERRORS as error:
         raise _not_obtainable(key, reference, repo_id, repo_id, error) from error
     return ModelFiles(folder, repo_id, Path(folder).name)

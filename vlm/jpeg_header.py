@@ -66,9 +66,3 @@ def read_jpeg_header(data: bytes) -> JpegHeader | None:
             return JpegHeader(*frame, adobe=adobe, complete=complete)
         position += 2 + length
     return None
-
-
-def device_decodable(data: bytes) -> bool:
-    """True when the device's batched JPEG decoder gets `data` (see the module docstring)."""
-    header = read_jpeg_header(data)
-    return header is not None and header.device_decodable

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vlm.text_tower import PromptEncoder
+
 SINGLE = ("a photo of a {}.",)
 
 # The 80 ImageNet templates released with CLIP (prompt engineering notebook of the CLIP repository).
@@ -42,18 +44,11 @@ def templates(name: str) -> tuple[str, ...]:
     return ENSEMBLES[name]
 
 
-@torch.inference_mode()
 def text_embeddings(model, tokenizer, names: list[str], ensemble: str, device: torch.device | str = "cpu",
-                    batch_size: int = 256) -> np.ndarray:
-    """names → (C, D) float32, each row the renormalised mean of the normalised template embeddings."""
-    prompts = templates(ensemble)
-    rows = []
-    for name in names:
-        texts = [template.format(name) for template in prompts]
-        parts = [model.encode_text(tokenizer(texts[i:i + batch_size]).to(device)).float()
-                 for i in range(0, len(texts), batch_size)]
-        per_template = torch.nn.functional.normalize(torch.cat(parts), dim=-1)
-        rows.append(torch.nn.functional.normalize(per_template.mean(dim=0), dim=-1))
-    if not rows:
+                    batch_size: int = 1024) -> np.ndarray:
+    """names → (C, D) float32, each row the renormalised mean of the normalised template embeddings; every prompt
+    in batches of `batch_size` (vlm.text_tower.PromptEncoder). StoreTextEncoder keeps one PromptEncoder across
+    calls; this builds one per call."""
+    if not names:
         return np.zeros((0, 0), dtype=np.float32)
-    return torch.stack(rows).cpu().numpy().astype(np.float32)
+    return PromptEncoder(model, tokenizer, device, batch_size).ensemble(list(names), templates(ensemble))

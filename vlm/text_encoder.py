@@ -10,19 +10,24 @@ from __future__ import annotations
 import numpy as np
 
 from vlm.clip import ClipSource, LoadedClip, load_clip
-from vlm.prompts import text_embeddings
+from vlm.prompts import templates
+from vlm.text_tower import PromptEncoder
 
 
 class StoreTextEncoder:
-    """names → (N, D) float32 unit rows, each the renormalised mean of its prompt-ensemble embeddings."""
+    """names → (N, D) float32 unit rows, each the renormalised mean of its prompt-ensemble embeddings. All prompts
+    of a call go through the text tower in batches, and the templates' shared words are computed once for the
+    encoder's life (vlm.text_tower)."""
 
     def __init__(self, clip: LoadedClip, prompts: str):
         self.clip = clip
         self.prompts = prompts
+        self._templates = templates(prompts)
+        self._encoder = PromptEncoder(clip.model, clip.tokenizer, clip.device)
 
     @classmethod
     def load(cls, source: ClipSource, prompts: str, device: str = "cpu", dtype: str = "fp32") -> "StoreTextEncoder":
-        return cls(load_clip(source, device=device, dtype=dtype), prompts)
+        return cls(load_clip(source, device=device, dtype=dtype, dtype_key="text.dtype"), prompts)
 
     @property
     def embed_dim(self) -> int:
@@ -32,4 +37,4 @@ class StoreTextEncoder:
         """N names → (N, D) float32, L2-normalised rows ((0, D) for no names)."""
         if not names:
             return np.zeros((0, self.clip.embed_dim), dtype=np.float32)
-        return text_embeddings(self.clip.model, self.clip.tokenizer, list(names), self.prompts, self.clip.device)
+        return self._encoder.ensemble(list(names), self._templates)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from featurestore.atomic import write_bytes_atomic
+from featurestore.commands.render import add_out_argument, out_path
 from featurestore.reader import StoreReader
 
 PSEUDO_SUPERCATEGORY = "pseudo label"
@@ -23,7 +24,7 @@ PSEUDO_SUPERCATEGORY = "pseudo label"
 
 def add_arguments(parser) -> None:
     parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    parser.add_argument("out", help="COCO JSON file to write")
+    add_out_argument(parser, "COCO JSON file to write", positional=True)
     parser.add_argument("--with-gt", action="store_true",
                         help="also write the store's GT boxes (regions with source gt: the base boxes the job kept)")
     parser.add_argument("--min-score", type=float, default=None, help="leave out pseudo boxes scored below this")
@@ -50,7 +51,8 @@ def categories(reader: StoreReader, labels: set[str]) -> tuple[list[dict], dict[
 
 
 def shard_annotations(reader: StoreReader, shard: int, with_gt: bool, min_score: float | None) -> list[dict]:
-    """One shard's annotations without ids or category ids yet: pseudo boxes carry their "label"."""
+    """One shard's annotations without ids or category ids yet: pseudo boxes carry their "label" (a box whose
+    caption named no object has no category, so it is no annotation)."""
     regions = reader.read_shard("regions", shard, ["image_id", "region_id", "box", "source", "category_id"])
     rows = regions.to_pylist()
     box_of = {(r["image_id"], r["region_id"]): r["box"] for r in rows}
@@ -65,7 +67,7 @@ def shard_annotations(reader: StoreReader, shard: int, with_gt: bool, min_score:
                                                                                        r["region_id"])]),
                    "score": round(r["score"], 5), "cos": round(r["cos"], 5), "caption": r["caption"],
                    "source": "pseudo", "region_id": r["region_id"]}
-                  for r in labels if min_score is None or r["score"] >= min_score]
+                  for r in labels if r["label"] is not None and (min_score is None or r["score"] >= min_score)]
     return sorted(found, key=lambda a: (a["image_id"], a["region_id"], a["source"]))
 
 
@@ -93,8 +95,9 @@ def run(args) -> int:
         raise KeyError(f"{args.store} has no committed pseudo_labels shard, so there is nothing to export without "
                        "--with-gt; run make pseudo-labels first")
     data = coco_file(reader, args.with_gt, args.min_score)
-    write_bytes_atomic(Path(args.out), json.dumps(data).encode())
+    out = out_path(args)
+    write_bytes_atomic(Path(out), json.dumps(data).encode())
     pseudo = sum(a["source"] == "pseudo" for a in data["annotations"])
-    print(f"wrote {args.out}: {len(data['images'])} images, {pseudo} pseudo boxes, "
+    print(f"wrote {out}: {len(data['images'])} images, {pseudo} pseudo boxes, "
           f"{len(data['annotations']) - pseudo} GT boxes, {len(data['categories'])} categories")
     return 0

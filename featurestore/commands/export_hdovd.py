@@ -3,7 +3,7 @@
 FILE is the annotation file that trainer trains on (its data.train.ann_file; in the strict setting, base classes
 only, like HD-OVD's instances_train2017.48.json). The export follows FILE's image order, makes exactly the GT rows
 mmdet makes of FILE and checks each image's GT rows against the store; layout and config keys:
-featurestore/commands/hdovd/layout.py and the README. Everything is checked before anything is written, every file is
+featurestore/commands/hdovd/layout.py and docs/official-trainer.md. Everything is checked before anything is written, every file is
 written under a temporary name and renamed, and the store is read one shard at a time.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.atomic import sha256_file, write_bytes_atomic
 from featurestore.commands.hdovd import layout
+from featurestore.commands.render import add_out_argument, out_path
 from featurestore.commands.hdovd.official_view import OfficialView, read_official_view
 from featurestore.commands.hdovd.plan import (MAX_LISTED, ExportPlan, ExportRefused, ImagePlan, check_store,
                                               plan_export, store_class_names)
@@ -29,7 +30,7 @@ from vlm.text_encoder import StoreTextEncoder
 
 def add_arguments(parser) -> None:
     parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    parser.add_argument("out", help="output folder (created if missing)")
+    add_out_argument(parser, "output folder (created if missing)", positional=True)
     parser.add_argument("--annotations", required=True,
                         help="the COCO/LVIS JSON the official trainer reads (data.train.ann_file): its image order, "
                              "GT rows and category order are what the export follows")
@@ -59,7 +60,7 @@ def _check_plan(plan: ExportPlan, view: OfficialView, store: str, restrict: bool
 
 
 def _pseudo_label_vectors(reader: StoreReader, shard: int) -> dict[tuple[int, int], np.ndarray]:
-    """(image_id, region_id) → pseudo-label text embedding, for one shard."""
+    """(image_id, region_id) → pseudo-label text embedding, for one shard (the plan exports labelled boxes only)."""
     labels = reader.read_shard("pseudo_labels", shard, ["image_id", "region_id", "text_embedding"])
     vectors = embeddings_to_numpy(labels.column("text_embedding")).astype(np.float32)
     keys = zip(labels.column("image_id").to_pylist(), labels.column("region_id").to_pylist())
@@ -75,12 +76,11 @@ def _write_shard(reader: StoreReader, shard: int, images: list[ImagePlan], featu
     row_of = {key: row for row, key in enumerate(zip(regions.image_id.tolist(), regions.region_id.tolist()))}
     texts = _pseudo_label_vectors(reader, shard)
     dim = regions.embedding.shape[1]
-    no_label = np.zeros(dim, dtype=np.float32)
     entries = {}
     for image in images:
         gt = [row_of[(image.image_id, r)] for r in image.gt_region_ids]
         proposals = [row_of[(image.image_id, r)] for r in image.proposal_region_ids]
-        text = np.asarray([texts.get((image.image_id, r), no_label) for r in image.proposal_region_ids],
+        text = np.asarray([texts[(image.image_id, r)] for r in image.proposal_region_ids],
                           dtype=np.float32).reshape(-1, dim)
         payload = layout.feature_payload(image_vectors[image.image_id].astype(np.float32),
                                          regions.embedding[gt], regions.embedding[proposals], text)
@@ -142,7 +142,7 @@ def export(args) -> str:
         raise ExportRefused(f"the store's CLIP embeds text in {object_vector.shape[1]} dimensions, its vocab has "
                             f"{classes.shape[1]}: the manifest names another model than the one that wrote the store")
 
-    out = Path(args.out)
+    out = Path(out_path(args))
     (out / layout.FEATURES_DIR).mkdir(parents=True, exist_ok=True)
     by_shard: dict[int, list[ImagePlan]] = {}
     for image in plan.images:
@@ -163,6 +163,7 @@ def export(args) -> str:
               "images_without_proposals": sum(1 for p in proposals if len(p) == 0),
               "images_without_gt": sum(1 for image in plan.images if not image.gt_region_ids),
               "store_images_not_in_annotations": plan.store_only, "store_gt_regions_not_gt_rows": plan.unused_gt,
+              "proposals_without_pseudo_label": plan.unlabelled_proposals,
               "classes": names, "config_keys": layout.CONFIG_KEYS}
     write_bytes_atomic(out / layout.EXPORT_RECORD, (json.dumps(record, indent=1) + "\n").encode())
     # Last: proposals.pkl ties the .pth files to the image order, so its presence means the export is complete.
@@ -171,7 +172,8 @@ def export(args) -> str:
             f"({record['images_without_proposals']} without proposals, {record['images_without_gt']} without GT rows), "
             f"{layout.PROPOSALS}, {layout.CLASS_EMBEDDINGS} ({len(names)} x {classes.shape[1]}), "
             f"{layout.OBJECT_EMBEDDING}, {layout.EXPORT_RECORD}; left out: {len(plan.missing)} images the store lacks, "
-            f"{plan.store_only} store images not in the file, {plan.unused_gt} store GT regions that are no GT row"
+            f"{plan.store_only} store images not in the file, {plan.unused_gt} store GT regions that are no GT row, "
+            f"{plan.unlabelled_proposals} proposals without a pseudo label"
             + _base_first_note(reader, names))
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from featurestore.commands.render import add_store_argument, emit, human_bytes
 from featurestore.gc import DEFAULT_MIN_AGE_SECONDS, collect_garbage
+from featurestore.manifest import read_manifest
+from featurestore.writer_lock import WriterLock
 
 
 def add_arguments(parser) -> None:
@@ -14,7 +16,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    result = collect_garbage(args.store, min_age_seconds=args.min_age, dry_run=args.dry_run)
+    if args.dry_run:
+        result = collect_garbage(args.store, min_age_seconds=args.min_age, dry_run=True)
+    else:
+        read_manifest(args.store)  # a folder that is not a store gets no lock file
+        with WriterLock(args.store, "gc"):  # not while a job writes: its newest files may be about to be named
+            result = collect_garbage(args.store, min_age_seconds=args.min_age)
     if args.json:
         emit({"store": args.store, "dry_run": args.dry_run, "removed": result.removed,
               "kept_young": result.kept_young, "bytes": result.bytes})

@@ -1,8 +1,11 @@
 """`inspect STORE`: what a store holds, at a glance."""
 from __future__ import annotations
 
+from featurestore.commands.crop_census import census_lines, crop_census
 from featurestore.commands.render import add_store_argument, emit, human_bytes, text_table
+from featurestore.commands.report_store import proposal_recall
 from featurestore.reader import StoreReader
+from pipelines.proposal_recall import format_recall_table
 from schemas.tables import TABLES
 
 
@@ -38,7 +41,8 @@ def summarise(reader: StoreReader) -> dict:
         stages[name]["committed_shards"] = sum(1 for c in reader.commits if c.stage == name)
     extra = {"wds": [c for c in reader.commits if "wds" in c.files]}
     return {"store": str(reader.root), "schema_version": reader.manifest.schema_version, "stages": stages,
-            "tables": tables, "failures": failures,
+            "tables": tables, "failures": failures, "crops": crop_census(reader),
+            "proposal_recall": proposal_recall(reader),
             "wds": {"shards": len(extra["wds"]), "bytes": sum(c.files["wds"].bytes for c in extra["wds"])}}
 
 
@@ -53,10 +57,24 @@ def run(args) -> int:
         rows.append(("wds (tar)", summary["wds"]["shards"], "", human_bytes(summary["wds"]["bytes"])))
     print(text_table(["table", "shards", "rows", "bytes"], rows))
     print("\nstages")
-    print(text_table(["stage", "shards", "config hash", "code version", "models"],
+    print(text_table(["stage", "shards", "config hash", "code version", "embedding dim"],
                      [(name, s["committed_shards"], (s["config_hash"] or "")[:12], s["code_version"],
-                       ", ".join(f"{k}={v}" for k, v in (s["models"] or {}).items()))
-                      for name, s in summary["stages"].items()], max_width=70))
+                       s["embedding_dim"]) for name, s in summary["stages"].items()]))
+    for name, stage in summary["stages"].items():
+        if not stage["models"]:
+            continue
+        print(f"\n{name} models")
+        for role, model in (stage["models"] or {}).items():
+            print(f"  {role}: " + ", ".join(f"{key} {value}" for key, value in model.items() if key != "files"))
+            for entry in model.get("files", []):
+                print("    " + ", ".join(f"{key} {value}" for key, value in entry.items()))
+    lines = census_lines(summary["crops"])
+    if lines:
+        print("\n" + "\n".join(lines))
+    recall = summary["proposal_recall"]
+    if recall:
+        print(f"\nproposal recall (class-agnostic; novel GT from {recall['novel_annotations'] or 'no held-out file'}), "
+              f"in %\n" + format_recall_table({"proposals": recall["sides"]}, recall["max_dets"]))
     print("\nfailures" + ("" if summary["failures"] else ": none"))
     if summary["failures"]:
         print(text_table(["stage/kind", "rows"], sorted(summary["failures"].items())))

@@ -9,6 +9,12 @@ Each pseudo box is matched to the ground-truth box it overlaps most; it *covers*
 0.5, and its label is *correct* when it names that object's class (featurestore.label_names.names_class). Boxes of
 images that no ground-truth file lists are not judged. Crowd annotations are left out: a box on a crowd region is
 neither an object nor nothing, as in COCO's evaluation.
+
+Precision and accuracy are of the *labelled* pseudo boxes, the ones the trainers learn from; a box whose caption
+named no object (a null label, weight 0) is counted apart ("no object"), with how many of those cover an object all
+the same. How well the stored score tells boxes on objects from boxes on nothing is its ROC AUC over the labelled
+boxes (the chance that a covering box scores above one on nothing, ties counting half): the trainers weight each
+pseudo box by that score. Beside it, the AUC of the weight the trainers give every judged box, 0 for "no object".
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from featurestore.reader import StoreReader
 from featurestore.stages import EXTRACT_FEATURES
 from pipelines.boxes import pairwise_iou, xywh_to_xyxy
 from pipelines.coco import read_coco
+from pipelines.roc_auc import roc_auc
 
 COVER_IOU = 0.5  # the issue's bar: a pseudo box "is" an object when IoU >= 0.5 with its GT box
 # ShapesOV writes the novel-class train boxes it withheld next to the training annotations (evaluation only).
@@ -127,8 +134,8 @@ def novel_class_ids(reader: StoreReader) -> set[int]:
 
 
 def pseudo_box_rows(reader: StoreReader, shard: int) -> tuple[list[dict], np.ndarray]:
-    """The labelled pseudo boxes of one shard (pseudo_labels rows: image_id, region_id, label, score) and their
-    (N, 4) xyxy boxes from the regions table."""
+    """The pseudo boxes of one shard (pseudo_labels rows: image_id, region_id, label, score; label None where the
+    caption named no object) and their (N, 4) xyxy boxes from the regions table."""
     regions = reader.read_shard("regions", shard, ["image_id", "region_id", "box"]).to_pylist()
     box_of = {(r["image_id"], r["region_id"]): r["box"] for r in regions}
     rows = reader.read_shard("pseudo_labels", shard, ["image_id", "region_id", "label", "score"]).to_pylist()
@@ -137,9 +144,9 @@ def pseudo_box_rows(reader: StoreReader, shard: int) -> tuple[list[dict], np.nda
 
 @dataclass(frozen=True)
 class Judgement:
-    """One labelled pseudo box against the GT of its image."""
+    """One pseudo box against the GT of its image."""
 
-    row: dict  # image_id, region_id, label, score
+    row: dict  # image_id, region_id, label (None: the caption named no object), score
     judged: bool  # its image is listed by a GT file
     iou: float  # with the GT box it overlaps most (0 without GT boxes)
     covers: str | None  # the class of that GT box when iou >= COVER_IOU, else None
@@ -147,7 +154,7 @@ class Judgement:
 
 
 def judge_pseudo_boxes(reader: StoreReader, truth: GroundTruth, iou: float = COVER_IOU) -> Iterator[Judgement]:
-    """Every labelled pseudo box of the store, shard by shard, with its best GT match."""
+    """Every pseudo box of the store, shard by shard, with its best GT match."""
     for shard in reader.shards("pseudo_labels"):
         rows, boxes = pseudo_box_rows(reader, shard)
         by_image: dict[int, list[int]] = {}
@@ -164,49 +171,69 @@ def judge_pseudo_boxes(reader: StoreReader, truth: GroundTruth, iou: float = COV
 
 
 class QualityTally:
-    """Adds up judgements into precision, accuracy per class and the labels of boxes on nothing."""
+    """Adds up judgements into precision, accuracy per class, the labels of boxes on nothing, the boxes whose caption
+    named no object, and how well the score separates boxes on objects from boxes on nothing."""
 
     def __init__(self, truth: GroundTruth, iou: float = COVER_IOU):
         self.truth, self.iou = truth, iou
-        self.total = self.judged = 0
-        self.covering: Counter = Counter()  # class → boxes covering an object of it
+        self.total = self.judged = self.no_object = self.no_object_judged = 0  # judged: labelled boxes only
+        self.covering: Counter = Counter()  # class → labelled boxes covering an object of it
         self.correct: Counter = Counter()  # class → of those, labelled with it
+        self.no_object_covering: Counter = Counter()  # class → boxes covering an object of it that name no object
         self.novel: dict[str, bool] = {}
         self.judged_by_label: Counter = Counter()
         self.on_nothing: Counter = Counter()  # label → judged boxes covering nothing
-        self.score_sums = {"covering": 0.0, "on_nothing": 0.0}  # does the score tell the two apart?
+        self.scores: dict[str, list[float]] = {"covering": [], "on_nothing": []}  # labelled boxes: the score
+        self.weights: dict[str, list[float]] = {"covering": [], "on_nothing": []}  # judged boxes: 0 for no object
 
     def add(self, judgement: Judgement) -> None:
         self.total += 1
+        label = judgement.row["label"]
+        self.no_object += label is None
         if not judgement.judged:
             return
-        label = judgement.row["label"]
+        side = "on_nothing" if judgement.covers is None else "covering"
+        self.weights[side].append(judgement.row["score"] if label is not None else 0.0)
+        if judgement.covers is not None:
+            self.novel[judgement.covers] = judgement.novel
+        if label is None:
+            self.no_object_judged += 1
+            if judgement.covers is not None:
+                self.no_object_covering[judgement.covers] += 1
+            return
         self.judged += 1
         self.judged_by_label[label] += 1
+        self.scores[side].append(judgement.row["score"])
         if judgement.covers is None:
             self.on_nothing[label] += 1
-            self.score_sums["on_nothing"] += judgement.row["score"]
             return
-        self.score_sums["covering"] += judgement.row["score"]
         self.covering[judgement.covers] += 1
-        self.novel[judgement.covers] = judgement.novel
         self.correct[judgement.covers] += names_class(label, judgement.covers)
 
     def result(self, top: int = 20) -> dict:
-        """precision = covering / judged and accuracy = correct / covering. Without the base GT, precision and the
-        boxes on nothing are None: the held-out file alone cannot tell a box on a base object from one on nothing."""
+        """precision = covering / judged and accuracy = correct / covering, over labelled boxes. Without the base
+        GT, precision, the boxes on nothing and the AUCs are None: the held-out file alone cannot tell a box on a base
+        object from one on nothing."""
         covered, correct, full = sum(self.covering.values()), sum(self.correct.values()), self.truth.has_base
         nothing = self.judged - covered
+        missed = sum(self.no_object_covering.values())
+        classes = sorted(set(self.covering) | set(self.no_object_covering))
         return {
             "ground_truth": [{"role": role, "path": path} for role, path in self.truth.sources],
             "iou_threshold": self.iou, "pseudo_boxes": self.total, "judged_boxes": self.judged,
             "covering_boxes": covered, "precision": covered / self.judged if self.judged and full else None,
             "correct": correct, "accuracy": correct / covered if covered else None,
             "per_class": {n: {"split": "novel" if self.novel[n] else "base", "covering": self.covering[n],
-                              "correct": self.correct[n], "accuracy": self.correct[n] / self.covering[n]}
-                          for n in sorted(self.covering)},
-            "mean_score_covering": self.score_sums["covering"] / covered if covered else None,
-            "mean_score_on_nothing": self.score_sums["on_nothing"] / nothing if nothing and full else None,
+                              "correct": self.correct[n],
+                              "accuracy": self.correct[n] / self.covering[n] if self.covering[n] else None,
+                              "no_object": self.no_object_covering[n]} for n in classes},
+            "no_object": self.no_object,
+            "no_object_judged": self.no_object_judged,
+            "no_object_covering": missed,
+            "mean_score_covering": float(np.mean(self.scores["covering"])) if covered else None,
+            "mean_score_on_nothing": float(np.mean(self.scores["on_nothing"])) if nothing and full else None,
+            "score_auc": roc_auc(self.scores["covering"], self.scores["on_nothing"]) if full else None,
+            "weight_auc": roc_auc(self.weights["covering"], self.weights["on_nothing"]) if full else None,
             "boxes_on_nothing": nothing if full else None,
             "labels_on_nothing": [{"label": label, "boxes": count, "of_label": self.judged_by_label[label],
                                    "share_of_label": count / self.judged_by_label[label]}
@@ -215,7 +242,7 @@ class QualityTally:
 
 
 def pseudo_box_quality(reader: StoreReader, truth: GroundTruth, top: int = 20, iou: float = COVER_IOU) -> dict:
-    """QualityTally over every labelled pseudo box of the store."""
+    """QualityTally over every pseudo box of the store."""
     tally = QualityTally(truth, iou)
     for judgement in judge_pseudo_boxes(reader, truth, iou):
         tally.add(judgement)

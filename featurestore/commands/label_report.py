@@ -21,11 +21,12 @@ def normalised(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def label_counts(reader: StoreReader) -> Counter:
+def label_counts(reader: StoreReader) -> tuple[Counter, int]:
+    """(label → labelled pseudo boxes, boxes whose caption named no object: null labels)."""
     counts: Counter = Counter()
     for batch in reader.stream("pseudo_labels", ["label"]):
         counts.update(batch.column("label").to_pylist())
-    return counts
+    return counts, counts.pop(None, 0)
 
 
 def vocab_rows(reader: StoreReader, kind: str) -> tuple[list[dict], np.ndarray]:
@@ -100,14 +101,14 @@ def vocabulary_report(reader: StoreReader, top: int | None, merge_threshold: flo
                       ) -> dict:
     """Label counts (the `top` most frequent, all with None), near-duplicate groups and base-class synonyms of the
     store's pseudo labels."""
-    counts = label_counts(reader)
+    counts, no_object = label_counts(reader)
     label_rows, label_embeddings = vocab_rows(reader, "label")
     names = [row["name"] for row in label_rows]
     class_rows, class_embeddings = vocab_rows(reader, "class")
     base = [i for i, row in enumerate(class_rows) if row["split"] == "base"]
     synonyms = base_synonyms(names, label_embeddings, [class_rows[i]["name"] for i in base], class_embeddings[base],
                              synonym_threshold)
-    return {"pseudo_boxes": sum(counts.values()), "unique_labels": len(counts),
+    return {"pseudo_boxes": sum(counts.values()), "unique_labels": len(counts), "no_object": no_object,
             "top_labels": [{"label": n, "boxes": c} for n, c in counts.most_common(top)],
             "near_duplicate_groups": merge_near_duplicates(names, label_embeddings, counts, merge_threshold),
             "base_synonym_labels": len(synonyms), "base_synonym_boxes": sum(counts[n] for n in synonyms),

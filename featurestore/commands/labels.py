@@ -1,8 +1,10 @@
-"""`labels STORE`: the pseudo-label vocabulary — counts, merged near-duplicates, base-class synonyms — and, where
-held-out ground truth exists (evaluation only), pseudo-box precision, label accuracy and what the boxes on nothing
-were called."""
+"""`labels STORE`: the pseudo-label vocabulary — counts, merged near-duplicates, base-class synonyms, the boxes whose
+caption named no object — and, where held-out ground truth exists (evaluation only), pseudo-box precision, label
+accuracy, how well the score separates boxes on objects from boxes on nothing, and what the boxes on nothing were
+called."""
 from __future__ import annotations
 
+from featurestore.commands.crop_census import census_lines, crop_census
 from featurestore.commands.label_quality import (add_ground_truth_arguments, ground_truth_files, novel_class_ids,
                                                  pseudo_box_quality, read_ground_truth)
 from featurestore.commands.label_report import vocabulary_report
@@ -41,6 +43,7 @@ def novel_accuracy(quality: dict) -> dict:
 
 def build_report(reader: StoreReader, args) -> dict:
     report = vocabulary_report(reader, args.top, args.merge_threshold, args.synonym_threshold)
+    report["crops"] = crop_census(reader)
     quality = quality_report(reader, args.base_gt, args.heldout_gt, args.top)
     if quality is not None:
         report["quality"] = quality
@@ -70,8 +73,13 @@ def print_quality(quality: dict) -> None:
     if quality["mean_score_on_nothing"] is not None:
         print(f"  mean score: {score(quality['mean_score_covering'])} on covering boxes, "
               f"{score(quality['mean_score_on_nothing'])} on boxes that cover nothing")
-    print(text_table(["class", "split", "covering", "correct", "accuracy"],
-                     [[n, c["split"], c["covering"], c["correct"], percent(c["accuracy"])]
+    if quality["score_auc"] is not None or quality["weight_auc"] is not None:
+        print(f"  score ROC AUC: {score(quality['score_auc'])} (covering vs on-nothing labelled boxes); training weight "
+              f"ROC AUC: {score(quality['weight_auc'])} (every judged box, no object = 0)")
+    print(f"  no object: {quality['no_object_judged']} judged boxes whose caption names no object (weight 0), "
+          f"{quality['no_object_covering']} of them cover an object")
+    print(text_table(["class", "split", "covering", "correct", "accuracy", "no object"],
+                     [[n, c["split"], c["covering"], c["correct"], percent(c["accuracy"]), c["no_object"]]
                       for n, c in quality["per_class"].items()]))
     if quality["labels_on_nothing"] is not None:
         print(f"\n{quality['boxes_on_nothing']} pseudo boxes cover nothing; their labels:")
@@ -81,7 +89,8 @@ def print_quality(quality: dict) -> None:
 
 
 def print_report(report: dict) -> None:
-    print(f"{report['pseudo_boxes']} labelled pseudo boxes, {report['unique_labels']} unique labels")
+    print(f"{report['pseudo_boxes']} labelled pseudo boxes, {report['unique_labels']} unique labels; no object: "
+          f"{report['no_object']} (captions that name no object: rows with no label, weight 0)")
     print(text_table(["label", "boxes"], [[r["label"], r["boxes"]] for r in report["top_labels"]]))
     groups = report["near_duplicate_groups"]
     print(f"\n{len(groups)} near-duplicate groups" + (":" if groups else ""))
@@ -95,6 +104,9 @@ def print_report(report: dict) -> None:
               f"{accuracy['matched_boxes']} pseudo boxes with IoU >= {accuracy['iou_threshold']} to a novel GT box)")
     if "quality" in report:
         print_quality(report["quality"])
+    lines = census_lines(report.get("crops"))
+    if lines:
+        print("\n" + "\n".join(lines))
 
 
 def run(args) -> int:

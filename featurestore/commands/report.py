@@ -2,10 +2,12 @@
 
 DIR/index.html opens from `file://` with no server and no network (inline CSS and SVG plots, no script); the region
 thumbnails of the label grids are PNG files in DIR/crops, and DIR/report.json holds every number of the page.
-Sections: stages and provenance; per-stage timings and throughput; failures by kind with examples; the pseudo-label
-vocabulary with a grid of region crops per label (crop, caption, candidates, label, cos, score); the score histogram;
-near-duplicate labels and base-class synonyms; and, with held-out ground truth, pseudo-box precision, accuracy per
-class and the labels of boxes that cover nothing.
+Sections: stages and provenance; per-stage timings and throughput; failures by kind with examples; the average
+recall of the proposals stage (base and held-out novel ground truth, as its last run measured it); the pseudo-label
+vocabulary with a grid of region crops per label (crop, caption, candidates, label, cos, score) and the count of boxes
+whose caption names no object; the score histogram; near-duplicate labels and base-class synonyms; and, with held-out
+ground truth, pseudo-box precision, accuracy per class, the score's ROC AUC and the labels of boxes that cover
+nothing.
 
 The folder is built beside DIR and swapped in when complete, so DIR is never a half-written report.
 """
@@ -20,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from featurestore.commands.crop_census import crop_census
 from featurestore.commands.label_quality import (COVER_IOU, QualityTally, add_ground_truth_arguments,
                                                  ground_truth_files, judge_pseudo_boxes, novel_class_ids,
                                                  read_ground_truth)
 from featurestore.commands.label_report import vocabulary_report
 from featurestore.commands.report_crops import label_examples
 from featurestore.commands.report_page import render_page
-from featurestore.commands.report_store import failures_by_kind, stage_provenance, stage_timings
+from featurestore.commands.render import add_out_argument
+from featurestore.commands.report_store import failures_by_kind, proposal_recall, stage_provenance, stage_timings
 from featurestore.commands.store_images import image_root
 from featurestore.commands.svg_plots import histogram_counts
 from featurestore.reader import StoreReader
@@ -36,8 +40,7 @@ PAGE, DATA = "index.html", "report.json"
 
 def add_arguments(parser) -> None:
     parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    parser.add_argument("--out", required=True,
-                        help="folder to write (index.html, report.json, crops/); replaced if it holds an older report")
+    add_out_argument(parser, "folder to write (index.html, report.json, crops/); replaced if it holds an older report")
     add_ground_truth_arguments(parser)
     parser.add_argument("--labels", type=int, default=24, help="labels with a crop grid (most frequent first; 24)")
     parser.add_argument("--crops-per-label", type=int, default=8, help="sampled boxes shown per label (default 8)")
@@ -66,13 +69,16 @@ def label_section(reader: StoreReader, args, out: Path, truth) -> dict:
     examples = label_examples(reader, grid_labels, args.crops_per_label, root, out, truth)
     scores: dict[str, list[float]] = {}
     quality = None
-    if truth is None:
-        scores["pseudo boxes"] = [s for b in reader.stream("pseudo_labels", ["score"]) for s in
-                                  b.column("score").to_pylist()]
+    if truth is None:  # the scores of labelled boxes: a box with no object has no score, only its weight 0
+        scores["pseudo boxes"] = [s for b in reader.stream("pseudo_labels", ["label", "score"])
+                                  for label, s in zip(b.column("label").to_pylist(), b.column("score").to_pylist())
+                                  if label is not None]
     else:
         tally = QualityTally(truth)
         for judgement in judge_pseudo_boxes(reader, truth):
             tally.add(judgement)
+            if judgement.row["label"] is None:
+                continue
             series = ("not judged" if not judgement.judged else
                       f"covers an object (IoU ≥ {COVER_IOU})" if judgement.covers else "covers no object")
             scores.setdefault(series, []).append(judgement.row["score"])
@@ -87,7 +93,8 @@ def build_report(reader: StoreReader, args, out: Path) -> dict:
     truth = read_ground_truth(files, novel_class_ids(reader)) if files else None
     report = {"store": str(args.store), "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
               "stages": stage_provenance(reader), "timings": stage_timings(reader),
-              "failures": failures_by_kind(reader)}
+              "failures": failures_by_kind(reader), "crops": crop_census(reader),
+              "proposal_recall": proposal_recall(reader)}
     if reader.shards("pseudo_labels"):
         report["labels"] = label_section(reader, args, out, truth)
     return report

@@ -24,7 +24,8 @@ figure img{display:block;margin:0 auto 4px;image-rendering:pixelated;max-width:1
 background:#f7f7f7;padding:8px;font-size:12px} .missing{padding:30px 4px;text-align:center;color:#b00}
 """
 VOCABULARY_ROWS = 50  # labels listed on the page
-SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"), ("vocabulary", "Labels"),
+SECTIONS = [("stages", "Stages"), ("timings", "Throughput"), ("failures", "Failures"),
+            ("recall", "Proposal recall"), ("crops", "Crop windows"), ("vocabulary", "Labels"),
             ("grids", "Crops per label"), ("scores", "Scores"), ("duplicates", "Duplicates and synonyms"),
             ("quality", "Precision")]
 
@@ -61,10 +62,14 @@ def summary_cards(report: dict) -> str:
     cards = []
     for stage in report["stages"]:
         summary = stage["summary"]
-        for key in ("images", "regions", "labelled"):
+        for key in ("images", "regions", "labelled", "no_object"):
             if key in summary:
-                cards.append(_stat(f"{key} ({stage['stage']})", _num(summary[key])))
+                cards.append(_stat(f"{key.replace('_', ' ')} ({stage['stage']})", _num(summary[key])))
     cards.append(_stat("failure rows", _num(sum(f["count"] for f in report["failures"]))))
+    recall = report.get("proposal_recall")
+    for side, metrics in (recall or {}).get("sides", {}).items():
+        if metrics.get("AR@10") is not None:
+            cards.append(_stat(f"{side} AR@10 (proposals)", _pct(metrics["AR@10"])))
     labels = report.get("labels")
     if labels:
         cards.append(_stat("unique pseudo labels", _num(labels["vocabulary"]["unique_labels"])))
@@ -126,6 +131,36 @@ def failures_section(report: dict) -> str:
     return _table(["stage", "kind", "rows", "examples"], rows, {2})
 
 
+def recall_section(recall: dict) -> str:
+    """The proposals stage's average recall per ground-truth side: AR@k (IoU 0.5:0.95) and R50@k (IoU 0.5)."""
+    keys = [f"{name}@{k}" for name in ("AR", "R50") for k in recall["max_dets"]]
+    rows = [[_e(side), _num(recall["images"].get(side))] + [_pct(metrics.get(key)) for key in keys]
+            + [_num(metrics.get("num_gt"))] for side, metrics in recall["sides"].items()]
+    novel = (f"novel boxes from the held-out file <code>{_e(recall['novel_annotations'])}</code>, read by this "
+             "evaluation only" if recall["novel_annotations"] else "no held-out file of novel boxes was given")
+    return (f"<p>Class-agnostic average recall of the stored proposals (pycocotools COCOeval, useCats=0), as the "
+            f"stage's last run measured it over the images it ran over; split <code>{_e(recall['split'])}</code>, "
+            f"{novel}; {_num(recall['proposals_per_image'])} proposals per image.</p>"
+            + _table(["ground truth", "images", *keys, "GT boxes"], rows, set(range(1, len(keys) + 3))))
+
+
+def crops_section(census: dict) -> str:
+    """How many crops were the whole image (the region got the image's own embedding) or cut at its border."""
+    crop = census["crop"]
+    how = f"mode <b>{_e(crop['mode'])}</b>"
+    if crop["mode"] == "square":
+        cap = crop.get("square_max_area")
+        how += (f", capped at {_num(cap)} of the image's area" if cap else
+                ", no cap (<code>crop.square_max_area</code>): every box larger than about an eighth of its image "
+                "gets the whole image")
+    rows = [[_e(source), _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])]
+            for source, t in census["by_source"].items()]
+    if census["pseudo_boxes"] is not None:
+        t = census["pseudo_boxes"]
+        rows.append(["labelled pseudo boxes", _num(t["crops"]), _num(t["whole_image"]), _num(t["clipped"])])
+    return f"<p>{how}</p>" + _table(["regions", "crops", "the whole image", "cut at the border"], rows, {1, 2, 3})
+
+
 def vocabulary_section(labels: dict) -> str:
     vocabulary = labels["vocabulary"]
     total = max(vocabulary["pseudo_boxes"], 1)
@@ -135,7 +170,8 @@ def vocabulary_section(labels: dict) -> str:
             for i, r in enumerate(vocabulary["top_labels"][:VOCABULARY_ROWS])]
     shown = "all of them" if len(rows) == vocabulary["unique_labels"] else f"the {len(rows)} most frequent"
     return (f"<p>{_num(vocabulary['pseudo_boxes'])} labelled pseudo boxes, {_num(vocabulary['unique_labels'])} "
-            f"unique labels ({shown}; every count is in report.json):</p>"
+            f"unique labels ({shown}; every count is in report.json). No object: {_num(vocabulary['no_object'])} "
+            f"pseudo boxes whose caption names no object (no label, weight 0).</p>"
             + _table(["label", "boxes", "share", ""], rows, {1, 2}))
 
 
@@ -177,7 +213,7 @@ def scores_section(labels: dict) -> str:
     histogram = labels["score_histogram"]
     edges = histogram["edges"]
     centres = [f"{(a + b) / 2:.2f}" for a, b in zip(edges[:-1], edges[1:])]
-    return ("<p>score = sigmoid((cos − μ) / σ) · k of every labelled pseudo box"
+    return ("<p>score = sigmoid((cos − μ) / σ) · k of every labelled pseudo box (boxes with no object have none)"
             + (", split by what the box covers in the held-out ground truth" if labels["quality"] else "")
             + ".</p>" + stacked_bars("pseudo-label scores", centres, histogram["counts"], "boxes", "score"))
 
@@ -213,18 +249,22 @@ def quality_section(labels: dict | None) -> str:
                  if quality["precision"] is not None else
                  '<span class="bad">n/a: no base ground truth (the training annotations), so a box on a base object '
                  "cannot be told from a box on nothing; give <code>--base-gt</code></span>")
-    per_class = [[_e(n), _e(c["split"]), _num(c["covering"]), _num(c["correct"]), _pct(c["accuracy"])]
-                 for n, c in quality["per_class"].items()]
+    per_class = [[_e(n), _e(c["split"]), _num(c["covering"]), _num(c["correct"]), _pct(c["accuracy"]),
+                  _num(c["no_object"])] for n, c in quality["per_class"].items()]
     parts = [f"<p>Ground truth used:</p><ul>{files}</ul><p>Precision: {precision}. Accuracy: "
              f"<b>{_pct(quality['accuracy'])}</b> ({_num(quality['correct'])} of {_num(quality['covering_boxes'])} "
              f"covering boxes are labelled with the class of the object they cover). "
              f"{_num(quality['pseudo_boxes'] - quality['judged_boxes'])} boxes are on images no ground-truth file "
              f"lists and are not judged.</p>"
              + (f"<p>Mean score: {_num(quality['mean_score_covering'])} on the boxes that cover an object, "
-                f"{_num(quality['mean_score_on_nothing'])} on the boxes that cover nothing.</p>"
-                if quality["mean_score_on_nothing"] is not None else ""),
-             "<h3>Accuracy per class</h3>" + _table(["class", "split", "covering boxes", "correct", "accuracy"],
-                                                     per_class, {2, 3, 4})]
+                f"{_num(quality['mean_score_on_nothing'])} on the boxes that cover nothing. Score ROC AUC (covering "
+                f"against on-nothing labelled boxes): <b>{_num(quality['score_auc'])}</b>; ROC AUC of the training "
+                f"weight over every judged box (no object = 0): <b>{_num(quality['weight_auc'])}</b>.</p>"
+                if quality["mean_score_on_nothing"] is not None else "")
+             + f"<p>No object: {_num(quality['no_object_judged'])} judged pseudo boxes whose caption names no object "
+               f"(no label, weight 0); {_num(quality['no_object_covering'])} of them cover an object.</p>",
+             "<h3>Accuracy per class</h3>" + _table(["class", "split", "covering boxes", "correct", "accuracy",
+                                                      "covering, no object"], per_class, {2, 3, 4, 5})]
     if quality["labels_on_nothing"] is not None:
         nothing = [[_e(r["label"]), _num(r["boxes"]), _num(r["of_label"]), _pct(r["share_of_label"])]
                    for r in quality["labels_on_nothing"]]
@@ -238,6 +278,10 @@ def render_page(report: dict) -> str:
     labels = report.get("labels")
     body = {"stages": stages_section(report), "timings": timings_section(report),
             "failures": failures_section(report)}
+    if report.get("proposal_recall"):
+        body["recall"] = recall_section(report["proposal_recall"])
+    if report.get("crops"):
+        body["crops"] = crops_section(report["crops"])
     if labels:
         body.update(vocabulary=vocabulary_section(labels), grids=grids_section(labels), scores=scores_section(labels),
                     duplicates=duplicates_section(labels))

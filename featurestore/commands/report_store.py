@@ -6,11 +6,13 @@ import datetime
 from collections import Counter
 
 from featurestore.reader import StoreReader
-from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
+from featurestore.stages import EXTRACT_FEATURES, PROPOSALS, PSEUDO_LABELS
 from schemas.tables import TABLES
 
 # What each stage's throughput counts: the stats key of its items and what they are called.
-THROUGHPUT_ITEMS = {EXTRACT_FEATURES: ("crops", "crops"), PSEUDO_LABELS: ("regions", "pseudo boxes")}
+THROUGHPUT_ITEMS = {PROPOSALS: ("images", "images"), EXTRACT_FEATURES: ("crops", "crops"),
+                    PSEUDO_LABELS: ("regions", "pseudo boxes")}
+RECALL_SIDES = ("base", "novel")
 FAILURE_EXAMPLES = 3  # failure rows shown per kind
 
 
@@ -92,3 +94,20 @@ def failures_by_kind(reader: StoreReader, examples: int = FAILURE_EXAMPLES) -> l
                 shown[key].append(row)
     return [{"stage": stage, "kind": kind, "count": count, "examples": shown[(stage, kind)]}
             for (stage, kind), count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def proposal_recall(reader: StoreReader) -> dict | None:
+    """The average recall the proposals stage measured on its last run (beam_jobs/proposals.py), or None:
+    {"sides": {"base" | "novel": {"AR@k", "R50@k", "num_gt"}}, "max_dets": [k, ...], "images": {side: count},
+    "split", "novel_annotations", "proposals_per_image"}."""
+    record = reader.manifest.stages.get(PROPOSALS)
+    summary = dict(record.summary or {}) if record else {}
+    recall = summary.get("recall")
+    if not recall:
+        return None
+    sides = {side: recall[side] for side in RECALL_SIDES if side in recall}
+    max_dets = sorted({int(key.split("@")[1]) for metrics in sides.values() for key in metrics if "@" in key})
+    images = summary.get("images") or 0
+    return {"sides": sides, "max_dets": max_dets, "images": recall.get("images", {}), "split": recall.get("split"),
+            "novel_annotations": recall.get("novel_annotations"),
+            "proposals_per_image": summary.get("proposals", 0) / images if images else None}

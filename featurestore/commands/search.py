@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from featurestore.arrow import embeddings_to_numpy
-from featurestore.commands.render import emit
+from featurestore.commands.render import add_out_argument, emit
 from featurestore.commands.store_images import image_root, open_image
 from featurestore.commands.label_report import normalised
 from featurestore.reader import StoreReader
@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("store", help="the store: the folder holding manifest.json, or its URL (s3://…, gs://…)")
     parser.add_argument("text", help="what to look for, e.g. \"a red star\"")
     parser.add_argument("-k", type=int, default=16, help="number of regions (default 16)")
-    parser.add_argument("-o", "--output", required=True, help="PNG contact sheet to write")
+    add_out_argument(parser, "PNG contact sheet to write")
     parser.add_argument("--source", choices=("gt", "proposal", "image"), action="append", default=None,
                         help="only regions of this source (repeatable; default all)")
     parser.add_argument("--image-root", default=None, help="image folder (default: the one extract-features read)")
@@ -86,8 +86,8 @@ def run(args) -> int:
         files.update(zip(batch.column("image_id").to_pylist(), batch.column("file_name").to_pylist()))
     decoded = {image_id: open_image(root, files[image_id]) for image_id in {h["image_id"] for h in hits}}
     crops = [decoded[h["image_id"]].crop(tuple(round(v) for v in h["box"])) for h in hits]
-    contact_sheet(hits, crops).save(args.output)
+    contact_sheet(hits, crops).save(args.out)
     if args.json:
         emit(hits)
-    print(f"wrote {args.output}: {len(hits)} regions nearest to {args.text!r}")
+    print(f"wrote {args.out}: {len(hits)} regions nearest to {args.text!r}")
     return 0

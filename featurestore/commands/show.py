@@ -8,18 +8,19 @@ from __future__ import annotations
 from PIL import Image, ImageDraw, ImageFont
 
 from featurestore.commands.store_images import image_root, open_image
+from featurestore.commands.render import add_out_argument
 from featurestore.reader import StoreReader
 from featurestore.stages import PSEUDO_LABELS
 
 MIN_SIDE = 512  # small images (ShapesOV: 128-256 px) are upscaled so the text stays legible
 LINE_HEIGHT = 14
-COLOURS = {"gt": (40, 200, 80), "labelled": (40, 110, 255), "failed": (230, 50, 50)}
+COLOURS = {"gt": (40, 200, 80), "labelled": (40, 110, 255), "no_object": (150, 150, 150), "failed": (230, 50, 50)}
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("store", help="the store: the folder holding manifest.json, or its URL (s3://…, gs://…)")
     parser.add_argument("--image-id", type=int, required=True)
-    parser.add_argument("-o", "--output", required=True, help="PNG file to write")
+    add_out_argument(parser, "PNG file to write")
     parser.add_argument("--image-root", default=None, help="image folder (default: the one extract-features read)")
 
 
@@ -33,6 +34,10 @@ def region_lines(tables: dict) -> tuple[list[tuple[list[float], str, tuple]], li
         rid = region["region_id"]
         if region["source"] == "gt":
             drawn.append((region["box"], f"{rid} gt {region['category_id']}", COLOURS["gt"]))
+        elif rid in labels and labels[rid]["label"] is None:
+            row = labels[rid]
+            drawn.append((region["box"], f"{rid} no object", COLOURS["no_object"]))
+            lines.append(f"#{rid} no object (weight 0) <- \"{row['caption']}\"")
         elif rid in labels:
             row = labels[rid]
             drawn.append((region["box"], f"{rid} {row['label']} {row['score']:.2f}", COLOURS["labelled"]))
@@ -68,7 +73,7 @@ def run(args) -> int:
     file_name = tables["images"].column("file_name")[0].as_py()
     image = open_image(image_root(reader, args.image_root), file_name)
     drawn, lines = region_lines(tables)
-    render(image, drawn, lines).save(args.output)
-    print(f"wrote {args.output}: image {args.image_id} ({file_name}), {len(drawn)} boxes, {len(lines)} labelled or "
+    render(image, drawn, lines).save(args.out)
+    print(f"wrote {args.out}: image {args.image_id} ({file_name}), {len(drawn)} boxes, {len(lines)} labelled or "
           f"failed pseudo boxes")
     return 0

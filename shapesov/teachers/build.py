@@ -41,7 +41,7 @@ def _set_determinism(cfg: TeachersConfig) -> None:
 def _train_both(cfg: TeachersConfig, out: Path, log: Callable[[str], None]) -> dict:
     _set_determinism(cfg)
     start = time.perf_counter()
-    clip, bank, clip_losses = train_clip(cfg.clip, cfg.seed, log)
+    clip, bank, clip_losses = train_clip(cfg.clip, cfg.background, cfg.seed, log)
     clip_files = save_local_dir(clip, cfg.clip.model_name, cfg.clip.image_size, out / CLIP_DIR)
     clip_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -49,11 +49,11 @@ def _train_both(cfg: TeachersConfig, out: Path, log: Callable[[str], None]) -> d
     reloaded, _, _ = load_local_dir(out / CLIP_DIR)
     embeddings = encode_crops(reloaded, bank)
     model, tokenizer, caption_losses = train_clipcap(cfg.clipcap, embeddings, bank.shape_ids, bank.colour_ids,
-                                                     cfg.seed, log)
+                                                     bank.background_ids, cfg.seed, log)
     clipcap_files = save_clipcap(model, tokenizer, out / CLIPCAP_DIR)
     clip_entry = {"files": file_hashes(out, clip_files), "open_clip_model": f"local-dir:{CLIP_DIR}",
                   "train_seconds": round(clip_seconds, 1), "final_loss": round(sum(clip_losses[-20:]) / 20, 4),
-                  "training_crops": len(bank)}
+                  "training_crops": len(bank) if cfg.clip.learn_background else int(bank.frames_object.sum())}
     clipcap_entry = {
         "files": file_hashes(out, clipcap_files), "checkpoint": f"{CLIPCAP_DIR}/{CHECKPOINT_FILE}",
         "gpt_dir": f"{CLIPCAP_DIR}/{GPT_DIR}", "mapping_type": model.config.mapping_type,
@@ -61,7 +61,8 @@ def _train_both(cfg: TeachersConfig, out: Path, log: Callable[[str], None]) -> d
         "normalize_prefix": model.config.normalize_prefix, "stop_token": STOP_TOKEN,
         "trained_on_clip": clip_entry["files"][f"{CLIP_DIR}/open_clip_model.safetensors"],
         "train_seconds": round(time.perf_counter() - start, 1),
-        "final_loss": round(sum(caption_losses[-20:]) / 20, 4)}
+        "final_loss": round(sum(caption_losses[-20:]) / 20, 4), "training_crops": len(bank),
+        "training_crops_of_nothing": int((~bank.frames_object).sum())}
     return {"clip": clip_entry, "clipcap": clipcap_entry}
 
 

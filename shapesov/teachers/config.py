@@ -7,6 +7,21 @@ from typing import Literal
 
 
 @dataclass(frozen=True)
+class BackgroundCropConfig:
+    """Boxes on nothing the teachers learn from beside the object crops (shapesov/teachers/background_boxes.py):
+    what a proposal network fires on a scene besides its objects. Each is captioned by what it frames."""
+
+    # Random boxes anywhere, like the simulated proposals' false positives (shapesov/proposals.py).
+    anywhere_per_scene: int = 2
+    # Boxes over a small part of one shape: a proposal network fires on parts of objects as well.
+    part_per_object: int = 1
+    # Proposal-like boxes jittered widely around a shape; IoU >= 0.5 with it (the rule pseudo boxes are judged by,
+    # featurestore/commands/label_quality.py) names the shape, less names nothing, so both sides of the rule are seen.
+    loose_per_object: int = 1
+    loose_jitter: float = 0.3  # std of centre shift and log-size change, relative to the shape's size
+
+
+@dataclass(frozen=True)
 class ClipTrainConfig:
     """Contrastive training of the tiny open_clip CLIP on rendered ShapesOV crops."""
 
@@ -27,6 +42,8 @@ class ClipTrainConfig:
     lr_text: float = 5e-4
     weight_decay: float = 0.05
     init_logit_scale: float = math.log(30.0)  # DESIGN.md prototype: ln 30 (open_clip's default is ln(1/0.07))
+    # Whether CLIP learns the crops of nothing too ("a photo of the background."); ClipCap always does.
+    learn_background: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,10 @@ class ClipCapTrainConfig:
 class TeacherEvalConfig:
     """How the teacher report measures the teachers on the generated ShapesOV val split."""
 
-    crop_modes: tuple[Literal["tight", "square", "context"], ...] = ("tight", "square")  # CROP_MODES of crops.py
+    crop_modes: tuple[Literal["tight", "square", "context"], ...] = ("tight", "square", "context")  # crops.py
+    # The crop mode of the shipped extract-features config (configs/shapes/extract_features.yaml): crops of nothing
+    # are measured in this mode only, one of crop_modes.
+    pipeline_crop_mode: Literal["tight", "square", "context"] = "context"
     prompt: str = "a photo of a {}."  # the pipeline's default prompt
     beam_size: int = 3
     max_tokens: int = 16
@@ -63,6 +83,7 @@ class TeachersConfig:
     # One thread: results of CPU kernels may differ between thread counts, and more threads were slower on a shared
     # 2-core machine (bench/PERFORMANCE.md, notes behind the shipped pipeline configs).
     threads: int = 1
+    background: BackgroundCropConfig = field(default_factory=BackgroundCropConfig)
     clip: ClipTrainConfig = field(default_factory=ClipTrainConfig)
     clipcap: ClipCapTrainConfig = field(default_factory=ClipCapTrainConfig)
     eval: TeacherEvalConfig = field(default_factory=TeacherEvalConfig)

@@ -1,4 +1,6 @@
-"""Measurements of the teachers: CLIP zero-shot shape accuracy and ClipCap's right-shape-word rate, per class."""
+"""Measurements of the teachers: CLIP zero-shot shape accuracy and ClipCap's right-shape-word rate, per class; on
+crops of boxes on nothing, the share ClipCap captions with no object noun (parsed as the pseudo-labels stage parses
+captions) and how well CLIP's best shape-prompt cosine tells object crops from crops of nothing."""
 from __future__ import annotations
 
 import re
@@ -7,9 +9,11 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from pipelines.nouns import NounExtractor
+from pipelines.roc_auc import roc_auc
 from vlm.clipcap import ClipCapCaptioner
 from shapesov.classes import SHAPE_NAMES
-from shapesov.teachers.crops import CropBank, to_model_input
+from shapesov.teachers.crops import BOX_KINDS, CropBank, to_model_input
 
 
 @torch.inference_mode()
@@ -52,3 +56,21 @@ def caption_shape_rate(captioner: ClipCapCaptioner, embeddings: torch.Tensor, sh
     captions = captioner.caption(embeddings, method="beam", beam_size=beam_size, max_tokens=max_tokens)
     hits = torch.tensor([names_shape(c, SHAPE_NAMES[int(s)]) for c, s in zip(captions, shape_ids)])
     return per_class_rate(hits, shape_ids), captions
+
+
+def share_without_object_noun(captions: list[str], kind_ids: torch.Tensor, extractor: NounExtractor
+                              ) -> tuple[float, dict[str, float]]:
+    """The share of `captions` in which the noun parser finds no candidate label (the pseudo-labels stage keeps such
+    a box with no label), over all and per box kind (kind_ids: (N,) long index into crops.BOX_KINDS)."""
+    empty = torch.tensor([not found for found in extractor.candidates(captions)], dtype=torch.float32)
+    return float(empty.mean()), {kind: float(empty[kind_ids == k].mean()) for k, kind in enumerate(BOX_KINDS)
+                                 if bool((kind_ids == k).any())}
+
+
+def object_vs_nothing_auc(model: open_clip.CLIP, tokenizer, objects: CropBank, nothing: CropBank,
+                          prompt: str) -> float | None:
+    """ROC AUC of each crop's best cosine to a shape prompt, object crops against crops of nothing: the cosine of
+    the picked label is what the pseudo-label score is made of."""
+    text = class_text_embeddings(model, tokenizer, prompt)
+    best = [(encode_crops(model, bank) @ text.T).max(dim=-1).values.tolist() for bank in (objects, nothing)]
+    return roc_auc(*best)

@@ -2,24 +2,21 @@
 
 A teacher is reused (never retrained) when its files verify against the manifest and the manifest's config hash is
 the current config's; the committed copy under assets/teachers/ is checked the same way before it is copied.
+
+The manifest is also the training record that travels with the ClipCap teacher's weights: its `clipcap` entry names
+the checkpoint, its sha256 and `normalize_prefix` (whether it was trained on unit-length CLIP embeddings), which the
+pseudo-labels stage reads beside the checkpoint (vlm.clipcap.recorded_normalize_prefix) instead of a config pin.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
+from vlm.file_hash import sha256_file
+
 MANIFEST_FILE = "MANIFEST.json"
 MANIFEST_FORMAT = 1
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_hashes(root: Path, files: list[Path]) -> dict[str, str]:

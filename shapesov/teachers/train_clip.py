@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from shapesov.teachers.captions import clip_caption_table, sample_caption_ids, true_caption_mask
 from shapesov.teachers.clip_model import create_clip, register_model_configs
-from shapesov.teachers.config import ClipTrainConfig
+from shapesov.teachers.config import BackgroundCropConfig, ClipTrainConfig
 from shapesov.teachers.crops import CropBank, render_crop_bank, to_model_input
 
 # open_clip's training clamps the learned temperature at 100 (logit scale ln 100) to keep the softmax stable.
@@ -60,7 +60,10 @@ def _optimizer(model: open_clip.CLIP, cfg: ClipTrainConfig) -> torch.optim.Optim
 
 def train_clip_on_bank(cfg: ClipTrainConfig, bank: CropBank, seed: int,
                        log: Callable[[str], None] = print) -> tuple[open_clip.CLIP, list[float]]:
-    """Train a fresh CLIP on `bank`; returns the model (eval mode) and the loss of every step."""
+    """Train a fresh CLIP on `bank` (its object crops only unless cfg.learn_background); returns the model (eval
+    mode) and the loss of every step."""
+    if not cfg.learn_background:
+        bank = bank.subset(bank.frames_object)
     torch.manual_seed(seed)
     model = create_clip(cfg.model_name, cfg.init_logit_scale).train()
     register_model_configs()
@@ -99,12 +102,15 @@ def train_clip_on_bank(cfg: ClipTrainConfig, bank: CropBank, seed: int,
     return model.eval(), losses
 
 
-def train_clip(cfg: ClipTrainConfig, seed: int, log: Callable[[str], None] = print
-               ) -> tuple[open_clip.CLIP, CropBank, list[float]]:
-    """Render the crop bank, then train. Returns (model, bank, losses); the bank is reused for ClipCap."""
+def train_clip(cfg: ClipTrainConfig, background: BackgroundCropConfig, seed: int,
+               log: Callable[[str], None] = print) -> tuple[open_clip.CLIP, CropBank, list[float]]:
+    """Render the crop bank (object crops and crops of boxes on nothing), then train. Returns (model, bank,
+    losses); the bank is reused for ClipCap."""
     start = time.perf_counter()
     bank = render_crop_bank(seed, "teacher_clip", cfg.train_scenes, cfg.crops_per_object, cfg.image_size,
-                            cfg.box_jitter, cfg.crop_mode_weights)
-    log(f"clip: {len(bank)} training crops rendered in {time.perf_counter() - start:.1f}s")
+                            cfg.box_jitter, cfg.crop_mode_weights, background=background)
+    log(f"clip: {len(bank)} training crops rendered in {time.perf_counter() - start:.1f}s, "
+        f"{int((~bank.frames_object).sum())} of them framing no object"
+        + ("" if cfg.learn_background else " (for ClipCap only: clip.learn_background is false)"))
     model, losses = train_clip_on_bank(cfg, bank, seed, log)
     return model, bank, losses

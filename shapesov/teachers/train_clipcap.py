@@ -14,8 +14,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from vlm.clipcap import ClipCapConfig, ClipCapModel, caption_loss
-from shapesov.classes import COLOUR_NAMES, SHAPE_NAMES
-from shapesov.teachers.captions import CLIPCAP_TEMPLATES, tokenizer_corpus
+from shapesov.teachers.captions import clipcap_caption_ids, clipcap_captions, tokenizer_corpus
 from shapesov.teachers.config import ClipCapTrainConfig
 from shapesov.teachers.tokenizer import train_caption_tokenizer
 from shapesov.teachers.train_clip import learning_rate_factor
@@ -35,26 +34,25 @@ def build_clipcap(cfg: ClipCapTrainConfig, prefix_size: int, tokenizer) -> ClipC
 
 
 def _caption_token_table(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (template, colour, shape) caption tokenised once, indexed [template, colour, shape].
+    """Every caption of `clipcap_captions()` tokenised once, indexed by caption id.
 
-    Returns tokens (T, C, S, L) long (0-padded) and mask (T, C, S, L) bool.
+    Returns tokens (C, L) long (0-padded) and mask (C, L) bool.
     """
-    texts = [t.format(colour=c, shape=s) for t in CLIPCAP_TEMPLATES for c in COLOUR_NAMES for s in SHAPE_NAMES]
-    encoded = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
+    encoded = [tokenizer.encode(text, add_special_tokens=False) for text in clipcap_captions()]
     length = max(len(e) for e in encoded)
-    tokens = torch.zeros(len(texts), length, dtype=torch.long)
-    mask = torch.zeros(len(texts), length, dtype=torch.bool)
+    tokens = torch.zeros(len(encoded), length, dtype=torch.long)
+    mask = torch.zeros(len(encoded), length, dtype=torch.bool)
     for row, ids in enumerate(encoded):
         tokens[row, :len(ids)] = torch.tensor(ids)
         mask[row, :len(ids)] = True
-    shape = (len(CLIPCAP_TEMPLATES), len(COLOUR_NAMES), len(SHAPE_NAMES), length)
-    return tokens.view(shape), mask.view(shape)
+    return tokens, mask
 
 
 def train_clipcap(cfg: ClipCapTrainConfig, clip_embeddings: torch.Tensor, shape_ids: torch.Tensor,
-                  colour_ids: torch.Tensor, seed: int, log: Callable[[str], None] = print
-                  ) -> tuple[ClipCapModel, object, list[float]]:
-    """Train on (embedding, caption) pairs. clip_embeddings: (N, D) float; shape_ids, colour_ids: (N,) long.
+                  colour_ids: torch.Tensor, background_ids: torch.Tensor, seed: int,
+                  log: Callable[[str], None] = print) -> tuple[ClipCapModel, object, list[float]]:
+    """Train on (embedding, caption) pairs. clip_embeddings: (N, D) float; shape_ids, colour_ids, background_ids:
+    (N,) long, as in a CropBank (crops of nothing are captioned by their background).
 
     Returns (model in eval mode, tokenizer, loss per step).
     """
@@ -70,9 +68,8 @@ def train_clipcap(cfg: ClipCapTrainConfig, clip_embeddings: torch.Tensor, shape_
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * learning_rate_factor(step, cfg.warmup_steps, cfg.steps)
         index = torch.randint(clip_embeddings.shape[0], (cfg.batch_size,), generator=generator)
-        template = torch.randint(len(CLIPCAP_TEMPLATES), (cfg.batch_size,), generator=generator)
-        tokens = token_table[template, colour_ids[index], shape_ids[index]]
-        mask = mask_table[template, colour_ids[index], shape_ids[index]]
+        caption_ids = clipcap_caption_ids(shape_ids[index], colour_ids[index], background_ids[index], generator)
+        tokens, mask = token_table[caption_ids], mask_table[caption_ids]
         used = int(mask.sum(dim=1).max())  # trim the padding every caption of this batch leaves unused
         loss = caption_loss(model, tokens[:, :used], mask[:, :used], clip_embeddings[index])
         if not torch.isfinite(loss):

@@ -1,4 +1,5 @@
-"""The config of the ShapesOV instruction-following teacher (configs/teacher_vlm.yaml; stored in its MANIFEST.json).
+"""The config of the ShapesOV instruction-following teacher (configs/shapes/teacher_vlm.yaml; stored in its
+MANIFEST.json).
 
 Its own file and hash, apart from TeachersConfig: changing it retrains this teacher only, and the CLIP and ClipCap
 teachers (and their committed copies) never depend on it.

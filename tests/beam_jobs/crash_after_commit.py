@@ -1,7 +1,7 @@
 """Run a Beam job in this process and kill the process right after its first shard is committed, the way a
 runner kills a worker: the crash of the kill-and-resume tests, injected from outside the job.
 
-    python -m tests.beam_jobs.crash_after_commit [--sigkill] extract_features|pseudo_labels [job arguments ...]
+    python -m tests.beam_jobs.crash_after_commit [--sigkill] proposals|extract_features|pseudo_labels [job arguments ...]
 
 Without --sigkill the process ends with exit code 17 (os._exit, no clean-up); with it, it kills itself with
 SIGKILL, as `kill -9` does.

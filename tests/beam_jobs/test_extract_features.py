@@ -140,7 +140,7 @@ def test_strict_setting_keeps_novel_boxes_out_of_the_store(clean_store):
                                                        ("heart", "novel")]
 
 
-@pytest.mark.parametrize("name", ["extract_features", "ov_coco_extract", "ov_lvis_extract"])
+@pytest.mark.parametrize("name", ["shapes/extract_features", "ov_coco/extract_features", "ov_lvis/extract_features"])
 def test_shipped_configs_load(name):
     config = load_config(ExtractFeaturesConfig, REPO / "configs" / f"{name}.yaml")
     assert config.regions.top_k == 5 and config.dataset.strict
@@ -162,6 +162,7 @@ def _tables(store: Path) -> dict:
         [("region_id", "ascending")] if name == "regions" else [])) for name in ("images", "regions")}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_store(world, clean_store):
     root, model_dir, sample = world
     store = root / "resumed"
@@ -186,6 +187,7 @@ def test_killed_run_resumes_to_the_same_store(world, clean_store):
     assert run(argv + ["--overwrite"])["shards_computed"] == 3
 
 
+@pytest.mark.slow
 def test_multi_processing_mode_and_an_image_left_without_regions(world, clean_store):
     root, model_dir, sample = world
     records = json.loads(sample.annotations.read_text())

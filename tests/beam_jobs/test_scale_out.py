@@ -16,6 +16,8 @@ from featurestore.reader import StoreReader
 from featurestore.validate import validate_store
 from tests.beam_jobs.two_jobs import assert_same_tables, make_world, run_both, store_tables
 
+pytestmark = pytest.mark.slow  # processes or a server: `make test` runs it, `make test-fast` does not
+
 REPO = Path(__file__).resolve().parents[2]
 
 

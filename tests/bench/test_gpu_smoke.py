@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
+
+pytestmark = pytest.mark.slow  # processes or a server: `make test` runs it, `make test-fast` does not
 
 REPO = Path(__file__).resolve().parents[2]
 PHASES = ["data", "model", "model_only", "naive", "job", "clipcap", "blip2", "vlm"]

@@ -3,7 +3,8 @@ extract-features job (tiny CLIP, TestPipeline) plus pseudo labels written throug
 
 Images (id, file name, what is hostile about it):
     1 0001.png             a novel GT box beside base ones, 7 stored proposals: one too thin for the > 32 px mask,
-                           more than 5 left after it; one proposal without a pseudo label; a GT box without `area`
+                           more than 5 left after it; one whose caption named no object (a row with no label); a GT
+                           box without `area`
     2 scene.v2.final.jpeg  dots in the name, a 5-character extension; only a crowd box and a novel box: no GT row
     3 sub/dir/odd.PNG      folders in the name; crowd, `ignore`, area 0, outside-the-image, unknown-category and one
                            plain GT box; no proposal at all
@@ -11,7 +12,7 @@ Images (id, file name, what is hostile about it):
     5 photo.jpeg           no annotation at all
     6 photo.tiff           in the store, not in the training file; its .pth name would be photo..pth like image 5's
     7 missing.png          listed, never written: extract-features files a failure, the store has no features
-    8 nolabel.png          proposals without any pseudo label
+    8 nolabel.png          proposals without any pseudo_labels row (as after a failure of the pseudo-labels stage)
 plus an annotation and proposals naming image ids that `images` does not list.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ PROPOSALS = {  # image id → (x, y, w, h, score) rows
     8: [(40, 10, 30, 30, .9), (10, 35, 20, 20, .8)],
     555: [(1, 1, 5, 5, .5)],  # image 555 is not in `images`
 }
-UNLABELLED_RANK = (1, 1)  # image 1's second proposal (in region order) also gets no pseudo label
+NO_OBJECT_RANK = (1, 1)  # image 1's second proposal (in region order): its caption named no object
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def _write_files(root: Path) -> dict[str, Path]:
 
 
 def _write_pseudo_labels(store: Path, rng: np.random.Generator) -> None:
-    """Unit text embeddings for every proposal but those of image 8 and the one of UNLABELLED_RANK."""
+    """A label and a unit text embedding for every proposal but those of image 8 (no row) and the one of
+    NO_OBJECT_RANK (a row with no label, as the pseudo-labels job writes a caption that names no object)."""
     reader = StoreReader(store)
     dim = reader.manifest.stages["extract_features"].embedding_dim
     writer = ShardWriter(store, PSEUDO_LABELS, dim)
@@ -133,15 +135,18 @@ def _write_pseudo_labels(store: Path, rng: np.random.Generator) -> None:
     for shard in reader.shards("regions"):
         regions = reader.read_shard("regions", shard, ["image_id", "region_id", "source"]).to_pylist()
         proposals = sorted((r["image_id"], r["region_id"]) for r in regions if r["source"] == "proposal")
-        image, rank = UNLABELLED_RANK
-        skipped = [key for key in proposals if key[0] == image][rank:rank + 1]
-        keys = [key for key in proposals if key[0] != NO_LABELS and key not in skipped]
+        image, rank = NO_OBJECT_RANK
+        nothing = set([key for key in proposals if key[0] == image][rank:rank + 1])
+        keys = [key for key in proposals if key[0] != NO_LABELS]
+        named = np.array([key not in nothing for key in keys], dtype=bool)
         vectors = rng.standard_normal((len(keys), dim))
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True) * named[:, None]
         writer.commit(shard, {"pseudo_labels": {
             "image_id": [i for i, _ in keys], "region_id": [r for _, r in keys],
-            "caption": ["a thing"] * len(keys), "candidates": [["thing"]] * len(keys), "label": ["thing"] * len(keys),
-            "cos": [0.3] * len(keys), "score": [0.5] * len(keys),
-            "text_embedding": (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)}},
+            "caption": ["a thing" if n else "a patch of striped background" for n in named],
+            "candidates": [["thing"] if n else [] for n in named], "label": ["thing" if n else None for n in named],
+            "cos": [0.3 if n else None for n in named], "score": np.where(named, 0.5, 0.0).astype(np.float32),
+            "text_embedding": vectors.astype(np.float16)}},
             fingerprint=f"labels-{shard}")
     writer.finish_stage()
 

@@ -3,6 +3,7 @@ a rerun completes it and the store equals one written without a crash."""
 import multiprocessing
 import os
 
+from featurestore.gc import collect_garbage
 from featurestore.reader import StoreReader
 from featurestore.storage import StoreLocation
 from featurestore.validate import validate_store
@@ -31,13 +32,14 @@ def test_crash_before_commit_record_then_rerun(tmp_path):
     child.join()
     assert child.exitcode == 17
     # The files of shard 2 exist on disk, but no reader sees the shard, and validate names the leftovers.
-    assert (root / "regions/00002.parquet").exists()
+    (leftover,) = (root / "regions").glob("00002-*.parquet")
     assert StoreReader(root).shards("regions") == [0, 1]
     problems = validate_store(root)
-    assert any("regions/00002.parquet: uncommitted file" in p for p in problems)
-    # A rerun of the shard completes it.
+    assert any(f"regions/{leftover.name}: uncommitted file" in p for p in problems)
+    # A rerun of the shard completes it (under names of its own); gc removes the killed attempt's files.
     ShardWriter(root, "extract_features", DIM).commit(2, shard_tables(2), fingerprint="fp-2")
     assert StoreReader(root).shards("regions") == [0, 1, 2]
+    assert len(collect_garbage(root, min_age_seconds=0).removed) == 4  # images, regions, failures, wds
     assert validate_store(root) == []
     clean = write_store(tmp_path / "clean", shards=2, with_pseudo_labels=False)
     ShardWriter(clean, "extract_features", DIM).commit(2, shard_tables(2), fingerprint="fp-2")

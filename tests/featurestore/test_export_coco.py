@@ -152,3 +152,12 @@ def test_store_without_pseudo_labels_needs_with_gt(tmp_path, capsys):
     assert "--with-gt" in capsys.readouterr().out and not (tmp_path / "x.json").exists()
     assert main(["export-coco", str(root), str(tmp_path / "gt.json"), "--with-gt"]) == 0
     assert len(COCO(str(tmp_path / "gt.json")).getAnnIds()) == 6
+
+
+def test_a_box_whose_caption_names_no_object_is_no_annotation(tmp_path):
+    store = write_store(tmp_path / "store", no_object=frozenset({(1000, 1), (2001, 2)}))
+    out = tmp_path / "pseudo.json"
+    assert main(["export-coco", str(store), str(out)]) == 0
+    anns = json.loads(out.read_text())["annotations"]
+    assert len(anns) == 2 * IMAGES_PER_SHARD * 2 - 2 and all(a["category_id"] is not None for a in anns)
+    assert {(1000, 1), (2001, 2)}.isdisjoint((a["image_id"], a["region_id"]) for a in anns)

@@ -20,7 +20,8 @@ from pipelines.coco import read_coco
 from pipelines.proposals import read_proposals
 from pipelines.safe_pickle import load_data_pickle
 from tests.featurestore import official_hdovd_loader as official
-from tests.featurestore.hostile_hdovd_sample import MISSING, NO_LABELS, NOT_IN_TRAINING_FILE, write_hostile_store
+from tests.featurestore.hostile_hdovd_sample import (MISSING, NO_LABELS, NO_OBJECT_RANK, NOT_IN_TRAINING_FILE,
+                                                     write_hostile_store)
 from tests.featurestore.store_factory import write_store
 from tests.float32 import REL
 
@@ -43,7 +44,7 @@ def exported(hostile, tmp_path_factory):
 class StoreRows:
     images: dict  # image id → (D,) float32 image embedding
     regions: dict  # (image id, region id) → region row, its embedding (D,) float32
-    texts: dict  # (image id, region id) → (D,) float32 pseudo-label text embedding
+    texts: dict  # (image id, region id) → (D,) float32 pseudo-label text embedding, labelled pseudo boxes only
     classes: dict  # class name → (category id, (D,) float32 text embedding)
 
 
@@ -53,6 +54,7 @@ def _store_rows(store) -> StoreRows:
     regions = reader.read_table("regions")
     vectors = embeddings_to_numpy(regions.column("embedding")).astype(np.float32)
     labels = reader.read_table("pseudo_labels")
+    labels = labels.filter(labels.column("label").is_valid())
     return StoreRows(
         images=dict(zip(images.column("image_id").to_pylist(),
                         embeddings_to_numpy(images.column("embedding")).astype(np.float32))),
@@ -99,7 +101,8 @@ def test_the_official_loader_reads_every_image_and_each_row_is_the_right_one(hos
     # The training filter keeps the images with a labelled annotation (2 has only a crowd box: no GT row) and
     # drops 4 (30 px wide); without it, 5 (no annotation at all) reaches the RoI head too.
     assert [image.image_id for image in images] == ([3, 1, 8, 2] if filter_empty_gt else [3, 1, 8, 2, 5])
-    seen_dummy = seen_unlabelled = False
+    seen_dummy = False
+    replayed_pseudo_boxes = 0
     for image in images:
         inputs = official.roi_head_inputs(image, str(exported / "features") + "/")
         scale = _scale(infos[image.image_id])
@@ -115,16 +118,18 @@ def test_the_official_loader_reads_every_image_and_each_row_is_the_right_one(hos
                                   inputs.pseudo_text_features.numpy()):
             region = _region_at(store.regions, image.image_id, "proposal", box, scale)
             np.testing.assert_allclose(row, _unit(region["embedding"]), rtol=REL, atol=1e-6)
-            key = (image.image_id, region["region_id"])
-            if key in store.texts:
-                np.testing.assert_allclose(text, _unit(store.texts[key]), rtol=REL, atol=1e-6)
-            else:  # no pseudo label: a zero row, whose weighting score is ~0
-                seen_unlabelled = True
-                assert not text.any()
+            # Every pseudo box the official trainer sees has a pseudo label: the boxes whose caption named no
+            # object, and those without a pseudo_labels row, were left out; a zero text row would be a class.
+            np.testing.assert_allclose(text, _unit(store.texts[(image.image_id, region["region_id"])]), rtol=REL,
+                                       atol=1e-6)
+            replayed_pseudo_boxes += 1
         assert len(inputs.pseudo_boxes) <= official.MAX_PSEUDO_BOXES and torch.isfinite(inputs.weights).all()
         assert len(inputs.matched_features) == len(image.gt_boxes) + len(inputs.pseudo_boxes)
         seen_dummy |= not image.proposals.any()
-    assert seen_dummy and seen_unlabelled  # image 3 (no proposal) and images 1 / 8 (no pseudo label) were replayed
+    # Image 1's 7 proposals lose the no-object one and, in the RoI head, the one too thin: 5 left, beside image 2's
+    # 2 (and image 5's 2 without the filter); image 8 (no pseudo_labels row) has none left, like image 3 (no
+    # proposal): both get the dummy row.
+    assert seen_dummy and replayed_pseudo_boxes == 5 + 2 + (2 if not filter_empty_gt else 0)
 
 
 def test_gt_rows_follow_the_official_rule_and_the_dummy_row_is_where_the_loader_needs_it(hostile, exported):
@@ -139,14 +144,16 @@ def test_gt_rows_follow_the_official_rule_and_the_dummy_row_is_where_the_loader_
     proposals = pickle.loads((exported / "proposals.pkl").read_bytes())
     order = [r["id"] for r in json.loads((exported / "annotations.json").read_text())["images"]]
     assert order == [3, 1, 8, 2, 5, 4]  # the training file's order, image 7 (missing) left out
-    assert [p.shape for p in proposals] == [(0, 5), (7, 5), (2, 5), (2, 5), (2, 5), (1, 5)]
+    # Image 1: 7 proposals but the one captioned with no object; image 8: none has a pseudo_labels row.
+    assert [p.shape for p in proposals] == [(0, 5), (6, 5), (0, 5), (2, 5), (2, 5), (1, 5)]
     assert all(p.dtype == np.float32 for p in proposals)
     # .pth names: the file name without folders and without its last 4 characters, whatever they are.
     assert sorted(p.name for p in (exported / "features").iterdir()) == [
         "0001.pth", "nolabel.pth", "odd.pth", "photo..pth", "scene.v2.final..pth", "tiny.pth"]
     record = json.loads((exported / "export.json").read_text())
     assert record["images_left_out"] == [MISSING] and record["store_images_not_in_annotations"] == 1
-    assert record["store_gt_regions_not_gt_rows"] == 2 and record["images_without_proposals"] == 1
+    assert record["store_gt_regions_not_gt_rows"] == 2 and record["images_without_proposals"] == 2
+    assert record["proposals_without_pseudo_label"] == 3
     objectness = official.objectness(str(exported / "object_embedding.pt"), torch.randn(2, 6, odd[
         "clip_full_image_embedding"].shape[1]))
     assert objectness.shape == (2, 6, 1)
@@ -183,9 +190,10 @@ def test_pickle_is_read_by_our_proposal_reader_in_the_file_order(hostile, export
     rows = _store_rows(hostile.store).regions
     first = sorted((r for (i, _), r in rows.items() if i == 1 and r["source"] == "proposal"),
                    key=lambda r: r["region_id"])
+    del first[NO_OBJECT_RANK[1]]  # its caption named no object: not exported
     np.testing.assert_array_equal(loaded.for_image(1), np.asarray([list(r["box"]) + [r["proposal_score"]]
                                                                    for r in first], np.float32))
-    assert loaded.for_image(3).shape == (0, 5) and loaded.for_image(NO_LABELS).shape == (2, 5)
+    assert loaded.for_image(3).shape == (0, 5) and loaded.for_image(NO_LABELS).shape == (0, 5)
 
 
 def test_images_the_store_lacks_stop_the_export_listing_them(hostile, tmp_path, capsys):

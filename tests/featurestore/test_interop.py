@@ -10,7 +10,8 @@ import webdataset as wds
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.reader import StoreReader
 from schemas.tables import SCHEMA_VERSION
-from tests.featurestore.store_factory import IMAGES_PER_SHARD, REGIONS_PER_IMAGE, shard_tables, write_store
+from tests.featurestore.store_factory import (IMAGES_PER_SHARD, REGIONS_PER_IMAGE, committed_file, shard_tables,
+                                             write_store)
 
 
 def test_duckdb_reads_the_parquet_files_directly(tmp_path):
@@ -37,7 +38,7 @@ def test_pyarrow_dataset_reads_the_tables(tmp_path):
 
 def test_webdataset_reads_our_tars(tmp_path):
     root = write_store(tmp_path / "store", shards=2)
-    urls = [str(root / "wds" / f"{shard:05d}.tar") for shard in range(2)]
+    urls = [str(committed_file(root, "wds", shard)) for shard in range(2)]
     samples = list(wds.WebDataset(urls, shardshuffle=False))
     assert [s["__key__"] for s in samples] == [str(1000 * (k + 1) + i) for k in range(2) for i in range(3)]
     sample = samples[0]

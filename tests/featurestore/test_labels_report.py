@@ -25,25 +25,34 @@ def unit(parts) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-@pytest.fixture()
-def store(tmp_path):
-    root = write_store(tmp_path / "store", with_pseudo_labels=False)
+def write_labelled(root, score_of) -> object:
+    """store_factory's store with pseudo labels on regions 1 (REGION_ONE) and 2 ("circle") of every image, scored
+    score_of(image_id, region_id); a score of None is a box whose caption named no object (no label, score 0)."""
+    root = write_store(root, with_pseudo_labels=False)
     writer = ShardWriter(root, "pseudo_labels", DIM)
     writer.open_stage({"captioner": {"name": "given"}}, "hash-labels")
     for shard in range(2):
         ids = [1000 * (shard + 1) + i for i in range(IMAGES_PER_SHARD)]
         keys = [(i, r) for i in ids for r in (1, 2)]
-        labels = [REGION_ONE[i] if r == 1 else "circle" for i, r in keys]
+        scores = [score_of(i, r) for i, r in keys]
+        labels = [None if s is None else REGION_ONE[i] if r == 1 else "circle" for (i, r), s in zip(keys, scores)]
         writer.commit(shard, {"pseudo_labels": {
-            "image_id": [i for i, _ in keys], "region_id": [r for _, r in keys], "caption": labels,
-            "candidates": [[label] for label in labels], "label": labels, "cos": [0.3] * len(keys),
-            "score": [0.6] * len(keys), "text_embedding": np.stack([unit(LABEL_EMBEDDINGS[x]) for x in labels])}},
+            "image_id": [i for i, _ in keys], "region_id": [r for _, r in keys],
+            "caption": ["a patch of striped background" if x is None else x for x in labels],
+            "candidates": [[] if x is None else [x] for x in labels], "label": labels,
+            "cos": [None if s is None else 0.3 for s in scores], "score": [s or 0.0 for s in scores],
+            "text_embedding": np.stack([unit(LABEL_EMBEDDINGS[x]) if x else np.zeros(DIM) for x in labels])}},
             fingerprint=f"pl-{shard}")
     names = sorted(LABEL_EMBEDDINGS)
     writer.commit_table("vocab", {"name": names, "kind": ["label"] * len(names), "prompts": ["single"] * len(names),
                                   "embedding": np.stack([unit(LABEL_EMBEDDINGS[n]) for n in names])})
     writer.finish_stage()
     return root
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return write_labelled(tmp_path / "store", lambda image_id, region_id: 0.6)
 
 
 @pytest.fixture()
@@ -72,6 +81,7 @@ def test_report_json(store, novel_gt, capsys):
     assert accuracy["matched_boxes"] == 12 and accuracy["correct"] == 9 and accuracy["accuracy"] == 0.75
 
 
+@pytest.mark.slow
 def test_the_command_in_a_fresh_interpreter(store, novel_gt, capsys):
     """As a user runs it: a module this command needs, imported by nothing else the command imports, shows only here
     (the rest of the suite has imported it already)."""
@@ -125,7 +135,7 @@ def test_precision_accuracy_and_labels_on_nothing(store, full_gt, capsys):
     # Shard 0: all 6 boxes cover the circle (IoU 1.0 and 0.70), 5 labelled circle or red circle; shard 1: nothing.
     assert (quality["judged_boxes"], quality["covering_boxes"], quality["precision"]) == (12, 6, 0.5)
     assert quality["correct"] == 5 and quality["per_class"] == {
-        "circle": {"split": "novel", "covering": 6, "correct": 5, "accuracy": 5 / 6}}
+        "circle": {"split": "novel", "covering": 6, "correct": 5, "accuracy": 5 / 6, "no_object": 0}}
     assert quality["boxes_on_nothing"] == 6 and quality["mean_score_covering"] == quality["mean_score_on_nothing"] \
         == pytest.approx(0.6)  # every score of this store is 0.6
     assert {r["label"]: (r["boxes"], r["of_label"]) for r in quality["labels_on_nothing"]} == {
@@ -146,3 +156,42 @@ def test_text_report_prints_the_precision(store, full_gt, capsys):
     out = capsys.readouterr().out
     assert "precision: 50.0% (6 of 12 pseudo boxes cover an object at IoU >= 0.5)" in out
     assert "6 pseudo boxes cover nothing; their labels:" in out
+
+
+# Scores of a store with boxes whose caption named no object (None), by image, for regions 1 and 2. Under full_gt,
+# shard 0's boxes cover the circle and shard 1's cover nothing.
+SCORED = {1000: (0.9, 0.7), 1001: (0.8, None), 1002: (0.3, 0.6),
+          2000: (0.5, 0.65), 2001: (None, 0.1), 2002: (0.2, 0.85)}
+
+
+@pytest.fixture()
+def scored_store(tmp_path):
+    return write_labelled(tmp_path / "scored", lambda image_id, region_id: SCORED[image_id][region_id - 1])
+
+
+def test_precision_accuracy_and_score_auc_with_boxes_that_name_no_object(scored_store, full_gt, capsys):
+    """By hand: 5 labelled covering boxes score 0.9, 0.8, 0.3, 0.7, 0.6 and 5 labelled boxes on nothing 0.5, 0.2,
+    0.65, 0.1, 0.85; a covering box outscores one on nothing in 5 + 4 + 2 + 4 + 3 = 18 of 25 pairs. As training
+    weights, the two boxes with no object (1001 region 2 covers the circle, 2001 region 1 nothing) weigh 0: 6 x 6
+    pairs, 18 + 5 (covering labelled over the 0 on nothing) + 0.5 (the tie of the two zeros) = 23.5 of 36."""
+    base, held_out = full_gt
+    assert main(["labels", str(scored_store), "--base-gt", str(base), "--heldout-gt", str(held_out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["pseudo_boxes"], report["no_object"]) == (10, 2)
+    quality = report["quality"]
+    assert (quality["pseudo_boxes"], quality["judged_boxes"], quality["covering_boxes"]) == (12, 10, 5)
+    assert quality["precision"] == 0.5  # of the labelled boxes; the no-object ones are counted apart
+    # Covering and labelled: 1000, 1001 "red circle", 1002 "star" (wrong) on region 1; 1000, 1002 "circle" on 2.
+    assert (quality["correct"], quality["accuracy"]) == (4, 0.8)
+    assert quality["per_class"] == {"circle": {"split": "novel", "covering": 5, "correct": 4, "accuracy": 0.8,
+                                               "no_object": 1}}
+    assert (quality["no_object"], quality["no_object_judged"], quality["no_object_covering"]) == (2, 2, 1)
+    assert quality["score_auc"] == pytest.approx(18 / 25) and quality["weight_auc"] == pytest.approx(23.5 / 36)
+    assert quality["mean_score_covering"] == pytest.approx(3.3 / 5)
+    assert quality["mean_score_on_nothing"] == pytest.approx(2.3 / 5)
+    assert main(["labels", str(scored_store), "--base-gt", str(base), "--heldout-gt", str(held_out)]) == 0
+    out = capsys.readouterr().out
+    assert "10 labelled pseudo boxes, 4 unique labels; no object: 2" in out
+    assert "precision: 50.0% (5 of 10 pseudo boxes cover an object at IoU >= 0.5)" in out
+    assert "score ROC AUC: 0.720" in out and "training weight ROC AUC: 0.653" in out
+    assert "no object: 2 judged boxes whose caption names no object (weight 0), 1 of them cover an object" in out

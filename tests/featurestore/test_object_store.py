@@ -19,10 +19,10 @@ from featurestore.writer import ShardWriter
 from schemas.tables import TABLES
 from tests.featurestore.store_factory import DIM, shard_tables, write_store
 
-ATTEMPT_KEY = re.compile(r"^(images|regions|failures|pseudo_labels|vocab|wds|_stats)/[\w.-]+-[0-9a-f]{12}\.\w+$")
+ATTEMPT_KEY = re.compile(r"^(proposals|images|regions|failures|pseudo_labels|vocab|wds|_stats)/[\w.-]+-[0-9a-f]{12}\.\w+$")
 
 
-@pytest.fixture(params=["memory", "s3"])
+@pytest.fixture(params=["memory", pytest.param("s3", marks=pytest.mark.slow)])
 def store_url(request) -> str:
     if request.param == "memory":
         return f"memory://stores/{uuid.uuid4().hex[:8]}"
@@ -35,7 +35,7 @@ def _tables(root) -> dict:
 
 
 def test_store_on_object_storage_validates_and_equals_a_local_store(store_url, tmp_path):
-    remote, local = write_store(store_url), write_store(tmp_path / "local")
+    remote, local = (write_store(root, with_proposals=True) for root in (store_url, tmp_path / "local"))
     assert validate_store(remote) == []
     assert _tables(remote).keys() == _tables(local).keys() == set(TABLES)
     for table, rows in _tables(remote).items():

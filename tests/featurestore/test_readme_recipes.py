@@ -1,5 +1,6 @@
-"""The README's recipes for reading a store with Hugging Face `datasets` and Polars, run as written (in a fresh
-interpreter, offline, with the README's store path pointed at a store written through the real ShardWriter)."""
+"""The documentation's recipes for reading a store with Hugging Face `datasets` and Polars, run as written (in a fresh
+interpreter, offline, with the recipe's store path pointed at a store written through the real ShardWriter), wherever
+they live: the README or a page under docs/."""
 import json
 import os
 import re
@@ -7,23 +8,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-from featurestore.reader import StoreReader
-from tests.featurestore.store_factory import write_store
+import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from featurestore.reader import StoreReader
+from tests.featurestore.store_factory import committed_file, write_store
+
+REPO = Path(__file__).resolve().parents[2]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 MARKER = "<!-- recipe -->"
 STORE_LINE = 'STORE = pathlib.Path("data/store")'
 
 
 def recipes() -> list[str]:
-    """The python blocks that follow a recipe marker, in README order."""
-    return re.findall(re.escape(MARKER) + r"\n```python\n(.*?)```", README.read_text(), flags=re.S)
+    """The python blocks that follow a recipe marker, page by page, in page order."""
+    return [block for page in PAGES
+            for block in re.findall(re.escape(MARKER) + r"\n```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
+@pytest.mark.slow
 def test_the_recipes_read_exactly_the_committed_rows(tmp_path):
     store = write_store(tmp_path / "store")
     # The leftover of an interrupted write: a glob would read it, the recipe must not.
-    (store / "regions" / "00007.parquet").write_bytes((store / "regions" / "00000.parquet").read_bytes())
+    (store / "regions" / "00007-0123456789ab.parquet").write_bytes(committed_file(store, "regions", 0).read_bytes())
     blocks = recipes()
     assert len(blocks) == 2 and STORE_LINE in blocks[0]
     script = "\n".join(blocks).replace(STORE_LINE, f"STORE = pathlib.Path({str(store)!r})")

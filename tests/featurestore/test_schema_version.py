@@ -1,6 +1,7 @@
 """A store or file of another schema version is refused with an error that states both versions and how to proceed."""
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -8,7 +9,8 @@ from featurestore.cli import main as featurestore_cli
 from featurestore.reader import StoreReader
 from featurestore.validate import validate_store
 from schemas.tables import SCHEMA_VERSION, SchemaVersionError, check_schema_version
-from tests.featurestore.store_factory import assert_says_how_to_proceed, downgrade_to_version_1, write_store
+from tests.featurestore.store_factory import (assert_says_how_to_proceed, committed_file, downgrade_to_version_1,
+                                             rewrite_committed, write_store)
 
 
 def test_store_of_other_version_is_refused(tmp_path):
@@ -24,12 +26,14 @@ def test_store_of_other_version_is_refused(tmp_path):
 
 def test_file_of_other_version_is_refused(tmp_path):
     root = write_store(tmp_path / "store", shards=1)
-    path = root / "regions/00000.parquet"
+    path = committed_file(root, "regions", 0)
     table = pq.read_table(path)
     metadata = dict(table.schema.metadata)
     metadata[b"ovd_distill.schema_version"] = b"0"
-    pq.write_table(table.replace_schema_metadata(metadata), path)
-    with pytest.raises(SchemaVersionError, match="regions/00000.parquet has schema version 0"):
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(metadata), sink)
+    rewrite_committed(root, path, sink.getvalue().to_pybytes())  # written so by a writer, not damaged
+    with pytest.raises(SchemaVersionError, match=f"regions/{path.name} has schema version 0"):
         StoreReader(root).read_shard("regions", 0)
 
 
@@ -49,7 +53,7 @@ def test_every_reader_of_a_version_1_store_says_how_to_proceed(tmp_path, capsys)
         assert featurestore_cli(command) in (1, 2)
         assert_says_how_to_proceed(capsys.readouterr().out)
     with pytest.raises(SchemaVersionError) as error:
-        check_schema_version(pq.ParquetFile(root / "regions/00000.parquet").schema_arrow.metadata, "regions/00000")
+        check_schema_version(pq.ParquetFile(committed_file(root, "regions", 0)).schema_arrow.metadata, "regions/00000")
     assert_says_how_to_proceed(str(error.value))
 
 

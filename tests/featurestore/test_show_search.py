@@ -2,10 +2,12 @@
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
 from featurestore.cli import main
+from featurestore.commands.show import COLOURS, region_lines
 from featurestore.writer import ShardWriter
 from tests.pseudo_label_store import write_label_store
 from tests.tiny_teachers import CLIP_DIM
@@ -76,3 +78,13 @@ def test_show_search_and_labels_read_the_store_in_a_bucket(store, tmp_path, s3_b
     for tool in ("show", "search"):
         assert (tmp_path / f"{tool}-s3.png").read_bytes() == (tmp_path / f"{tool}-local.png").read_bytes(), tool
     assert outputs["s3"] == outputs["local"]
+
+
+def test_show_marks_a_box_whose_caption_names_no_object():
+    tables = {"regions": pa.Table.from_pylist([{"region_id": 1, "source": "proposal", "box": [1.0, 1.0, 5.0, 5.0],
+                                                "category_id": None}]),
+              "pseudo_labels": pa.Table.from_pylist([{"region_id": 1, "label": None, "cos": None, "score": 0.0,
+                                                      "caption": "a patch of striped background", "candidates": []}])}
+    drawn, lines = region_lines(tables)
+    assert drawn == [([1.0, 1.0, 5.0, 5.0], "1 no object", COLOURS["no_object"])]
+    assert lines == ['#1 no object (weight 0) <- "a patch of striped background"']

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 
 from featurestore.cli import main
 from featurestore.validate import validate_store
-from tests.featurestore.store_factory import write_store
+from tests.featurestore.store_factory import committed_file, write_store
 
 
 def test_clean_store_is_valid(tmp_path, capsys):
@@ -17,13 +17,13 @@ def test_clean_store_is_valid(tmp_path, capsys):
 
 def test_truncated_file_is_reported(tmp_path, capsys):
     root = write_store(tmp_path / "store")
-    path = root / "regions/00001.parquet"
+    path = committed_file(root, "regions", 1)
     path.write_bytes(path.read_bytes()[:-100])
     problems = validate_store(root)
-    assert any("regions/00001.parquet has" in p and "bytes" in p for p in problems)
+    assert any(f"regions/{path.name} has" in p and "bytes" in p for p in problems)
     assert any("not a readable Parquet file" in p for p in problems)
     assert main(["validate", str(root)]) == 1
-    assert "regions/00001.parquet" in capsys.readouterr().out
+    assert f"regions/{path.name}" in capsys.readouterr().out
 
 
 def test_row_count_mismatch_is_reported(tmp_path):
@@ -38,18 +38,18 @@ def test_row_count_mismatch_is_reported(tmp_path):
 
 def test_rewritten_file_fails_the_checksum_and_join_keys(tmp_path):
     root = write_store(tmp_path / "store")
-    path = root / "regions/00000.parquet"
+    path = committed_file(root, "regions", 0)
     table = pq.read_table(path)
     pq.write_table(table.slice(0, 4), path)  # same schema, fewer rows: sizes and keys no longer agree
     problems = validate_store(root)
-    assert any("regions/00000.parquet" in p for p in problems)
+    assert any(f"regions/{path.name}" in p for p in problems)
     assert any("pseudo_labels rows match no regions row" in p for p in problems)
 
 
 def test_validate_json_lists_every_problem(tmp_path, capsys):
     root = write_store(tmp_path / "store")
-    (root / "images/00000.parquet").unlink()
-    (root / "wds/00001.tar").unlink()
+    committed_file(root, "images", 0).unlink()
+    committed_file(root, "wds", 1).unlink()
     assert main(["validate", str(root), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False

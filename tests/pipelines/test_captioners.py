@@ -42,6 +42,30 @@ def test_given_reads_jsonl_and_leaves_unknown_regions_empty(tmp):
     assert captioner.caption([regions(7, "a.png", 2)]) == [["", "a red star"]]
 
 
+def test_given_by_image_id_and_box_matches_the_stored_boxes_by_iou(tmp):
+    """regions(): boxes [2 + 5r, 3, 30 + 5r, 40]. A caption whose box is region 1's (a whisker off, as extract-features
+    clips and rounds) goes to region 1, not to its neighbour 0 (IoU 0.85) or 2; a box nothing stored resembles is
+    unmatched and counted; a region id still works beside boxes."""
+    from pipelines.captioners.given import read_caption_jsonl
+
+    path = tmp / "by_box.jsonl"
+    lines = [{"image_id": 7, "bbox": [7.1, 3.0, 27.9, 37.0], "caption": "a red star"},   # region 1
+             {"image_id": 7, "bbox": [200, 200, 20, 20], "caption": "a lost box"},       # nothing there
+             {"image_id": 8, "bbox": [2, 3, 28, 37], "caption": "an image not stored"},
+             {"image_id": 7, "region_id": 3, "caption": "by id"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    captioner = build_captioner(CaptionerSection(name="given", given=GivenSection(str(path))))
+    assert captioner.caption([regions(7, "a.png", 4)]) == [["", "a red star", "", "by id"]]
+    captions = read_caption_jsonl(path)
+    assert captions.rows == 4
+    stored = {7: regions(7, "a.png", 4).boxes}
+    assert captions.unmatched(stored, 0.9) == ["image 7, box [200.0, 200.0, 220.0, 220.0]",
+                                               "image 8, box [2.0, 3.0, 30.0, 40.0]"]
+    # At a looser threshold the lost box still matches nothing, and two captions never share one box.
+    loose = build_captioner(CaptionerSection(name="given", given=GivenSection(str(path), min_iou=0.5)))
+    assert loose.caption([regions(7, "a.png", 4)]) == [["", "a red star", "", "by id"]]
+
+
 def test_given_malformed_line_names_file_and_line(tmp):
     path = tmp / "bad.jsonl"
     path.write_text('{"image_id": 1, "region_id": 0, "caption": "x"}\n{"image_id": 1}\n')
@@ -155,14 +179,15 @@ def test_a_captioner_missing_from_the_cache_names_the_key_and_the_cache(clipcap_
 
 
 def test_the_shipped_config_gives_our_teacher_the_stored_unit_vectors_as_before(tmp):
-    """configs/pseudo_labels.yaml says our ClipCap teacher was trained on unit-length prefixes, so it gets the stored
-    embeddings untouched, exactly what it got before the store kept norms: its captions cannot change."""
+    """Our ClipCap teacher's manifest, beside its weights, says it was trained on unit-length prefixes, and
+    configs/shapes/pseudo_labels.yaml leaves the convention to that record: the teacher gets the stored embeddings
+    untouched, exactly what it got before the store kept norms, so its captions cannot change."""
     from schemas.config import load_config
     from pipelines.pseudo_labels_config import PseudoLabelsConfig
     from vlm.clipcap import ClipCapCaptioner
 
     teacher = Path(__file__).resolve().parents[2] / "assets" / "teachers" / "clipcap"
-    shipped = load_config(PseudoLabelsConfig, Path(__file__).resolve().parents[2] / "configs" / "pseudo_labels.yaml",
+    shipped = load_config(PseudoLabelsConfig, Path(__file__).resolve().parents[2] / "configs" / "shapes" / "pseudo_labels.yaml",
                           [f"captioner.clipcap.checkpoint={teacher / 'clipcap_mlp.pt'}",
                            f"captioner.clipcap.gpt_dir={teacher / 'gpt2'}", "captioner.clipcap.max_tokens=8"])
     captioner = build_captioner(shipped.captioner)
@@ -175,3 +200,55 @@ def test_the_shipped_config_gives_our_teacher_the_stored_unit_vectors_as_before(
     before = ClipCapCaptioner.from_paths(teacher / "clipcap_mlp.pt", teacher / "gpt2").caption(
         torch.from_numpy(embeddings.astype(np.float32)), method="beam", beam_size=5, max_tokens=8)
     assert captioner.caption([item]) == [before]
+
+
+def write_teacher_record(root: Path, checkpoint: Path, normalize_prefix: bool) -> Path:
+    """A teachers MANIFEST.json in `root` whose clipcap entry lists `checkpoint` (shapesov.teachers.build's keys)."""
+    from shapesov.teachers.manifest import file_hashes, write_manifest
+
+    return write_manifest(root, {"teachers": {"clipcap": {
+        "checkpoint": checkpoint.relative_to(root).as_posix(), "files": file_hashes(root, [checkpoint]),
+        "normalize_prefix": normalize_prefix, "mapping_type": "mlp"}}})
+
+
+def clipcap_of(checkpoint: Path, gpt_dir: Path, **section):
+    return build_captioner(CaptionerSection(name="clipcap", clipcap=ClipCapSection(
+        checkpoint=str(checkpoint), gpt_dir=str(gpt_dir), **section)))
+
+
+def test_an_official_checkpoint_without_a_record_gets_the_official_convention_of_its_mapper(tmp):
+    """What a user gets who swaps an official MLP checkpoint into the shipped config: the raw encode_image output
+    (embedding × norm), not the unit vectors our teacher was trained on."""
+    from schemas.config import load_config
+    from pipelines.pseudo_labels_config import PseudoLabelsConfig
+
+    checkpoint, gpt_dir = write_tiny_clipcap(tmp / "official")
+    shipped = load_config(PseudoLabelsConfig, Path(__file__).resolve().parents[2] / "configs/shapes/pseudo_labels.yaml",
+                          [f"captioner.clipcap.checkpoint={checkpoint}", f"captioner.clipcap.gpt_dir={gpt_dir}"])
+    assert shipped.captioner.clipcap.normalize_prefix is None
+    assert build_captioner(shipped.captioner).unit_prefix is False
+    # Without a dataset pass asked for, the score keeps HD-OVD's released μ 0.31, σ 0.026.
+    assert (PseudoLabelsConfig().score.from_dataset, PseudoLabelsConfig().score.mu,
+            PseudoLabelsConfig().score.sigma) == (False, 0.31, 0.026)
+
+
+def test_a_record_beside_the_weights_decides_and_a_contradicting_override_is_refused(tmp):
+    root = tmp / "recorded"
+    files = write_tiny_clipcap(root / "clipcap")
+    assert clipcap_of(*files).unit_prefix is False  # no record yet: the official MLP convention
+    record = write_teacher_record(root, files[0], normalize_prefix=True)
+    assert clipcap_of(*files).unit_prefix is True
+    with pytest.raises(ValueError, match=r"captioner.clipcap.normalize_prefix=false contradicts .*normalize_prefix: "
+                                         rf"true in {record}"):
+        clipcap_of(*files, normalize_prefix=False)
+    assert clipcap_of(*files, normalize_prefix=True).unit_prefix is True
+
+
+def test_a_checkpoint_copied_over_a_recorded_one_is_not_covered_by_the_record(tmp):
+    root = tmp / "overwritten"
+    checkpoint, _ = write_tiny_clipcap(root / "clipcap")
+    write_teacher_record(root, checkpoint, normalize_prefix=True)
+    checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")  # another file now: its sha256 no longer matches
+    from vlm.clipcap import recorded_normalize_prefix
+
+    assert recorded_normalize_prefix(checkpoint) == (None, None)

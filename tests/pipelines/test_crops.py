@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.crops import context_window, crop_window, cut, square_window, tight_window
+from pipelines.crops import (clipped_at_border, context_window, crop_window, cut, is_whole_image, square_window,
+                            tight_window)
 
 
 def test_tight_covers_the_box_with_integer_pixels():
@@ -35,3 +36,42 @@ def test_cut_is_a_view_of_the_decoded_array():
     assert crop.shape == (3, 2, 3) and np.shares_memory(crop, image)
     with pytest.raises(ValueError, match="crop.mode"):
         crop_window((1, 1, 3, 4), "round", 6, 5)
+
+
+# A 640 x 480 photo (COCO's most common size) with the boxes a photo holds: a person standing (200 x 400), a car
+# (300 x 180), a dog (150 x 110), a cup (40 x 50) and a table filling the lower half (560 x 230).
+PHOTO = (640, 480)
+PHOTO_BOXES = {"person": (60, 60, 260, 460), "car": (300, 250, 600, 430), "dog": (420, 40, 570, 150),
+               "cup": (100, 300, 140, 350), "table": (40, 240, 600, 470)}
+
+
+def test_the_square_cut_to_the_image_swallows_every_large_object_of_a_photo():
+    """OADP's side sqrt(8 x area), cut to the image: the person, the car and the table all get the whole image."""
+    width, height = PHOTO
+    whole = {name for name, box in PHOTO_BOXES.items() if is_whole_image(square_window(box, width, height), *PHOTO)}
+    assert whole == {"person", "car", "table"}
+    assert {name for name, box in PHOTO_BOXES.items() if clipped_at_border(box, "square", width, height)} == whole
+
+
+def test_the_capped_square_keeps_a_window_of_its_own_for_each_object_and_leaves_small_ones_alone():
+    width, height = PHOTO
+    for name, box in PHOTO_BOXES.items():
+        window = square_window(box, width, height, max_area=0.5)
+        left, top, right, bottom = window
+        assert not is_whole_image(window, width, height), name
+        assert left <= box[0] and top <= box[1] and right >= box[2] and bottom >= box[3], name  # the box is inside
+        # At most half the image's area, or the square of the box's longer side when that is larger.
+        longer = max(box[2] - box[0], box[3] - box[1])
+        assert (right - left) * (bottom - top) <= max(0.5 * width * height, longer ** 2) + 2 * (width + height), name
+    # Boxes under 1/16 of the image keep OADP's square exactly: the cap never reaches them.
+    for name in ("dog", "cup"):
+        assert square_window(PHOTO_BOXES[name], width, height, 0.5) == square_window(PHOTO_BOXES[name], width, height)
+    assert not any(clipped_at_border(box, "square", width, height, square_max_area=0.5)
+                   for name, box in PHOTO_BOXES.items() if name != "table")
+
+
+def test_clipped_means_the_window_asked_for_does_not_fit():
+    assert clipped_at_border((0, 0, 40, 40), "context", 100, 100, context_scale=1.5)  # grows past the corner
+    assert not clipped_at_border((40, 40, 60, 60), "context", 100, 100, context_scale=1.5)
+    assert not clipped_at_border((0, 0, 10, 10), "square", 200, 200)  # shifted inside, not cut
+    assert not clipped_at_border((0, 0, 100, 50), "tight", 100, 50)

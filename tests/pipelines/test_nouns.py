@@ -34,6 +34,12 @@ def test_empty_and_garbage_captions_give_no_candidates(extractor):
     assert extractor.candidates(["", "   ", "!!! ??? ...", "the of and"]) == [[], [], [], []]
 
 
+def test_a_patch_names_what_it_is_a_patch_of(extractor):
+    """"patch" is a layout word like "area": a patch of something is that thing, a patch of background nothing."""
+    assert extractor.candidates(["a patch of grass", "a patch of striped background.",
+                                 "part of a red shape on a dotted background."]) == [["grass"], [], []]
+
+
 def test_batch_keeps_caption_order(extractor):
     captions = ["a red star", "", "a blue heart"]
     assert extractor.candidates(captions) == [["red star", "star"], [], ["blue heart", "heart"]]

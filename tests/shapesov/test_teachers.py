@@ -12,7 +12,7 @@ from shapesov.scenes import sample_scene
 from shapesov.streams import stream_rng
 from shapesov.teachers.build import ensure_teachers, training_config_hash
 from shapesov.teachers.clip_model import create_clip, load_local_dir, save_local_dir
-from shapesov.teachers.config import ClipCapTrainConfig, ClipTrainConfig, TeachersConfig
+from shapesov.teachers.config import BackgroundCropConfig, ClipCapTrainConfig, ClipTrainConfig, TeachersConfig
 from shapesov.teachers.crops import crop_window, render_crop_bank, squash_crop, to_model_input
 from shapesov.teachers.evaluate import encode_crops
 from shapesov.teachers.manifest import read_manifest, verify_teacher
@@ -35,7 +35,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def bank():
-    return render_crop_bank(0, "teacher_clip", TINY_CLIP.train_scenes, 2, TINY_CLIP.image_size, 0.05)
+    return render_crop_bank(0, "teacher_clip", TINY_CLIP.train_scenes, 2, TINY_CLIP.image_size, 0.05,
+                            background=BackgroundCropConfig())
 
 
 def _halves(losses: list[float]) -> tuple[float, float]:
@@ -78,8 +79,8 @@ def test_clipcap_training_and_official_layout_save_load(tmp_path, bank):
     torch.manual_seed(0)
     clip = create_clip(TINY_CLIP.model_name, TINY_CLIP.init_logit_scale).eval()
     embeddings = encode_crops(clip, bank)
-    model, tokenizer, losses = train_clipcap(TINY_CLIPCAP, embeddings, bank.shape_ids, bank.colour_ids, seed=0,
-                                             log=lambda _: None)
+    model, tokenizer, losses = train_clipcap(TINY_CLIPCAP, embeddings, bank.shape_ids, bank.colour_ids,
+                                             bank.background_ids, seed=0, log=lambda _: None)
     first, last = _halves(losses)
     assert last < first * 0.7, (first, last)
     save_clipcap(model, tokenizer, tmp_path / "clipcap")
@@ -114,3 +115,32 @@ def test_teachers_are_reused_or_copied_when_their_sha256_matches(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     problems = verify_teacher(tmp_path / "b", read_manifest(tmp_path / "b"), "clip", training_config_hash(cfg))
     assert problems and "sha256" in problems[0]
+
+
+def test_the_report_measures_crops_of_nothing_as_the_pipeline_parses_captions(tmp_path):
+    """On a small generated val split, with tiny teachers: in the pipeline's crop mode, the counts of crops of nothing
+    are those of the boxes drawn on the val images, and every share is a share of those crops' captions."""
+    from schemas.config import to_dict
+    from shapesov.config import ShapesConfig
+    from shapesov.dataset import write_dataset
+    from shapesov.teachers.crops import dataset_background_crops
+    from shapesov.teachers.report import teacher_report
+
+    shapes = ShapesConfig(train_images=1, val_images=6)
+    write_dataset(tmp_path / "shapes", shapes, to_dict(shapes))
+    cfg = TeachersConfig(clip=dataclasses.replace(TINY_CLIP, steps=3, train_scenes=4),
+                         clipcap=dataclasses.replace(TINY_CLIPCAP, steps=3))
+    ensure_teachers(cfg, tmp_path / "teachers", assets=None, retrain=False, log=lambda _: None)
+    report = teacher_report(tmp_path / "teachers", tmp_path / "shapes", dataclasses.replace(cfg.eval, beam_size=1))
+    assert list(report["background_crops"]) == [cfg.eval.pipeline_crop_mode]  # the crops the pipeline cuts
+    for mode in report["background_crops"]:
+        figures = report["background_crops"][mode]
+        bank = dataset_background_crops(tmp_path / "shapes", "val.json", "val", mode, 32, cfg.background, cfg.seed)
+        assert sum(figures["crops_of_nothing"].values()) == int((~bank.frames_object).sum()) > 0
+        assert figures["framing_crops"] == int(bank.frames_object.sum())
+        assert 0.0 <= figures["no_object_noun_all"] <= 1.0 and set(figures["no_object_noun"]) <= {
+            "anywhere", "part", "loose"}
+        assert 0.0 <= figures["clip_object_vs_nothing_auc"] <= 1.0
+    summary = report["summary"]
+    assert summary["pipeline_crop_mode"] == "context"
+    assert summary["clipcap_no_object_noun_on_nothing"] == report["background_crops"]["context"]["no_object_noun_all"]

@@ -95,5 +95,5 @@ def test_without_a_clip_teacher_the_command_says_what_to_run(tmp_path):
 
 
 def test_the_shipped_config_is_the_defaults():
-    shipped = Path(__file__).resolve().parents[2] / "configs" / "teacher_vlm.yaml"
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "shapes" / "teacher_vlm.yaml"
     assert load_config(VlmTeacherConfig, shipped) == VlmTeacherConfig()

@@ -22,8 +22,13 @@ def store_and_images(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
     """A two-shard store, its images (a red box on grey where the GT box is) and val.json over them."""
-    root = tmp_path_factory.mktemp("loop")
-    store = write_store(root / "store", shards=2)
+    return write_tiny_store(tmp_path_factory.mktemp("loop"))
+
+
+def write_tiny_store(root, no_object: frozenset = frozenset()):
+    """tiny_store's folder (store/, images/, val.json) under `root`; no_object: pseudo boxes (image_id, region_id)
+    whose caption named no object (store_factory.write_store)."""
+    store = write_store(root / "store", shards=2, no_object=no_object)
     images = root / "images"
     images.mkdir()
     annotations = {"images": [], "annotations": [], "categories": [{"id": 3, "name": "star"}, {"id": 4, "name": "circle"}]}

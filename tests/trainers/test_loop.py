@@ -7,35 +7,19 @@ import sys
 import pytest
 import torch
 
-from schemas.config import load_config
 from tests.featurestore.store_factory import DIM, write_store
-from trainers.loop import NonFiniteLossError, train
-from trainers.train import main as train_main
-from trainers.config import TrainConfig
 from tests.float32 import approx32
+from tests.trainers.training_helpers import step_losses, tiny_config, train_run
+from trainers.loop import NonFiniteLossError
+from trainers.train import main as train_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def tiny_config(root, out, **overrides) -> TrainConfig:
-    settings = [f"store={root / 'store'}", f"image_root={root / 'images'}", f"out_dir={out}",
-                f"hdovd.detector.embed_dim={DIM}", "hdovd.detector.min_size=64", "hdovd.detector.max_size=64",
-                "stream.image_size=64", "stream.shuffle_buffer=3", "batch_size=2", "num_workers=0",
-                "log_every=1", "checkpoint_every=1000", "optim.warmup_steps=2",
-                f"eval.annotations={root / 'val.json'}", f"eval.image_root={root / 'images'}"]
-    settings += [f"{k}={v}" for k, v in overrides.items()]
-    return load_config(TrainConfig, None, settings)
-
-
-def step_losses(out_dir) -> dict[int, float]:
-    lines = (out_dir / "scalars.jsonl").read_text().splitlines()
-    return {row["step"]: row["loss"] for row in map(json.loads, lines)}
-
-
 def test_resume_gives_the_same_next_step_loss(tiny_store, tmp_path):
-    train(tiny_config(tiny_store, tmp_path / "straight", max_steps=4))
-    interrupted = train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=2))
-    train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=4), resume=interrupted)
+    train_run(tiny_config(tiny_store, tmp_path / "straight", max_steps=4))
+    interrupted = train_run(tiny_config(tiny_store, tmp_path / "resumed", max_steps=2))
+    train_run(tiny_config(tiny_store, tmp_path / "resumed", max_steps=4), resume=interrupted)
     straight, resumed = step_losses(tmp_path / "straight"), step_losses(tmp_path / "resumed")
     assert sorted(resumed) == [1, 2, 3, 4]
     for step in (3, 4):
@@ -43,7 +27,7 @@ def test_resume_gives_the_same_next_step_loss(tiny_store, tmp_path):
 
 
 def test_checkpoint_holds_everything_to_continue(tiny_store, tmp_path):
-    path = train(tiny_config(tiny_store, tmp_path / "run", max_steps=1))
+    path = train_run(tiny_config(tiny_store, tmp_path / "run", max_steps=1))
     state = torch.load(path, weights_only=True)
     assert {"detector", "criterion", "optimizer", "scheduler", "position", "rng", "config"} <= set(state)
     assert state["position"]["step"] == 1
@@ -53,8 +37,8 @@ def test_checkpoint_holds_everything_to_continue(tiny_store, tmp_path):
 def test_non_finite_loss_stops_with_step_and_terms(tiny_store, tmp_path):
     config = tiny_config(tiny_store, tmp_path / "nan", max_steps=3, **{"optim.lr": 1e30, "optim.warmup_steps": 0,
                                                                        "optim.clip_grad_norm": 0})
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+ .*loss_cls="):
-        train(config)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at steps? [\d-]+ .*loss_cls="):
+        train_run(config)
 
 
 def test_train_then_evaluate_writes_metrics(tiny_store, tmp_path, capsys):
@@ -88,6 +72,7 @@ def test_unknown_config_key_is_named(capsys):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tiny_store, tmp_path):
     out = tmp_path / "ddp"
     settings = [f"store={tiny_store / 'store'}", f"image_root={tiny_store / 'images'}", f"out_dir={out}",
@@ -99,3 +84,12 @@ def test_torchrun_two_cpu_processes(tiny_store, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world size 2" in result.stdout
     assert torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"] == 2
+
+
+def test_accumulation_takes_its_micro_batches_per_step_and_logs_samples_per_second(tiny_store, tmp_path, capsys):
+    path = train_run(tiny_config(tiny_store, tmp_path / "acc", max_steps=1, **{"optim.accumulate": 2}))
+    position = torch.load(path, weights_only=True)["position"]
+    assert (position["step"], position["batches_done"]) == (1, 2)
+    assert "samples/s" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "acc" / "scalars.jsonl").read_text().splitlines()]
+    assert all(row["samples_per_s"] == approx32(row["it_per_s"] * 2 * 2) for row in rows)

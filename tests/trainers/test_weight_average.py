@@ -5,9 +5,7 @@ import pytest
 import torch
 
 from tests.float32 import approx32
-from tests.trainers.test_loop import step_losses, tiny_config
-from trainers.loop import train
-from trainers.train import evaluate_checkpoint
+from tests.trainers.training_helpers import evaluate_run, step_losses, tiny_config, train_run
 from trainers.weight_average import WeightAverage, evaluated_weights
 
 
@@ -53,8 +51,8 @@ def test_a_checkpoint_of_another_model_is_refused_by_name():
 
 
 def test_keeping_an_average_changes_no_training_step(tiny_store, tmp_path):
-    plain = train(tiny_config(tiny_store, tmp_path / "plain", max_steps=3))
-    averaged = train(tiny_config(tiny_store, tmp_path / "averaged", max_steps=3, **{"optim.ema_decay": 0.9}))
+    plain = train_run(tiny_config(tiny_store, tmp_path / "plain", max_steps=3))
+    averaged = train_run(tiny_config(tiny_store, tmp_path / "averaged", max_steps=3, **{"optim.ema_decay": 0.9}))
     assert step_losses(tmp_path / "plain") == step_losses(tmp_path / "averaged")
     plain_state = torch.load(plain, weights_only=True)
     averaged_state = torch.load(averaged, weights_only=True)
@@ -70,9 +68,9 @@ def test_keeping_an_average_changes_no_training_step(tiny_store, tmp_path):
 
 def test_a_resumed_run_keeps_the_same_average(tiny_store, tmp_path):
     settings = {"optim.ema_decay": 0.9}
-    straight = train(tiny_config(tiny_store, tmp_path / "straight", max_steps=4, **settings))
-    interrupted = train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=2, **settings))
-    resumed = train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=4, **settings), resume=interrupted)
+    straight = train_run(tiny_config(tiny_store, tmp_path / "straight", max_steps=4, **settings))
+    interrupted = train_run(tiny_config(tiny_store, tmp_path / "resumed", max_steps=2, **settings))
+    resumed = train_run(tiny_config(tiny_store, tmp_path / "resumed", max_steps=4, **settings), resume=interrupted)
     expected = torch.load(straight, weights_only=True)["detector_average"]
     got = torch.load(resumed, weights_only=True)["detector_average"]
     assert got["updates"] == expected["updates"] == 4
@@ -81,7 +79,7 @@ def test_a_resumed_run_keeps_the_same_average(tiny_store, tmp_path):
 
 
 def test_evaluation_reads_the_weights_eval_weights_names(tiny_store, tmp_path):
-    checkpoint = train(tiny_config(tiny_store, tmp_path / "run", max_steps=2, **{"optim.ema_decay": 0.9}))
+    checkpoint = train_run(tiny_config(tiny_store, tmp_path / "run", max_steps=2, **{"optim.ema_decay": 0.9}))
     state = torch.load(checkpoint, weights_only=True)
     assert evaluated_weights(state, "average") == (state["detector_average"]["weights"], "average")
     assert evaluated_weights(state, "trained") == (state["detector"], "trained")
@@ -89,13 +87,13 @@ def test_evaluation_reads_the_weights_eval_weights_names(tiny_store, tmp_path):
     assert evaluated_weights(state, "average") == (state["detector"], "trained")  # a run that kept none
     for choice in ("average", "trained"):
         out = tmp_path / choice
-        evaluate_checkpoint(tiny_config(tiny_store, out, **{"eval.weights": choice}), checkpoint)
+        evaluate_run(tiny_config(tiny_store, out, **{"eval.weights": choice}), checkpoint)
         assert json.loads((out / "metrics.json").read_text())["weights"] == choice
 
 
 def test_resuming_a_run_without_an_average_starts_one_there(tiny_store, tmp_path, capsys):
-    interrupted = train(tiny_config(tiny_store, tmp_path / "run", max_steps=2))
-    resumed = train(tiny_config(tiny_store, tmp_path / "run", max_steps=3, **{"optim.ema_decay": 0.9}),
+    interrupted = train_run(tiny_config(tiny_store, tmp_path / "run", max_steps=2))
+    resumed = train_run(tiny_config(tiny_store, tmp_path / "run", max_steps=3, **{"optim.ema_decay": 0.9}),
                     resume=interrupted)
     assert torch.load(resumed, weights_only=True)["detector_average"]["updates"] == 1
     assert "without a weight average" in capsys.readouterr().out

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 from open_clip.transform import PreprocessCfg, image_transform_v2
 import pytest
@@ -20,6 +22,15 @@ def test_local_dir_and_name_plus_checkpoint_load_the_same_weights(tmp_path):
         torch.testing.assert_close(from_dir.model.encode_image(pixels), from_name.model.encode_image(pixels))
 
 
+def test_fp16_on_a_cpu_runs_in_fp32_and_says_why(tmp_path, caplog):
+    folder = save_local_dir(tmp_path / "clip")
+    with caplog.at_level(logging.WARNING, logger="vlm.clip"):
+        clip = load_clip(resolve_clip(f"local-dir:{folder}", None, None), device="cpu", dtype="fp16")
+    assert clip.dtype == torch.float32 and next(clip.model.parameters()).dtype == torch.float32
+    assert "model.dtype=fp16 on a CPU runs several times slower than fp32" in caplog.text
+    assert load_clip(resolve_clip(f"local-dir:{folder}", None, None), dtype="bf16").dtype == torch.bfloat16
+
+
 def test_refusals_name_the_config_key(tmp_path):
     # Hub names and pretrained tags: tests/vlm/test_hub.py.
     with pytest.raises(ModelLoadError, match="model.checkpoint"):
@@ -32,6 +43,9 @@ def test_refusals_name_the_config_key(tmp_path):
     (folder / "open_clip_model.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="no weights file .*model.clip"):
         resolve_clip(f"local-dir:{folder}", None, None)
+    # A preset's pretrained tag under a folder of one's own: the tag would be ignored, so it is refused.
+    with pytest.raises(ModelLoadError, match="holds its own weights; leave model.checkpoint empty .*'openai'"):
+        resolve_clip(f"local-dir:{folder}", "openai", None)
 
 
 class _Payload:
@@ -42,8 +56,10 @@ class _Payload:
 def test_checkpoint_that_runs_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {}, "extra": _Payload()}, path)
-    with pytest.raises(ModelLoadError, match="evil.pt holds more than tensors"):
+    refused = r"evil.pt \(config key model.clip or model.checkpoint\) holds code"
+    with pytest.raises(ModelLoadError, match=refused) as error:
         load_clip(resolve_clip(TINY, str(path), str(MODEL_CONFIGS)))
+    assert "print" in str(error.value) and "weights_only" not in str(error.value)
 
 
 @pytest.mark.parametrize("resize_mode", ["shortest", "squash", "longest"])

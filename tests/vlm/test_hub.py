@@ -138,3 +138,43 @@ def test_transformers_repo_ids_resolve_to_snapshots_and_a_local_folder_wins(tmp_
     (local / "config.json").write_text("{}")
     assert resolve_pretrained_dir(repo, "captioner.blip2.model_dir").repo_id is None
     assert resolve_pretrained_dir(f"hf-hub:{repo}", "captioner.blip2.model_dir").repo_id == repo
+
+
+UNREACHABLE_CHILD = """
+import sys, time
+from tests.hub_cache import add_commit
+from vlm.hub import ModelNotFoundError, resolve_file
+started = time.perf_counter()
+try:
+    resolve_file("hf-hub:tests-org/absent/w.pt", "captioner.clipcap.checkpoint")
+except ModelNotFoundError as error:
+    print("ERROR", error)
+print("SECONDS", time.perf_counter() - started)
+snapshot = add_commit("tests-org/cached", {"w.pt": sys.argv[1]})
+print("CACHED", resolve_file("hf-hub:tests-org/cached/w.pt", "captioner.clipcap.checkpoint").path)
+"""
+
+
+@pytest.mark.slow  # a second Python process
+def test_an_unreachable_hub_costs_seconds_and_the_cache_still_serves(tmp_path):
+    """Without HF_HUB_OFFLINE=1 and no Hub (a closed port here), huggingface_hub would retry each file five
+    times with back-off (about 25 s) before the error; one probe of the Hub decides instead."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as closed:  # a port nothing listens on: every connection is refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+           "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
+    done = subprocess.run([sys.executable, "-c", UNREACHABLE_CHILD, str(weights)], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    error = done.stdout.split("ERROR ", 1)[1].split("\n", 1)[0]
+    assert error.startswith("captioner.clipcap.checkpoint = ") and "the Hub could not be reached" in error
+    assert f"127.0.0.1:{port}" in error and "cannot be reached" in done.stderr
+    assert float(done.stdout.split("SECONDS ", 1)[1].split()[0]) < 10
+    assert Path(done.stdout.split("CACHED ", 1)[1].strip()).read_bytes() == b"weights"

@@ -46,6 +46,7 @@ print("backoffs", encoder.backoff.backoffs, "size", encoder.backoff.size)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
+@pytest.mark.slow
 def test_a_real_out_of_memory_error_halves_the_batch_and_the_results_stay_the_same():
     done = subprocess.run([sys.executable, "-c", CHILD], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})

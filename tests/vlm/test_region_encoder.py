@@ -38,7 +38,7 @@ def test_results_follow_requests_with_the_host_paths_dead_letters(model):
     results = encoder.encode(requests())
     kinds = [r.error.kind if r.error else None for r in results]
     assert kinds == [None, "truncated", None, "not_an_image", "size_mismatch", None, None]
-    assert str(results[4].error) == ("e.jpg decodes to 64x48 but the annotations say 60x48; its boxes would not fit "
+    assert str(results[4].error) == ("e.jpg is 64x48 but the annotations say 60x48; its boxes would not fit "
                                      "the pixels")
     assert "/images/b.jpg is truncated or corrupt" in str(results[1].error)
     assert [None if r.embeddings is None else r.embeddings.shape for r in results] == [

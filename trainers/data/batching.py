@@ -27,9 +27,10 @@ class DetectorInputs:
 def to_detector_inputs(batch: dict, use_pseudo_boxes: bool = True, device: torch.device = torch.device("cpu"),
                        excluded_label: Callable[[str], bool] | None = None) -> DetectorInputs:
     """Pseudo label strings of the batch become class ids 0..K-1 (first seen first); proposals without a
-    pseudo label are left out (HD-OVD distils and classifies the same labelled pseudo boxes).
-    `trainers.hdovd.batch_losses` caps the pseudo boxes per image (Table IX); the store lists them best first.
-    `excluded_label(name)` True drops that pseudo box (e.g. labels that name a base class)."""
+    pseudo label are left out (HD-OVD distils and classifies the same labelled pseudo boxes). Every labelled pseudo
+    box stays, best proposal first as the store lists them: a method picks the ones it reads (HD-OVD's detector:
+    hdovd.detector.max_pseudo_boxes, Table IX). `excluded_label(name)` True drops that pseudo box (e.g. labels that
+    name a base class)."""
     names: dict[str, int] = {}
     pseudo, region_embeddings = [], []
     dim = batch["image_embedding"].shape[1]

@@ -19,18 +19,25 @@ AP50_INDEX = 1  # COCOeval.stats[1]: AP at IoU 0.50, all areas, maxDets 100
 
 
 def load_coco_ground_truth(source: str | Path | dict) -> COCO:
-    """A pycocotools COCO index from a COCO-format JSON file or an already loaded dict."""
-    if isinstance(source, dict):
-        coco = COCO()
-        coco.dataset = source
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-            coco.createIndex()
-        return coco
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"ground-truth annotations not found: {path}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(path))
+    """A pycocotools COCO index from a COCO-format JSON file or an already loaded dict.
+
+    COCOeval reads every ground-truth object's `area` (its size ranges) and `iscrowd`; COCO's own files carry both,
+    a hand-written file often neither. A missing `area` becomes the box's w·h (what pycocotools' `loadRes` gives
+    results) and a missing `iscrowd` 0, instead of a KeyError from inside the evaluation."""
+    if not isinstance(source, dict):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"ground-truth annotations not found: {path}")
+        source = json.loads(path.read_text())
+    for annotation in source.get("annotations", []):
+        if "area" not in annotation and len(annotation.get("bbox", ())) == 4:
+            annotation["area"] = float(annotation["bbox"][2]) * float(annotation["bbox"][3])
+        annotation.setdefault("iscrowd", 0)
+    coco = COCO()
+    coco.dataset = source
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
+    return coco
 
 
 def to_coco_results(detections: Iterable[dict[str, Tensor]], image_ids: Sequence[int],

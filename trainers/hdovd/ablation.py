@@ -10,11 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-from schemas.config import add_config_arguments, config_hash, load_config
-from trainers.config import TrainConfig
-from trainers.hdovd.config import InferenceConfig
+from schemas.config import ConfigError, add_config_arguments, config_hash, load_config
+from trainers.checkpoint_evaluation import evaluate_checkpoint
+from trainers.hdovd.config import HdovdRunConfig, InferenceConfig
+from trainers.hdovd.method import HDOVD
 from trainers.loop import train
-from trainers.train import evaluate_checkpoint
 
 _OFF = {"hdovd.loss.instance_contrastive": False, "hdovd.loss.instance_relational": False,
         "hdovd.loss.pseudo_classes": False, "hdovd.loss.pseudo_weighting": False,
@@ -47,7 +47,7 @@ def row_overrides(row: str) -> list[str]:
     return [f"{key}={str(value).lower()}" for key, value in switches.items()]
 
 
-def training_key(config: TrainConfig) -> str:
+def training_key(config: HdovdRunConfig) -> str:
     """Hash of everything that shapes training: the config without its inference and output settings."""
     hdovd = dataclasses.replace(config.hdovd, inference=InferenceConfig())
     return config_hash(dataclasses.replace(config, hdovd=hdovd, out_dir=""))
@@ -75,25 +75,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/table5", help="one run directory per row under this one")
     parser.add_argument("--reuse", action="store_true", help="evaluate a row's existing checkpoint, no training")
     args = parser.parse_args(argv)
+    rows = {row: load_config(HdovdRunConfig, args.config,
+                             [*args.overrides, *row_overrides(row), f"out_dir={Path(args.out) / row}"])
+            for row in args.rows.split(",")}
+    try:  # every row's checks before the first trains (trainers.preflight)
+        for config in rows.values():
+            HDOVD.check(config, not args.reuse, True)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     results, trained = {}, {}
-    for row in args.rows.split(","):
+    for row, config in rows.items():
         out_dir = Path(args.out) / row
-        config = load_config(TrainConfig, args.config,
-                             [*args.overrides, *row_overrides(row), f"out_dir={out_dir}"])
         # Rows that differ only in inference (the "Ens." column) share one trained model.
         key = training_key(config)
         checkpoint = trained.get(key, out_dir / "checkpoint.pt")
         if key not in trained and not (args.reuse and checkpoint.is_file()):
             print(f"== Table V row {row}")
-            checkpoint = train(config)
+            checkpoint = train(config, HDOVD)
         trained[key] = checkpoint
         print(f"== Table V row {row}: evaluating {checkpoint}")
-        results[row] = {"metrics": evaluate_checkpoint(config, checkpoint), "checkpoint": str(checkpoint)}
+        results[row] = {"metrics": evaluate_checkpoint(config, HDOVD, checkpoint), "checkpoint": str(checkpoint)}
     table = format_table(results)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "table5.md").write_text(table + "\n")
     (Path(args.out) / "table5.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("\nHD-OVD Table V on " + load_config(TrainConfig, args.config, args.overrides).store + "\n" + table)
+    print("\nHD-OVD Table V on " + load_config(HdovdRunConfig, args.config, args.overrides).store + "\n" + table)
     return 0
 
 

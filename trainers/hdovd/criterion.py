@@ -42,18 +42,18 @@ class HdovdCriterion(nn.Module):
         self.image_student_queue = EmbeddingQueue(config.image_queue_length, embed_dim)
 
     def forward(self, output: DetectorTrainOutput, region_embeddings: Tensor, image_embeddings: Tensor) -> dict[str, Tensor]:
-        """region_embeddings: (R, D) float, CLIP embeddings row-aligned with output.region_queries.
-        image_embeddings: (B, D) float, CLIP global embeddings row-aligned with output.image_queries.
-        Returns name → weighted scalar; the training loss is the sum of the values."""
+        """region_embeddings: (Σ(G + P), D) float, the batch's CLIP region embeddings; output.region_rows picks the
+        teacher of each distilled region. image_embeddings: (B, D) float, CLIP global embeddings row-aligned with
+        output.image_queries. Returns name → weighted scalar; the training loss is the sum of the values."""
         cfg = self.config
         losses = {name: cfg.weight_box * value for name, value in output.box_losses.items()}
         losses["loss_cls"] = cfg.weight_classification * self._classification(output)
-        if region_embeddings.shape[0] != output.region_queries.shape[0]:
-            raise ValueError(f"{region_embeddings.shape[0]} region embeddings for "
-                             f"{output.region_queries.shape[0]} distilled regions: rows must align")
+        if len(output.region_rows) and int(output.region_rows.max()) >= region_embeddings.shape[0]:
+            raise ValueError(f"a distilled region names row {int(output.region_rows.max())} of "
+                             f"{region_embeddings.shape[0]} region embeddings: rows must be the batch's")
         keep = _REGION_SELECTORS[cfg.distill_regions](output.region_is_pseudo)
         queries = output.region_queries[keep]
-        teachers = F.normalize(region_embeddings[keep].to(queries.dtype), dim=-1)
+        teachers = F.normalize(region_embeddings[output.region_rows[keep]].to(queries.dtype), dim=-1)
         if cfg.instance_contrastive:
             contrastive = INSTANCE_CONTRASTIVE_LOSSES[cfg.instance_contrastive_variant]
             losses["loss_ckd_instance"] = cfg.alpha_instance_contrastive * contrastive(

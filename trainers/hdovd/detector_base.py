@@ -25,7 +25,10 @@ class DetectorTrainOutput:
     matched_pseudo_weights: (N,) float, weight α (eq. 5) of the pseudo box a RoI is matched to, NaN for base /
         background.
     region_queries: (R, D) float, L2-normalised; one per distilled region, in batch order: per image its base
-        ground-truth boxes, then its pseudo boxes.
+        ground-truth boxes, then its pseudo boxes. The detector decides which boxes it distils (e.g. the ones its
+        sampled RoIs cover), so R may be fewer than the batch's boxes.
+    region_rows: (R,) int64, the row of each distilled region in the batch's region embeddings (DetectorInputs:
+        per image its ground-truth boxes, then all its pseudo boxes).
     region_is_pseudo: (R,) bool, which of those rows are pseudo boxes.
     image_queries: (B, D) float, L2-normalised global image embedding of the detector (eq. 6–7 + projection).
     """
@@ -36,6 +39,7 @@ class DetectorTrainOutput:
     class_targets: Tensor
     matched_pseudo_weights: Tensor
     region_queries: Tensor
+    region_rows: Tensor
     region_is_pseudo: Tensor
     image_queries: Tensor
 
@@ -46,11 +50,14 @@ class RegionPredictions:
 
     boxes: (P, 4) float xyxy in the pixels of the image as given. class_probs: (P, C) float, p_cls in [0, 1].
     queries: (P, D) float, L2-normalised distilled region embedding q (gives p_dis of eq. 12).
+    background_probs: (P,) float, the background column of a softmax classifier (class_probs + it sum to 1), or
+        None for a sigmoid classifier.
     """
 
     boxes: Tensor
     class_probs: Tensor
     queries: Tensor
+    background_probs: Tensor | None = None
 
 
 class OpenVocabularyDetector(nn.Module, abc.ABC):
@@ -72,8 +79,9 @@ class OpenVocabularyDetector(nn.Module, abc.ABC):
         classify_pseudo: bool = True,
     ) -> DetectorTrainOutput:
         """images: B × (3, H, W) float in [0, 1]. targets: B × {boxes (G, 4) float xyxy pixels, labels (G,) int64
-        index into base_text_embeddings}. pseudo: B × {boxes (P, 4), label_ids (P,) int64, weights (P,) float α of eq. 5,
-        text_embeddings (P, D) float}. base_text_embeddings: (M, D) float, L2-normalised.
+        index into base_text_embeddings}. pseudo: B × {boxes (P, 4), label_ids (P,) int64, weights (P,) float α of
+        eq. 5, text_embeddings (P, D) float}, every pseudo box of the batch, best first: the detector picks the ones it
+        reads. base_text_embeddings: (M, D) float, L2-normalised.
         classify_pseudo: False leaves pseudo boxes out of the classifier (they are then background, Table V)."""
 
     @abc.abstractmethod

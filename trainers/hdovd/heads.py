@@ -27,10 +27,11 @@ class RegionQueryHead(nn.Module):
         nn.init.zeros_(self.box_deltas.bias)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """features: (N, F) float → box_deltas (N, 4), queries (N, D) L2-normalised, text_queries (N, D) L2-normalised."""
+        """features: (N, F) float → box_deltas (N, 4), queries q (N, D) as projected (the distilled query of a box
+        averages them before normalising, as the released head does), text_queries q̂ (N, D) L2-normalised."""
         projected = self.query_projection(features)
         text_projected = projected + self.text_mlp(projected)
-        return self.box_deltas(features), F.normalize(projected, dim=-1), F.normalize(text_projected, dim=-1)
+        return self.box_deltas(features), projected, F.normalize(text_projected, dim=-1)
 
 
 class SigmoidCosineClassifier(nn.Module):
@@ -48,6 +49,10 @@ class SigmoidCosineClassifier(nn.Module):
         """(N, C) logits → (N, C) probabilities in [0, 1]."""
         return torch.sigmoid(logits)
 
+    def background_probabilities(self, logits: Tensor, background_logits: Tensor | None) -> Tensor | None:
+        """The background column's probability (N,), or None: a sigmoid classifier has no such column."""
+        return None
+
 
 class SoftmaxBackgroundClassifier(SigmoidCosineClassifier):
     """Softmax over [classes, learnable background embedding] at τ_cls (HD-OVD released code)."""
@@ -64,6 +69,9 @@ class SoftmaxBackgroundClassifier(SigmoidCosineClassifier):
     def probabilities(self, logits: Tensor, background_logits: Tensor | None) -> Tensor:
         """(N, C) class probabilities; the background column takes the rest of the mass."""
         return torch.softmax(torch.cat([logits, background_logits[:, None]], dim=1), dim=1)[:, :-1]
+
+    def background_probabilities(self, logits: Tensor, background_logits: Tensor | None) -> Tensor | None:
+        return torch.softmax(torch.cat([logits, background_logits[:, None]], dim=1), dim=1)[:, -1]
 
 
 # By DetectorConfig.classifier.

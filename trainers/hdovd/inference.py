@@ -26,13 +26,18 @@ def distillation_probabilities(queries: Tensor, class_text_embeddings: Tensor, t
 
 
 def ensemble_scores(class_probs: Tensor, distill_probs: Tensor, is_novel: Tensor, beta_base: float,
-                    beta_novel: float) -> Tensor:
+                    beta_novel: float, background_probs: Tensor | None = None) -> Tensor:
     """HD-OVD eq. 12: p = p_cls^(1−β)·p_dis^β with β = β1 for base and β2 for novel classes.
 
-    class_probs, distill_probs: (P, C) float in [0, 1]; is_novel: (C,) bool. Returns (P, C) float.
+    class_probs, distill_probs: (P, C) float in [0, 1]; is_novel: (C,) bool. background_probs: (P,) float, the
+    background column of a softmax classifier, or None. With it, as the released StandardRoIHead.simple_test does,
+    the column is kept as it is and each box's C + 1 scores are renormalised to sum to 1. Returns (P, C) float.
     """
     beta = torch.where(is_novel.to(class_probs.device), beta_novel, beta_base).to(class_probs.dtype)
-    return class_probs.pow(1 - beta) * distill_probs.pow(beta)
+    scores = class_probs.pow(1 - beta) * distill_probs.pow(beta)
+    if background_probs is None:
+        return scores
+    return scores / (scores.sum(dim=1, keepdim=True) + background_probs[:, None])
 
 
 def select_detections(boxes: Tensor, scores: Tensor, config: InferenceConfig) -> dict[str, Tensor]:
@@ -51,10 +56,11 @@ def select_detections(boxes: Tensor, scores: Tensor, config: InferenceConfig) ->
 
 
 def detect(detector: OpenVocabularyDetector, images: list[Tensor], class_text_embeddings: Tensor, is_novel: Tensor,
-           config: InferenceConfig) -> list[dict[str, Tensor]]:
+           config: InferenceConfig, tau_distill: float = 20.0) -> list[dict[str, Tensor]]:
     """Final detections of a batch: B × {boxes (K, 4) xyxy image pixels, scores (K,), labels (K,) class index}.
 
     class_text_embeddings: (C, D) float, L2-normalised, base and novel classes; is_novel: (C,) bool.
+    tau_distill: eq. 12's temperature, the τ_ckd the queries were trained at (hdovd.loss.tau_ckd; paper: 20).
     Runs in eval mode under inference_mode and restores the detector's previous mode.
     """
     was_training = detector.training
@@ -66,9 +72,10 @@ def detect(detector: OpenVocabularyDetector, images: list[Tensor], class_text_em
             for prediction in predictions:
                 scores = prediction.class_probs
                 if config.ensemble:
-                    distill = distillation_probabilities(prediction.queries, class_text_embeddings, config.tau_distill,
+                    distill = distillation_probabilities(prediction.queries, class_text_embeddings, tau_distill,
                                                          config.distill_probability)
-                    scores = ensemble_scores(scores, distill, is_novel, config.beta_base, config.beta_novel)
+                    scores = ensemble_scores(scores, distill, is_novel, config.beta_base, config.beta_novel,
+                                             prediction.background_probs)
                 results.append(select_detections(prediction.boxes, scores, config))
     finally:
         detector.train(was_training)

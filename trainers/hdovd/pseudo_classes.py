@@ -13,7 +13,7 @@ class PseudoClassifierColumns:
     """Classifier columns for one batch and the pseudo boxes that train them.
 
     embeddings: (M + K, D) float, L2-normalised: M base classes, then K distinct pseudo labels of the batch.
-    boxes: B × (P_i, 4) float, pseudo boxes in transformed-image pixels ((0, 4) when pseudo classes are off).
+    boxes: B × (P_i, 4) float, pseudo boxes in transformed-image pixels.
     columns: B × (P_i,) int64, each pseudo box's column in [M, M + K).
     weights: B × (P_i,) float, each pseudo box's class weight α (eq. 5, trainers.pseudo_weights).
     Pseudo boxes with the same label id share one column, so two boxes named "cat" are never each other's
@@ -26,13 +26,13 @@ class PseudoClassifierColumns:
     weights: list[Tensor]
 
     @classmethod
-    def from_batch(cls, pseudo: list[dict[str, Tensor]], pseudo_boxes: list[Tensor], base_text_embeddings: Tensor,
-                   enabled: bool) -> "PseudoClassifierColumns":
+    def from_batch(cls, pseudo: list[dict[str, Tensor]], pseudo_boxes: list[Tensor], base_text_embeddings: Tensor
+                   ) -> "PseudoClassifierColumns":
         """pseudo: B × {label_ids (P,) int64, weights (P,) float, text_embeddings (P, D) float};
         pseudo_boxes: B × (P, 4) already in transformed-image pixels; base_text_embeddings: (M, D)."""
         base = F.normalize(base_text_embeddings.float(), dim=-1)
         device = base.device
-        counts = [len(boxes) if enabled else 0 for boxes in pseudo_boxes]
+        counts = [len(boxes) for boxes in pseudo_boxes]
         if sum(counts) == 0:
             return cls(base, [b.new_zeros((0, 4)) for b in pseudo_boxes],
                        [torch.zeros(0, dtype=torch.long, device=device) for _ in counts],

@@ -17,7 +17,12 @@ from torch import Tensor, nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.ops import misc as misc_ops
 
+from vlm.tensor_files import load_tensor_file
+
 log = logging.getLogger(__name__)
+# A backbone_weights value meaning "built as pretrained, its weights come from a checkpoint loaded next": an
+# evaluation of a trained detector needs the pretrained structure (frozen batch norm) but not the ImageNet file.
+WEIGHTS_FROM_CHECKPOINT = "<weights from the checkpoint>"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def load_state_dict_file(path: str, config_key: str) -> dict[str, Tensor]:
                                 "weights are never downloaded, give a local file")
     if file.suffix == ".safetensors":
         return load_file(str(file))
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = load_tensor_file(file, f"config key {config_key}")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # checkpoints saved as {"state_dict": ...}
     if not isinstance(state, dict):
@@ -99,7 +104,7 @@ def build_resnet50(weights: str | None, trainable_layers: int, config_section: s
     key = f"{config_section}.backbone_weights"
     pretrained = weights is not None
     # Read the checkpoint first: a wrong path fails before the model is built.
-    state = load_state_dict_file(weights, key) if pretrained else None
+    state = load_state_dict_file(weights, key) if pretrained and weights != WEIGHTS_FROM_CHECKPOINT else None
     module = resnet_fpn_backbone(
         backbone_name="resnet50",
         weights=None,
@@ -112,7 +117,7 @@ def build_resnet50(weights: str | None, trainable_layers: int, config_section: s
         if result.missing_keys or unexpected:
             raise ValueError(f"{weights} ({key}) is not a torchvision ResNet-50 state dict: "
                              f"missing {sorted(result.missing_keys)[:5]}, unexpected {sorted(unexpected)[:5]}")
-    else:
+    elif not pretrained:
         log.warning(f"{config_section}.backbone=resnet50 without {key}: training from random weights")
     # torchvision fasterrcnn_resnet50_fpn anchors: one size per level, 32–512 px.
     return BackboneSpec(module, 256, ((32,), (64,), (128,), (256,), (512,)), ("0", "1", "2", "3"))

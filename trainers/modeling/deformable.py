@@ -58,9 +58,10 @@ class DeformableCrossAttention(nn.Module):
         nn.init.xavier_uniform_(self.output_projection.weight)
         nn.init.zeros_(self.output_projection.bias)
 
-    def forward(self, queries: Tensor, reference: Tensor, values: Tensor, level_shapes: list[tuple[int, int]]
-                ) -> Tensor:
-        """queries: (B, Q, d) (position already added); reference: (B, Q, 4); values: (B, T, d) → (B, Q, d)."""
+    def forward(self, queries: Tensor, reference: Tensor, values: Tensor, level_shapes: list[tuple[int, int]],
+                value_padding: Tensor | None = None) -> Tensor:
+        """queries: (B, Q, d) (position already added); reference: (B, Q, 4); values: (B, T, d) → (B, Q, d).
+        value_padding: (B, T) bool, tokens read as zero (Deformable DETR's MSDeformAttn input_padding_mask)."""
         batch, num_queries, dim = queries.shape
         heads, levels, points = self.heads, self.levels, self.points
         offsets = self.sampling_offsets(queries).view(batch, num_queries, heads, levels, points, 2)
@@ -68,7 +69,10 @@ class DeformableCrossAttention(nn.Module):
         locations = centre + offsets * size / 2  # (B, Q, H, L, P, 2) in [0, 1] image coordinates
         weights = self.attention_weights(queries).view(batch, num_queries, heads, levels * points).softmax(-1)
         head_dim = dim // heads
-        value_maps = split_levels(self.value_projection(values), level_shapes)
+        projected = self.value_projection(values)
+        if value_padding is not None:
+            projected = projected.masked_fill(value_padding[..., None], 0.0)
+        value_maps = split_levels(projected, level_shapes)
         sampled = []
         for level, value_map in enumerate(value_maps):
             height, width = level_shapes[level]

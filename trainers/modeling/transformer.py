@@ -34,11 +34,13 @@ class MLP(nn.Module):
 
 @dataclass(frozen=True)
 class TokenLayout:
-    """Where the memory tokens come from: reference boxes (B, Q, 4) cxcywh in [0, 1] of the queries, and the
-    (h, w) of each feature level the tokens were flattened from (row-major, level after level)."""
+    """Where the memory tokens come from: reference boxes (B, Q, 4) cxcywh in [0, 1] of the queries, the (h, w) of
+    each feature level the tokens were flattened from (row-major, level after level), and which tokens are padding
+    ((B, T) bool, None = none): attention reads them as nothing."""
 
     reference: Tensor
     level_shapes: list[tuple[int, int]]
+    padding: Tensor | None = None
 
 
 class CrossAttentionBlock(nn.Module):
@@ -58,13 +60,15 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, queries: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor,
                 layout: TokenLayout | None = None) -> Tensor:
         """queries, query_pos: (B, Q, d); memory, memory_pos: (B, T, d) → (B, Q, d). Deformable attention needs
-        `layout`."""
+        `layout`; its padding tokens are zero values there (MSDeformAttn) and masked keys in global attention."""
+        padding = layout.padding if layout is not None else None
         if isinstance(self.attention, DeformableCrossAttention):
             if layout is None:
                 raise ValueError("deformable cross-attention needs the queries' reference boxes and level shapes")
-            attended = self.attention(queries + query_pos, layout.reference, memory, layout.level_shapes)
+            attended = self.attention(queries + query_pos, layout.reference, memory, layout.level_shapes, padding)
         else:
-            attended, _ = self.attention(queries + query_pos, memory + memory_pos, memory, need_weights=False)
+            attended, _ = self.attention(queries + query_pos, memory + memory_pos, memory, key_padding_mask=padding,
+                                         need_weights=False)
         queries = self.norm(queries + attended)
         return self.ffn_norm(queries + self.ffn(queries))
 

@@ -21,6 +21,7 @@ class BidirectionalAlignment(nn.Module):
     V-to-L: W_v lifts the narrow query (e.g. 256-d) to the text width and compares by cosine. L-to-V: W_l brings the
     text down to the query width, W_i re-maps the query, and a dot product compares them. `bidirectional=False`
     keeps only the V-to-L cosine (Table 3 without BVLA-M: a query mapped up to the text space, as in GenerateU).
+    The encoder's proposals are scored by a module of their own (the released `enc_vl_alignment`).
     A learnable scalar bias, initialised at the focal prior, is added to s (eq. 2 has none; see PRIOR_PROBABILITY).
     """
 
@@ -55,9 +56,7 @@ class AlignedQueryRefiner(nn.Module):
         self.blocks = nn.ModuleList(CrossAttentionBlock(dim, heads, ffn_dim, levels, sampling_points)
                                     for _ in range(layers))
 
-    def forward(self, block: int, queries: Tensor, boxes: Tensor, memory: Tensor, token_pos: Tensor,
-                level_shapes: list[tuple[int, int]]) -> Tensor:
-        """queries: (B, Q, d); boxes: (B, Q, 4) cxcywh in [0, 1] of that layer; memory, token_pos: (B, T, d) →
-        refined queries (B, Q, d)."""
-        layout = TokenLayout(boxes.detach(), level_shapes)
+    def forward(self, block: int, queries: Tensor, memory: Tensor, token_pos: Tensor, layout: TokenLayout) -> Tensor:
+        """queries: (B, Q, d); memory, token_pos: (B, T, d); layout: the memory's layout with that layer's boxes
+        (detached) as reference → refined queries (B, Q, d)."""
         return self.blocks[block](queries, torch.zeros_like(queries), memory, token_pos, layout)

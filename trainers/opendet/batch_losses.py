@@ -13,11 +13,10 @@ class-agnostic proposal score is below `pseudo_min_proposal_score` are left out.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 from torch import Tensor
 
+from trainers.data.batching import DetectorInputs
 from trainers.opendet.criterion import OpenDetCriterion
 from trainers.opendet.model import OpenDetModel
 
@@ -96,24 +95,18 @@ def with_pseudo_objects(named: list[dict], pseudo: list[dict[str, Tensor]], pseu
     return merged
 
 
-def opendet_losses(model: OpenDetModel | torch.nn.Module, criterion: OpenDetCriterion, batch: Mapping[str, Any] | Any,
+def opendet_losses(model: OpenDetModel | torch.nn.Module, criterion: OpenDetCriterion, batch: DetectorInputs,
                    base_text_embeddings: Tensor) -> dict[str, Tensor]:
     """The named, weighted Open-Det loss terms of one batch (A.5, eq. 5); their sum is the training loss.
 
-    batch: a mapping or object with `images`, `targets` (trainers.hdovd.detectors contract), optionally
-    `object_names`, and `pseudo` with `pseudo_names` when `loss.pseudo_names` is on (trainers.data.batching
-    .DetectorInputs).
+    batch: its images, targets, object names and (with `loss.pseudo_names`) pseudo boxes and their names.
     model: an OpenDetModel or its DistributedDataParallel wrapper (called for the forward, unwrapped for parts)."""
-    def field(name: str, default: Any = None) -> Any:
-        return batch.get(name, default) if isinstance(batch, Mapping) else getattr(batch, name, default)
-
-    output = model(field("images"))
-    box_names = field("object_names")
-    targets = named_targets(field("targets"), base_text_embeddings, criterion.class_names,
+    output = model(batch.images)
+    box_names = batch.object_names
+    targets = named_targets(batch.targets, base_text_embeddings, criterion.class_names,
                             pick_object_names(box_names) if box_names else None, criterion.object_names,
                             criterion.object_name_embeddings)
     config = criterion.config
     if config.pseudo_names:
-        targets = with_pseudo_objects(targets, field("pseudo"), field("pseudo_names"),
-                                      config.pseudo_min_proposal_score)
+        targets = with_pseudo_objects(targets, batch.pseudo, batch.pseudo_names, config.pseudo_min_proposal_score)
     return criterion(getattr(model, "module", model), output, targets)

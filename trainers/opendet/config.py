@@ -1,82 +1,101 @@
-"""Every config section of an Open-Det run (`TrainConfig.opendet`): detector, losses, name generator, inference.
+"""The config of an Open-Det run: the engine's keys (trainers.config) plus the `opendet` section, one part per thing
+it builds: the detector, BVLA-M (alignment), VLD-M (distiller), the name generator, the losses and the inference.
 
-Plain dataclasses without heavy imports, so `trainers.config` can hold them. Choices are `Literal` types (the loader
-refuses anything else); ranges are checked in `__post_init__`, and messages name the dotted key from the run
-config's root (`opendet.loss.joint_alpha`).
+Choices are `Literal` types (the loader refuses anything else); ranges are checked in `__post_init__`, and messages
+name the dotted key from the run config's root (`opendet.loss.joint_alpha`).
+
+Where the paper is silent the released Open-Det2 code (projects/DDETRS) is the default; where the paper prints a
+different form, a switch keeps it (configs/variants/opendet_paper.yaml sets them all).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from trainers.config import StoreTrainConfig
+from trainers.modeling.query_detector import QueryDetectorConfig
 
 
 @dataclass(frozen=True)
-class QueryDetectorConfig:
-    """The DETR-like detector (Open-Det Sec. 3.2), mapped onto trainers.modeling.query_detector.QueryDetector.
-    Defaults are the CPU demo detector; the paper's detector has 6 decoder layers of 256-d queries
-    (configs/train_opendet.yaml)."""
+class OpenDetDetectorConfig(QueryDetectorConfig):
+    """The DETR-like detector (Open-Det Sec. 3.2): trainers.modeling.query_detector.QueryDetectorConfig's keys."""
 
-    backbone: Literal["tiny", "resnet50"] = "tiny"  # trainers.modeling.backbones.BACKBONES; FPN maps feed the encoder
-    backbone_weights: str | None = None  # local ImageNet checkpoint (resnet50 only); None = random
-    trainable_backbone_layers: int = 3
-    feature_maps: tuple[str, ...] = ("1", "2")  # FPN maps as encoder tokens; tiny at 128 px: 16×16 + 8×8 tokens
-    image_size: int = 128  # images become a square of this side (ShapesOV renders 128–256 px per side)
-    # letterbox: the aspect ratio kept, the longer side scaled to `image_size` and the rest zero-padded (the
-    # released code's augmentations, ResizeShortestEdge or EfficientDetResizeCrop, and DETR's padded batches keep it
-    # too); square: stretched to the square, so a shape's aspect ratio changes with its image's (README, Open-Det).
-    resize: Literal["square", "letterbox"] = "letterbox"
-    hidden_dim: int = 64  # query width (the paper: 256; 64 fits the 2-core demo)
-    num_heads: int = 4
-    ffn_dim: int = 128
-    encoder_layers: int = 2
-    decoder_layers: int = 4  # the paper: 6 = 4 one-to-many + 2 one-to-one
-    one_to_one_layers: int = 2  # Open-Det Sec. 3.2: the last two layers use self-attention and one-to-one matching
-    selection_threshold: float = 0.05  # Open-Det Sec. 3.2, eq. 1: tokens with σ(score) > 0.05 become queries
-    min_queries: int = 10  # bounds on the threshold's count (an untrained head passes every or no token)
-    max_queries: int = 100
-    # Deformable DETR (Zhu et al. 2021) samples 4 points per head and level; 0 = global attention over all tokens.
-    sampling_points: int = 4
-    anchor_scale: float = 0.05  # encoder proposals: anchor side 0.05 · 2^level of the image (DINO two-stage)
+    SECTION: ClassVar[str] = "opendet.detector"
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """BVLA-M (Sec. 3.3, eq. 2): how queries are scored against object texts."""
+
+    bidirectional: bool = True  # Table 3's BVLA-M column; off = the V-to-L cosine only
+    # Released code: the queries of the one-to-one layers are refined once more (deformable cross-attention on the
+    # encoder memory around their boxes, then an FFN) before they are scored; off = the decoder's queries as they are.
+    refine_queries: bool = True
+
+
+@dataclass(frozen=True)
+class DistillerConfig:
+    """VLD-M (Sec. 3.4): how a query becomes a VL-prompt.
+
+    released: each query version is lifted by a 3-layer MLP plus a gated identity path and fused by a bias-free
+    linear layer, the refinements read detached queries, and the prompts T5 reads pass dropout 0.3 before the fusion
+    (segmentation_condInst_new_encodfpn_3.py DETRsegmVLUni.forward; the VLD-M loss, l2_loss, fuses without it);
+    paper: 2-layer MLPs ("two linear layers and an activation") and a linear fusion."""
+
+    form: Literal["released", "paper"] = "released"
+
+
+@dataclass(frozen=True)
+class NameGeneratorConfig:
+    """The Object Name Generator (Sec. 3.5): which T5, its LoRA head, its denoising task, how it decodes."""
+
+    # A T5 folder (config.json, and for a pre-trained T5 its weights and tokenizer, as save_pretrained writes) or a
+    # Hub repo id such as google/flan-t5-base (read through the Hugging Face cache, vlm.hub). A folder with a config
+    # and no weights is a T5 of that shape with random weights; without tokenizer files it reads the word tokenizer
+    # trained on the store's names (the ShapesOV demo: configs/shapes/name_generator_t5).
+    t5_dir: str = "configs/shapes/name_generator_t5"
+    lora_head: bool = True  # Table 5: LoRA on the frozen LM head (Sec. 3.5, A.2)
+    lora_rank: int = 16  # Open-Det A.2: rank 16 (0.526M trainable head parameters for T5-base)
+    lora_alpha: int = 1  # released code: loralib's default α = 1, so the adapter's scale α/r is 1/16
+    # Released code (its last stage, STAGE 3): every T5 weight trains, the head's pre-trained weights included;
+    # False freezes the weights under the LoRA head as the paper describes (Sec. 3.5, "in early training").
+    lora_base_trainable: bool = True
+    # Released code (Generate_with_T5.forward): the T5 input is scaled to unit norm, then passes dropout 0.1.
+    normalize_prompts: bool = True
+    input_dropout: float = 0.1
+    # --- text denoising (Sec. 3.5, Table 5): noisy text embeddings reconstructed by T5 ---
+    text_denoising: bool = True
+    denoise_probability: float = 0.9  # released code: each element noised with probability 0.9
+    # released: noise std over the batch's padded (B, max objects, Dt) text tensor, one Bernoulli(0.9) draw per
+    # element, every object of the image, T5's loss per image then averaged over the images (DDETRSVLUni.forward);
+    # paper: std of the objects' text embeddings, one draw per object, one loss over the last layer's matched objects.
+    denoise_form: Literal["released", "paper"] = "released"
+    max_name_tokens: int = 6  # generated tokens per name, </s> included
+    num_beams: int = 3  # beam search at inference (Sec. 3.1: names generated by the LLM)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.one_to_one_layers <= self.decoder_layers:
-            raise ValueError(f"opendet.detector.one_to_one_layers={self.one_to_one_layers} must be in [1, "
-                             f"opendet.detector.decoder_layers={self.decoder_layers}]")
-        if not 1 <= self.min_queries <= self.max_queries:
-            raise ValueError(f"opendet.detector.min_queries={self.min_queries} must be in [1, "
-                             f"opendet.detector.max_queries={self.max_queries}]")
-        if self.sampling_points < 0:
-            raise ValueError(f"opendet.detector.sampling_points={self.sampling_points} must be >= 0 "
-                             "(0 = global attention)")
-        if self.hidden_dim % self.num_heads:
-            raise ValueError(f"opendet.detector.hidden_dim={self.hidden_dim} must divide by "
-                             f"opendet.detector.num_heads={self.num_heads}")
+        if not 0.0 <= self.denoise_probability <= 1.0:
+            raise ValueError(f"opendet.name_generator.denoise_probability must be in [0, 1], got "
+                             f"{self.denoise_probability}")
+        if not 0.0 <= self.input_dropout < 1.0:
+            raise ValueError(f"opendet.name_generator.input_dropout must be in [0, 1), got {self.input_dropout}")
 
 
 @dataclass(frozen=True)
 class OpenDetLossConfig:
-    """Switches, constants and weights of Open-Det training (paper Sec. 3, Appendix A.5 eq. 5–9).
+    """Switches, constants and weights of Open-Det training (paper Sec. 3, Appendix A.5 eq. 5–9)."""
 
-    Where the paper is silent the released Open-Det2 code (projects/DDETRS) is the default; where the paper prints
-    a different form, a switch keeps it (`…=eq4`, `…=paper`)."""
-
-    # --- component switches (Table 3 columns: ODR, BVLA-M, VLD-M, ONG, Losses; Tables 4 and 5) ---
+    # --- component switches (Table 3 columns: ODR, VLD-M, ONG, Losses; Table 4) ---
     one_to_many_matching: bool = True  # ODR, Sec. 3.2: one-to-many in the first decoder layers; off = one-to-one
-    bidirectional_alignment: bool = True  # BVLA-M, eq. 2; off = V-to-L cosine only
     vl_distillation: bool = True  # VLD-M loss, eq. 7
     name_generator: bool = True  # ONG, the T5 language-modelling loss, eq. 9
-    lora_head: bool = True  # Table 5: LoRA on the frozen LM head (Sec. 3.5, A.2)
-    text_denoising: bool = True  # Table 5: noisy text embeddings reconstructed by T5 (Sec. 3.5)
     masked_alignment: bool = True  # Table 4: MAL mask on the alignment targets; off = one-hot targets (GenerateU)
     joint_loss: bool = True  # Table 4: Joint Loss on the binary head; off = sigmoid focal loss on matched / unmatched
 
-    # --- BVLA-M (Sec. 3.3) ---
+    # --- which texts BVLA-M's scores are trained against ---
     # Released code: each image's queries are scored against that image's own object texts (padded per image);
     # `batch` scores every query against every object text of the batch.
     alignment_texts: Literal["image", "batch"] = "image"
-    # Released code: the queries of the one-to-one layers are refined once more (deformable cross-attention on the
-    # encoder memory around their boxes, then an FFN) before they are scored; off = the decoder's queries as they are.
-    refine_aligned_queries: bool = True
 
     # --- Masked Alignment Loss (Sec. 3.6) ---
     same_name_threshold: float = 0.999  # released code: cos ≥ 0.999 (the paper prints 0.99)
@@ -101,50 +120,42 @@ class OpenDetLossConfig:
     # them as well.
     joint_detach_weights: bool = False
 
-    # --- VLD-M (Sec. 3.4) ---
-    # released: each query version is lifted by a 3-layer MLP plus a gated identity path, fused by a bias-free
-    # linear layer, the refinements read detached queries; paper: 2-layer MLPs ("two linear layers and an
-    # activation") and a linear fusion.
-    distiller_form: Literal["released", "paper"] = "released"
+    # --- VLD-M and names on which layers ---
     # Released code: VLD-M (and the name loss) also run on the queries of the layer before the last (its aux layer 4
-    # of 6); it distils the denoising queries too, which this detector does not have.
+    # of 6). VLD-M's loss is a mean per image, then over the images (DETRsegmVLUni.l2_loss, forward).
     auxiliary_language_layer: bool = True
-
-    # --- text denoising (Sec. 3.5) ---
-    denoise_probability: float = 0.9  # released code: each element noised with probability 0.9
-    # released: noise std over the batch's padded (B, max objects, Dt) text tensor, one Bernoulli(0.9) draw per
-    # element, every object of the image; paper: std of the objects' text embeddings, one draw per object.
-    denoise_form: Literal["released", "paper"] = "released"
-    # Released code: the T5 input (VL-prompt or noised text) is scaled to unit norm first.
-    normalize_prompts: bool = True
 
     # --- names for objects no box label names: HD-OVD's pseudo boxes (store table pseudo_labels) ---
     # Pseudo boxes with their CLIP-picked label join the targets of matching, objectness, alignment, VLD-M and the
     # name generator (never the box losses); each pseudo name's language terms are weighted by its stored score s_j.
-    # Labels naming a base class are left out as HD-OVD does (drop_pseudo_labels_naming_base).
+    # Labels naming a base class are left out when drop_pseudo_labels_naming_base is set (our choice, not HD-OVD's:
+    # neither its paper nor its released code drops them).
     pseudo_names: bool = False
     # Pseudo boxes below this class-agnostic proposal score are left out (0 = keep all): on ShapesOV the proposals
-    # that frame no object score 0.08 (median) and those on novel objects 0.71 (README, "names for novel objects").
+    # that frame no object score 0.08 (median) and those on novel objects 0.71 (docs/results.md, "names for novel objects").
     pseudo_min_proposal_score: float = 0.5
 
-    # --- matching costs (A.4: GIoU, L1 and alignment score; DINO's weights 2 / 5 / 2) ---
+    # --- matching costs (A.4: GIoU, L1 and alignment score; released HungarianMatcher: DINO's 2 / 5 / 2) ---
+    # focal (released matcher.py HungarianMatcher): 2 × the focal cost of the alignment logit + the focal cost of
+    # the objectness (weight 1); the one-to-many layers' matcher (HungarianMatcher_One_to_Many) weights the alignment
+    # cost 0.2 and takes α = 2 in both focal costs. probability: −2 × σ(alignment logit), no objectness cost.
+    match_cost_form: Literal["focal", "probability"] = "focal"
     match_cost_giou: float = 2.0
     match_cost_l1: float = 5.0
     match_cost_alignment: float = 2.0
     # Queries matched per object in the one-to-many layers (which layers: detector.one_to_one_layers).
     one_to_many_k: int = 2  # released code: HungarianMatcher_One_to_Many repeats each object 2 times
 
-    # --- loss weights (eq. 5–6; DINO's box weights; released code: BCE 2.0, CLASS_WEIGHT 2.0 for MAL) ---
+    # --- loss weights (eq. 5–6; released qfreeDet.py _build_qfreedet weight_dict: bbox 5, giou 2, loss_ce (MAL)
+    # 2; loss_bce is in no weight dict, so detectron2 sums it with weight 1 in every layer and for the proposals) ---
     weight_giou: float = 2.0
     weight_l1: float = 5.0
-    weight_binary: float = 2.0
+    weight_binary: float = 1.0
     weight_alignment: float = 2.0
     weight_distillation: float = 1.0  # released code: the VLD-M terms carry no weight (1)
     weight_name: float = 1.0  # released code: GENERATE_LOSS_WEIGHT 1.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.denoise_probability <= 1.0:
-            raise ValueError(f"opendet.loss.denoise_probability must be in [0, 1], got {self.denoise_probability}")
         if not 0.0 < self.joint_alpha < 0.5:
             raise ValueError(f"opendet.loss.joint_alpha must be in (0, 0.5) so IoU keeps a positive power 1 − 2α, "
                              f"got {self.joint_alpha}")
@@ -155,34 +166,13 @@ class OpenDetLossConfig:
 
 
 @dataclass(frozen=True)
-class NameGeneratorConfig:
-    """Which T5 (a local checkpoint, or the tiny demo config) and how it decodes."""
-
-    # A T5 (model + tokenizer): a `save_pretrained` folder or a Hub repo id such as google/flan-t5-base (read
-    # through the Hugging Face cache, vlm.hub); "" = the tiny random demo T5.
-    t5_dir: str = ""
-    lora_rank: int = 16  # Open-Det A.2: rank 16 (0.526M trainable head parameters for T5-base)
-    lora_alpha: int = 1  # released code: loralib's default α = 1, so the adapter's scale α/r is 1/16
-    # Released code (its last stage, STAGE 3): every T5 weight trains, the head's pre-trained weights included;
-    # False freezes the weights under the LoRA head as the paper describes (Sec. 3.5, "in early training").
-    lora_base_trainable: bool = True
-    # The tiny demo T5 (names are 1–3 words; the ShapesOV vocabulary is ~20 words).
-    tiny_d_model: int = 64
-    tiny_d_ff: int = 128
-    tiny_layers: int = 2
-    tiny_heads: int = 4
-    max_name_tokens: int = 6  # generated tokens per name, </s> included
-    num_beams: int = 3  # beam search at inference (Sec. 3.1: names generated by the LLM)
-
-
-@dataclass(frozen=True)
 class OpenDetInferenceConfig:
     """Vocabulary-free detection, then the evaluation's mapping of generated names to category names."""
 
     max_boxes: int = 0  # queries kept per image, best objectness first; 0 = all (released code)
     top_classes: int = 15  # Open-Det / GenerateU evaluation: the 15 most similar category names per box
-    # Released code: every beam's name (num_beams of them) joined with ", " and prefixed with "a " is what the text
-    # encoder embeds; False embeds the best beam alone.
+    # Released code (DDETRSVLUni.inference): every beam's name (num_beams of them) joined with ", ", cut at 75
+    # characters, and prefixed with "a " is what the text encoder embeds; False embeds the best beam alone.
     join_beams: bool = True
     name_prefix: str = "a "
     # How a box's similarities to the category names become its per-category score (with its objectness p):
@@ -213,9 +203,20 @@ class OpenDetInferenceConfig:
 
 @dataclass(frozen=True)
 class OpenDetConfig:
-    """The model side of an Open-Det run (`TrainConfig.opendet`; `--set opendet.loss.joint_loss=false`)."""
+    """The model side of an Open-Det run (`--set opendet.loss.joint_loss=false`)."""
 
-    detector: QueryDetectorConfig = field(default_factory=QueryDetectorConfig)
-    loss: OpenDetLossConfig = field(default_factory=OpenDetLossConfig)
+    detector: OpenDetDetectorConfig = field(default_factory=OpenDetDetectorConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    distiller: DistillerConfig = field(default_factory=DistillerConfig)
     name_generator: NameGeneratorConfig = field(default_factory=NameGeneratorConfig)
+    loss: OpenDetLossConfig = field(default_factory=OpenDetLossConfig)
     inference: OpenDetInferenceConfig = field(default_factory=OpenDetInferenceConfig)
+
+
+@dataclass(frozen=True)
+class OpenDetRunConfig(StoreTrainConfig):
+    """An Open-Det run: the engine's keys for a store-streaming method and the `opendet` section."""
+
+    method: Literal["opendet"] = "opendet"
+    out_dir: str = "runs/opendet"
+    opendet: OpenDetConfig = field(default_factory=OpenDetConfig)

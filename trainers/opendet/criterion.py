@@ -5,8 +5,12 @@ Each decoder layer matches its queries to the objects (one-to-many in the first 
 or eq. 4's Joint Loss alone) and the Masked Alignment Loss on BVLA-M's scores of each image's queries against that
 image's own objects. The last layer's matched queries (and, as in the released code, those of the layer before it)
 also become VL-prompts: VLD-M distils them toward the objects' text embeddings, and T5 learns to name them. The
-encoder's token proposals, from which queries are selected by threshold, get box and binary losses too (two-stage
-DETRs train their proposal head the same way).
+encoder's proposals, from which the decoder's queries are selected, are trained as the released code trains its
+`interm_outputs` (qfreeDet.py SetCriterion.forward): matched one-to-one, with box terms, loss_bce and MAL on the
+scores of their own alignment module.
+
+Normalisers as released: the box terms and loss_bce divide by the batch's objects (times a layer's one-to-many
+copies) averaged over the DDP processes (`num_boxes`), MAL by its own positive entries.
 
 Objects are the images' named ground-truth boxes and, with `loss.pseudo_names`, pseudo boxes named by their
 CLIP-picked label: those are matched and are positives of the binary and alignment losses like any object, never
@@ -20,8 +24,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert, box_iou
 
+from trainers.distributed import count_over_ranks
 from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch, binary_focal_loss
-from trainers.modeling.query_detector import QueryDetectorOutput
+from trainers.modeling.matching import MatchingCosts
+from trainers.modeling.query_detector import DecoderLayerOutput, QueryDetectorOutput
 from trainers.opendet.config import OpenDetLossConfig
 from trainers.opendet.losses import (
     alignment_entries,
@@ -63,13 +69,26 @@ class ObjectTargets(BoxTargets):
                                        torch.as_tensor(self.counts, device=self.boxes.device))
 
 
+# The released one-to-many matcher (qfreeDet.py SetCriterion.__init__ builds HungarianMatcher_One_to_Many with
+# cost_class=0.2, focal_alpha=2.0; its objectness cost takes the same α).
+ONE_TO_MANY_COST_ALIGNMENT, ONE_TO_MANY_FOCAL_ALPHA = 0.2, 2.0
+# The released matchers add the objectness's focal cost unweighted.
+COST_OBJECTNESS = 1.0
+
+
 def box_criterion_from_config(config: OpenDetLossConfig) -> BoxCriterion:
-    """The shared box part of the criterion with Open-Det's matching costs, box weights, focal constants and k."""
-    return BoxCriterion(cost_giou=config.match_cost_giou, cost_l1=config.match_cost_l1,
-                        cost_alignment=config.match_cost_alignment, weight_giou=config.weight_giou,
-                        weight_l1=config.weight_l1, weight_binary=config.weight_binary,
-                        focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma,
-                        one_to_many_k=config.one_to_many_k)
+    """The shared box part of the criterion with Open-Det's matching costs, box weights and focal constants."""
+    costs = MatchingCosts(config.match_cost_giou, config.match_cost_l1, config.match_cost_alignment,
+                          form=config.match_cost_form)
+    one_to_many = costs
+    if config.match_cost_form == "focal":
+        costs = MatchingCosts(config.match_cost_giou, config.match_cost_l1, config.match_cost_alignment,
+                              COST_OBJECTNESS, "focal", config.focal_alpha)
+        one_to_many = MatchingCosts(config.match_cost_giou, config.match_cost_l1, ONE_TO_MANY_COST_ALIGNMENT,
+                                    COST_OBJECTNESS, "focal", ONE_TO_MANY_FOCAL_ALPHA)
+    return BoxCriterion(costs, weight_giou=config.weight_giou, weight_l1=config.weight_l1,
+                        weight_binary=config.weight_binary, focal_alpha=config.focal_alpha,
+                        focal_gamma=config.focal_gamma, one_to_many_costs=one_to_many)
 
 
 class OpenDetCriterion(nn.Module):
@@ -88,16 +107,15 @@ class OpenDetCriterion(nn.Module):
         self.register_buffer("object_name_embeddings", embeddings, persistent=False)
 
     def binary_loss(self, logits: Tensor, boxes: Tensor, alignment: Tensor, match: LayerMatch,
-                    objects: ObjectTargets, copies: int) -> Tensor:
+                    objects: ObjectTargets, num_boxes: float) -> Tensor:
         """logits: (N,) of valid queries; boxes: (N, 4); alignment: (N, Nt) BVLA-M logits → loss_bce (unweighted).
 
-        released: focal loss + Joint Loss, both / (objects × copies), the released code's num_boxes of the layer;
-        eq4: the Joint Loss / N queries. Without `loss.joint_loss` the focal loss stands alone (/ num_boxes, or /
-        matched queries in the eq4 form)."""
+        released: focal loss + Joint Loss, both / num_boxes (the batch's objects × the layer's copies, averaged
+        over the processes); eq4: the Joint Loss / N queries. Without `loss.joint_loss` the focal loss stands alone
+        (/ num_boxes, or / matched queries in the eq4 form)."""
         config = self.config
         matched = torch.zeros_like(logits, dtype=torch.bool)
         matched[match.queries] = True
-        num_boxes = len(objects.boxes) * copies
         if config.binary_loss == "released":
             loss = binary_focal_loss(logits, matched, num_boxes, config.focal_alpha, config.focal_gamma)
         elif not config.joint_loss:
@@ -142,31 +160,36 @@ class OpenDetCriterion(nn.Module):
             normalizer = float((targets * entries).sum() if entries is not None else targets.sum())
         return masked_alignment_loss(alignment, targets, normalizer, config.focal_alpha, config.focal_gamma, entries)
 
-    def layer_losses(self, model: nn.Module, output: QueryDetectorOutput, layer_index: int, objects: ObjectTargets,
-                     copies: int) -> tuple[dict[str, Tensor], LayerMatch]:
-        """One decoder layer: box terms matched with the alignment scores, loss_bce, MAL (all unweighted)."""
-        layer = output.layers[layer_index]
-        valid = ~output.padding
-        flat_boxes, flat_logits = layer.boxes[valid], layer.binary_logits[valid]
-        queries = model.aligned_queries(output, layer_index)[valid]
-        alignment = model.aligner(queries, objects.text_embeddings)  # (N, Nt): every query against every object
+    def stage_losses(self, stage: DecoderLayerOutput, aligned: Tensor, aligner: nn.Module, padding: Tensor,
+                     objects: ObjectTargets, copies: int, normalizers: tuple[float, float]
+                     ) -> tuple[dict[str, Tensor], LayerMatch]:
+        """One decoder layer or the proposals: box terms matched with the alignment scores and objectness, loss_bce,
+        MAL (all unweighted). aligned: (B, Q, d) the queries `aligner` scores; normalizers: the batch's objects and
+        regressed objects, averaged over the processes (count_over_ranks)."""
+        valid = ~padding
+        flat_boxes, flat_logits = stage.boxes[valid], stage.binary_logits[valid]
+        alignment = aligner(aligned[valid], objects.text_embeddings)  # (N, Nt): every query against every object
         rows = valid.sum(dim=1).tolist()
         query_images = torch.repeat_interleave(torch.arange(len(rows), device=flat_logits.device),
                                                torch.as_tensor(rows, device=flat_logits.device))
         per_image = [block.split(objects.counts, dim=1)[image]
                      for image, block in enumerate(alignment.split(rows, dim=0))]
-        match = self.box_criterion.match(layer.boxes, output.padding, objects, copies, per_image)
-        terms = self.box_criterion.box_losses(flat_boxes, match, objects)
-        terms["binary"] = self.binary_loss(flat_logits, flat_boxes, alignment, match, objects, copies)
+        match = self.box_criterion.match(stage.boxes, padding, objects, copies, per_image, stage.binary_logits)
+        terms = self.box_criterion.box_losses(flat_boxes, match, objects, normalizers[1] * copies)
+        terms["binary"] = self.binary_loss(flat_logits, flat_boxes, alignment, match, objects,
+                                           normalizers[0] * copies)
         terms["alignment"] = self.alignment_loss(alignment, flat_boxes, query_images, match, objects, copies)
         return terms, match
 
     def forward(self, model: nn.Module, output: QueryDetectorOutput, targets: list[dict]) -> dict[str, Tensor]:
-        """model: OpenDetModel (its aligner, refiner, distiller and name generator); targets: B × {boxes (G, 4)
+        """model: OpenDetModel (its aligners, refiner, distiller and name generator); targets: B × {boxes (G, 4)
         xyxy pixels, text_embeddings (G, Dt), names G strings, optional weights and regress (ObjectTargets)} →
         named, weighted loss terms (their sum is eq. 5)."""
         config = self.config
         objects = ObjectTargets.from_targets(targets, output.box_frames)
+        device = objects.boxes.device
+        regressed = len(objects.boxes) if objects.regress is None else int(objects.regress.sum())
+        normalizers = (count_over_ranks(len(objects.boxes), device), count_over_ranks(regressed, device))
         weights = {"l1": config.weight_l1, "giou": config.weight_giou, "binary": config.weight_binary,
                    "alignment": config.weight_alignment}
         losses: dict[str, Tensor] = {}
@@ -175,7 +198,8 @@ class OpenDetCriterion(nn.Module):
         language_layers = {last, last - 1} if config.auxiliary_language_layer and last >= 1 else {last}
         for index, layer in enumerate(output.layers):
             copies = 1 if layer.one_to_one or not config.one_to_many_matching else config.one_to_many_k
-            terms, match = self.layer_losses(model, output, index, objects, copies)
+            terms, match = self.stage_losses(layer, model.aligned_queries(output, index), model.aligner,
+                                             output.padding, objects, copies, normalizers)
             weighted = {name: weights[name] * value for name, value in terms.items()}
             if index == last:
                 losses.update({f"loss_{name}": value for name, value in weighted.items()})
@@ -183,43 +207,47 @@ class OpenDetCriterion(nn.Module):
                 auxiliary.append(sum(weighted.values()))
             if index in language_layers:
                 matches[index] = match
-        # The encoder's token proposals have no queries to align: matched on boxes, focal loss on their objectness.
-        no_padding = torch.zeros_like(output.encoder_logits, dtype=torch.bool)
-        encoder_terms, _ = self.box_criterion.layer_losses(output.encoder_boxes, output.encoder_logits, no_padding,
-                                                           objects, config.one_to_many_k)
-        auxiliary.append(sum(weights[name] * value for name, value in encoder_terms.items()))
+        proposal_terms, _ = self.stage_losses(output.proposals, output.proposals.queries, model.proposal_aligner,
+                                              output.padding, objects, 1, normalizers)
+        auxiliary.append(sum(weights[name] * value for name, value in proposal_terms.items()))
         losses["loss_aux"] = sum(auxiliary)
         losses.update(self.language_losses(model, output, matches, objects))
         return losses
 
     def language_losses(self, model: nn.Module, output: QueryDetectorOutput, matches: dict[int, LayerMatch],
                         objects: ObjectTargets) -> dict[str, Tensor]:
-        """VLD-M (eq. 7, one mean per layer, summed as the released code's per-layer terms) and the name generator
-        (eq. 9, one loss over the layers' matched queries together) on the matched queries of `matches`' layers."""
+        """VLD-M (eq. 7: per layer a mean per image, then over the images, the layers' terms summed, as the released
+        DETRsegmVLUni.l2_loss and forward) and the name generator (eq. 9, one loss over the layers' matched queries
+        together) on the matched queries of `matches`' layers. VLD-M compares the prompts as fused; T5 reads them
+        through the released form's fusion dropout."""
         config = self.config
         losses: dict[str, Tensor] = {}
         if not (config.vl_distillation or config.name_generator):
             return losses
         prompts, rows, distill = [], [], []
+        object_images = objects.images
         for layer, match in sorted(matches.items()):
-            layer_prompts = model.prompts(output, layer, match.queries)  # (K, Dt)
-            prompts.append(layer_prompts)
+            versions = model.prompt_versions(output, layer, match.queries)  # 3 × (K, d)
+            if config.vl_distillation:
+                distill.append(vl_distillation_loss(model.distiller.fuse_versions(versions),
+                                                    objects.text_embeddings[match.objects],
+                                                    objects.weights[match.objects], object_images[match.objects]))
+            prompts.append(model.distiller.fuse_versions(versions, for_names=True))
             rows.append(match.objects)
-            distill.append(vl_distillation_loss(layer_prompts, objects.text_embeddings[match.objects],
-                                                objects.weights[match.objects]))
         if config.vl_distillation:
             losses["loss_distill"] = config.weight_distillation * sum(distill)
         if config.name_generator:
             rows = torch.cat(rows)
             names = [objects.names[row] for row in rows.tolist()]
-            if config.denoise_form == "released":  # every object of every image, as the released code
+            counts = objects.counts
+            if model.name_generator.denoise_form == "released":  # every object of every image, as the released code
                 texts, text_names, text_weights = objects.text_embeddings, objects.names, objects.weights
             else:  # the last layer's matched objects
                 last = matches[max(matches)].objects
                 texts, text_weights = objects.text_embeddings[last], objects.weights[last]
-                text_names = [objects.names[row] for row in last.tolist()]
+                text_names, counts = [objects.names[row] for row in last.tolist()], [len(last)]
             generated = model.name_generator(torch.cat(prompts), names, texts, text_names, objects.weights[rows],
-                                             text_weights, objects.counts)
+                                             text_weights, counts)
             for name, value in generated.items():
                 losses[name] = config.weight_name * value
         return losses

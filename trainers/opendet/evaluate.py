@@ -7,7 +7,7 @@ from collections import Counter
 import torch
 from torchvision.ops import box_iou
 
-from trainers.config import EvalConfig
+from trainers.config import DetectionEvalConfig
 from trainers.data.image_tensors import load_image_tensor
 from trainers.evaluation.lvis import evaluate_lvis
 from trainers.evaluation.ov_coco import evaluate_ov_coco, load_coco_ground_truth, to_coco_results
@@ -105,7 +105,7 @@ class NameTally:
         return sum(r["joined_right" if joined else "right"] for r in rows) / found if found else None
 
 
-def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: EvalConfig,
+def evaluate_opendet(model: OpenDetModel, vocabulary: ClassVocabulary, config: DetectionEvalConfig,
                      inference: OpenDetInferenceConfig, name_encoder: NameEncoder, categories: torch.Tensor,
                      device: torch.device) -> tuple[dict, dict[str, list[dict]]]:
     """(metrics, {"name_table": per-category rows, "name_size_table": per size bucket and split rows}).
@@ -173,7 +173,7 @@ def annotation_area(annotation: dict) -> float:
     return float(annotation["bbox"][2] * annotation["bbox"][3])
 
 
-def average_precision(ground_truth, results: list[dict], vocabulary: ClassVocabulary, config: EvalConfig) -> dict:
+def average_precision(ground_truth, results: list[dict], vocabulary: ClassVocabulary, config: DetectionEvalConfig) -> dict:
     """AP50 all / base / novel (OV-COCO protocol) or LVIS AP of COCO-format results."""
     if config.protocol == "lvis":
         return evaluate_lvis(config.annotations, results)

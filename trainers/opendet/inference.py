@@ -23,6 +23,10 @@ from trainers.opendet.config import OpenDetInferenceConfig
 # names → (N, D) float32 L2-normalised embeddings in the space of the category embeddings.
 NameEncoder = Callable[[list[str]], Tensor]
 
+# Released DDETRSVLUni.inference: a box's joined beams longer than 75 characters are cut there before "a " is put in
+# front (CLIP's text encoder reads 77 tokens).
+MAX_DESCRIPTION_CHARS = 75
+
 
 @dataclass
 class NamedBoxes:
@@ -35,10 +39,11 @@ class NamedBoxes:
     beams: list[tuple[str, ...]] | None = None
 
     def descriptions(self, join_beams: bool = True, prefix: str = "") -> list[str]:
-        """What the evaluation's text encoder embeds per box: `prefix` + the beams joined with ", " (released code:
-        "a " + ", ".join(3 beams)), or + the best beam alone; "" where the box has no name at all."""
+        """What the evaluation's text encoder embeds per box: `prefix` + the beams joined with ", " and cut at
+        MAX_DESCRIPTION_CHARS (released code: "a " + ", ".join(3 beams)[:75]), or + the best beam alone; "" where
+        the box has no name at all."""
         beams = self.beams if (join_beams and self.beams is not None) else [(name,) for name in self.names]
-        texts = [", ".join(name for name in row if name.strip()) for row in beams]
+        texts = [", ".join(name for name in row if name.strip())[:MAX_DESCRIPTION_CHARS] for row in beams]
         return [prefix + text if text else "" for text in texts]
 
 

@@ -101,15 +101,22 @@ def joint_loss(binary_logits: Tensor, matched: Tensor, targets: Tensor, normaliz
     return per_query.sum() / max(float(normalizer), 1.0)
 
 
-def vl_distillation_loss(prompts: Tensor, text_embeddings: Tensor, weights: Tensor | None = None) -> Tensor:
+def vl_distillation_loss(prompts: Tensor, text_embeddings: Tensor, weights: Tensor | None = None,
+                         images: Tensor | None = None) -> Tensor:
     """mean(w · (1 − cos(t_k, z_k))) over matched pairs (Open-Det eq. 7, VLD-M); 0 when nothing is matched.
 
     prompts: (K, Dt) float, the VL-prompts z of matched queries. text_embeddings: (K, Dt) float, their objects'
     name embeddings t (the teacher: no gradient flows into them). weights: (K,) float per pair (1 for a box label,
-    the stored score of a pseudo name); None = all 1. The mean stays over K pairs, so weight 1 everywhere is eq. 7."""
+    the stored score of a pseudo name); None = all 1. images: (K,) int64, each pair's image: the mean is taken per
+    image, then over the images that have pairs (the released DETRsegmVLUni.l2_loss and its per-image list's mean);
+    None: one mean over the K pairs. With weight 1 everywhere either is eq. 7."""
     if prompts.shape[0] == 0:
         return prompts.sum() * 0.0  # keeps the graph so DDP sees every parameter used
     distance = 1.0 - F.cosine_similarity(prompts.float(), text_embeddings.detach().float(), dim=-1)
     if weights is not None:
         distance = distance * weights.detach().float()
-    return distance.mean()
+    if images is None:
+        return distance.mean()
+    present, slot = torch.unique(images, return_inverse=True)
+    sums = distance.new_zeros(len(present)).index_add(0, slot, distance)
+    return (sums / torch.bincount(slot, minlength=len(present)).to(distance.dtype)).mean()

@@ -8,6 +8,8 @@ T5 to reconstruct their names (Sec. 3.5).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import peft
 import torch
 import torch.nn.functional as F
@@ -15,27 +17,42 @@ from torch import Tensor, nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
 from trainers.opendet.config import NameGeneratorConfig
-from vlm.hub import resolve_pretrained_dir
+from vlm.hub import SAFETENSORS_WEIGHTS, TORCH_WEIGHTS, resolve_pretrained_dir
 
 LORA_TARGETS = ("shared", "lm_head")  # Open-Det Sec. 3.5 / A.2: the LoRA head on T5's embedding and head
+T5_KEY = "opendet.name_generator.t5_dir"
+# The files from which AutoTokenizer builds a tokenizer (a T5's SentencePiece model or a fast tokenizer's JSON).
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
 
 
-def load_t5(config: NameGeneratorConfig) -> tuple[T5ForConditionalGeneration, PreTrainedTokenizerBase]:
-    """A real T5 and its tokenizer from `opendet.name_generator.t5_dir`: a save_pretrained folder, or a Hub repo id
-    (`google/flan-t5-base`) read through the Hugging Face cache (vlm.hub)."""
-    directory = resolve_pretrained_dir(config.t5_dir, "opendet.name_generator.t5_dir").path
-    model = T5ForConditionalGeneration.from_pretrained(directory, local_files_only=True)
-    return model, AutoTokenizer.from_pretrained(directory, local_files_only=True)
+def _holds(folder: Path, patterns: tuple[str, ...]) -> bool:
+    return any(any(folder.glob(pattern)) for pattern in patterns)
 
 
-def tiny_t5(config: NameGeneratorConfig, tokenizer: PreTrainedTokenizerBase) -> T5ForConditionalGeneration:
-    """A random T5 sized for names on 2 CPU cores; ids follow the tokenizer (pad is T5's decoder start)."""
-    t5_config = T5Config(vocab_size=len(tokenizer), d_model=config.tiny_d_model, d_kv=config.tiny_d_model //
-                         config.tiny_heads, d_ff=config.tiny_d_ff, num_layers=config.tiny_layers,
-                         num_decoder_layers=config.tiny_layers, num_heads=config.tiny_heads, dropout_rate=0.0,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         decoder_start_token_id=tokenizer.pad_token_id)
-    return T5ForConditionalGeneration(t5_config)
+def reads_word_tokenizer(t5_dir: str) -> bool:
+    """True when `t5_dir` is a local folder without tokenizer files: its T5 reads the word tokenizer trained on the
+    store's names (trainers.opendet.name_tokenizer). A Hub repo brings its own tokenizer."""
+    folder = Path(t5_dir)
+    return folder.is_dir() and not _holds(folder, TOKENIZER_FILES)
+
+
+def load_t5(config: NameGeneratorConfig, word_tokenizer: PreTrainedTokenizerBase | None = None
+            ) -> tuple[T5ForConditionalGeneration, PreTrainedTokenizerBase]:
+    """The T5 of `opendet.name_generator.t5_dir` and its tokenizer: a save_pretrained folder or a Hub repo id
+    (`google/flan-t5-base`) read through the Hugging Face cache (vlm.hub). A folder whose config.json comes without
+    weights gives a T5 of that shape with random weights, and one without tokenizer files reads `word_tokenizer`
+    (vocabulary size, pad, end and decoder-start ids follow it)."""
+    folder = Path(resolve_pretrained_dir(config.t5_dir, T5_KEY).path)
+    tokenizer = (AutoTokenizer.from_pretrained(folder, local_files_only=True) if _holds(folder, TOKENIZER_FILES)
+                 else word_tokenizer)
+    if tokenizer is None:
+        raise ValueError(f"{T5_KEY} = {config.t5_dir!r} has no tokenizer files, and no word tokenizer was given")
+    if _holds(folder, SAFETENSORS_WEIGHTS + TORCH_WEIGHTS):
+        return T5ForConditionalGeneration.from_pretrained(folder, local_files_only=True), tokenizer
+    t5_config = T5Config.from_pretrained(folder, local_files_only=True)
+    t5_config.update({"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+                      "eos_token_id": tokenizer.eos_token_id, "decoder_start_token_id": tokenizer.pad_token_id})
+    return T5ForConditionalGeneration(t5_config), tokenizer
 
 
 def add_lora_head(t5: T5ForConditionalGeneration, rank: int, alpha: int, base_trainable: bool = True
@@ -74,42 +91,29 @@ class ObjectNameGenerator(nn.Module):
     """VL-prompts (K, Dt) → T5 → object names; Dt is the vision-language model's text width."""
 
     def __init__(self, t5: T5ForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, prompt_dim: int,
-                 lora_rank: int = 16, lora_alpha: int = 1, max_name_tokens: int = 6, num_beams: int = 3,
-                 lora_head: bool = True, lora_base_trainable: bool = True, text_denoising: bool = True,
-                 denoise_probability: float = 0.9, denoise_form: str = "released", normalize_prompts: bool = True):
-        """lora_rank, lora_alpha: the LoRA head (Open-Det A.2: rank 16; released code: loralib's α = 1);
-        max_name_tokens: tokens per name, </s> included; num_beams: beam search width at inference (released
-        code: 3); denoise_form, normalize_prompts: see opendet.loss (trainers.opendet.config)."""
+                 config: NameGeneratorConfig = NameGeneratorConfig()):
+        """config: the LoRA head, prompt scaling and dropout, denoising and decoding (NameGeneratorConfig)."""
         super().__init__()
-        if denoise_form not in ("released", "paper"):
-            raise ValueError(f"opendet.loss.denoise_form must be released or paper, got {denoise_form!r}")
         self.tokenizer = tokenizer
-        self.max_name_tokens = max_name_tokens
-        self.num_beams = num_beams
-        self.t5 = add_lora_head(t5, lora_rank, lora_alpha, lora_base_trainable) if lora_head else t5
+        self.max_name_tokens = config.max_name_tokens
+        self.num_beams = config.num_beams
+        self.t5 = (add_lora_head(t5, config.lora_rank, config.lora_alpha, config.lora_base_trainable)
+                   if config.lora_head else t5)
         # One linear map from the text width to T5's width; prompts and text embeddings share it, so the
         # denoising task teaches T5 the very input space the VL-prompts are distilled into (VLD-M, eq. 7).
         self.prompt_projection = nn.Linear(prompt_dim, t5.config.d_model)
-        self.text_denoising = text_denoising
-        self.denoise_probability = denoise_probability  # released code: p = 0.9
-        self.denoise_form = denoise_form
-        self.normalize_prompts = normalize_prompts
+        self.input_dropout = nn.Dropout(config.input_dropout)
+        self.text_denoising = config.text_denoising
+        self.denoise_probability = config.denoise_probability
+        self.denoise_form = config.denoise_form
+        self.normalize_prompts = config.normalize_prompts
 
     @classmethod
-    def from_config(cls, config: NameGeneratorConfig, prompt_dim: int, tokenizer: PreTrainedTokenizerBase | None,
-                    **switches) -> "ObjectNameGenerator":
-        """A local T5 (`t5_dir`) with its own tokenizer, or the tiny T5 over `tokenizer` (e.g. train_name_tokenizer).
-        switches: lora_head, text_denoising, denoise_probability, denoise_form, normalize_prompts (the loss
-        section's settings)."""
-        if config.t5_dir:
-            t5, tokenizer = load_t5(config)
-        elif tokenizer is None:
-            raise ValueError("opendet.name_generator.t5_dir is empty (tiny demo T5) and no name tokenizer was given")
-        else:
-            t5 = tiny_t5(config, tokenizer)
-        return cls(t5, tokenizer, prompt_dim, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
-                   lora_base_trainable=config.lora_base_trainable, max_name_tokens=config.max_name_tokens,
-                   num_beams=config.num_beams, **switches)
+    def from_config(cls, config: NameGeneratorConfig, prompt_dim: int,
+                    word_tokenizer: PreTrainedTokenizerBase | None = None) -> "ObjectNameGenerator":
+        """The T5 of `t5_dir` (load_t5; `word_tokenizer` for a folder without tokenizer files)."""
+        t5, tokenizer = load_t5(config, word_tokenizer)
+        return cls(t5, tokenizer, prompt_dim, config)
 
     def encode_names(self, names: list[str], device: torch.device) -> Tensor:
         """(K, L) int64 labels, padding as −100 (ignored by T5's cross-entropy)."""
@@ -120,11 +124,26 @@ class ObjectNameGenerator(nn.Module):
 
     def t5_inputs(self, prompts: Tensor) -> Tensor:
         """(K, Dt) → (K, 1, d_model): one encoder token per object, scaled to unit norm when `normalize_prompts`
-        (released code: `inputs_t5 / (‖inputs_t5‖ + 1e-6)`)."""
+        (released code: `inputs_t5 / (‖inputs_t5‖ + 1e-6)`), then dropout while training (released: 0.1)."""
         inputs = self.prompt_projection(prompts)
         if self.normalize_prompts:
             inputs = inputs / (inputs.norm(dim=-1, keepdim=True) + 1e-6)
-        return inputs.unsqueeze(1)
+        return self.input_dropout(inputs).unsqueeze(1)
+
+    def token_losses(self, prompts: Tensor, names: list[str], weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per-token cross-entropy of `names` given one prompt each: (K, L) losses (each times its name's weight)
+        and (K, L) bool, the tokens that count."""
+        labels = self.encode_names(names, prompts.device)
+        logits = self.t5(inputs_embeds=self.t5_inputs(prompts), labels=labels).logits  # (K, L, vocab)
+        per_token = F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=-100, reduction="none")
+        if weights is not None:
+            per_token = per_token * weights.detach().float()[:, None]
+        return per_token, labels != -100
+
+    def _no_names(self, prompts: Tensor) -> Tensor:
+        # A zero that every trainable parameter takes part in: DistributedDataParallel expects a gradient for each
+        # of them on every rank, also from a batch without objects.
+        return prompts.sum() * 0.0 + sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
 
     def name_loss(self, prompts: Tensor, names: list[str], weights: Tensor | None = None) -> Tensor:
         """Open-Det eq. 9: token cross-entropy of `names` given one prompt each. prompts: (K, Dt) float.
@@ -132,15 +151,23 @@ class ObjectNameGenerator(nn.Module):
         weights: (K,) float per name (a pseudo name's stored score); each token's loss is multiplied by its name's
         weight and the sum divided by the number of tokens, so weights of 1 give T5's own mean loss."""
         if prompts.shape[0] == 0:
-            # A zero that every trainable parameter takes part in: DistributedDataParallel expects a gradient for
-            # each of them on every rank, also from a batch without objects.
-            return prompts.sum() * 0.0 + sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-        labels = self.encode_names(names, prompts.device)
-        logits = self.t5(inputs_embeds=self.t5_inputs(prompts), labels=labels).logits  # (K, L, vocab)
-        per_token = F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=-100, reduction="none")
-        if weights is not None:
-            per_token = per_token * weights.detach().float()[:, None]
-        return per_token.sum() / (labels != -100).sum().clamp(min=1)
+            return self._no_names(prompts)
+        per_token, counted = self.token_losses(prompts, names, weights)
+        return per_token.sum() / counted.sum().clamp(min=1)
+
+    def name_loss_per_image(self, prompts: Tensor, names: list[str], weights: Tensor | None, counts: list[int]
+                            ) -> Tensor:
+        """The released denoising loss (DDETRSVLUni.forward): T5's mean token loss of each image's objects, then the
+        mean over the images that have any; computed in one T5 call. `counts`: objects per image, rows in order."""
+        if prompts.shape[0] == 0:
+            return self._no_names(prompts)
+        per_token, counted = self.token_losses(prompts, names, weights)
+        images = torch.repeat_interleave(torch.arange(len(counts), device=prompts.device),
+                                         torch.as_tensor(counts, device=prompts.device))
+        sums = per_token.new_zeros(len(counts)).index_add(0, images, per_token.sum(dim=1))
+        tokens = per_token.new_zeros(len(counts)).index_add(0, images, counted.sum(dim=1).float())
+        present = torch.as_tensor(counts, device=prompts.device) > 0
+        return (sums[present] / tokens[present].clamp(min=1)).mean()
 
     def noisy_text_embeddings(self, text_embeddings: Tensor, counts: list[int] | None = None) -> Tensor:
         """t + m ⊙ ε, ε ~ N(0, std²) (Sec. 3.5). text_embeddings: (K, Dt) float, rows image after image.
@@ -166,7 +193,11 @@ class ObjectNameGenerator(nn.Module):
         losses = {"loss_name": self.name_loss(prompts, names, weights)}
         if self.text_denoising:
             noisy = self.noisy_text_embeddings(text_embeddings, counts)
-            losses["loss_name_denoise"] = self.name_loss(noisy, text_names, text_weights)
+            if self.denoise_form == "released":
+                losses["loss_name_denoise"] = self.name_loss_per_image(
+                    noisy, text_names, text_weights, counts if counts is not None else [len(text_names)])
+            else:
+                losses["loss_name_denoise"] = self.name_loss(noisy, text_names, text_weights)
         return losses
 
     @torch.no_grad()

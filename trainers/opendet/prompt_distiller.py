@@ -4,10 +4,12 @@ A query looks again at the backbone tokens and at the encoder tokens around its 
 the paper; global attention with box positions when `detector.sampling_points` is 0), an FFN re-weights each result,
 and the original and both refined queries are lifted to the text width and fused into one VL-prompt.
 
-Two forms (`opendet.loss.distiller_form`):
+Two forms (`opendet.distiller.form`):
 - released (Open-Det2 code): each version is lifted by `GatedProjection` — a 3-layer MLP (ReLU6, dropout 0.1) plus
-  a gated identity path — and the three are fused by a bias-free linear layer after dropout 0.3; the two
-  refinements read the queries detached, so VLD-M's refinement does not pull on the decoder through them.
+  a gated identity path — and the three are fused by a bias-free linear layer; the prompts T5 reads pass dropout 0.3
+  before the fusion, the ones VLD-M's loss compares do not (segmentation_condInst_new_encodfpn_3.py: DETRsegmVLUni's
+  forward and l2_loss); the two refinements read the queries detached, so VLD-M's refinement does not pull on the
+  decoder through them.
 - paper: "MLP layers — two linear layers and an activation layer" per version, then a linear fusion.
 """
 from __future__ import annotations
@@ -50,7 +52,7 @@ class PromptDistiller(nn.Module):
         8 × query_dim, the released 2048 for 256-d queries)."""
         super().__init__()
         if form not in ("released", "paper"):
-            raise ValueError(f"opendet.loss.distiller_form must be released or paper, got {form!r}")
+            raise ValueError(f"opendet.distiller.form must be released or paper, got {form!r}")
         self.query_dim = query_dim
         self.form = form
         self.box_pos = MLP(query_dim, query_dim, query_dim, 2)
@@ -66,15 +68,26 @@ class PromptDistiller(nn.Module):
             self.fuse = nn.Linear(3 * text_dim, text_dim)
             self.fusion_dropout = nn.Identity()
 
-    def forward(self, queries: Tensor, boxes: Tensor, backbone_tokens: Tensor, memory: Tensor, token_pos: Tensor,
-                level_shapes: list[tuple[int, int]]) -> Tensor:
-        """queries: (B, Q, d); boxes: (B, Q, 4) cxcywh in [0, 1]; backbone_tokens, memory, token_pos: (B, T, d);
-        level_shapes: (h, w) per feature level in token order → VL-prompts z: (B, Q, Dt) float."""
+    def refine(self, queries: Tensor, boxes: Tensor, backbone_tokens: Tensor, memory: Tensor, token_pos: Tensor,
+               layout: TokenLayout) -> tuple[Tensor, Tensor, Tensor]:
+        """The three versions of each query: itself, refined on the backbone tokens, refined on the encoder memory.
+        queries: (B, Q, d); boxes: (B, Q, 4) cxcywh in [0, 1]; backbone_tokens, memory, token_pos: (B, T, d);
+        layout: the memory's layout with `boxes` as reference."""
         query_pos = self.box_pos(sine_embedding(boxes.detach(), self.query_dim // 4))
-        layout = TokenLayout(boxes.detach(), level_shapes)
         refine_from = queries.detach() if self.form == "released" else queries
         from_backbone = self.backbone_attention(refine_from, query_pos, backbone_tokens, token_pos, layout)
         from_encoder = self.encoder_attention(refine_from, query_pos, memory, token_pos, layout)
-        lifted = [self.fusion_dropout(lift(version))
-                  for lift, version in zip(self.lift, (queries, from_backbone, from_encoder))]
+        return queries, from_backbone, from_encoder
+
+    def fuse_versions(self, versions: tuple[Tensor, Tensor, Tensor], for_names: bool = False) -> Tensor:
+        """The three versions (…, d) → VL-prompts z (…, Dt); `for_names`: the prompts T5 reads, which pass the
+        released form's fusion dropout."""
+        lifted = [lift(version) for lift, version in zip(self.lift, versions)]
+        if for_names:
+            lifted = [self.fusion_dropout(version) for version in lifted]
         return self.fuse(torch.cat(lifted, dim=-1))
+
+    def forward(self, queries: Tensor, boxes: Tensor, backbone_tokens: Tensor, memory: Tensor, token_pos: Tensor,
+                layout: TokenLayout, for_names: bool = False) -> Tensor:
+        """→ VL-prompts z: (B, Q, Dt) float (refine, then fuse_versions)."""
+        return self.fuse_versions(self.refine(queries, boxes, backbone_tokens, memory, token_pos, layout), for_names)

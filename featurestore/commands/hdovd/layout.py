@@ -1,7 +1,8 @@
 """What `export-hdovd` writes and which key of HD-OVD's official configs reads each file.
 
 OUT/features/<name>.pth    per image, <name> = the image file name without folders and without its last 4 characters
-OUT/proposals.pkl          one (N, 5) float32 array x0, y0, x1, y1, score per image of the annotation file, in its order
+OUT/proposals.pkl          one (N, 5) float32 array x0, y0, x1, y1, score per image of the annotation file, in its order:
+                           the image's proposals that have a pseudo label
 OUT/class_embeddings.pt    (C, D) float32 class text embeddings in the label order of the annotation file
 OUT/object_embedding.pt    (1, D) float32 text embedding of "object"
 OUT/annotations.json       only with --restrict-annotations: the annotation file without the images the store lacks
@@ -40,7 +41,7 @@ OBJECT_TEXT = "object"
 # Protocol 4 keeps numpy arrays in-band, so restricted unpicklers (ours, pipelines/safe_pickle.py) read the file.
 PICKLE_PROTOCOL = 4
 
-# Output → the key of HD-OVD's official configs (configs/myovd/ov_coco/*.py) that reads it; the README's table.
+# Output → the key of HD-OVD's official configs (configs/myovd/ov_coco/*.py) that reads it; docs/official-trainer.md's table.
 CONFIG_KEYS = {
     f"{FEATURES_DIR}/": "model.roi_head.pre_extracted_clip_text_feat (keep the trailing /: the path is concatenated)",
     PROPOSALS: "data.train.proposal_file",
@@ -61,7 +62,7 @@ def feature_payload(image_vector: np.ndarray, gt_vectors: np.ndarray, proposal_v
     """The dict of one .pth, float32 tensors.
 
     image_vector: (D,); gt_vectors: (G, D) in GT-row order; proposal_vectors, text_vectors: (P, D) in proposals.pkl
-    order (text rows are zero where the pseudo-labels stage gave no label). P = 0 gets one zero row in both proposal
+    order (the labelled proposals only: export_hdovd leaves the others out). P = 0 gets one zero row in both proposal
     tensors: the row LoadProposals' [0, 0, 0, 0] box stands for (its width 0 fails the > 32 mask, so it is never used).
     """
     import torch

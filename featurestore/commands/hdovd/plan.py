@@ -1,8 +1,12 @@
 """Which store rows feed each image of the official trainer's annotation file, and every reason they cannot.
 
-Planning reads no embedding (ids, boxes, sources and categories only), so every problem surfaces before a single file
-is written: a store the official trainer must not or cannot train on, images of the file the store lacks, GT rows
-the store has no region for, two images that HD-OVD would load from one .pth file.
+Planning reads no embedding (ids, boxes, sources, categories and labels only), so every problem surfaces before a
+single file is written: a store the official trainer must not or cannot train on, images of the file the store lacks,
+GT rows the store has no region for, two images that HD-OVD would load from one .pth file.
+
+A proposal without a pseudo label (its caption named no object, or the pseudo-labels stage filed a failure row for it)
+is left out, from proposals.pkl and from the .pth rows alike: the official RoI heads make every proposal a pseudo box
+whose text embedding is its class, and a zero text row would be a class of its own (with a near-zero weight).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ class ImagePlan:
     shard: int
     feature_file: str  # name under OUT/features/
     gt_region_ids: tuple[int, ...]  # the store's GT regions in the order of the image's official GT rows
-    proposal_region_ids: tuple[int, ...]  # its proposal regions, in region order (= score order)
+    proposal_region_ids: tuple[int, ...]  # its labelled proposal regions, in region order (= score order)
 
 
 @dataclass
@@ -41,6 +45,7 @@ class ExportPlan:
     missing: list[OfficialImage] = field(default_factory=list)  # images of the file without features in the store
     store_only: int = 0  # store images the file does not list (not exported)
     unused_gt: int = 0  # store GT regions that are no GT row for the official loader (ignore flag, area <= 0, ...)
+    unlabelled_proposals: int = 0  # proposals of exported images without a pseudo label (not exported)
     problems: list[str] = field(default_factory=list)
 
 
@@ -71,6 +76,13 @@ def check_store(reader: StoreReader) -> None:
         raise ExportRefused(
             f"store {reader.root}: the {PSEUDO_LABELS} stage has not committed shards {unlabelled[:MAX_LISTED]} of "
             f"{len(shards)}; rerun it (make pseudo-labels STORE={reader.root}: it computes only what is missing)")
+
+
+def labelled_keys(reader: StoreReader, shard: int) -> set[tuple[int, int]]:
+    """(image_id, region_id) of the pseudo boxes of one shard that have a pseudo label."""
+    rows = reader.read_shard(PSEUDO_LABELS, shard, ["image_id", "region_id", "label"])
+    return {(i, r) for i, r, label in zip(rows.column("image_id").to_pylist(), rows.column("region_id").to_pylist(),
+                                          rows.column("label").to_pylist()) if label is not None}
 
 
 def store_class_names(reader: StoreReader) -> dict[int, str]:
@@ -125,6 +137,7 @@ def plan_export(reader: StoreReader, view: OfficialView, class_names: dict[int, 
     plan = ExportPlan()
     for shard in extract_shards(reader):
         images = reader.read_shard("images", shard, ["image_id", "file_name", "width", "height"]).to_pylist()
+        labelled = labelled_keys(reader, shard)
         regions = Regions.from_arrow(reader.read_shard("regions", shard, ["image_id", "region_id", "box", "source",
                                                                           "category_id"]))
         order = np.lexsort((regions.region_id, regions.image_id))
@@ -143,9 +156,11 @@ def plan_export(reader: StoreReader, view: OfficialView, class_names: dict[int, 
             if unmatched is not None:
                 plan.problems.append(_gt_problem(image, chosen, unmatched, candidates, view))
             plan.unused_gt += len(candidates) - len(chosen)
-            proposals = tuple(int(regions.region_id[i]) for i in rows if regions.source[i] == "proposal")
+            proposals = [int(regions.region_id[i]) for i in rows if regions.source[i] == "proposal"]
+            kept = tuple(r for r in proposals if (image.image_id, r) in labelled)
+            plan.unlabelled_proposals += len(proposals) - len(kept)
             found[image.image_id] = ImagePlan(image.image_id, shard, feature_file_name(image.file_name),
-                                              tuple(chosen), proposals)
+                                              tuple(chosen), kept)
     plan.missing = [image for image in view.images if image.image_id not in found]
     plan.images = [found[image.image_id] for image in view.images if image.image_id in found]
     plan.problems += _shared_feature_files(plan.images, wanted)

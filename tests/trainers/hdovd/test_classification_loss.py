@@ -65,7 +65,7 @@ def test_weighted_softmax_gradient_signs():
 
 
 def test_weighted_softmax_without_background_names_the_config_key():
-    with pytest.raises(ValueError, match="detector.classifier=softmax_background"):
+    with pytest.raises(ValueError, match="classifier head of that loss"):
         weighted_softmax_classification_loss(LOGITS, None, TARGETS, WEIGHTS, ALPHA, GAMMA)
 
 

@@ -23,6 +23,7 @@ def make_output(seed=0):
         class_targets=torch.tensor([0, 1, BACKGROUND]),
         matched_pseudo_weights=torch.tensor([float("nan"), 0.5, float("nan")]),
         region_queries=F.normalize(torch.randn(3, D, generator=generator), dim=-1),
+        region_rows=torch.arange(3),
         region_is_pseudo=torch.tensor([False, False, True]),
         image_queries=F.normalize(torch.randn(2, D, generator=generator), dim=-1),
     )
@@ -70,10 +71,18 @@ def test_queues_fill_in_training_only_and_feed_the_next_step():
     assert "region_teacher_queue.slots" in criterion.state_dict()
 
 
-def test_misaligned_region_rows_are_an_error():
+def test_region_rows_outside_the_batch_are_an_error():
     regions, images = teachers()
-    with pytest.raises(ValueError, match="rows must align"):
+    with pytest.raises(ValueError, match="rows must be the batch's"):
         HdovdCriterion(HdovdLossConfig(), D)(make_output(), regions[:2], images)
+
+
+def test_region_rows_pick_each_distilled_query_its_teacher():
+    config = HdovdLossConfig(alpha_instance_relational=1.0, instance_contrastive=False, image_contrastive=False)
+    output, (regions, images) = make_output(), teachers()
+    output.region_rows = torch.tensor([2, 0, 1])  # queries stand for the batch's regions in another order
+    loss = HdovdCriterion(config, D)(output, regions, images)["loss_rkd_instance"]
+    assert loss.item() == approx32(relational_kd_loss(output.region_queries, regions[[2, 0, 1]], 5.0).item())
 
 
 def test_pseudo_weighting_down_weights_the_pseudo_row():

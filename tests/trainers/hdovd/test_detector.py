@@ -7,15 +7,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from trainers.data.batching import DetectorInputs
 from trainers.hdovd.config import DetectorConfig, HdovdLossConfig
 from trainers.hdovd.detectors import BACKGROUND, build_detector
-from trainers.hdovd.batch_losses import hdovd_losses, limit_pseudo_boxes, with_class_weights
+from trainers.hdovd.batch_losses import hdovd_losses, with_class_weights
 from trainers.hdovd.criterion import HdovdCriterion
 from trainers.pseudo_weights import PseudoBoxWeighting
 from tests.float32 import approx32
 
 D = 16  # a small stand-in for the CLIP width
 SIZE = 128
+# The scenes' shapes are 26–40 px: every pseudo box counts (the released > 32 px rule is tested on its own).
+SMALL = DetectorConfig(embed_dim=D, min_pseudo_box_side=0)
 
 
 def draw_scene(seed: int):
@@ -39,32 +42,35 @@ def class_vectors():
     return F.normalize(torch.randn(3, D, generator=torch.Generator().manual_seed(0)), dim=-1)
 
 
-def make_batch(seeds):
-    """The batch contract of trainers.hdovd.detectors: CLIP-like embeddings are the class vectors plus noise."""
+def make_batch(seeds) -> DetectorInputs:
+    """The batch of trainers.hdovd.detectors' contract: CLIP-like embeddings are the class vectors plus noise."""
     vectors, noise = class_vectors(), torch.Generator().manual_seed(1)
-    batch = {"images": [], "targets": [], "pseudo": [], "region_embeddings": []}
+    images, targets, pseudo, regions = [], [], [], []
     for seed in seeds:
         image, boxes = draw_scene(seed)
-        batch["images"].append(image)
-        batch["targets"].append({"boxes": boxes[:2], "labels": torch.tensor([0, 1])})
-        batch["pseudo"].append({"boxes": boxes[2:], "label_ids": torch.tensor([7]), "scores": torch.tensor([2.0]),
-                                "text_embeddings": vectors[2:]})
-        batch["region_embeddings"].append(F.normalize(vectors + 0.1 * torch.randn(3, D, generator=noise), dim=-1))
-    batch["image_embeddings"] = F.normalize(torch.stack([e.mean(0) for e in batch["region_embeddings"]]), dim=-1)
-    return batch
+        images.append(image)
+        targets.append({"boxes": boxes[:2], "labels": torch.tensor([0, 1])})
+        pseudo.append({"boxes": boxes[2:], "label_ids": torch.tensor([0]), "scores": torch.tensor([2.0]),
+                       "cos": torch.tensor([0.4]), "proposal_scores": torch.tensor([0.9]),
+                       "text_embeddings": vectors[2:]})
+        regions.append(F.normalize(vectors + 0.1 * torch.randn(3, D, generator=noise), dim=-1))
+    image_embeddings = F.normalize(torch.stack([e.mean(0) for e in regions]), dim=-1)
+    return DetectorInputs(images, targets, pseudo, torch.cat(regions), image_embeddings, ["triangle"])
 
 
 def detector_pseudo(batch):
     """The batch's pseudo boxes as the detector reads them: their stored score as the class weight (as_stored)."""
-    return [with_class_weights(boxes, PseudoBoxWeighting()) for boxes in batch["pseudo"]]
+    return [with_class_weights(boxes, PseudoBoxWeighting()) for boxes in batch.pseudo]
 
 
 def test_forward_backward_gives_finite_losses_and_aligned_queries():
     torch.manual_seed(0)
-    detector = build_detector(DetectorConfig(embed_dim=D))
+    detector = build_detector(SMALL)
     batch = make_batch([0, 1])
-    output = detector(batch["images"], batch["targets"], detector_pseudo(batch), class_vectors()[:2])
+    output = detector(batch.images, batch.targets, detector_pseudo(batch), class_vectors()[:2])
+    # Every box is added as a proposal of itself, so each has a positive RoI and is distilled.
     assert output.region_queries.shape == (6, D)  # 2 images × (2 ground-truth + 1 pseudo)
+    assert output.region_rows.tolist() == list(range(6))
     assert torch.allclose(output.region_queries.norm(dim=-1), torch.ones(6))
     assert output.region_is_pseudo.tolist() == [False, False, True] * 2
     assert output.image_queries.shape == (2, D)
@@ -73,7 +79,7 @@ def test_forward_backward_gives_finite_losses_and_aligned_queries():
     assert pseudo_rows.any(), "the pseudo box is added as a proposal, so some RoI must be matched to it"
     assert torch.equal(~torch.isnan(output.matched_pseudo_weights), pseudo_rows)
     criterion = HdovdCriterion(HdovdLossConfig(), D)
-    losses = criterion(output, torch.cat(batch["region_embeddings"]), batch["image_embeddings"])
+    losses = criterion(output, batch.region_embeddings, batch.image_embeddings)
     assert all(torch.isfinite(v) for v in losses.values()), losses
     sum(losses.values()).backward()
     stem = detector.rcnn.backbone.body.stem[0].weight.grad
@@ -82,14 +88,14 @@ def test_forward_backward_gives_finite_losses_and_aligned_queries():
 
 def test_pseudo_boxes_can_be_left_out_of_the_classifier():
     torch.manual_seed(0)
-    detector = build_detector(DetectorConfig(embed_dim=D))
+    detector = build_detector(SMALL)
     batch = make_batch([0])
-    output = detector(batch["images"], batch["targets"], detector_pseudo(batch), class_vectors()[:2],
+    output = detector(batch.images, batch.targets, detector_pseudo(batch), class_vectors()[:2],
                       classify_pseudo=False)
     assert output.class_logits.shape[1] == 2
     assert set(output.class_targets.tolist()) <= {0, 1, BACKGROUND}
     assert torch.isnan(output.matched_pseudo_weights).all()
-    assert output.region_queries.shape == (3, D)  # still distilled
+    assert output.region_queries.shape == (3, D)  # still matched by RoIs, so still distilled
 
 
 def test_pseudo_boxes_never_supervise_box_regression():
@@ -102,12 +108,14 @@ def test_pseudo_boxes_never_supervise_box_regression():
     assert _class_agnostic_box_loss(deltas, targets, labels, num_base=2).item() == approx32(expected)
 
 
-def test_limit_pseudo_boxes_keeps_rows_aligned():
-    batch = make_batch([0])
-    pseudo, embeddings = limit_pseudo_boxes(batch["targets"], batch["pseudo"], batch["region_embeddings"], 0)
-    assert len(pseudo[0]["boxes"]) == 0 and embeddings[0].shape == (2, D)
-    with pytest.raises(ValueError, match="rows must be"):
-        limit_pseudo_boxes(batch["targets"], batch["pseudo"], [batch["region_embeddings"][0][:2]], 5)
+def test_no_pseudo_box_read_keeps_the_rows_of_the_ground_truth():
+    import dataclasses
+
+    torch.manual_seed(0)
+    detector = build_detector(dataclasses.replace(SMALL, max_pseudo_boxes=0))
+    batch = make_batch([0, 1])
+    output = detector(batch.images, batch.targets, detector_pseudo(batch), class_vectors()[:2])
+    assert output.region_rows.tolist() == [0, 1, 3, 4] and not output.region_is_pseudo.any()
 
 
 def test_missing_backbone_checkpoint_names_the_config_key(tmp_path):
@@ -117,7 +125,7 @@ def test_missing_backbone_checkpoint_names_the_config_key(tmp_path):
 
 def test_a_few_training_steps_lower_the_loss():
     torch.manual_seed(0)
-    detector = build_detector(DetectorConfig(embed_dim=D))
+    detector = build_detector(SMALL)
     # No queues here: a filling queue adds negatives and raises the contrastive terms step by step.
     criterion = HdovdCriterion(HdovdLossConfig(region_queue_length=0, image_queue_length=0), D)
     optimizer = torch.optim.AdamW(detector.parameters(), lr=1e-3)
@@ -134,18 +142,15 @@ def test_a_few_training_steps_lower_the_loss():
     assert np.mean(totals[-2:]) < 0.5 * np.mean(totals[:2]), totals
 
 
-def test_step_accepts_batch_wide_region_rows_and_attribute_batches():
-    from types import SimpleNamespace
+def test_a_batch_whose_region_rows_do_not_match_its_boxes_is_refused():
+    import dataclasses
 
-    torch.manual_seed(0)
-    detector = build_detector(DetectorConfig(embed_dim=D))
-    criterion = HdovdCriterion(HdovdLossConfig(max_pseudo_boxes=0), D).eval()
+    detector = build_detector(SMALL)
+    criterion = HdovdCriterion(HdovdLossConfig(), D).eval()
     batch = make_batch([0, 1])
-    flat = SimpleNamespace(**{**batch, "region_embeddings": torch.cat(batch["region_embeddings"])})
-    losses = hdovd_losses(detector, criterion, flat, class_vectors()[:2])
-    assert torch.isfinite(losses["loss_rkd_instance"])
     with pytest.raises(ValueError, match="rows must be"):
-        limit_pseudo_boxes(batch["targets"], batch["pseudo"], flat.region_embeddings[:5], 5)
+        hdovd_losses(detector, criterion, dataclasses.replace(batch, region_embeddings=batch.region_embeddings[:5]),
+                     class_vectors()[:2])
 
 
 def test_resnet50_backbone_runs_and_refuses_a_foreign_checkpoint(tmp_path):
@@ -159,7 +164,7 @@ def test_resnet50_backbone_runs_and_refuses_a_foreign_checkpoint(tmp_path):
     output = build_detector(small)([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[5.0, 5, 40, 40]]),
                                                               "labels": torch.tensor([0])}],
                                    [{"boxes": torch.zeros(0, 4), "label_ids": torch.zeros(0, dtype=torch.long),
-                                     "scores": torch.zeros(0), "text_embeddings": torch.zeros(0, D)}],
+                                     "weights": torch.zeros(0), "text_embeddings": torch.zeros(0, D)}],
                                    class_vectors()[:2])
     assert output.region_queries.shape == (1, D)
     assert all(torch.isfinite(v) for v in output.box_losses.values())

@@ -80,3 +80,16 @@ def test_lvis_rare_common_frequent(tmp_path):
     assert metrics["APc"] == pytest.approx(0.0)  # the common "kite" missed
     assert metrics["APf"] == -1.0  # no frequent class has ground truth
     assert not hasattr(__import__("numpy"), "float")  # the alias is removed again
+
+
+def test_a_hand_written_file_without_area_and_iscrowd_evaluates_as_its_complete_twin(tmp_path):
+    complete = ground_truth()
+    bare = json.loads(json.dumps(complete))
+    for annotation in bare["annotations"]:
+        del annotation["area"], annotation["iscrowd"]
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    results = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9},
+               {"image_id": 2, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.8}]
+    expected = evaluate_ov_coco(load_coco_ground_truth(complete), results, [1, 2], [3])
+    assert evaluate_ov_coco(load_coco_ground_truth(tmp_path / "bare.json"), results, [1, 2], [3]) == \
+        expected

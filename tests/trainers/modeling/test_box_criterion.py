@@ -1,11 +1,9 @@
-"""The shared box criterion: matching with padding and copies, L1 / GIoU and the objectness focal loss by hand,
-and the per-layer sums HD-OVD's query detector pays."""
+"""The shared box criterion: matching with padding and copies, L1 / GIoU and the objectness focal loss by hand."""
 import math
 
 import torch
 
 from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch, binary_focal_loss, normalised_cxcywh
-from trainers.modeling.query_detector import DecoderLayerOutput, QueryDetectorOutput
 from tests.float32 import approx32
 
 ALPHA, GAMMA = 0.25, 2.0
@@ -61,21 +59,7 @@ def test_box_and_objectness_losses_by_hand():
         focal(0.5, True) + focal(-0.5, False))
 
 
-def test_detector_losses_sum_the_layers_and_the_encoder_then_weight_them():
-    criterion = BoxCriterion(weight_l1=5.0, weight_giou=2.0, weight_binary=3.0, one_to_many_k=2)
-    logits = torch.tensor([[1.0, -1.0, 0.0]])
-    layers = [DecoderLayerOutput(BOXES, logits, torch.zeros(1, 3, 4), one_to_one=one_to_one)
-              for one_to_one in (False, True)]
-    output = QueryDetectorOutput(layers, PADDING, BOXES[:, :2], logits[:, :2], torch.zeros(1, 2, 4),
-                                 torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), [(1, 2)], [(10, 10)], [(10, 10)])
-    losses = criterion(output, OBJECTS)
-    assert set(losses) == {"loss_l1", "loss_giou", "loss_binary"}
-    expected = {"l1": 0.0, "giou": 0.0, "binary": 0.0}
-    for boxes, layer_logits, padding, copies in [(BOXES, logits, PADDING, 2), (BOXES, logits, PADDING, 1),
-                                                 (BOXES[:, :2], logits[:, :2], PADDING[:, :2], 2)]:
-        terms, _ = criterion.layer_losses(boxes, layer_logits, padding, OBJECTS, copies)
-        expected = {name: expected[name] + terms[name].item() for name in expected}
-    assert losses["loss_l1"].item() == approx32(5.0 * expected["l1"])
-    assert losses["loss_giou"].item() == approx32(2.0 * expected["giou"])
-    assert losses["loss_binary"].item() == approx32(3.0 * expected["binary"])
-    assert expected["l1"] > 0  # the one-to-many layers also match the far query
+def test_box_losses_divide_by_a_given_normaliser():
+    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.6, 0.5, 0.2, 0.2]])
+    terms = BoxCriterion().box_losses(boxes, LayerMatch(torch.tensor([1]), torch.tensor([0])), OBJECTS, normalizer=4)
+    assert terms["l1"].item() == approx32(0.1 / 4)

@@ -1,7 +1,10 @@
 """Hungarian matching: one-to-one, one-to-many, and the cost's three parts."""
+import pytest
 import torch
 
-from trainers.modeling.matching import hungarian_match, matching_cost
+import math
+
+from trainers.modeling.matching import MatchingCosts, focal_cost, hungarian_match, matching_cost
 
 
 def test_one_to_one_and_one_to_many_by_hand():
@@ -21,10 +24,24 @@ def test_empty_images_match_nothing():
 def test_cost_prefers_the_right_box_and_the_aligned_query():
     gt = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
     boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]])
-    cost = matching_cost(boxes, torch.zeros(2, 1), gt, 2.0, 5.0, 2.0)
+    cost = matching_cost(boxes, torch.zeros(2, 1), gt, MatchingCosts())
     assert cost[0, 0] < cost[1, 0]
     # Same boxes: the higher alignment score wins; the difference is 2·(σ(3) − σ(−3)).
     same = torch.cat([gt, gt])
-    cost = matching_cost(same, torch.tensor([[3.0], [-3.0]]), gt, 2.0, 5.0, 2.0)
+    cost = matching_cost(same, torch.tensor([[3.0], [-3.0]]), gt, MatchingCosts())
     expected = 2.0 * (torch.sigmoid(torch.tensor(3.0)) - torch.sigmoid(torch.tensor(-3.0)))
     assert torch.isclose(cost[1, 0] - cost[0, 0], expected)
+
+
+def test_focal_costs_by_hand():
+    def by_hand(logit: float, alpha: float) -> float:
+        p = 1 / (1 + math.exp(-logit))
+        return alpha * (1 - p) ** 2 * -math.log(p + 1e-8) - (1 - alpha) * p**2 * -math.log(1 - p + 1e-8)
+
+    assert focal_cost(torch.tensor([0.7]), 0.25).item() == pytest.approx(by_hand(0.7, 0.25), rel=1e-5)
+    gt = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
+    same = torch.cat([gt, gt])
+    costs = MatchingCosts(alignment=2.0, objectness=1.0, form="focal")
+    cost = matching_cost(same, torch.tensor([[1.0], [-1.0]]), gt, costs, torch.tensor([0.5, 2.0]))
+    expected = [2 * by_hand(1.0, 0.25) + by_hand(0.5, 0.25), 2 * by_hand(-1.0, 0.25) + by_hand(2.0, 0.25)]
+    assert (cost[:, 0] - cost[0, 0] + expected[0]).tolist() == pytest.approx(expected, rel=1e-5)

@@ -1,26 +1,35 @@
 """The query detector's input square: stretched (`square`) or aspect-kept and padded (`letterbox`), and the box
-frame each makes normalised boxes fractions of, so training targets and predicted pixels agree."""
+frame each makes normalised boxes fractions of, so training targets and predicted pixels agree; the padding's
+tokens masked as the released Open-Det2 code masks them."""
+from typing import ClassVar
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.ops import box_convert
 
 from trainers.modeling.box_criterion import BoxTargets
-from trainers.modeling.query_detector import IMAGE_MEAN, IMAGE_STD, QueryDetector, box_frame
+from trainers.modeling.query_detector import IMAGE_MEAN, IMAGE_STD, QueryDetector, QueryDetectorConfig, box_frame
 
 MEAN = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGE_STD).view(3, 1, 1)
 
 
-def detector(resize: str) -> QueryDetector:
+def config(resize: str, **sizes) -> QueryDetectorConfig:
+    return QueryDetectorConfig(image_size=32, hidden_dim=16, num_heads=2, ffn_dim=32, encoder_layers=1,
+                               decoder_layers=2, one_to_one_layers=1, min_queries=2, max_queries=4, resize=resize,
+                               **sizes)
+
+
+def detector(resize: str, **sizes) -> QueryDetector:
     torch.manual_seed(0)
-    return QueryDetector(image_size=32, hidden_dim=16, num_heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=2,
-                         one_to_one_layers=1, min_queries=2, max_queries=4, resize=resize)
+    return QueryDetector(config(resize, **sizes))
 
 
 def test_letterbox_keeps_the_aspect_ratio_and_pads_below_and_right_with_zeros():
     image = torch.rand(3, 16, 64)  # 1 : 4, scaled by 32 / 64 to 8 × 32
-    square = detector("letterbox").square_input(image)
-    assert square.shape == (3, 32, 32)
+    square, padding = detector("letterbox").square_input(image)
+    assert square.shape == (3, 32, 32) and padding[:8].logical_not().all() and padding[8:].all()
     expected = (torch.nn.functional.interpolate(image[None], size=(8, 32), mode="bilinear",
                                                 align_corners=False)[0] - MEAN) / STD
     assert torch.allclose(square[:, :8], expected, atol=1e-6)
@@ -31,7 +40,8 @@ def test_square_stretches_the_image_to_the_square():
     image = torch.rand(3, 16, 64)
     expected = (torch.nn.functional.interpolate(image[None], size=(32, 32), mode="bilinear",
                                                 align_corners=False)[0] - MEAN) / STD
-    assert torch.allclose(detector("square").square_input(image), expected, atol=1e-6)
+    square, padding = detector("square").square_input(image)
+    assert torch.allclose(square, expected, atol=1e-6) and not padding.any()
 
 
 def test_box_frames_are_the_image_or_a_square_of_its_longer_side():
@@ -56,6 +66,54 @@ def test_a_target_normalised_in_its_frame_lands_on_the_same_input_pixels_and_bac
     assert torch.allclose(back, pixels)
 
 
+class OpenDetSection(QueryDetectorConfig):
+    SECTION: ClassVar[str] = "opendet.detector"
+
+
 def test_an_unknown_resize_is_refused_naming_the_key():
     with pytest.raises(ValueError, match=r"opendet.detector.resize='stretch'"):
-        QueryDetector(resize="stretch", config_section="opendet.detector")
+        QueryDetector(OpenDetSection(resize="stretch"))
+    with pytest.raises(ValueError, match=r"opendet.detector.min_queries=5"):
+        OpenDetSection(min_queries=5, max_queries=4)
+
+
+def released_token_padding(pixel_padding: torch.Tensor, level_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """The released masks (Open-Det2 qfree_det backbone Joiner / misc NestedTensor, as DETR's): the pixel mask resized
+    to each level by nearest neighbour, flattened level after level (DeformableTransformer.forward's mask_flatten)."""
+    return torch.cat([F.interpolate(pixel_padding[None].float(), size=shape).to(torch.bool)[0].flatten(1)
+                      for shape in level_shapes], 1)
+
+
+def test_padded_tokens_are_masked_as_released_and_never_become_queries():
+    model = detector("letterbox", sampling_points=2).eval()
+    images = [torch.rand(3, 16, 64), torch.rand(3, 30, 30)]  # one letterboxed to 8 × 32, one not padded
+    with torch.no_grad():
+        output = model(images)
+        pixel_padding = torch.stack([model.square_input(image)[1] for image in images])
+    expected = released_token_padding(pixel_padding, output.level_shapes)
+    assert torch.equal(output.token_padding, expected) and expected[0].any() and not expected[1].any()
+    _, padding = output.padding.shape, output.padding
+    indices, _ = model.select_queries(torch.zeros_like(output.token_padding, dtype=torch.float).fill_(5.0),
+                                      output.token_padding)
+    assert not output.token_padding.gather(1, indices)[~padding].any()
+    # Every token above the threshold, yet an image's queries are its valid tokens at most (here max_queries).
+    valid = (~output.token_padding).sum(dim=1)
+    assert ((~padding).sum(dim=1) <= valid).all()
+
+
+def test_what_padded_tokens_hold_reaches_no_valid_token_nor_query():
+    model = detector("letterbox", sampling_points=2).eval()
+    images = [torch.rand(3, 16, 64)]
+    with torch.no_grad():
+        tokens, positions, _, shapes, token_padding = model.tokens(images)
+        noisy = tokens.masked_fill(token_padding[..., None], 100.0)
+        memory = model.encoder(tokens + positions, src_key_padding_mask=token_padding)
+        noisy_memory = model.encoder(noisy + positions, src_key_padding_mask=token_padding)
+        assert torch.allclose(memory[~token_padding], noisy_memory[~token_padding], atol=1e-5)
+        # Deformable cross-attention reads padded tokens as zero values (MSDeformAttn's input_padding_mask).
+        attention = model.decoder[0].cross.attention
+        reference = torch.tensor([[[0.5, 0.5, 1.0, 1.0]]])
+        query = torch.randn(1, 1, 16)
+        read = attention(query, reference, memory, shapes, token_padding)
+        assert torch.allclose(read, attention(query, reference, memory.masked_fill(token_padding[..., None], 7.0),
+                                              shapes, token_padding), atol=1e-6)

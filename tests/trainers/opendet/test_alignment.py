@@ -8,7 +8,8 @@ import torch
 
 from schemas.config import ConfigError, load_config
 from trainers.opendet.alignment import BidirectionalAlignment
-from trainers.opendet.config import OpenDetLossConfig
+from tests.trainers.opendet.tiny_opendet import TINY, tiny_batch, tiny_model
+from trainers.opendet.config import AlignmentConfig, OpenDetLossConfig
 from tests.float32 import approx32
 
 QUERIES = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
@@ -67,17 +68,15 @@ def test_table_rows_are_configs():
 
 
 def test_one_to_one_layers_are_scored_on_refined_queries():
-    from tests.trainers.opendet.test_detector import TINY, _batch, _model
-
-    model = _model()
-    output = model(_batch()[0])
+    model = tiny_model()
+    output = model(tiny_batch()[0])
     assert len(model.refiner.blocks) == TINY.detector.one_to_one_layers == 2
     assert torch.equal(model.aligned_queries(output, 0), output.layers[0].queries)  # one-to-many: as they are
     for layer in (1, 2):
         refined = model.aligned_queries(output, layer)
         assert refined.shape == output.layers[layer].queries.shape
         assert not torch.allclose(refined, output.layers[layer].queries)
-    unrefined = _model(dataclasses.replace(TINY, loss=OpenDetLossConfig(refine_aligned_queries=False)))
+    unrefined = tiny_model(dataclasses.replace(TINY, alignment=AlignmentConfig(refine_queries=False)))
     assert unrefined.refiner is None
-    output = unrefined(_batch()[0])
+    output = unrefined(tiny_batch()[0])
     assert torch.equal(unrefined.aligned_queries(output, 2), output.layers[2].queries)

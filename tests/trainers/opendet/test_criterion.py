@@ -51,18 +51,17 @@ def joint_by_hand(normalizer):
 
 def test_released_loss_bce_is_focal_plus_joint_over_the_number_of_boxes():
     criterion = OpenDetCriterion(OpenDetLossConfig())
-    loss = criterion.binary_loss(LOGITS, QUERY_BOXES, ALIGNMENT, MATCH, objects(), copies=1)
+    loss = criterion.binary_loss(LOGITS, QUERY_BOXES, ALIGNMENT, MATCH, objects(), num_boxes=2)
     focal_sum = focal(0.5, True) + focal(-1.0, False) + focal(2.0, True)
     assert loss.item() == approx32(focal_sum / 2 + joint_by_hand(2))
     # In a one-to-many layer with 2 copies the released code divides by 2 objects × 2.
-    many = criterion.binary_loss(LOGITS, QUERY_BOXES, ALIGNMENT, MATCH, objects(), copies=2)
+    many = criterion.binary_loss(LOGITS, QUERY_BOXES, ALIGNMENT, MATCH, objects(), num_boxes=4)
     assert many.item() == approx32(focal_sum / 4 + joint_by_hand(4))
-    assert OpenDetLossConfig().weight_binary == 2.0  # released BCE weight
 
 
 def test_eq4_form_is_the_joint_loss_over_the_queries():
     criterion = OpenDetCriterion(OpenDetLossConfig(binary_loss="eq4"))
-    loss = criterion.binary_loss(LOGITS, QUERY_BOXES, ALIGNMENT, MATCH, objects(), copies=1)
+    loss = criterion.binary_loss(LOGITS, QUERY_BOXES, ALIGNMENT, MATCH, objects(), num_boxes=2)
     assert loss.item() == approx32(joint_by_hand(3))
 
 

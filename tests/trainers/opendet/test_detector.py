@@ -1,33 +1,9 @@
 """The Open-Det detector and criterion: forward and backward on two random 128-px images."""
 import torch
 
-from trainers.opendet.config import NameGeneratorConfig, OpenDetConfig, OpenDetLossConfig, QueryDetectorConfig
+from tests.trainers.opendet.tiny_opendet import TEXT_DIM, TINY, tiny_batch as _batch, tiny_model as _model
+from trainers.opendet.config import OpenDetConfig, OpenDetLossConfig
 from trainers.opendet.criterion import OpenDetCriterion
-from trainers.opendet.model import OpenDetModel
-from trainers.opendet.name_tokenizer import train_name_tokenizer
-
-TEXT_DIM = 16
-TINY = OpenDetConfig(
-    detector=QueryDetectorConfig(hidden_dim=32, ffn_dim=64, encoder_layers=1, decoder_layers=3, max_queries=30),
-    name_generator=NameGeneratorConfig(tiny_d_model=32, tiny_d_ff=64, tiny_layers=1, lora_rank=4, lora_alpha=4),
-)
-
-
-def _batch():
-    torch.manual_seed(0)
-    images = [torch.rand(3, 128, 128), torch.rand(3, 96, 128)]
-    texts = torch.nn.functional.normalize(torch.randn(3, TEXT_DIM), dim=-1)
-    targets = [
-        {"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0], [70.0, 20.0, 120.0, 90.0]]),
-         "text_embeddings": texts[[0, 1]], "names": ["circle", "red star"]},
-        {"boxes": torch.tensor([[5.0, 5.0, 40.0, 40.0]]), "text_embeddings": texts[[0]], "names": ["circle"]},
-    ]
-    return images, targets
-
-
-def _model(config=TINY):
-    torch.manual_seed(0)
-    return OpenDetModel.from_config(config, TEXT_DIM, train_name_tokenizer(["circle", "red star", "a square"]))
 
 
 def test_forward_shapes_and_query_selection():
@@ -53,7 +29,8 @@ def test_forward_backward_reaches_every_part():
     assert all(torch.isfinite(value) for value in losses.values())
     sum(losses.values()).backward()
     for part in ("detector.backbone", "detector.encoder", "detector.decoder", "detector.encoder_score_head",
-                 "aligner", "distiller", "name_generator.prompt_projection", "name_generator.t5"):
+                 "detector.encoder_box_head", "aligner", "proposal_aligner", "distiller",
+                 "name_generator.prompt_projection", "name_generator.t5"):
         grads = [p.grad for n, p in model.named_parameters() if n.startswith(part) and p.requires_grad]
         assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), part
     # DistributedDataParallel needs a gradient for every trainable parameter (unread FPN levels are frozen).

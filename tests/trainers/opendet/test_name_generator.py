@@ -8,18 +8,21 @@ import torch
 from huggingface_hub import constants
 
 from tests.hub_cache import add_commit, new_repo_id
+from tests.trainers.opendet.tiny_opendet import TINY_T5_DIR
 from trainers.opendet.name_generator import ObjectNameGenerator, load_t5, padded_batch_std
 from trainers.opendet.config import NameGeneratorConfig
 from trainers.opendet.name_tokenizer import train_name_tokenizer
 from tests.float32 import approx32
 
 NAMES = ["red circle", "circle", "blue star", "star", "green square", "a square"]
-TINY = NameGeneratorConfig(tiny_d_model=32, tiny_d_ff=64, tiny_layers=1, tiny_heads=4, lora_rank=4, lora_alpha=4)
+# No input dropout here, so values can be compared; the released dropout is tested on its own.
+TINY = NameGeneratorConfig(t5_dir=TINY_T5_DIR, lora_rank=4, lora_alpha=4, input_dropout=0.0)
 
 
 def _generator(config=TINY, **switches) -> ObjectNameGenerator:
     torch.manual_seed(0)
-    return ObjectNameGenerator.from_config(config, prompt_dim=8, tokenizer=train_name_tokenizer(NAMES), **switches)
+    return ObjectNameGenerator.from_config(dataclasses.replace(config, **switches), prompt_dim=8,
+                                           word_tokenizer=train_name_tokenizer(NAMES))
 
 
 def _losses(generator, prompts, names):
@@ -28,7 +31,7 @@ def _losses(generator, prompts, names):
 
 
 def test_released_lora_head_scales_by_one_over_the_rank_and_trains_its_base_weights():
-    generator = _generator(NameGeneratorConfig(tiny_d_model=32, tiny_d_ff=64, tiny_layers=1, tiny_heads=4))
+    generator = _generator(lora_rank=16, lora_alpha=1)
     t5 = generator.t5
     assert t5.lm_head.scaling["default"] == approx32(1 / 16)  # loralib's α = 1 over rank 16
     assert t5.shared.scaling["default"] == approx32(1 / 16)
@@ -130,6 +133,27 @@ def test_generation_returns_the_names_it_was_trained_on():
     assert [beams[0] for beams in generated] == names
 
 
+def test_released_t5_input_dropout_acts_in_training_only():
+    generator = _generator(input_dropout=0.1)
+    prompts = torch.randn(200, 8)
+    dropped = (generator.t5_inputs(prompts) == 0).float().mean().item()
+    assert 0.07 < dropped < 0.13  # Generate_with_T5: nn.Dropout(0.1) after the unit norm
+    assert (generator.eval().t5_inputs(prompts) != 0).all()
+    assert NameGeneratorConfig().input_dropout == 0.1
+
+
+def test_a_config_only_t5_folder_is_a_random_t5_over_the_word_tokenizer(tmp_path):
+    tokenizer = train_name_tokenizer(NAMES)
+    t5, read = load_t5(TINY, tokenizer)
+    assert read is tokenizer and t5.config.vocab_size == len(tokenizer) and t5.config.d_model == 32
+    assert (t5.config.pad_token_id, t5.config.decoder_start_token_id) == (tokenizer.pad_token_id,) * 2
+    with pytest.raises(ValueError, match="no tokenizer files"):
+        load_t5(TINY)
+    # The demo's T5 is the same loader's config-only folder: ShapesOV's former tiny_* sizes.
+    demo, _ = load_t5(NameGeneratorConfig(), tokenizer)
+    assert (demo.config.d_model, demo.config.d_ff, demo.config.num_layers, demo.config.num_heads) == (64, 128, 2, 4)
+
+
 def test_missing_t5_directory_names_the_config_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="name_generator.t5_dir"):
         load_t5(NameGeneratorConfig(t5_dir=str(tmp_path / "t5-base")))
@@ -139,7 +163,7 @@ def test_a_saved_t5_directory_loads(tmp_path):
     generator = _generator(lora_head=False)
     generator.t5.save_pretrained(tmp_path)
     generator.tokenizer.save_pretrained(tmp_path)
-    loaded = ObjectNameGenerator.from_config(NameGeneratorConfig(t5_dir=str(tmp_path)), prompt_dim=8, tokenizer=None)
+    loaded = ObjectNameGenerator.from_config(NameGeneratorConfig(t5_dir=str(tmp_path)), prompt_dim=8)
     assert loaded.tokenizer("star")["input_ids"] == generator.tokenizer("star")["input_ids"]
     assert torch.equal(loaded.t5.lm_head.base_layer.weight, generator.t5.lm_head.weight)
 
@@ -150,7 +174,7 @@ def test_a_t5_by_hub_repo_id_loads_from_the_cache(tmp_path):
     generator.tokenizer.save_pretrained(tmp_path)
     repo = new_repo_id("tiny-t5")
     add_commit(repo, tmp_path)
-    loaded = ObjectNameGenerator.from_config(NameGeneratorConfig(t5_dir=repo), prompt_dim=8, tokenizer=None)
+    loaded = ObjectNameGenerator.from_config(NameGeneratorConfig(t5_dir=repo), prompt_dim=8)
     assert loaded.tokenizer("star")["input_ids"] == generator.tokenizer("star")["input_ids"]
     assert torch.equal(loaded.t5.lm_head.base_layer.weight, generator.t5.lm_head.weight)
     with pytest.raises(FileNotFoundError, match="opendet.name_generator.t5_dir") as missing:

@@ -3,7 +3,8 @@ its paper form, by hand and by where the gradient goes."""
 import torch
 import torch.nn.functional as F
 
-from trainers.opendet.prompt_distiller import GatedProjection, PromptDistiller
+from trainers.modeling.transformer import TokenLayout
+from trainers.opendet.prompt_distiller import FUSION_DROPOUT, GatedProjection, PromptDistiller
 
 
 def test_gated_projection_by_hand():
@@ -35,7 +36,7 @@ def _inputs():
     queries = torch.randn(1, 3, 16, requires_grad=True)
     boxes = torch.tensor([[[0.3, 0.3, 0.2, 0.2], [0.6, 0.5, 0.3, 0.4], [0.5, 0.5, 0.9, 0.9]]])
     tokens = torch.randn(1, 16, 16)
-    return queries, boxes, tokens, torch.randn(1, 16, 16), torch.zeros(1, 16, 16), [(4, 4)]
+    return queries, boxes, tokens, torch.randn(1, 16, 16), torch.zeros(1, 16, 16), TokenLayout(boxes, [(4, 4)])
 
 
 def test_released_fusion_is_bias_free_and_refinements_read_detached_queries():
@@ -56,3 +57,21 @@ def test_paper_form_refinements_pull_on_the_queries():
         distiller.fuse.weight[:, :8].zero_()
     distiller(queries, *rest).sum().backward()
     assert torch.count_nonzero(queries.grad) > 0
+
+
+def test_released_fusion_dropout_is_on_the_prompts_t5_reads_only():
+    """DETRsegmVLUni.forward fuses the three lifted versions through nn.Dropout(0.3) for T5; its l2_loss (VLD-M) fuses
+    them without it. The lifts' own dropout is switched off here to see the fusion's alone."""
+    distiller = _distiller("released").train()
+    for lift in distiller.lift:
+        lift.dropout.p = 0.0
+    queries, boxes, *rest = _inputs()
+    versions = tuple(torch.randn(500, 16) for _ in range(3))
+    assert torch.equal(distiller.fuse_versions(versions), distiller.fuse_versions(versions))  # VLD-M: no dropout
+    lifted = torch.cat([lift(v) for lift, v in zip(distiller.lift, versions)], dim=-1)
+    named = distiller.fuse_versions(versions, for_names=True)
+    assert not torch.allclose(named, distiller.fuse(lifted))
+    assert FUSION_DROPOUT == 0.3
+    # Dropout 0.3 keeps each entry with probability 0.7 and scales it by 1 / 0.7: the mean is unchanged.
+    ratio = (named.abs().mean() / distiller.fuse(lifted).abs().mean()).item()
+    assert 0.8 < ratio < 1.35

@@ -19,7 +19,8 @@ from trainers.opendet.evaluate import evaluate_opendet
 from trainers.opendet.name_encoder import category_embeddings
 from trainers.opendet.config import OpenDetInferenceConfig
 from trainers.opendet.sentence_encoder import load_sentence_encoder
-from trainers.config import EvalConfig, TrainConfig
+from trainers.config import DetectionEvalConfig
+from trainers.opendet.config import OpenDetRunConfig
 from trainers.vocabulary import ClassVocabulary
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -87,15 +88,15 @@ def test_an_encoder_that_does_not_mean_pool_is_refused(tmp_path, encoder_dir):
 
 
 def test_config_keys_are_checked_at_load():
-    config = load_config(TrainConfig, overrides=["opendet.inference.name_encoder=sentence_transformer",
+    config = load_config(OpenDetRunConfig, overrides=["opendet.inference.name_encoder=sentence_transformer",
                                                  "opendet.inference.name_encoder_dir=/models/minilm"])
     assert config.opendet.inference.name_encoder_dir == "/models/minilm"
     with pytest.raises(ConfigError, match=r"opendet\.inference\.name_encoder"):
-        load_config(TrainConfig, overrides=["opendet.inference.name_encoder=minilm"])
+        load_config(OpenDetRunConfig, overrides=["opendet.inference.name_encoder=minilm"])
     with pytest.raises(ValueError, match=r"needs opendet\.inference\.name_encoder_dir"):
-        load_config(TrainConfig, overrides=["opendet.inference.name_encoder=sentence_transformer"])
+        load_config(OpenDetRunConfig, overrides=["opendet.inference.name_encoder=sentence_transformer"])
     with pytest.raises(ValueError, match=r"only read with opendet\.inference\.name_encoder=sentence_transformer"):
-        load_config(TrainConfig, overrides=["opendet.inference.name_encoder_dir=/models/minilm"])
+        load_config(OpenDetRunConfig, overrides=["opendet.inference.name_encoder_dir=/models/minilm"])
 
 
 def test_category_side_comes_from_the_chosen_encoder(encoder_dir):
@@ -114,7 +115,7 @@ def test_category_side_comes_from_the_chosen_encoder(encoder_dir):
 def test_evaluation_maps_names_in_the_sentence_encoder_space(encoder_dir, tmp_path):
     """A tiny Open-Det on two images: names and categories both 32-d sentence embeddings, while the vocab holds 16-d
     CLIP rows (using those would fail in faiss)."""
-    from tests.trainers.opendet.test_detector import TEXT_DIM, _model
+    from tests.trainers.opendet.tiny_opendet import TEXT_DIM, tiny_model as _model
 
     rng = np.random.default_rng(0)
     for name in ("a.png", "b.png"):
@@ -132,8 +133,8 @@ def test_evaluation_maps_names_in_the_sentence_encoder_space(encoder_dir, tmp_pa
     inference = OpenDetInferenceConfig(max_boxes=5, name_encoder="sentence_transformer",
                                        name_encoder_dir=str(encoder_dir), other_mappings=("softmax",))
     encode = load_sentence_encoder(str(encoder_dir))
-    metrics, tables = evaluate_opendet(_model().eval(), vocabulary, EvalConfig(str(tmp_path / "val.json"),
-                                       str(tmp_path), batch_size=2), inference, encode,
+    metrics, tables = evaluate_opendet(_model().eval(), vocabulary, DetectionEvalConfig(
+                                       annotations=str(tmp_path / "val.json"), image_root=str(tmp_path), batch_size=2), inference, encode,
                                        category_embeddings(inference, vocabulary, encode), torch.device("cpu"))
     assert {"AP50_base", "AP50_novel", "name_right_base", "name_right_novel"} <= set(metrics)
     assert set(metrics["other_mappings"]) == {"softmax"}  # the same names, GenerateU's mapping

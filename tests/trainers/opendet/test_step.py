@@ -6,20 +6,20 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.trainers.test_loop import step_losses, tiny_config
+from schemas.config import ConfigError
+from tests.trainers.opendet.tiny_opendet import TINY_T5_DIR
+from tests.trainers.training_helpers import step_losses, tiny_config, train_run
 from trainers.data.batching import to_detector_inputs
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
-from trainers.loop import train
 from trainers.methods import METHODS, training_method
 from trainers.opendet.batch_losses import named_targets, pick_object_names, with_pseudo_objects
 from trainers.opendet.method import build_opendet
-from trainers.vocabulary import load_class_vocabulary
+from trainers.store_training import prepare_store_method
 
 TINY_OPENDET = {"method": "opendet", "opendet.detector.image_size": 64, "opendet.detector.hidden_dim": 32,
                 "opendet.detector.ffn_dim": 64, "opendet.detector.encoder_layers": 1,
                 "opendet.detector.decoder_layers": 3, "opendet.detector.max_queries": 20,
-                "opendet.name_generator.tiny_d_model": 32, "opendet.name_generator.tiny_d_ff": 64,
-                "opendet.name_generator.tiny_layers": 1}
+                "opendet.name_generator.t5_dir": TINY_T5_DIR}
 
 
 def test_boxes_are_named_by_their_class():
@@ -64,7 +64,7 @@ def test_named_boxes_take_their_name_embedding_and_unnamed_boxes_their_class():
 
 def test_the_criterion_and_tokenizer_know_the_store_object_names(tiny_store, tmp_path):  # noqa: F811
     config = tiny_config(tiny_store, tmp_path, **TINY_OPENDET)
-    model, criterion = build_opendet(config, load_class_vocabulary(config.store))
+    model, criterion = build_opendet(config, prepare_store_method(config, torch.device("cpu")))
     assert criterion.object_names == ("red star", "star")
     assert criterion.object_name_embeddings.shape == (2, 16)
     assert "object_name_embeddings" not in criterion.state_dict()  # checkpoints hold no copy of the vocab
@@ -74,16 +74,16 @@ def test_the_criterion_and_tokenizer_know_the_store_object_names(tiny_store, tmp
 
 def test_methods_registry_names_the_choices():
     assert set(METHODS) == {"hdovd", "opendet"}
-    with pytest.raises(KeyError, match="hdovd"):
+    with pytest.raises(ConfigError, match="hdovd"):
         training_method("yolo")
 
 
 def test_opendet_trains_checkpoints_and_resumes_exactly(tiny_store, tmp_path):  # noqa: F811
-    train(tiny_config(tiny_store, tmp_path / "straight", max_steps=3, **TINY_OPENDET))
-    interrupted = train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=2, **TINY_OPENDET))
+    train_run(tiny_config(tiny_store, tmp_path / "straight", max_steps=3, **TINY_OPENDET))
+    interrupted = train_run(tiny_config(tiny_store, tmp_path / "resumed", max_steps=2, **TINY_OPENDET))
     state = torch.load(interrupted, weights_only=True)
     assert any(key.startswith("name_generator.t5.") and "lora_" in key for key in state["detector"])
-    train(tiny_config(tiny_store, tmp_path / "resumed", max_steps=3, **TINY_OPENDET), resume=interrupted)
+    train_run(tiny_config(tiny_store, tmp_path / "resumed", max_steps=3, **TINY_OPENDET), resume=interrupted)
     straight, resumed = step_losses(tmp_path / "straight"), step_losses(tmp_path / "resumed")
     assert sorted(resumed) == [1, 2, 3]
     assert resumed[3] == pytest.approx(straight[3], rel=1e-4)
@@ -107,7 +107,7 @@ def test_pseudo_boxes_of_the_stream_become_named_objects(tiny_store, tmp_path): 
 
 
 def test_opendet_trains_with_pseudo_names(tiny_store, tmp_path):  # noqa: F811
-    train(tiny_config(tiny_store, tmp_path, max_steps=2, **TINY_OPENDET, **{"opendet.loss.pseudo_names": True}))
+    train_run(tiny_config(tiny_store, tmp_path, max_steps=2, **TINY_OPENDET, **{"opendet.loss.pseudo_names": True}))
     assert sorted(step_losses(tmp_path)) == [1, 2]
 
 
@@ -116,5 +116,5 @@ def test_a_missing_evaluation_encoder_stops_training_before_its_first_step(tiny_
                          **{"opendet.inference.name_encoder": "sentence_transformer",
                             "opendet.inference.name_encoder_dir": str(tmp_path / "no-such-encoder")})
     with pytest.raises(FileNotFoundError, match=r"opendet\.inference\.name_encoder_dir"):
-        train(config)
+        train_run(config)
     assert not (tmp_path / "scalars.jsonl").exists()

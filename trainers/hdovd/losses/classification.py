@@ -56,8 +56,8 @@ def weighted_softmax_classification_loss(
     """
     del focal_alpha, focal_gamma
     if background_logits is None:
-        raise ValueError("loss.classification_variant=weighted_softmax needs background logits: "
-                         "build the detector with detector.classifier=softmax_background")
+        raise ValueError("hdovd.loss.classification_variant=weighted_softmax needs background logits: build the "
+                         "detector with the classifier head of that loss (HdovdConfig.classifier: softmax_background)")
     num_classes = class_logits.shape[1]
     logits = torch.cat([class_logits, background_logits[:, None]], dim=1)  # background is the last column
     targets = torch.where(class_targets != BACKGROUND, class_targets, torch.full_like(class_targets, num_classes))
