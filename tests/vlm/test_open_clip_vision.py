@@ -60,8 +60,8 @@ def test_window_and_embedding_sizes_must_be_the_clips():
 
 def test_a_llava_around_the_tower_round_trips_through_the_auto_classes(clip_dir, tmp_path):
     tokenizer = train_tokenizer(["What is this? a red star", "a blue heart"], 300)
-    model, processor = build_teacher(VlmTeacherConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                                      num_heads=2), clip_dir, tokenizer)
+    model, processor = build_teacher(VlmTeacherConfig(image_size=96, hidden_size=32, intermediate_size=64,
+                                                      num_layers=1, num_heads=2), clip_dir, tokenizer)
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
