@@ -36,6 +36,8 @@ from featurestore.commands.labels import novel_accuracy
 from featurestore.reader import StoreReader
 from featurestore.stages import PSEUDO_LABELS
 
+# The page's notes below this line are written by hand; a new table replaces everything above it.
+NOTES_MARKER = "<!-- make compare-labelers rewrites everything above this line and keeps the notes below it -->"
 # name → the pseudo-labels settings that pick the labeler (on top of configs/shapes/pseudo_labels.yaml).
 LABELERS = {
     "clipcap": ["captioner.name=clipcap"],
@@ -141,6 +143,12 @@ def markdown(results: dict, command: str, environment: dict, teacher: dict | Non
     return "\n".join(lines) + "\n"
 
 
+def write_page(doc: Path, table: str) -> None:
+    """`table` replaces what is above NOTES_MARKER in `doc`; the notes below it stay."""
+    notes = doc.read_text().partition(NOTES_MARKER)[2] if doc.is_file() else "\n"
+    doc.write_text(table + "\n" + NOTES_MARKER + notes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, default=Path("data/store"), help="a ShapesOV extract-features store")
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         "labelers": results}, indent=2) + "\n")
     manifest = args.teachers / "vlm" / "MANIFEST.json"
     teacher = json.loads(manifest.read_text()) if manifest.is_file() else None
-    args.doc.write_text(markdown(results, command, environment, teacher))
+    write_page(args.doc, markdown(results, command, environment, teacher))
     print(f"wrote {args.doc} and {args.work / 'results.json'}")
     return 0
 
