@@ -27,6 +27,8 @@ PROPOSALS_CONFIG ?= configs/shapes/proposals.yaml
 # proposals` runs PROPOSER_RUN/checkpoint.pt. HELDOUT: a held-out file of novel boxes for the stage's recall only.
 PROPOSER_RUN ?= runs/proposer
 PROPOSER_CONFIG ?= configs/shapes/proposer.yaml
+# PROPOSER_SET="key=value …": overrides of the network's training (SET goes to the proposals job).
+PROPOSER_SET ?=
 HELDOUT ?=
 LABELS_CONFIG ?= configs/shapes/pseudo_labels.yaml
 # CONFIG: one or more config files, merged left to right (a preset, then variant overlays: configs/variants/).
@@ -84,8 +86,12 @@ OPENDET_DEMO_SETS ?= --set store=$(STORE) --set threads=1 --set 'opendet.inferen
 OPENDET_RUN = $(PY) -m trainers.train --config configs/shapes/opendet.yaml $(OPENDET_DEMO_SETS) \
 	--set out_dir=runs/demo/$(1) $(2) $(SET_FLAGS) > runs/demo/$(1).log 2>&1
 
-demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD-OVD Table V rows, Open-Det beside them
-	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
+demo: setup ## the whole chain on ShapesOV: sample, teachers, proposals, both Beam jobs, HD-OVD Table V, Open-Det
+	$(MAKE) --no-print-directory sample teachers proposals extract-features pseudo-labels
+	@mkdir -p runs/demo
+	$(PY) -m trainers.proposer.recall --annotations $(DATA)/annotations/train_base.json \
+		--novel-annotations $(DATA)/annotations/train_novel_heldout.json --split $(DATA)/ov_split.json \
+		--store $(STORE) --proposals $(DATA)/proposals/train.json --json-out runs/demo/proposal_recall.json
 	$(PY) -m featurestore inspect $(STORE)
 	$(PY) -m featurestore validate $(STORE)
 	$(PY) -m featurestore labels $(STORE) --top 10
@@ -98,14 +104,14 @@ demo: setup ## the whole chain on ShapesOV: sample, teachers, both Beam jobs, HD
 	grep -h -e "^done" -e "^evaluation" runs/demo/opendet.log runs/demo/opendet_pseudo.log; \
 	if [ $$box_status -ne 0 ] || [ $$pseudo_status -ne 0 ]; then tail -n 20 runs/demo/opendet.log runs/demo/opendet_pseudo.log; exit 1; fi
 	$(PY) -m trainers.demo_report --table5 runs/demo/table5.json --opendet runs/demo/opendet/metrics.json \
-		--opendet runs/demo/opendet_pseudo/metrics.json --out runs/demo/demo.md
+		--opendet runs/demo/opendet_pseudo/metrics.json --recall runs/demo/proposal_recall.json --out runs/demo/demo.md
 	$(MAKE) --no-print-directory report
 
 # The demo's rows over several seeds (seed and stream.seed set to each), each row's mean and range: runs/seeds/seeds.md.
 SEEDS ?= 0,1,2
 
 demo-seeds: setup ## the demo's HD-OVD and Open-Det rows over SEEDS (default 0,1,2): mean and range (runs/seeds)
-	$(MAKE) --no-print-directory sample teachers extract-features pseudo-labels
+	$(MAKE) --no-print-directory sample teachers proposals extract-features pseudo-labels
 	$(PY) -m trainers.demo_seeds --seeds $(SEEDS) --store $(STORE) --out runs/seeds $(SET_FLAGS)
 
 sample: setup ## write the ShapesOV sample to DATA (default data/shapes); deterministic, seconds
@@ -116,7 +122,7 @@ teachers: setup ## the CLIP and ClipCap teachers in TEACHERS (committed copies v
 
 proposals: setup ## train the proposal network on base boxes once (PROPOSER_RUN), run it over every image -> proposals; AR (HELDOUT=novel GT)
 	@test -f $(PROPOSER_RUN)/checkpoint.pt || (set -x && $(PY) -m trainers.train --config $(PROPOSER_CONFIG) \
-		--set out_dir=$(PROPOSER_RUN))
+		--set out_dir=$(PROPOSER_RUN) $(foreach kv,$(PROPOSER_SET),--set $(kv)))
 	@$(call run_beam_job,beam_jobs.proposals $(call config_flags,$(PROPOSALS_CONFIG)) \
 		--set proposer.checkpoint=$(PROPOSER_RUN)/checkpoint.pt \
 		$(if $(HELDOUT),--set recall.novel_annotations=$(HELDOUT)) $(SET_FLAGS) --store $(STORE))
@@ -140,7 +146,7 @@ eval: setup ## evaluate RUN/checkpoint.pt (its weight average if kept): AP50 all
 	$(PY) -m trainers.train $(call config_flags,$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
 
 compare-labelers: setup ## ClipCap vs the vlm teacher (crop and box prompts) on the same pseudo boxes; table in docs/labelers.md
-	$(MAKE) --no-print-directory sample teachers teacher-vlm extract-features
+	$(MAKE) --no-print-directory sample teachers proposals teacher-vlm extract-features
 	$(PY) -m bench.compare_labelers --store $(STORE) $(call config_flags,$(LABELS_CONFIG)) --teachers $(TEACHERS) $(SET_FLAGS)
 
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md

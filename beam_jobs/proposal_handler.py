@@ -2,46 +2,17 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from trainers.proposer.config import ProposalOutputConfig
 from trainers.proposer.inference import ProposalGenerator
 from vlm.clip import resolve_device
 
 LOG = logging.getLogger(__name__)
-
-
-def padded_input_size(transform: GeneralizedRCNNTransform, height: int, width: int) -> tuple[int, int]:
-    """The size the network's input transform gives an image of `height` x `width` in eval mode, padding included,
-    when the image is alone in its forward: torchvision/models/detection/transform.py, _resize_image_and_masks
-    (scale = min(min_size / shorter side, max_size / longer side), each side floor(side x scale), as
-    F.interpolate with recompute_scale_factor computes it) then batch_images (each side up to a multiple of
-    size_divisible)."""
-    if transform.fixed_size is not None:
-        resized = (transform.fixed_size[1], transform.fixed_size[0])
-    else:
-        scale = min(transform.min_size[-1] / min(height, width), transform.max_size / max(height, width))
-        resized = (math.floor(height * scale), math.floor(width * scale))
-    stride = transform.size_divisible
-    return tuple(int(math.ceil(side / stride) * stride) for side in resized)
-
-
-def same_padding_groups(images: Sequence[np.ndarray], transform: GeneralizedRCNNTransform) -> list[list[int]]:
-    """Positions of `images` grouped by the size the network pads each to alone, groups in order of first appearance.
-
-    The network pads the images of one forward to the largest of them, and features near an image's border see that
-    padding, so an image's proposals would depend on which images Beam batched it with. In a forward of images that
-    each pad to the same size alone, every image is padded as it would be alone: its proposals are its own."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for position, pixels in enumerate(images):
-        groups.setdefault(padded_input_size(transform, *pixels.shape[:2]), []).append(position)
-    return list(groups.values())
 
 
 class ProposalNetworkHandler(ModelHandler[np.ndarray, PredictionResult, ProposalGenerator]):
@@ -71,10 +42,7 @@ class ProposalNetworkHandler(ModelHandler[np.ndarray, PredictionResult, Proposal
     def run_inference(self, batch: Sequence[np.ndarray], model: ProposalGenerator,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
         started = time.perf_counter()
-        found: list[np.ndarray | None] = [None] * len(batch)
-        for group in same_padding_groups(batch, model.network.transform):
-            for position, proposals in zip(group, model([batch[i] for i in group])):
-                found[position] = proposals
+        found = model(batch)  # one forward per padded size: an image's proposals do not depend on its batch
         seconds_each = (time.perf_counter() - started) / max(len(batch), 1)
         return [PredictionResult(None, (proposals, seconds_each)) for proposals in found]
 

@@ -96,7 +96,7 @@ def markdown(results: dict, command: str, environment: dict, teacher: dict | Non
              "ClipCap and the `vlm` labeler (an instruction-following image-text model asked per box, with each region "
              "prompt) label the pseudo boxes of the ShapesOV demo store; each labeler runs on its own copy of the "
              "store, so all see the same boxes. Made by", "", f"    {command}", "",
-             "(`make compare-labelers` runs it after `make sample teachers teacher-vlm extract-features`).", "",
+             "(`make compare-labelers` runs it after `make sample teachers proposals teacher-vlm extract-features`).", "",
              "| labeler | pseudo boxes | labelled | named no object (of them covering an object) | candidates per "
              "box | precision | accuracy, covering boxes | accuracy, boxes on a novel object | boxes/s, labeler | "
              "boxes/s, job wall |",

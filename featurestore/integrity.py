@@ -15,11 +15,12 @@ import hashlib
 import xxhash
 
 from featurestore.manifest import CommitRecord, DamagedStoreError, FileEntry
-from featurestore.stages import EXTRACT_FEATURES, PSEUDO_LABELS
+from featurestore.stages import EXTRACT_FEATURES, PROPOSALS, PSEUDO_LABELS
 
 CHECKSUM_ALGORITHM = "xxh3_64"
 # The command whose resume recomputes a damaged shard of each stage (stage tables such as vocab included).
-REPAIR_COMMANDS = {EXTRACT_FEATURES: "python -m beam_jobs.extract_features",
+REPAIR_COMMANDS = {PROPOSALS: "python -m beam_jobs.proposals",
+                   EXTRACT_FEATURES: "python -m beam_jobs.extract_features",
                    PSEUDO_LABELS: "python -m beam_jobs.pseudo_labels"}
 
 

@@ -43,7 +43,10 @@ TRIAL = ("max_steps=2 batch_size=2 num_workers=0 checkpoint_every=1000 stream.im
          "hdovd.detector.rpn_post_nms_top_n_train=100 hdovd.detector.rpn_pre_nms_top_n_test=100 "
          "hdovd.detector.rpn_post_nms_top_n_test=50 hdovd.detector.box_batch_size_per_image=64 eval.batch_size=2")
 pytestmark = pytest.mark.slow  # a bash session of make targets and CLI processes, minutes long
-WRONG_CONFIG_SECONDS = 90  # Python, torch and Beam start-up on a loaded 2-core machine; the work itself takes minutes
+WRONG_CONFIG_SECONDS = 150  # start-up of Python, torch and Beam: 91 s on a 2-core machine at load 8; the work takes far longer
+# The proposal network's first pass: two steps at a small size (ResNet-50 FPN at 800 px is minutes per step here).
+PROPOSER_TRIAL = ("max_steps=2 batch_size=2 num_workers=0 proposer.network.min_size=320 proposer.network.max_size=480 "
+                  "eval.batch_size=2")
 
 
 def page_blocks() -> tuple[str, list[str], str]:
@@ -207,7 +210,7 @@ def route(tmp_path_factory):
     _, _, recipe = page_blocks()
     clip, backbone = write_models(root / "models", recipe)
     settings = {"DATA": str(data), "WORK": str(work), "CLIP_MODEL": f"local-dir:{clip}", "CLIP_WEIGHTS": "null",
-                "BACKBONE": str(backbone), "TRIAL": f'"{TRIAL}"'}
+                "BACKBONE": str(backbone), "TRIAL": f'"{TRIAL}"', "PROPOSER_TRIAL": f'"{PROPOSER_TRIAL}"'}
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-c", route_script(settings)], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=3000)
@@ -224,7 +227,10 @@ def check_result(work: Path, name: str) -> tuple[int, float, str]:
 def test_the_route_runs_from_features_to_evaluation_and_exports(route):
     work, output = route
     reader = StoreReader(work / "store")
-    assert reader.shards("regions") and reader.shards("pseudo_labels")
+    assert reader.shards("regions") and reader.shards("pseudo_labels") and reader.shards("proposals")
+    # The proposal network trained on the base file and was scored on the validation file's base and novel boxes.
+    recall = json.loads((work / "proposer" / "metrics.json").read_text())["metrics"]
+    assert set(recall) == {"base", "novel"} and 0 <= recall["novel"]["AR@10"] <= recall["novel"]["R50@10"] <= 1
     # The square window's cap: no GT box of these photos got the whole image (the person is a third of it).
     inspect = (work / "inspect.txt").read_text()
     assert "crops (square, capped at 0.5 of the image's area)" in inspect
@@ -240,7 +246,7 @@ def test_the_route_runs_from_features_to_evaluation_and_exports(route):
                      r"classes", output)
     metrics = json.loads((work / "hdovd" / "metrics.json").read_text())
     assert {"AP50_all", "AP50_base", "AP50_novel"} <= set(metrics["metrics"])
-    assert output.count("evaluation (") == 2
+    assert output.count("evaluation (") == 3  # the proposal network's, then HD-OVD's run and make eval
     assert (work / "report" / "index.html").is_file()
     exported = json.loads((work / "pseudo_boxes.json").read_text())
     assert {a["source"] for a in exported["annotations"]} == {"gt", "pseudo"}

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from pipelines.proposal_recall import format_recall_table
+
 HEADERS = ("method", "vocabulary at test time", "AP50", "AP50_base", "AP50_novel", "names right base",
            "names right novel", "joined beams right base", "joined beams right novel")
 OPENDET_KEYS = ("AP50_all", "AP50_base", "AP50_novel", "name_right_base", "name_right_novel", "joined_beams_right_base",
@@ -125,17 +127,26 @@ def size_rate_rows(opendet: list[dict]) -> tuple[tuple[str, ...], list[list[str]
     return tuple(headers), rows
 
 
+def recall_budgets(recall: dict) -> tuple[int, ...]:
+    """The proposal budgets (k of AR@k) the recall JSON holds."""
+    keys = {key for sides in recall.values() for metrics in sides.values() for key in metrics}
+    return tuple(sorted(int(key[3:]) for key in keys if key.startswith("AR@")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainers.demo_report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table5", required=True, help="table5.json written by python -m trainers.hdovd.ablation")
     parser.add_argument("--opendet", action="append", default=[],
                         help="metrics.json of an Open-Det run; repeat for several runs, printed in this order")
+    parser.add_argument("--recall", default=None,
+                        help="JSON of python -m trainers.proposer.recall --json-out: the proposals' average recall")
     parser.add_argument("--out", default=None, help="also write the tables here (Markdown)")
     args = parser.parse_args(argv)
     try:
         table5 = read_json(Path(args.table5), "HD-OVD ablation results")
         opendet = [read_json(Path(path), "Open-Det metrics") for path in args.opendet]
+        recall = read_json(Path(args.recall), "proposal recall") if args.recall else None
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -150,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         if rows:
             text += ("\n\nOpen-Det: the same by object size (COCO's buckets of annotation area: small up to 32², "
                      "medium up to 96²)\n\n" + format_rows(rows, headers))
+    if recall:
+        text += ("\n\nProposals: class-agnostic average recall on the training images (AR: IoU 0.5:0.95, R50: IoU 0.5; "
+                 "base GT, and the held-out novel GT that only this evaluation reads), %\n\n"
+                 + format_recall_table(recall, recall_budgets(recall)))
     if args.out:
         Path(args.out).write_text(text + "\n")
     print("\n" + text)

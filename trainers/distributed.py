@@ -36,10 +36,15 @@ def global_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def global_world_size() -> int:
+    """How many processes the run has (torchrun's WORLD_SIZE), known before the process group starts; 1 for a plain
+    run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(device: torch.device) -> ProcessGroup:
     """Join the process group torchrun describes in the environment; a plain run is a group of one."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if global_world_size() <= 1:
         return ProcessGroup()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -9,9 +9,10 @@ from schemas.config import ConfigError, build_config, merged_config_data
 from trainers.config import TrainConfig
 from trainers.hdovd.method import HDOVD
 from trainers.opendet.method import OPENDET
+from trainers.proposer.method import PROPOSER
 from trainers.training_method import TrainingMethod
 
-METHODS: dict[str, TrainingMethod] = {method.name: method for method in (HDOVD, OPENDET)}
+METHODS: dict[str, TrainingMethod] = {method.name: method for method in (HDOVD, OPENDET, PROPOSER)}
 DEFAULT_METHOD = TrainConfig.method
 
 

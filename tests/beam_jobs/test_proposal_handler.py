@@ -5,7 +5,8 @@ import pytest
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from beam_jobs.proposal_handler import ProposalNetworkHandler, padded_input_size, same_padding_groups
+from beam_jobs.proposal_handler import ProposalNetworkHandler
+from trainers.proposer.padding_groups import padded_input_size, same_padding_groups
 from tests.tiny_proposer import save_tiny_proposer
 from trainers.proposer.config import ProposalOutputConfig
 
@@ -40,5 +41,7 @@ def test_an_images_proposals_do_not_depend_on_the_images_batched_with_it(tmp_pat
     np.testing.assert_array_equal(mixed[1], alone)
     assert [len(a) for a in mixed] == [10, 10, 10]
     # Without the grouping, the wide image padded to the tall one's size finds other boxes.
-    padded_together = model([others[0], wide])[1]
+    tensors = [torch.from_numpy(pixels).permute(2, 0, 1).float() / 255 for pixels in (others[0], wide)]
+    boxes, scores = model.propose_tensors(tensors)[1]
+    padded_together = torch.cat([boxes, scores[:, None]], 1).numpy()
     assert padded_together.shape != alone.shape or not np.allclose(padded_together, alone, atol=1e-3)

@@ -91,3 +91,12 @@ def test_a_missing_file_is_damage_and_a_recommitted_one_says_so(tmp_path):
     with pytest.raises(ShardReplacedError, match="committed again after this reader listed"):
         reader.read_shard("regions", 0)
     assert StoreReader(root).read_shard("regions", 0).column("image_id")[0].as_py() == 6000
+
+
+@pytest.mark.parametrize("stage, command", [("proposals", "python -m beam_jobs.proposals"),
+                                            ("extract_features.vocab", "python -m beam_jobs.extract_features"),
+                                            ("pseudo_labels", "python -m beam_jobs.pseudo_labels")])
+def test_a_damaged_shard_names_the_job_that_recomputes_it(stage, command):
+    from featurestore.integrity import repair_command
+
+    assert repair_command(stage) == command

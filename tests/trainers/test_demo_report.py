@@ -62,3 +62,16 @@ def test_missing_results_name_the_file(tmp_path, capsys):
     table5.write_text(json.dumps({}))
     assert main(["--table5", str(table5), "--opendet", str(tmp_path / "nope.json")]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_the_proposals_recall_closes_the_demo_table(tmp_path, capsys):
+    table5, recall = tmp_path / "table5.json", tmp_path / "recall.json"
+    table5.write_text(json.dumps({"base_only": {"metrics": {"AP50_all": 0.75, "AP50_base": 0.985,
+                                                            "AP50_novel": 0.058}}}))
+    side = {"AR@10": 0.5, "R50@10": 0.9, "AR@100": 0.6, "R50@100": 0.95, "num_gt": 7}
+    recall.write_text(json.dumps({"data/store (proposals stage)": {"base": side, "novel": side}}))
+    assert main(["--table5", str(table5), "--recall", str(recall)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("proposals"))
+    assert lines[header].split() == ["proposals", "GT", "AR@10", "AR@100", "R50@10", "R50@100", "num_gt"]
+    assert lines[header + 2].split()[-6:] == ["novel", "50.0", "60.0", "90.0", "95.0", "7"]

@@ -6,13 +6,10 @@ from pathlib import Path
 import pytest
 
 from tests.tiny_clip import save_local_dir
-from tests.trainers.opendet.tiny_opendet import TINY_T5_DIR
+from tests.trainers.opendet.tiny_opendet import TINY_OPENDET_SETTINGS
 from tests.trainers.training_helpers import TINY_HDOVD
 from trainers.demo_seeds import main, summarize
 
-TINY_OPENDET = {"opendet.detector.image_size": 64, "opendet.detector.hidden_dim": 32, "opendet.detector.ffn_dim": 64,
-                "opendet.detector.encoder_layers": 1, "opendet.detector.decoder_layers": 3,
-                "opendet.detector.max_queries": 20, "opendet.name_generator.t5_dir": TINY_T5_DIR}
 
 
 def test_summary_is_the_mean_and_range_over_the_seeds():
@@ -37,7 +34,7 @@ def test_demo_seeds_trains_each_seed_and_summarises(tiny_store, tmp_path, capsys
             "base_only", "--hdovd-config", str(configs / "hdovd.yaml"), "--opendet-config", str(configs / "opendet.yaml")]
     argv += [flag for key, value in common.items() for flag in ("--set", f"{key}={value}")]
     argv += [flag for key, value in TINY_HDOVD.items() for flag in ("--hdovd-set", f"{key}={value}")]
-    argv += [flag for key, value in TINY_OPENDET.items() for flag in ("--opendet-set", f"{key}={value}")]
+    argv += [flag for key, value in TINY_OPENDET_SETTINGS.items() for flag in ("--opendet-set", f"{key}={value}")]
     assert main(argv) == 0
     for seed in (0, 1):
         config = json.loads((tmp_path / "seeds" / f"seed_{seed}" / "opendet_pseudo" / "metrics.json").read_text()

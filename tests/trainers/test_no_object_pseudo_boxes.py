@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.trainers.conftest import write_tiny_store
-from tests.trainers.opendet.test_step import TINY_OPENDET
+from tests.trainers.opendet.tiny_opendet import TINY_OPENDET_SETTINGS
 from tests.trainers.training_helpers import step_losses, tiny_config, train_run
 from trainers.data.batching import to_detector_inputs
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
@@ -53,7 +53,8 @@ def test_rows_with_no_object_reach_the_batch_with_no_label_and_leave_it_before_t
 
 @pytest.mark.parametrize("method", ["hdovd", "opendet"])
 def test_both_methods_train_on_a_store_with_boxes_that_name_no_object(store, tmp_path, method):
-    settings = dict(TINY_OPENDET, **{"opendet.loss.pseudo_names": True}) if method == "opendet" else {}
+    settings = ({"method": "opendet", **TINY_OPENDET_SETTINGS, "opendet.loss.pseudo_names": True}
+                if method == "opendet" else {})
     train_run(tiny_config(store, tmp_path, max_steps=2, **settings))
     losses = step_losses(tmp_path)
     assert sorted(losses) == [1, 2] and all(torch.isfinite(torch.tensor(v)) for v in losses.values())

@@ -18,7 +18,8 @@ from trainers.train import main as train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PRESETS = {"shapes/hdovd.yaml": "hdovd", "shapes/opendet.yaml": "opendet", "ov_coco/hdovd.yaml": "hdovd",
-           "ov_lvis/hdovd.yaml": "hdovd", "vg/opendet.yaml": "opendet"}
+           "ov_lvis/hdovd.yaml": "hdovd", "vg/opendet.yaml": "opendet", "shapes/proposer.yaml": "proposer",
+           "ov_coco/proposer.yaml": "proposer", "ov_lvis/proposer.yaml": "proposer"}
 VARIANTS = sorted(path.name for path in (CONFIGS / "variants").glob("*.yaml"))
 
 

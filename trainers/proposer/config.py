@@ -1,14 +1,16 @@
-"""Every config section of a proposal-network run (`proposer`): its data, the network, the proposals it outputs and
-how their recall is measured.
+"""A proposal-network run's config: the engine's keys (trainers.config.TrainConfig), the `proposer` section (its
+data, the network, the proposals it outputs) and the `eval` section (how their recall is measured).
 
 Plain dataclasses without heavy imports. Defaults are the CPU demo on ShapesOV (the tiny backbone at 128 px); the
 released OLN values (Kim et al. 2022, configs/oln_box/oln_box.py of the released code) are cited beside each field
-and are the values of the ResNet-50 FPN presets, configs/proposer_ov_coco.yaml and configs/proposer_ov_lvis.yaml.
+and are the values of the ResNet-50 FPN presets, configs/ov_coco/proposer.yaml and configs/ov_lvis/proposer.yaml.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from trainers.config import EvalConfig, TrainConfig
 
 # centerness: OLN, objectness learned as localization quality (centerness in the RPN, IoU in the box head).
 # classification: the standard Faster R-CNN objectness (foreground / background), torchvision's RPN and box head.
@@ -29,15 +31,11 @@ class ProposerDataConfig:
     # an image, so tips and corners of the base shapes point every way, as those of unseen shapes may.
     vertical_flip_probability: float = 0.0
     transpose_probability: float = 0.0
-    batch_size: int = 8  # images per step (OLN: 2 per GPU x 8 GPUs)
-    num_workers: int = 1  # image decoding processes
 
     def __post_init__(self) -> None:
         for name in ("flip_probability", "vertical_flip_probability", "transpose_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"proposer.data.{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise ValueError(f"proposer.data.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,17 @@ class ProposalOutputConfig:
 
 
 @dataclass(frozen=True)
-class ProposerEvalConfig:
+class ProposerConfig:
+    """The proposal network's section of a run (`--set proposer.network.objectness=classification`); a
+    checkpoint carries it, and the proposals job rebuilds the network from it."""
+
+    data: ProposerDataConfig = field(default_factory=ProposerDataConfig)
+    network: ProposerNetworkConfig = field(default_factory=ProposerNetworkConfig)
+    output: ProposalOutputConfig = field(default_factory=ProposalOutputConfig)
+
+
+@dataclass(frozen=True)
+class ProposalRecallEvalConfig(EvalConfig):
     """Average recall of the trained network (pipelines/proposal_recall.py) over the images of `base_annotations`.
 
     Base recall counts the base boxes of `base_annotations`; novel recall counts the novel boxes of
@@ -115,15 +123,20 @@ class ProposerEvalConfig:
     base_annotations: str | None = None  # None: proposer.data.annotations (recall on the training images)
     image_root: str | None = None  # None: proposer.data.image_root
     novel_annotations: str | None = "data/shapes/annotations/train_novel_heldout.json"
-    max_images: int = 0  # 0 = all
     max_dets: tuple[int, ...] = (5, 10, 100)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.max_dets or min(self.max_dets) < 1:
+            raise ValueError(f"eval.max_dets must list proposal budgets >= 1, got {self.max_dets}")
 
 
 @dataclass(frozen=True)
-class ProposerConfig:
-    """The proposal network's section of a run (`--set proposer.network.objectness=classification`)."""
+class ProposerRunConfig(TrainConfig):
+    """A proposal-network run: the engine's keys, the `proposer` section and its recall evaluation. `batch_size`
+    is images per micro-batch and process (OLN: 2 per GPU x 8 GPUs); `num_workers` decode the images."""
 
-    data: ProposerDataConfig = field(default_factory=ProposerDataConfig)
-    network: ProposerNetworkConfig = field(default_factory=ProposerNetworkConfig)
-    output: ProposalOutputConfig = field(default_factory=ProposalOutputConfig)
-    eval: ProposerEvalConfig = field(default_factory=ProposerEvalConfig)
+    method: Literal["proposer"] = "proposer"
+    out_dir: str = "runs/proposer"
+    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    eval: ProposalRecallEvalConfig = field(default_factory=ProposalRecallEvalConfig)

@@ -1,20 +1,25 @@
-"""Images and base boxes as training samples of the proposal network (map-style, so a loader shuffles them).
+"""Images and base boxes as training samples of the proposal network, in the order the training engine reads them.
 
-Each image is decoded once per epoch by `vlm.images` (paths resolved inside the image root), then flipped and
-transposed with the probabilities of `proposer.data` (ImageAugmentation); the network resizes. An image that cannot be used (missing, corrupt, not the size its annotations
-give) becomes an UnreadableImage naming the file: the batch goes on without it and the trainer counts it, since one
-bad file among thousands should not end a long run.
+Each image is decoded once per epoch (paths resolved inside the image root), then flipped and transposed with the
+probabilities of `proposer.data` (ImageAugmentation); the network resizes. An image that cannot be used (missing,
+corrupt, not the size its annotations give) becomes an UnreadableImage naming the file: the batch goes on without it
+and the trainer says so, since one bad file among thousands should not end a long run.
+
+`BaseBoxStream` shuffles the images per epoch (seed, epoch), gives each process its share and each loader worker
+whole batches in turn, and starts an epoch after any number of batches, so a resumed run reads the very next batch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from trainers.data.image_tensors import ImageFileError, load_image_tensor
 from trainers.data.transforms import horizontal_flip, transpose, vertical_flip
+from trainers.distributed import global_rank, global_world_size
 from trainers.proposer.base_boxes import BaseBoxes
 
 IMAGE_ROOT_KEY = "proposer.data.image_root"
@@ -99,3 +104,33 @@ def collate_samples(samples: list[TrainingSample | UnreadableImage]) -> Training
     good = [s for s in samples if isinstance(s, TrainingSample)]
     return TrainingBatch([s.image for s in good], [s.boxes for s in good], [s.image_id for s in good],
                          [s for s in samples if isinstance(s, UnreadableImage)])
+
+
+class BaseBoxStream(IterableDataset):
+    """The samples of `images` for the engine's DataLoader: epoch order a permutation drawn from (seed, epoch),
+    process r of W takes every W-th image of it, and loader worker w of N yields that share's batches w, w + N, …
+    (the DataLoader takes batches from its workers round-robin, so they arrive in order)."""
+
+    def __init__(self, images: BaseBoxDataset, batch_size: int, seed: int = 0):
+        self.images = images
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.batches_done = 0
+
+    def set_position(self, epoch: int, batches_done: int = 0) -> None:
+        self.epoch, self.batches_done = epoch, batches_done
+        self.images.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[TrainingSample | UnreadableImage]:
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
+        share = order[global_rank()::global_world_size()]
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        batch_starts = range(self.batches_done * self.batch_size, len(share), self.batch_size)
+        for start in list(batch_starts)[worker::workers]:
+            for index in share[start:start + self.batch_size]:
+                yield self.images[int(index)]

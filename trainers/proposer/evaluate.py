@@ -1,7 +1,7 @@
 """Average recall of a trained proposal network: run it over the evaluation images, then score its proposals on
 base ground truth and on novel ground truth (pipelines/proposal_recall.py), the same way as any proposals file.
 
-Novel ground truth comes from `proposer.eval.novel_annotations`, a held-out file read here only.
+Novel ground truth comes from `eval.novel_annotations`, a held-out file read here only.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from pipelines.coco import ImageRecord
 from pipelines.proposal_recall import RecallGroundTruth, format_recall_table
-from trainers.proposer.config import ProposerConfig
+from trainers.proposer.config import ProposerRunConfig
 from trainers.proposer.dataset import UnreadableImage
 from trainers.proposer.inference import ProposalGenerator
 from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path
@@ -41,16 +41,21 @@ def propose_for_images(generator: ProposalGenerator, image_root: str, images: Se
     return result
 
 
-def evaluate_network(generator: ProposalGenerator, config: ProposerConfig) -> tuple[dict, str]:
-    """({"base": AR metrics, "novel": AR metrics (with a held-out file), "images", "unreadable_images"}, a table)."""
-    truth = RecallGroundTruth.load(config.eval.base_annotations or config.data.annotations,
-                                   config.eval.novel_annotations, config.data.split, config.eval.max_images)
-    proposals = propose_for_images(generator, config.eval.image_root or config.data.image_root, truth.images,
-                                   generator.output.batch_size)
-    metrics: dict = truth.score(proposals.by_image, config.eval.max_dets)
-    table = format_recall_table({f"network ({config.network.objectness})": metrics}, config.eval.max_dets)
+def evaluate_network(generator: ProposalGenerator, config: ProposerRunConfig) -> tuple[dict, dict, str]:
+    """(recall: {"base": AR and R50 fractions, "novel": the same (with a held-out file)}, counts: {"num_gt" per
+    side, "images", "unreadable_images"}, a table)."""
+    data, evaluation = config.proposer.data, config.eval
+    truth = RecallGroundTruth.load(evaluation.base_annotations or data.annotations, evaluation.novel_annotations,
+                                   data.split, evaluation.max_images)
+    proposals = propose_for_images(generator, evaluation.image_root or data.image_root, truth.images,
+                                   evaluation.batch_size)
+    metrics: dict = truth.score(proposals.by_image, evaluation.max_dets)
+    table = format_recall_table({f"network ({config.proposer.network.objectness})": metrics}, evaluation.max_dets)
     if proposals.unreadable:
         first = proposals.unreadable[0]
         table += (f"\n{len(proposals.unreadable)} images could not be read and count as finding nothing "
                   f"(first: image {first.image_id}, {first.reason})")
-    return {**metrics, "images": len(truth.images), "unreadable_images": len(proposals.unreadable)}, table
+    recall = {side: {key: value for key, value in values.items() if key != "num_gt"} for side, values in metrics.items()}
+    counts = {"num_gt": {side: values.get("num_gt", 0) for side, values in metrics.items()},
+              "images": len(truth.images), "unreadable_images": len(proposals.unreadable)}
+    return recall, counts, table

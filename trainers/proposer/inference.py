@@ -19,6 +19,7 @@ import torch
 from schemas.config import ConfigError, from_dict
 from trainers.proposer.config import ProposalOutputConfig, ProposerConfig, ProposerNetworkConfig
 from trainers.proposer.network import ProposalNetwork
+from trainers.proposer.padding_groups import same_padding_groups
 
 CHECKPOINT_KEY = "proposer.checkpoint"  # the config key that names the checkpoint a proposals job loads
 
@@ -30,7 +31,7 @@ class ProposerCheckpointError(ValueError):
 def _checkpoint_state(path: Path, config_key: str) -> tuple[ProposerConfig, dict]:
     if not path.is_file():
         raise ProposerCheckpointError(f"proposal network checkpoint not found: {path} (config key {config_key}); "
-                                      "train one with python -m trainers.train --config configs/proposer_shapes.yaml")
+                                      "train one with python -m trainers.train --config configs/shapes/proposer.yaml (make proposals)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError / RuntimeError / ValueError variants here
@@ -87,12 +88,16 @@ class ProposalGenerator:
 
         Returns one (K_i, 5) float32 array per image: x0, y0, x1, y1 in that image's pixels (clipped to it) and the
         score in [0, 1], sorted by score (highest first), K_i ≤ output.top_k after class-agnostic NMS at
-        output.nms_thresh and the output.score_thresh cut."""
+        output.nms_thresh and the output.score_thresh cut. Images go through one forward per padded input size
+        (trainers/proposer/padding_groups.py), so an image's proposals are the same whatever it is batched with."""
         tensors = []
         for position, pixels in enumerate(images):
             if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
                 raise ValueError(f"image {position} of the batch must be (H, W, 3) uint8 RGB, got {pixels.shape} "
                                  f"{pixels.dtype}")
             tensors.append(torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255))
-        return [torch.cat([boxes, scores[:, None]], dim=1).numpy().astype(np.float32, copy=False)
-                for boxes, scores in self.propose_tensors(tensors)]
+        found: list[np.ndarray] = [np.zeros((0, 5), np.float32)] * len(images)
+        for group in same_padding_groups(images, self.network.transform):
+            for position, (boxes, scores) in zip(group, self.propose_tensors([tensors[i] for i in group])):
+                found[position] = torch.cat([boxes, scores[:, None]], dim=1).numpy().astype(np.float32, copy=False)
+        return found

@@ -42,6 +42,10 @@ class ProposalNetwork(nn.Module):
                                   config_section="proposer.network")
         return cls(backbone, config)
 
+    def forward(self, images: list[Tensor], gt_boxes: list[Tensor]) -> dict[str, Tensor]:
+        """The training forward (what DistributedDataParallel calls): `losses`."""
+        return self.losses(images, gt_boxes)
+
     def losses(self, images: list[Tensor], gt_boxes: list[Tensor]) -> dict[str, Tensor]:
         """images: B × (3, H_i, W_i) float in [0, 1]; gt_boxes: B × (G_i, 4) xyxy in those pixels → named losses
         (RPN objectness and box, box-head score and box); their sum is the training loss."""

@@ -2,10 +2,10 @@
 
     python -m trainers.proposer.recall --annotations data/shapes/annotations/train_base.json \
         --novel-annotations data/shapes/annotations/train_novel_heldout.json --split data/shapes/ov_split.json \
-        --proposals data/shapes/proposals/train.json --checkpoint runs/proposer/checkpoint.pt
+        --proposals data/shapes/proposals/train.json --store data/store --checkpoint runs/proposer/checkpoint.pt
 
-Proposal files are COCO-results JSON or the mmdet-style pickle (pipelines/proposals.py); a checkpoint is run over
-the images of --annotations (under --image-root). Base recall counts the base boxes of --annotations, novel recall
+Proposal files are COCO-results JSON or the mmdet-style pickle (pipelines/proposals.py); a store's finished proposals
+stage is read as written; a checkpoint is run over the images of --annotations (under --image-root). Base recall counts the base boxes of --annotations, novel recall
 the novel boxes of --novel-annotations, which only this evaluation reads.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from featurestore.proposals import ProposalStageError, read_stage_proposals
 from pipelines.coco import AnnotationError, read_coco
 from pipelines.proposal_recall import MAX_DETS, RecallGroundTruth, format_recall_table
 from pipelines.proposals import read_proposals
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--novel-annotations", default=None, help="held-out COCO file with the novel boxes")
     parser.add_argument("--split", required=True, help="ov-coco, lvis-frequency or a split file")
     parser.add_argument("--proposals", action="append", default=[], help="a proposals file (.json or .pkl)")
+    parser.add_argument("--store", action="append", default=[], help="a store with a finished proposals stage")
     parser.add_argument("--checkpoint", action="append", default=[], help="a proposal network checkpoint")
     parser.add_argument("--image-root", default=None, help="images of --annotations (needed with --checkpoint)")
     parser.add_argument("--device", default="cpu")
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.proposals:
             dataset = read_coco(args.annotations)  # a pickle lists its images in this file's order
             sources = {path: read_proposals(path, dataset).by_image for path in args.proposals}
+        for store in args.store:
+            sources[f"{store} (proposals stage)"] = read_stage_proposals(store, "--store").by_image
         for path in args.checkpoint:
             generator = ProposalGenerator.from_checkpoint(path, device=args.device, config_key="--checkpoint")
             found = propose_for_images(generator, args.image_root, truth.images, generator.output.batch_size)
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path}: {len(found.unreadable)} images could not be read and count as finding nothing "
                       f"(first: {found.unreadable[0].reason})", file=sys.stderr)
             sources[path] = found.by_image
-    except (AnnotationError, FileNotFoundError, ProposerCheckpointError) as error:
+    except (AnnotationError, FileNotFoundError, ProposerCheckpointError, ProposalStageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     rows = {name: truth.score(proposals, max_dets) for name, proposals in sources.items()}

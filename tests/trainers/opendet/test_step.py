@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from schemas.config import ConfigError
-from tests.trainers.opendet.tiny_opendet import TINY_T5_DIR
+from tests.trainers.opendet.tiny_opendet import TINY_OPENDET_SETTINGS
 from tests.trainers.training_helpers import step_losses, tiny_config, train_run
 from trainers.data.batching import to_detector_inputs
 from trainers.data.streaming import StoreDetectionDataset, collate_samples
@@ -16,10 +16,7 @@ from trainers.opendet.batch_losses import named_targets, pick_object_names, with
 from trainers.opendet.method import build_opendet
 from trainers.store_training import prepare_store_method
 
-TINY_OPENDET = {"method": "opendet", "opendet.detector.image_size": 64, "opendet.detector.hidden_dim": 32,
-                "opendet.detector.ffn_dim": 64, "opendet.detector.encoder_layers": 1,
-                "opendet.detector.decoder_layers": 3, "opendet.detector.max_queries": 20,
-                "opendet.name_generator.t5_dir": TINY_T5_DIR}
+TINY_OPENDET = {"method": "opendet", **TINY_OPENDET_SETTINGS}
 
 
 def test_boxes_are_named_by_their_class():

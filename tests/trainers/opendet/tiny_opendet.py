@@ -13,6 +13,11 @@ from trainers.opendet.name_tokenizer import train_name_tokenizer
 
 TINY_T5_DIR = str(Path(__file__).parent / "tiny_t5")
 TEXT_DIM = 16
+# The same tiny detector as `--set` overrides of a run's `opendet` section (tests/trainers/training_helpers.py).
+TINY_OPENDET_SETTINGS = {"opendet.detector.image_size": 64, "opendet.detector.hidden_dim": 32,
+                         "opendet.detector.ffn_dim": 64, "opendet.detector.encoder_layers": 1,
+                         "opendet.detector.decoder_layers": 3, "opendet.detector.max_queries": 20,
+                         "opendet.name_generator.t5_dir": TINY_T5_DIR}
 TINY = OpenDetConfig(
     detector=OpenDetDetectorConfig(hidden_dim=32, ffn_dim=64, encoder_layers=1, decoder_layers=3, max_queries=30),
     name_generator=NameGeneratorConfig(t5_dir=TINY_T5_DIR, lora_rank=4, lora_alpha=4),

@@ -38,9 +38,9 @@ def test_decoded_images_of_any_size_give_sorted_float32_arrays_in_their_pixels(c
         assert np.all(np.diff(array[:, 4]) <= 0) and np.all((array[:, 4] >= 0) & (array[:, 4] <= 1))
         assert np.all(array[:, 2] <= image.shape[1] + 1e-3) and np.all(array[:, 3] <= image.shape[0] + 1e-3)
         assert np.all(array[:, :2] >= 0) and np.all(array[:, 2:4] > array[:, :2])
-    with torch.inference_mode():  # the network's own answer on the same batch of pixels
-        expected = network.eval().propose([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in images],
-                                          ProposalOutputConfig(top_k=12))
+    with torch.inference_mode():  # the network's own answer on each image alone (they pad to different sizes)
+        expected = [network.eval().propose([torch.from_numpy(i).permute(2, 0, 1).float() / 255],
+                                           ProposalOutputConfig(top_k=12))[0] for i in images]
     for array, (boxes, scores) in zip(arrays, expected):
         np.testing.assert_allclose(array, torch.cat([boxes, scores[:, None]], 1).numpy(), rtol=1e-5, atol=1e-4)
     fewer = ProposalGenerator.from_checkpoint(path, output=ProposalOutputConfig(top_k=3))

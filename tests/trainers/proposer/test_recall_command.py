@@ -7,18 +7,13 @@ import json
 import pytest
 import torch
 
+from beam_jobs.proposals import run as run_proposals
 from schemas.config import to_dict
-from shapesov.__main__ import main as shapes_main
+from tests.float32 import approx32
+from tests.tiny_proposer import save_tiny_proposer
 from trainers.proposer.config import ProposerConfig
 from trainers.proposer.network import ProposalNetwork
 from trainers.proposer.recall import main
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shapes")
-    assert shapes_main(["--out", str(out), "--train", "10", "--val", "1"]) == 0
-    return out
 
 
 def test_files_and_a_checkpoint_side_by_side(sample, tmp_path, capsys):
@@ -57,3 +52,24 @@ def test_bad_input_exits_2_with_the_reason(sample, tmp_path, capsys):
     assert "x.pt (config key --checkpoint)" in capsys.readouterr().err
     assert main(["--annotations", annotations, "--split", split, "--proposals", str(tmp_path / "none.json")]) == 2
     assert "none.json" in capsys.readouterr().err
+
+
+def test_a_stores_proposals_stage_scores_as_the_network_that_wrote_it(sample, tmp_path, capsys):
+    """The stage the proposals job wrote, read back from the store, and the same checkpoint run here give the same
+    recall: the store holds what the network proposes."""
+    checkpoint = save_tiny_proposer(tmp_path / "proposer" / "checkpoint.pt", top_k=20)
+    annotations, split = str(sample / "annotations" / "train_base.json"), str(sample / "ov_split.json")
+    store = tmp_path / "store"
+    run_proposals([f"--set=dataset.annotations={annotations}", f"--set=dataset.image_root={sample / 'images' / 'train'}",
+                   f"--set=proposer.checkpoint={checkpoint}", "--set=output.top_k=20", "--set=shard_size=4",
+                   "--set=runtime.device=cpu", f"--set=recall.split={split}", "--store", str(store)])
+    out = tmp_path / "recall.json"
+    assert main(["--annotations", annotations, "--split", split, "--image-root", str(sample / "images" / "train"),
+                 "--store", str(store), "--checkpoint", str(checkpoint), "--max-dets", "5,10",
+                 "--json-out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    stage, network = rows[f"{store} (proposals stage)"], rows[str(checkpoint)]
+    assert stage.keys() == network.keys() == {"base"}
+    assert stage["base"] == approx32(network["base"])
+    assert main(["--annotations", annotations, "--split", split, "--store", str(tmp_path / "nothing")]) == 2
+    assert "make proposals" in capsys.readouterr().err
