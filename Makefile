@@ -55,7 +55,7 @@ run_beam_job = flags="$$($(RUNNER_FLAGS))" && mapfile -t flags <<< "$$flags" && 
 .DEFAULT_GOAL := help
 .PHONY: help setup browser test test-fast demo demo-seeds sample teachers proposals extract-features pseudo-labels \
     prepare-runner train eval ablation bench \
-    bench-gpu inspect validate report clean-store
+    bench-gpu teacher-vlm compare-labelers inspect validate report clean-store
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -127,6 +127,9 @@ proposals: setup ## train the proposal network on base boxes once (PROPOSER_RUN)
 		--set proposer.checkpoint=$(PROPOSER_RUN)/checkpoint.pt \
 		$(if $(HELDOUT),--set recall.novel_annotations=$(HELDOUT)) $(SET_FLAGS) --store $(STORE))
 
+teacher-vlm: setup ## the instruction-following teacher of the vlm labeler in TEACHERS/vlm (kept if verified, else trained, minutes; RETRAIN=1)
+	$(PY) -m shapesov.teachers.vlm_teacher --teachers $(TEACHERS) --config configs/shapes/teacher_vlm.yaml $(if $(RETRAIN),--retrain)
+
 extract-features: setup ## Beam job: images + proposals -> crops -> CLIP -> images, regions, vocab (STORE, CONFIG, RUNNER)
 	@$(call run_beam_job,beam_jobs.extract_features $(call config_flags,$(EXTRACT_CONFIG)) $(SET_FLAGS) --store $(STORE))
 
@@ -142,13 +145,17 @@ train: setup ## stream the store and train (METHOD=hdovd or opendet; CONFIG="pre
 eval: setup ## evaluate RUN/checkpoint.pt (its weight average if kept): AP50 all/base/novel (OV-COCO) or AP_r/c/f (eval.protocol=lvis)
 	$(PY) -m trainers.train $(call config_flags,$(TRAIN_CONFIG)) $(TRAIN_SETS) $(SET_FLAGS) --eval-only $(RUN)/checkpoint.pt
 
+compare-labelers: setup ## ClipCap vs the vlm teacher (crop and box prompts) on the same pseudo boxes; table in docs/labelers.md
+	$(MAKE) --no-print-directory sample teachers proposals teacher-vlm extract-features
+	$(PY) -m bench.compare_labelers --store $(STORE) $(call config_flags,$(LABELS_CONFIG)) --teachers $(TEACHERS) $(SET_FLAGS)
+
 bench: setup ## run the benchmarks in bench/; writes bench/results.json and bench/PERFORMANCE.md
 	$(PY) -m bench.run_all
 
 # bench-gpu: a hard time limit around the whole run (model builds included); the script stops its phases 5 s before
 # it and writes what it measured to OUT. No `setup` prerequisite: it runs on a bare GPU machine from a copy of the
 # checkout and of the virtual environment (VENV=path), with nothing to install.
-BENCH_GPU_SECONDS ?= $(if $(SMOKE),60,230)
+BENCH_GPU_SECONDS ?= $(if $(SMOKE),60,280)
 BENCH_GPU_OUT ?= $(or $(OUT),$(if $(SMOKE),build/bench-gpu-smoke,bench))
 bench-gpu: ## the device benchmark (CUDA; SMOKE=1: tiny sizes on the CPU, under a minute); results in OUT (bench/)
 	timeout --signal=TERM --kill-after=15 $(BENCH_GPU_SECONDS) $(PY) -m bench.gpu $(if $(SMOKE),--smoke) \

@@ -1,4 +1,5 @@
-"""pseudo-labels: pseudo boxes → captions (ClipCap / BLIP-2 / given) → spaCy nouns → CLIP pick → pseudo_labels.
+"""pseudo-labels: pseudo boxes → captions (ClipCap / BLIP-2 / given / a vlm's answers) → spaCy nouns →
+CLIP pick → pseudo_labels.
 
     python -m beam_jobs.pseudo_labels --store STORE [--config FILE] [--set key=value ...] [--overwrite]
         [--retry-failed]
@@ -186,7 +187,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
                                     f"extract-features first (flag --store)")
         store_clip = reader.manifest.store_clip(f"store {args.store}")
         text_clip, clip = resolve_text_clip(config, store_clip, args.store)
-        resolved = resolve_captioner(config.captioner)
+        resolved = resolve_captioner(config.captioner, config.runtime.device)
         check_captioner_input(config, resolved, args.store, int(upstream.embedding_dim), store_clip)
         check_spacy_model(config)
         given = given_captions_summary(config, reader)

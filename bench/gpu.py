@@ -1,6 +1,6 @@
 """The device benchmark: extract-features and the captioners on one accelerator, every figure from one run.
 
-    make bench-gpu                  # a CUDA machine; hard limit BENCH_GPU_SECONDS (default 230 s, model builds included)
+    make bench-gpu                  # a CUDA machine; hard limit BENCH_GPU_SECONDS (default 280 s, model builds in)
     make bench-gpu SMOKE=1          # any machine: tiny sizes on the CPU, under a minute (CI may run it)
     .venv/bin/python -m bench.gpu --out DIR [--smoke] [--deadline SECONDS]
 
@@ -11,8 +11,9 @@ On the same synthetic photo-sized JPEGs (640x480, 10 regions each: bench/gpu_wor
                      image tower is ready to the last shard commit (steady: process start-up, planning and model
                      load excluded) and over the pipeline's wall time (Beam start-up and model load included)
   (c) naive loop   — per image: PIL crop + open_clip's preprocess per crop, one forward per image
-then ClipCap (GPT-2-small-sized, beam search and greedy) and BLIP-2 (OPT-2.7b-sized, fp16 greedy) captions/s, and the
-device memory peak of each part. Models are real architectures with random weights (no download).
+then ClipCap (GPT-2-small-sized, beam search and greedy) and BLIP-2 (OPT-2.7b-sized, fp16 greedy) captions/s, the
+`vlm` labeler (Qwen2-VL-2B-sized, bf16, both region prompts: bench/gpu_vlm.py) pseudo boxes/s, and the device memory
+peak of each part. Models are real architectures with random weights (no download).
 
 Everything is written to OUT as it is measured: results-gpu.json after every phase, progress.log, job.log. A phase
 that would not fit in what is left of --deadline is skipped and says so; SIGTERM (from `timeout`) stops the child job
@@ -65,20 +66,25 @@ class Sizes:
     blip2_full: bool  # OPT-2.7b-sized, else tiny
     blip2_images: int
     max_tokens: int
+    vlm_full: bool  # Qwen2-VL-2B-sized, else tiny
+    vlm_images: int  # 6 pseudo boxes each
+    vlm_regions_per_batch: int
 
 
 FULL = Sizes(device="cuda", dtype="bf16", model="ViT-B-32", images=6000, model_only_images=1000,
              model_only_seconds=4.0, naive_images=400, naive_seconds=12.0, batch=1024, shard_size=500, workers=4,
-             clipcap_full=True, clipcap_captions=512, blip2_full=True, blip2_images=64, max_tokens=20)
+             clipcap_full=True, clipcap_captions=512, blip2_full=True, blip2_images=64, max_tokens=20, vlm_full=True,
+             vlm_images=16, vlm_regions_per_batch=64)
 SMOKE = Sizes(device="cpu", dtype="fp32", model="smoke-vit", images=8, model_only_images=4, model_only_seconds=1.0,
               naive_images=4, naive_seconds=2.0, batch=16, shard_size=4, workers=2, clipcap_full=False,
-              clipcap_captions=8, blip2_full=False, blip2_images=4, max_tokens=5)
+              clipcap_captions=8, blip2_full=False, blip2_images=4, max_tokens=5, vlm_full=False, vlm_images=1,
+              vlm_regions_per_batch=8)
 # A tiny ViT CLIP for smoke runs, as open_clip's own ViT configs are written (64 px, patch 16, 2 layers).
 SMOKE_MODEL = {"embed_dim": 64, "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
                "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
 # Seconds each phase needs at full size (measured budget, a phase is skipped when less is left), smoke size.
 ESTIMATES = {"data": (25, 5), "model": (15, 3), "model_only": (20, 4), "naive": (20, 5), "job": (80, 25),
-             "clipcap": (25, 6), "blip2": (45, 6)}
+             "clipcap": (25, 6), "blip2": (45, 6), "vlm": (45, 6)}
 
 
 class CutShort(Exception):
@@ -307,7 +313,7 @@ def measure_extract(recorder: Recorder, sizes: Sizes, work_dir: Path) -> None:
                 f"model.clip={model_name}", f"model.dtype={sizes.dtype}", f"runtime.device={sizes.device}",
                 "runtime.crop_on=device", f"runtime.max_batch_size={sizes.batch}", "runtime.shards_per_run=0",
                 "crop.mode=square", f"shard_size={sizes.shard_size}"]
-            reserve = sum(ESTIMATES[p][1 if recorder.smoke else 0] for p in ("clipcap", "blip2")) * 0.5
+            reserve = sum(ESTIMATES[p][1 if recorder.smoke else 0] for p in ("clipcap", "blip2", "vlm")) * 0.5
             result = run_job(recorder, record, sizes, job_overrides, work_dir / "store", reserve)
             summary = result["summary"]
             steady, steady_seconds = steady_rate(work_dir / "store", recorder.out / "job.log")
@@ -346,6 +352,27 @@ def measure_captioners(recorder: Recorder, sizes: Sizes, work_dir: Path) -> None
                                                                         sizes.max_tokens)
             recorder.log(f"  BLIP-2: {metrics['blip2_captions_per_s']:,.1f} captions/s")
             del captioner
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    with recorder.phase("vlm") as record:
+        if record is not None:
+            measure_vlm(recorder, sizes, work_dir)
+
+
+def measure_vlm(recorder: Recorder, sizes: Sizes, work_dir: Path) -> None:
+    """The vlm labeler's pseudo boxes/s with each region prompt (bench/gpu_vlm.py)."""
+    from bench.gpu_vlm import boxes_per_second, qwen2_vl, write_images
+
+    metrics = recorder.results["metrics"]
+    batch = write_images(work_dir / "vlm-images", sizes.vlm_images)
+    model = qwen2_vl(sizes.vlm_full, sizes.device, sizes.dtype)
+    metrics["vlm_parameters"] = sum(p.numel() for p in model.model.parameters())
+    for region_prompt in ("crop", "box"):
+        rate = boxes_per_second(model, work_dir / "vlm-images", batch, region_prompt, sizes.max_tokens,
+                                sizes.vlm_regions_per_batch)
+        metrics[f"vlm_{region_prompt}_boxes_per_s"] = rate
+        recorder.log(f"  vlm, {region_prompt} prompt: {rate:,.1f} pseudo boxes/s")
+    del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

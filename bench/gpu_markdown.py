@@ -19,7 +19,7 @@ def _ratio(metrics: dict, key: str) -> str:
 def gpu_section(results: dict | None) -> list[str]:
     """Markdown lines; a placeholder that says how to produce the figures when there are none yet."""
     if not results:
-        return [TITLE, "", "No GPU run yet. On a CUDA machine, `make bench-gpu` (about 4 minutes, model builds "
+        return [TITLE, "", "No GPU run yet. On a CUDA machine, `make bench-gpu` (about 5 minutes, model builds "
                 "included) writes `bench/results-gpu.json` and this section; `make bench-gpu SMOKE=1` checks the "
                 "benchmark on the CPU with tiny sizes.", ""]
     env, sizes, m = results["environment"], results["sizes"], results["metrics"]
@@ -48,6 +48,12 @@ def gpu_section(results: dict | None) -> list[str]:
               f"| ClipCap, greedy | {_rate(m, 'clipcap_greedy_captions_per_s', 1)} |",
               f"| BLIP-2 {'OPT-2.7b-sized' if sizes['blip2_full'] else 'tiny'}, greedy, {sizes['max_tokens']} tokens, "
               f"{m.get('blip2_dtype', '')} | {_rate(m, 'blip2_captions_per_s', 1)} |", "",
+              "| vlm labeler (pipelines/captioners/vlm.py) | pseudo boxes/s |", "| --- | --- |",
+              f"| {'Qwen2-VL-2B-sized' if sizes.get('vlm_full') else 'tiny Qwen2-VL'} "
+              f"({m.get('vlm_parameters', 0) / 1e9:.2f} B parameters), crop prompt, greedy, {sizes['max_tokens']} "
+              f"tokens, {sizes['dtype']} | {_rate(m, 'vlm_crop_boxes_per_s', 1)} |",
+              f"| the same, box prompt (the whole 640x480 image, box drawn) | {_rate(m, 'vlm_box_boxes_per_s', 1)} |",
+              "",
               "| phase | status | seconds | device memory peak MiB |", "| --- | --- | --- | --- |"]
     for name, phase in results["phases"].items():
         status = phase.get("status", "")

@@ -25,7 +25,7 @@ GT_PER_IMAGE, PROPOSALS_PER_IMAGE = 3, 6  # + the whole image = 10 crops
 CATEGORIES = ["cat", "dog", "car", "bus"]
 
 
-def _pixels(seed: int) -> np.ndarray:
+def photo_pixels(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH] / WIDTH
     phase = rng.uniform(0, 2 * np.pi, 3)
@@ -37,7 +37,7 @@ def _pixels(seed: int) -> np.ndarray:
     return pixels.clip(0, 255).astype(np.uint8)
 
 
-def _boxes(seed: int) -> list[list[float]]:
+def grid_boxes(seed: int) -> list[list[float]]:
     """9 xywh boxes, one in each cell of a 3x3 grid, in shuffled cell order."""
     rng = np.random.default_rng(10_000 + seed)
     cell_w, cell_h = WIDTH / 3, HEIGHT / 3
@@ -50,9 +50,9 @@ def _boxes(seed: int) -> list[list[float]]:
     return boxes
 
 
-def _write_image(folder: Path, image_id: int) -> None:
+def write_image(folder: Path, image_id: int) -> None:
     buffer = io.BytesIO()
-    Image.fromarray(_pixels(image_id)).save(buffer, "JPEG", quality=90)
+    Image.fromarray(photo_pixels(image_id)).save(buffer, "JPEG", quality=90)
     (folder / f"{image_id:07d}.jpg").write_bytes(buffer.getvalue())
 
 
@@ -60,11 +60,11 @@ def write_dataset(folder: Path, images: int) -> list[str]:
     """JPEGs, COCO annotations, an OV split and proposals under `folder`; returns the extract-features overrides."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL's encoder releases the GIL
-        list(pool.map(lambda i: _write_image(folder / "images", i), range(1, images + 1)))
+        list(pool.map(lambda i: write_image(folder / "images", i), range(1, images + 1)))
     records, annotations, proposals = [], [], []
     for image_id in range(1, images + 1):
         records.append({"id": image_id, "file_name": f"{image_id:07d}.jpg", "width": WIDTH, "height": HEIGHT})
-        boxes = _boxes(image_id)
+        boxes = grid_boxes(image_id)
         for k, box in enumerate(boxes[:GT_PER_IMAGE]):
             annotations.append({"id": image_id * 10 + k, "image_id": image_id, "category_id": k + 1, "bbox": box,
                                 "iscrowd": 0, "area": box[2] * box[3]})
@@ -84,7 +84,7 @@ def crop_windows(folder: Path, mode: str, count: int) -> list[tuple[Path, list[t
     """(image path, its 10 crop windows) of the first `count` images, as the job cuts them (pipelines.crops)."""
     out = []
     for image_id in range(1, count + 1):
-        boxes = _boxes(image_id)[:GT_PER_IMAGE + PROPOSALS_PER_IMAGE]
+        boxes = grid_boxes(image_id)[:GT_PER_IMAGE + PROPOSALS_PER_IMAGE]
         windows = [crop_window((x, y, x + w, y + h), mode, WIDTH, HEIGHT) for x, y, w, h in boxes]
         out.append((folder / "images" / f"{image_id:07d}.jpg", windows + [(0, 0, WIDTH, HEIGHT)]))
     return out

@@ -63,6 +63,54 @@ class Blip2Section:
     device: str = "cpu"
 
 
+# The vlm labeler's questions (captioner.vlm.crop_prompt / box_prompt): the object's name as a short noun phrase, so
+# the answer goes through the same noun parsing and CLIP pick as a caption. {box} is "(x0, y0, x1, y1)" in
+# captioner.vlm.box_units (pipelines/region_prompts.py).
+VLM_CROP_PROMPT = "What is the main object in this image? Answer with its name only, as a short noun phrase."
+VLM_BOX_PROMPT = ("What is the object inside the red box at {box}? Answer with its name only, as a short noun "
+                  "phrase.")
+
+
+@dataclass(frozen=True)
+class VlmSection:
+    """`vlm` labeler (pipelines/captioners/vlm.py): an instruction-following image-text model asked about each
+    pseudo box, one region prompt per box."""
+
+    # AutoModelForImageTextToText + AutoProcessor: a save_pretrained folder or a Hub repo id (Qwen/Qwen2.5-VL-3B-
+    # Instruct, HuggingFaceTB/SmolVLM-Instruct, llava-hf/llava-1.5-7b-hf, ...), read through the Hugging Face cache.
+    model: str = "data/teachers/vlm/model"
+    image_root: str = ""  # where the store's images.file_name paths live
+    # crop: the box cut with context (crop_mode, context_scale); box: the whole image with the box drawn
+    # (box_colour, box_line_width x the longer side) and its coordinates in the prompt (box_units).
+    region_prompt: Literal["crop", "box"] = "crop"
+    crop_prompt: str = VLM_CROP_PROMPT
+    box_prompt: str = VLM_BOX_PROMPT
+    box_units: Literal["pixels", "thousandths"] = "thousandths"
+    box_colour: str = "red"
+    # 0.5% of the longer side: 3 px on a 640-px photo, 1 px on a ShapesOV image. A thick frame hides the object's
+    # own edges, and a small model then sees the frame (the ShapesOV CLIP took thick red frames for squares).
+    box_line_width: float = 0.005
+    crop_mode: CropMode = "context"
+    context_scale: float = 1.5
+    # true: the prompt becomes a user turn (image, then text) of the processor's chat template; false: it goes to
+    # the processor as written (PaliGemma, Florence-2 task prompts: their processors place the image tokens).
+    chat_template: bool = True
+    max_new_tokens: int = 12
+    num_beams: int = 1
+    regions_per_batch: int = 64  # prompts per generate call; an out-of-memory error halves it
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: Literal["auto", "cuda", "cpu"] | None = None  # None: runtime.device, like the store's text encoder
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "num_beams", "regions_per_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"captioner.vlm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.context_scale <= 0:
+            raise ValueError(f"captioner.vlm.context_scale must be > 0, got {self.context_scale}")
+        if not 0 <= self.box_line_width < 0.5:
+            raise ValueError(f"captioner.vlm.box_line_width must be in [0, 0.5), got {self.box_line_width}")
+
+
 @dataclass(frozen=True)
 class GivenSection:
     """`given` captioner (pipelines/captioners/given.py)."""
@@ -81,10 +129,11 @@ class GivenSection:
 class CaptionerSection:
     """The captioner `name` picks; only its own section is read."""
 
-    name: Literal["clipcap", "blip2", "given"] = "clipcap"
+    name: Literal["clipcap", "blip2", "given", "vlm"] = "clipcap"
     clipcap: ClipCapSection = field(default_factory=ClipCapSection)
     blip2: Blip2Section = field(default_factory=Blip2Section)
     given: GivenSection = field(default_factory=GivenSection)
+    vlm: VlmSection = field(default_factory=VlmSection)
 
 
 @dataclass(frozen=True)
@@ -150,5 +199,11 @@ class PseudoLabelsConfig:
 
     def content_hash(self) -> str:
         """Hash of the settings that change what is computed: everything but `pick` and `runtime`, left out
-        altogether so a knob added to them later changes no fingerprint."""
-        return config_hash(dataclasses.replace(self, pick=None, runtime=None))
+        altogether so a knob added to them later changes no fingerprint, and but the sections of the captioners
+        not named (a labeler's shards stay when another labeler's settings change). Where the vlm model runs is
+        how the job runs, like runtime.device."""
+        named = getattr(self.captioner, self.captioner.name)
+        if isinstance(named, VlmSection):
+            named = dataclasses.replace(named, device=None)
+        captioner = {"name": self.captioner.name, self.captioner.name: named}
+        return config_hash(dataclasses.replace(self, captioner=captioner, pick=None, runtime=None))

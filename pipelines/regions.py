@@ -73,7 +73,8 @@ def _gt_regions(annotations: tuple[Annotation, ...], image: ImageRecord, params:
 
 def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: ImageRecord, params: RegionsSection,
                          bad: list[BadBox], skipped: Counter) -> list[tuple[np.ndarray, float, float]]:
-    """Proposals that survive validation, size, base-overlap, NMS and top-K: (box, score, max IoU), best first."""
+    """Proposals that survive validation, size, score, base-overlap, NMS and top-K: (box, score, max IoU), best
+    first."""
     proposals = np.asarray(proposals, dtype=np.float64).reshape(-1, 5)
     valid = []
     for index, row in enumerate(proposals):
@@ -88,6 +89,9 @@ def _proposal_candidates(proposals: np.ndarray, base_boxes: np.ndarray, image: I
     big = sides >= params.min_proposal_side
     skipped["proposal_too_small"] += int((~big).sum())
     boxes, scores = boxes[big], scores[big]
+    confident = scores >= params.min_proposal_score
+    skipped["proposal_low_score"] += int((~confident).sum())
+    boxes, scores = boxes[confident], scores[confident]
     max_iou = pairwise_iou(boxes, base_boxes).max(axis=1) if len(base_boxes) else np.zeros(len(boxes))
     novel_free = max_iou <= params.max_iou_base
     skipped["proposal_overlaps_base"] += int((~novel_free).sum())

@@ -8,7 +8,7 @@ import numpy as np
 # A teacher stream's boxes on nothing come from "<purpose>_background" (shapesov/teachers/crops.py): the same scenes
 # keep the same object crops whether or not boxes on nothing are drawn beside them.
 STREAM_CODES = {"train": 1, "val": 2, "broken": 3, "teacher_clip": 4, "teacher_caption": 5, "teacher_eval": 6,
-                "teacher_clip_background": 7, "teacher_eval_background": 8}
+                "teacher_clip_background": 7, "teacher_eval_background": 8, "teacher_vlm": 9}
 PROPOSAL_STREAM_OFFSET = 100
 # COCO ids must be unique across files that may be merged; each split gets its own id range.
 ID_OFFSETS = {"train": 0, "val": 10_000_000, "broken": 20_000_000}

@@ -34,7 +34,8 @@ HUB_PREFIX = "hf-hub:"  # open_clip's spelling of a Hub name (open_clip.factory.
 # SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME). Repos also hold TensorFlow, Flax, ONNX and OpenVINO
 # copies of the same weights; only what transformers loads here is fetched.
 CONFIG_AND_TOKENIZER = ("*.json",  # config, generation / processor / tokenizer configs, sentence-transformers modules
-                        "*.txt", "*.model")  # vocab and merges lists, SentencePiece models (T5's spiece.model)
+                        "*.txt", "*.model",  # vocab and merges lists, SentencePiece models (T5's spiece.model)
+                        "*.jinja")  # chat templates (transformers.utils.CHAT_TEMPLATE_FILE, chat_template.jinja)
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors")
 TORCH_WEIGHTS = ("pytorch_model.bin", "pytorch_model-*-of-*.bin")  # read by transformers with weights_only=True
 

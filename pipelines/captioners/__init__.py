@@ -11,6 +11,7 @@ from pipelines.captioners.base import (CAPTIONERS, CaptionFailure, CaptionResult
 from pipelines.captioners.blip2 import resolve_blip2
 from pipelines.captioners.clipcap import resolve_clipcap
 from pipelines.captioners.given import resolve_given
+from pipelines.captioners.vlm import resolve_vlm
 from pipelines.pseudo_labels_config import CaptionerSection
 from vlm.hub import ModelFiles
 
@@ -18,7 +19,8 @@ __all__ = ["CAPTIONERS", "CaptionFailure", "CaptionResult", "Captioner", "ImageR
            "build_captioner", "captioner_provenance", "register_captioner", "resolve_captioner"]
 
 # Weight and data files whose bytes decide a captioner's output (configs and tokenizers are small, hashed too).
-_HASHED_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".json", ".jsonl", ".txt", ".model")
+_HASHED_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".json", ".jsonl", ".txt", ".model",
+                    ".jinja")  # transformers saves a processor's chat template as chat_template.jinja
 
 
 def build_captioner(config: CaptionerSection) -> Captioner:
@@ -29,7 +31,7 @@ def build_captioner(config: CaptionerSection) -> Captioner:
     return CAPTIONERS[config.name].from_config(getattr(config, config.name))
 
 
-_RESOLVERS = {"clipcap": resolve_clipcap, "blip2": resolve_blip2, "given": resolve_given}
+_RESOLVERS = {"clipcap": resolve_clipcap, "blip2": resolve_blip2, "given": resolve_given, "vlm": resolve_vlm}
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,15 @@ class ResolvedCaptioner:
     models: tuple[ModelFiles, ...]  # where each of those came from (a hub repo and commit, or local disk)
 
 
-def resolve_captioner(config: CaptionerSection) -> ResolvedCaptioner:
+def resolve_captioner(config: CaptionerSection, runtime_device: str = "auto") -> ResolvedCaptioner:
     """Every file the named captioner needs, found (hub names through the Hugging Face cache) before any work;
-    otherwise an error naming the config key. Workers build the captioner from `.config`, the local paths."""
+    otherwise an error naming the config key. Workers build the captioner from `.config`, the local paths, and a
+    section whose `device` is left unset (None) runs on `runtime_device` (the job's runtime.device)."""
     if config.name not in _RESOLVERS:
         raise ValueError(f"unknown captioner {config.name!r} (config key captioner.name); known: {sorted(CAPTIONERS)}")
     section, models = _RESOLVERS[config.name](getattr(config, config.name))
+    if getattr(section, "device", "") is None:
+        section = dataclasses.replace(section, device=runtime_device)
     return ResolvedCaptioner(dataclasses.replace(config, **{config.name: section}), models)
 
 

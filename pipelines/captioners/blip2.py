@@ -13,12 +13,12 @@ import numpy as np
 from PIL import Image
 
 from pipelines.captioners.base import CaptionFailure, CaptionResult, ImageRegions, register_captioner
+from pipelines.captioners.image_views import answer_by_image, decoded_image
 from pipelines.crops import crop_window, cut
 from pipelines.pseudo_labels_config import Blip2Section
 from schemas.tables import CropMode
 from vlm.blip2 import Blip2Captioner
 from vlm.hub import ModelFiles, resolve_pretrained_dir
-from vlm.images import ImageReadError, PathEscapeError, load_image, resolve_image_path
 
 
 @register_captioner("blip2")
@@ -43,30 +43,17 @@ class Blip2RegionCaptioner:
                    prompt=section.prompt, max_new_tokens=section.max_new_tokens, num_beams=section.num_beams)
 
     def _crops(self, item: ImageRegions) -> list[Image.Image] | CaptionFailure:
-        try:
-            image = load_image(resolve_image_path(self.image_root, item.file_name))
-        except ImageReadError as error:
-            return CaptionFailure(error.kind, f"image {item.image_id}: {error}")
-        except PathEscapeError as error:
-            return CaptionFailure("path_escape", f"image {item.image_id}: {error}")
+        image = decoded_image(self.image_root, item)
+        if isinstance(image, CaptionFailure):
+            return image
         windows = [crop_window(box, self.crop_mode, image.width, image.height, self.context_scale)
                    for box in item.boxes.tolist()]
         return [Image.fromarray(np.ascontiguousarray(cut(image.pixels, w))) for w in windows]
 
     def caption(self, batch: Sequence[ImageRegions]) -> list[CaptionResult]:
         """B images → captions of all their regions, generated in one batch; unreadable image → CaptionFailure."""
-        crops = [self._crops(item) for item in batch]
-        flat = [c for per_image in crops if not isinstance(per_image, CaptionFailure) for c in per_image]
-        texts = self.captioner.caption(flat, self.prompt, self.max_new_tokens, self.num_beams) if flat else []
-        results: list[CaptionResult] = []
-        position = 0
-        for per_image in crops:
-            if isinstance(per_image, CaptionFailure):
-                results.append(per_image)
-                continue
-            results.append(texts[position:position + len(per_image)])
-            position += len(per_image)
-        return results
+        return answer_by_image([self._crops(item) for item in batch], lambda crops: self.captioner.caption(
+            crops, self.prompt, self.max_new_tokens, self.num_beams))
 
 
 def resolve_blip2(section: Blip2Section) -> tuple[Blip2Section, tuple[ModelFiles, ...]]:

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow  # processes or a server: `make test` runs it, `make test-fast` does not
 
 REPO = Path(__file__).resolve().parents[2]
-PHASES = ["data", "model", "model_only", "naive", "job", "clipcap", "blip2"]
+PHASES = ["data", "model", "model_only", "naive", "job", "clipcap", "blip2", "vlm"]
 
 
 def bench_gpu(out: Path, *flags: str) -> subprocess.Popen:
@@ -31,13 +31,14 @@ def test_the_smoke_run_measures_every_phase(tmp_path):
     assert {name: phase["status"] for name, phase in results["phases"].items()} == {p: "ok" for p in PHASES}
     metrics = results["metrics"]
     for key in ("model_only_crops_per_s", "naive_crops_per_s", "job_steady_crops_per_s", "job_wall_crops_per_s",
-                "clipcap_beam_captions_per_s", "clipcap_greedy_captions_per_s", "blip2_captions_per_s"):
+                "clipcap_beam_captions_per_s", "clipcap_greedy_captions_per_s", "blip2_captions_per_s",
+                "vlm_crop_boxes_per_s", "vlm_box_boxes_per_s"):
         assert metrics[key] > 0, key
     assert metrics["job_crops"] == 80 and metrics["job_failures"] == 0  # 8 images x 10 regions, nothing lost
     assert results["smoke"] and not results["cut_short"] and results["goals"] == []
     assert results["environment"]["versions"]["torch"] and results["environment"]["device_name"]
     section = (tmp_path / "PERFORMANCE-gpu.md").read_text()
-    assert "Smoke run" in section and "(a) model only" in section
+    assert "Smoke run" in section and "(a) model only" in section and "vlm labeler" in section
     assert "job: ok" in (tmp_path / "progress.log").read_text()
 
 

@@ -3,6 +3,7 @@ import numpy as np
 from pipelines.coco import Annotation, ImageRecord
 from pipelines.extract_config import RegionsSection
 from pipelines.regions import plan_regions
+from tests.float32 import approx32
 
 IMAGE = ImageRecord(1, "a.jpg", 100, 80)
 
@@ -46,6 +47,16 @@ def test_top_k_threshold_and_bad_gt():
     gt = (_ann(1, 0, 0, 9, 9),)
     assert len(plan_regions(IMAGE, gt, proposals[:1], frozenset({1}), RegionsSection(max_iou_base=1.0)).regions) == 3
     assert len(plan_regions(IMAGE, gt, proposals[:1], frozenset({1}), RegionsSection(max_iou_base=0.5)).regions) == 2
+
+
+def test_proposals_below_the_score_threshold_are_no_candidates():
+    proposals = np.array([[x, 0, x + 9, 9, 0.95 - x / 100] for x in range(0, 90, 10)], dtype=np.float32)
+    everything = plan_regions(IMAGE, (), proposals, frozenset({1}), RegionsSection(top_k=9, include_image=False))
+    assert len(everything.regions) == 9 and "proposal_low_score" not in everything.skipped
+    plan = plan_regions(IMAGE, (), proposals, frozenset({1}),
+                        RegionsSection(top_k=9, include_image=False, min_proposal_score=0.6))
+    assert [r.proposal_score for r in plan.regions] == approx32([0.95, 0.85, 0.75, 0.65])
+    assert plan.skipped["proposal_low_score"] == 5
 
 
 def test_novel_gt_kept_outside_strict_mode_does_not_block_proposals():

@@ -43,7 +43,7 @@ def test_rows_with_no_object_reach_the_batch_with_no_label_and_leave_it_before_t
     weighting = PseudoBoxWeighting()
     detector_pseudo = [with_class_weights(p, weighting) for p in inputs.pseudo]
     columns = PseudoClassifierColumns.from_batch(detector_pseudo, [p["boxes"] for p in inputs.pseudo],
-                                                 torch.eye(16)[:1], enabled=True)
+                                                 torch.eye(16)[:1])
     assert [len(c) for c in columns.columns] == [1, 0, 2] and columns.embeddings.shape[0] == 1 + 1
     assert torch.cat(columns.weights).tolist() == pytest.approx([0.875] * 3)
     named = named_targets(inputs.targets, torch.eye(16)[:1], ("star",))

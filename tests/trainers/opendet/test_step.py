@@ -70,7 +70,7 @@ def test_the_criterion_and_tokenizer_know_the_store_object_names(tiny_store, tmp
 
 
 def test_methods_registry_names_the_choices():
-    assert set(METHODS) == {"hdovd", "opendet"}
+    assert set(METHODS) == {"hdovd", "opendet", "proposer"}
     with pytest.raises(ConfigError, match="hdovd"):
         training_method("yolo")
 
