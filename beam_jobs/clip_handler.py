@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from vlm.clip_preprocess import CropPreprocess, normalise_batch
+from vlm.clip_preprocess import CropPreprocess, normalise_batch, stack_crops
 from vlm.clip import ClipSource, LoadedClip, load_clip
 from vlm.embeddings import unit_embeddings
 
@@ -16,7 +16,8 @@ from vlm.embeddings import unit_embeddings
 class ClipImageHandler(ModelHandler[torch.Tensor, PredictionResult, LoadedClip]):
     """Batches of (3, S, S) uint8 crops → one PredictionResult per crop with inference =
     ((D,) float16 L2-normalised embedding, float length of the raw encode_image output, seconds of model time
-    attributed to this crop).
+    attributed to this crop, the dtype the model runs in and how it was picked: vlm.dtype_probe.DtypeChoice's
+    record).
 
     The model is loaded once per process through RunInference's shared handle (or once per machine with
     `large_model`), never per element or bundle.
@@ -36,7 +37,7 @@ class ClipImageHandler(ModelHandler[torch.Tensor, PredictionResult, LoadedClip])
     def run_inference(self, batch: Sequence[torch.Tensor], model: LoadedClip,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
         started = time.perf_counter()
-        pixels = torch.stack(list(batch)).to(model.device, non_blocking=True)
+        pixels = stack_crops(batch).to(model.device, non_blocking=True)
         with torch.inference_mode():
             features = model.model.encode_image(normalise_batch(pixels, self._preprocess, model.dtype))
             embeddings, norms = unit_embeddings(features)
@@ -44,7 +45,8 @@ class ClipImageHandler(ModelHandler[torch.Tensor, PredictionResult, LoadedClip])
         rows = embeddings.cpu().numpy().astype(np.float16)
         lengths = norms.cpu().numpy()
         seconds_each = (time.perf_counter() - started) / max(len(rows), 1)
-        return [PredictionResult(None, (row, float(length), seconds_each)) for row, length in zip(rows, lengths)]
+        dtype = model.dtype_choice.as_record() if model.dtype_choice is not None else None
+        return [PredictionResult(None, (row, float(length), seconds_each, dtype)) for row, length in zip(rows, lengths)]
 
     def get_num_bytes(self, batch: Sequence[torch.Tensor]) -> int:
         return sum(t.numel() * t.element_size() for t in batch)

@@ -51,7 +51,7 @@ class DeviceClipHandler(ModelHandler[RegionRequest, PredictionResult, RegionEnco
         LOG.info("%s %s loaded on %s in %.2f s; crops resized %s", MODEL_READY, self._source.open_clip_name,
                  clip.device, time.perf_counter() - started, resize)
         return RegionEncoder(clip.model, self._preprocess, clip.device, clip.dtype, max_crops=self._max_crops,
-                             resize=resize)
+                             resize=resize, dtype_choice=clip.dtype_choice)
 
     def run_inference(self, batch: Sequence[RegionRequest], model: RegionEncoder,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:

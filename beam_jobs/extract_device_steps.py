@@ -80,4 +80,4 @@ class ToShardRows(beam.DoFn):
         yield beam.pvalue.TaggedOutput(OUTCOMES, (key.shard, ImageOutcome(
             key.image_id, key.sha256, key.windows, None, None, decode_seconds, result.crop_seconds)))
         yield key.shard, ImageEmbeddings(key.image_id, key.region_keys, result.embeddings, result.norms,
-                                         result.model_seconds)
+                                         result.model_seconds, result.model_dtype)

@@ -47,6 +47,7 @@ from schemas.config import ConfigError, load_config_and_origins, origins_named, 
 from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip, resolve_device
 from vlm.clip_preprocess import CropPreprocess
+from vlm.dtype_probe import AUTO
 from vlm.text_encoder import StoreTextEncoder
 
 LOG = logging.getLogger(EXTRACT_FEATURES)
@@ -133,6 +134,11 @@ class ExtractFeatures(ShardedStage):
         busy = sum(sum(shard["seconds"].values()) for shard in stats)
         crops = sum(shard["crops"] for shard in stats)
         extras = {"crops_per_second": round(crops / busy, 2) if busy else 0.0}
+        # The dtype each worker ran the image tower in (model.dtype auto: what its probe measured), once per distinct
+        # record: shards kept from an earlier run or computed by other workers may differ.
+        dtypes = {json.dumps(shard["model_dtype"], sort_keys=True) for shard in stats if "model_dtype" in shard}
+        if dtypes:
+            extras["model_dtype"] = [json.loads(record) for record in sorted(dtypes)]
         if self.config.dataset.object_name_mode:
             # Lines for annotations the job does not keep (novel boxes in the strict setting) are counted, not used.
             extras["object_names"] = {"distinct": len(self.planned.object_names()),
@@ -183,7 +189,10 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     if stored is not None:
         stored.check_shards(((task.shard, task.image_ids) for task in tasks), f"{PROPOSALS_KEY}, shard_size")
     LOG.info("%d images in %d shards", len(planned.plans), len(tasks))
-    clip = load_clip(source, device=config.runtime.device, dtype=config.model.dtype)
+    # With model.dtype auto the text tower runs in fp32: the vocab's rows are then the same on every machine, whatever
+    # dtype the workers' probes pick for the image tower.
+    text_dtype = "fp32" if config.model.dtype == AUTO else config.model.dtype
+    clip = load_clip(source, device=config.runtime.device, dtype=text_dtype)
     vocab = store_vocab(planned, StoreTextEncoder(clip, config.vocab.prompts), weights_sha256)
     stage = ExtractFeatures(args.store, config, tasks, clip_model_record(source, config.vocab.prompts, weights_sha256),
                             source=source, preprocess=CropPreprocess.from_open_clip(clip.preprocess_cfg),

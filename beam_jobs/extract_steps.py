@@ -122,10 +122,10 @@ class DecodeAndCrop(beam.DoFn):
 
 def key_embedding_by_shard(keyed_result):
     """((shard, image_id, region_id), PredictionResult) → (shard, (image_id, region_id, (D,) float16, raw norm,
-    seconds))."""
+    seconds, the worker's dtype record))."""
     (shard, image_id, region_id), result = keyed_result
-    embedding, norm, seconds = result.inference
-    return shard, (image_id, region_id, embedding, norm, seconds)
+    embedding, norm, seconds, model_dtype = result.inference
+    return shard, (image_id, region_id, embedding, norm, seconds, model_dtype)
 
 
 class CommitShard(beam.DoFn):

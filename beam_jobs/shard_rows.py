@@ -28,16 +28,17 @@ class ImageEmbeddings:
     embeddings: np.ndarray  # (R, D) float16, unit length
     norms: np.ndarray  # (R,) float32 raw encode_image lengths
     model_seconds: float  # the image's share of model time
+    model_dtype: dict | None = None  # the worker's vlm.dtype_probe.DtypeChoice record
 
 
 def crop_rows(items) -> list[tuple]:
     """The shard's grouped embeddings (per-crop rows of the host path, or ImageEmbeddings of the device path) as
-    (image_id, region_id, (D,) float16, raw norm, model seconds) per crop."""
+    (image_id, region_id, (D,) float16, raw norm, model seconds, the worker's dtype record or None) per crop."""
     rows = []
     for item in items:
         if isinstance(item, ImageEmbeddings):
             each = item.model_seconds / max(len(item.region_keys), 1)
-            rows += [(item.image_id, key, vector, float(norm), each)
+            rows += [(item.image_id, key, vector, float(norm), each, item.model_dtype)
                      for key, vector, norm in zip(item.region_keys, item.embeddings, item.norms)]
         else:
             rows.append(item)
@@ -94,10 +95,10 @@ def _stored_regions(kept: list[tuple[int, PlannedRegion, tuple]], vectors: list[
 
 def shard_tables(task: ShardTask, outcomes: list, embeddings: list, dim: int, crop: CropSection
                  ) -> tuple[dict, dict]:
-    """embeddings: (image_id, region_id, (D,) float16 unit embedding, raw norm, model seconds) per crop →
-    ({"images", "regions", "failures"} tables or columns with (N, D) embedding arrays, stats dict)."""
+    """embeddings: crop_rows' rows → ({"images", "regions", "failures"} tables or columns with (N, D) embedding
+    arrays, stats dict)."""
     by_image = {outcome.image_id: outcome for outcome in outcomes}
-    vectors = {(image_id, region_id): (vector, norm) for image_id, region_id, vector, norm, _ in embeddings}
+    vectors = {(image_id, region_id): (vector, norm) for image_id, region_id, vector, norm, *_ in embeddings}
     images = {name: [] for name in ("image_id", "file_name", "width", "height", "sha256")}
     image_vectors, kept, region_vectors = [], [], []
     failures = [_orphan_failure(orphan) for orphan in task.orphans]
@@ -149,8 +150,9 @@ def _stats(task: ShardTask, outcomes: list, embeddings: list, image_count: int, 
     for plan in task.plans:
         skipped.update(plan.skipped)
     seconds = {"decode": sum(o.decode_seconds for o in outcomes), "crop": sum(o.crop_seconds for o in outcomes),
-               "model": sum(s for *_, s in embeddings)}
+               "model": sum(row[4] for row in embeddings)}
     busy = sum(seconds.values())
+    model_dtype = next((row[5] for row in embeddings if row[5] is not None), None)
     return {
         "shard": task.shard, "fingerprint": task.fingerprint,
         "input_images": len(task.plans), "images": image_count, "regions": len(regions),
@@ -159,4 +161,5 @@ def _stats(task: ShardTask, outcomes: list, embeddings: list, image_count: int, 
         "failures_by_kind": failures_by_kind(failures), "skipped": dict(sorted(skipped.items())),
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "crops_per_second": round(len(embeddings) / busy, 2) if busy > 0 else 0.0,
+        **({"model_dtype": model_dtype} if model_dtype is not None else {}),
     }

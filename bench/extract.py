@@ -1,6 +1,7 @@
 """Throughput of extract-features, three ways on the same crops, model and dtype:
 
-  (a) model only   — the image tower's forward on pre-made, preprocessed crop tensors, batched
+  (a) model only   — the image tower's forward on pre-made, preprocessed crop tensors, batched; timed before and
+                     after (b) and (b'), the mean of the two taken
   (b) Beam job     — `python -m beam_jobs.extract_features` end to end (decode, crop, RunInference, commit), on
                      the host path (runtime.crop_on=host: PIL, one element per crop) and on the device path
                      (runtime.crop_on=device: one element per image, torchvision decode, tensors to the model; on a
@@ -39,8 +40,10 @@ from schemas.config import load_config
 from vlm.clip import load_clip, resolve_clip
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Goals of issue 8.
-GOAL_VS_MODEL_ONLY = 0.85
+# Goals of issue 8, the model-only ones raised by issue 29 ("the job at the model's speed"): the job's wall clock,
+# Beam start-up and the worker's model load included, and its start-up-free rate against the model alone.
+GOAL_VS_MODEL_ONLY = 0.9
+GOAL_STEADY_VS_MODEL_ONLY = 0.95
 GOAL_VS_NAIVE = 3.0
 GOAL_FLOPS_SHARE = 0.60
 # Issue "Full speed on a GPU": on the CPU the device path's tensor code must not be slower than the host path.
@@ -219,11 +222,15 @@ def measure_dtype(args, dtype: str, work_dir: Path, data_overrides: list[str], m
     work = regions_by_image(config)
     clip = load_clip(resolve_clip(config.model.clip, None, None), device="auto", dtype=dtype)
     transform = image_transform_v2(PreprocessCfg(**clip.preprocess_cfg), is_train=False)
+    # Model-only is timed before and after the two jobs and its mean taken: on a shared machine whose load drifts,
+    # bracketing the jobs in time puts both sides of beam / model-only under the same average load.
+    model_crops, model_before = model_only(clip, transform, work, args.batch)
     beam_crops, beam_seconds, beam_steady_rate = beam_job(overrides + ["runtime.crop_on=host"],
                                                           work_dir / f"store-{dtype}")
     device_crops, device_seconds, device_steady_rate = beam_job(overrides + ["runtime.crop_on=device"],
                                                                 work_dir / f"store-{dtype}-device")
-    results = {"model only (a)": model_only(clip, transform, work, args.batch),
+    model_after = model_only(clip, transform, work, args.batch)[1]
+    results = {"model only (a)": (model_crops, (model_before + model_after) / 2),
                "beam job (b)": (beam_crops, beam_seconds),
                "beam job, device path (b')": (device_crops, device_seconds),
                "naive loop (c)": naive_loop(clip, transform, work[: args.naive_images or None])}
@@ -240,6 +247,7 @@ def measure_dtype(args, dtype: str, work_dir: Path, data_overrides: list[str], m
           f"{dtype} matmul {matmul / 1e9:.1f} GFLOP/s")
     print(f"  dense ops (matmul, attention, conv) take {100 * dense_share:.0f}% of the forward's CPU time")
     return {"crops": results["model only (a)"][0], "dense_op_time_share": dense_share,
+            "model_only_crops_per_s_before_after": [model_crops / model_before, model_crops / model_after],
             "model_only_over_naive": rates["model only (a)"] / rates["naive loop (c)"],
             "model_only_crops_per_s": rates["model only (a)"], "beam_crops_per_s": rates["beam job (b)"],
             "naive_crops_per_s": rates["naive loop (c)"], "beam_steady_crops_per_s": beam_steady_rate,
@@ -272,24 +280,33 @@ def main(argv: list[str] | None = None) -> int:
     add_json_flag(parser)
     args = parser.parse_args(argv)
 
-    metrics, goals = {}, []
+    metrics = {}
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
         work_dir = Path(tmp)
         data_overrides = write_dataset(work_dir / "data", args.images)
         model_dir = write_model(work_dir / "model", args.model)
         for dtype in args.dtype:
-            measured = measure_dtype(args, dtype, work_dir, data_overrides, model_dir)
-            metrics[dtype] = measured
-            goals += [at_least(f"{dtype} beam job / model-only", measured["beam_over_model_only"], GOAL_VS_MODEL_ONLY,
-                               "wall time of the job, Beam start-up and model load included"),
-                      at_least(f"{dtype} beam job / naive loop", measured["beam_over_naive"], GOAL_VS_NAIVE),
-                      at_least(f"{dtype} model-only FLOP/s / matmul FLOP/s", measured["model_only_share_of_matmul"],
-                               GOAL_FLOPS_SHARE),
-                      at_least(f"{dtype} device-path job / host-path job", measured["device_path_over_host_path"],
-                               GOAL_DEVICE_VS_HOST, "both wall times, the same run; the device is the CPU here")]
+            metrics[dtype] = measure_dtype(args, dtype, work_dir, data_overrides, model_dir)
     metrics.update(model=args.model, images=args.images, batch=args.batch, crop_mode=args.crop_mode,
                    shard_size=args.shard_size, naive_images=args.naive_images or args.images)
-    return report(result("extract", argv, metrics, goals, why_notes(metrics, args.dtype)), args.json)
+    return report(result("extract", argv, metrics, extract_goals(metrics, args.dtype), why_notes(metrics, args.dtype)),
+                  args.json)
+
+
+def extract_goals(metrics: dict, dtypes: list[str]) -> list:
+    goals = []
+    for dtype in dtypes:
+        measured = metrics[dtype]
+        goals += [at_least(f"{dtype} beam job / model-only", measured["beam_over_model_only"], GOAL_VS_MODEL_ONLY,
+                           "wall time of the job, Beam start-up and model load included"),
+                  at_least(f"{dtype} beam job start-up-free / model-only", measured["beam_steady_over_model_only"],
+                           GOAL_STEADY_VS_MODEL_ONLY, "the job's crops over its decode, crop, model and write seconds"),
+                  at_least(f"{dtype} beam job / naive loop", measured["beam_over_naive"], GOAL_VS_NAIVE),
+                  at_least(f"{dtype} model-only FLOP/s / matmul FLOP/s", measured["model_only_share_of_matmul"],
+                           GOAL_FLOPS_SHARE),
+                  at_least(f"{dtype} device-path job / host-path job", measured["device_path_over_host_path"],
+                           GOAL_DEVICE_VS_HOST, "both wall times, the same run; the device is the CPU here")]
+    return goals
 
 
 def why_notes(metrics: dict, dtypes: list[str]) -> list[str]:
@@ -301,6 +318,10 @@ def why_notes(metrics: dict, dtypes: list[str]) -> list[str]:
             f"{dtype}: the job's own start-up-free rate is {m['beam_steady_over_model_only']:.2f}x model-only; "
             f"the wall-clock ratio {m['beam_over_model_only']:.2f}x also pays Beam start-up, the worker's model load "
             f"and commits: {m['beam_overhead_seconds']:.1f} s of the job's {m['beam_wall_seconds']:.1f} s")
+        if "model_only_crops_per_s_before_after" in m:
+            before, after = m["model_only_crops_per_s_before_after"]
+            notes.append(f"{dtype}: model-only ran at {before:.1f} crops/s before the two jobs and {after:.1f} after "
+                         f"them; (a) is their mean, as the load of a shared machine drifts")
         notes.append(
             f"{dtype}: beam / naive cannot exceed model-only / naive = {m['model_only_over_naive']:.2f}x here: "
             f"the naive loop already runs every crop of an image in one forward, and on CPU the forward dominates both")

@@ -23,11 +23,13 @@ def performance_markdown(results: dict, gpu: dict | None = None) -> str:
         "figures taken in that same run, because the machine is shared and noisy. Models are real architectures with "
         "random weights, which does not change their speed (the ClipCap exception is noted).", "",
         "### Goals", "",
-        "| goal | target | measured | verdict |", "| --- | --- | --- | --- |"]
+        "| goal | target | measured | verdict | measured on |", "| --- | --- | --- | --- | --- |"]
     for outcome in results["benchmarks"]:
+        cpu = outcome.get("machine", {}).get("cpu_model", m["cpu_model"])
         for goal in (Goal(**g) for g in outcome.get("goals", [])):
             verdict = "met" if goal.met else f"**missed by {goal.shortfall_text()}**"
-            lines.append(f"| {outcome['bench']}: {goal.goal} | {goal.target} | {goal.measured:.3g} | {verdict} |")
+            lines.append(f"| {outcome['bench']}: {goal.goal} | {goal.target} | {goal.measured:.3g} | {verdict} | "
+                         f"{cpu} |")
     lines.append("")
     for outcome in results["benchmarks"]:
         lines += [f"### {TITLES.get(outcome['bench'], outcome['bench'])}", ""]
@@ -37,9 +39,9 @@ def performance_markdown(results: dict, gpu: dict | None = None) -> str:
         when = f", started {outcome['started']}" if "started" in outcome else ""
         load = outcome.get("machine", {}).get("load_average_1min")
         when += f", 1-minute load average {load} on {m['nproc']} cores" if load is not None else ""
-        cpu = outcome.get("machine", {}).get("cpu_model")
-        # A benchmark re-run alone (--only) may have run on another machine than the header's (the latest run's).
-        when += f", {cpu}" if cpu and cpu != m["cpu_model"] else ""
+        # Every figure says the CPU it was measured on: a benchmark re-run alone (--only) may have run on another
+        # machine than the header's (the latest run's), and ratios differ between CPUs (issue 29: Intel vs AMD).
+        when += f", {outcome.get('machine', {}).get('cpu_model') or m['cpu_model']}"
         lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s{when})", ""]
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -19,6 +21,9 @@ from featurestore.wds import read_wds_bytes
 from schemas.tables import JOIN_KEYS, TABLES, check_schema_version
 
 LOG = logging.getLogger(__name__)
+# Files read, verified and decoded ahead of the one being streamed: 2 keeps both cores of a small machine busy
+# (bench/store.py measures the reader against pyarrow.dataset's scan, which reads ahead too).
+STREAM_READAHEAD = 2
 
 
 class ShardReplacedError(RuntimeError):
@@ -127,15 +132,37 @@ class StoreReader:
             raise KeyError(f"table {table!r} has no committed file in {self.root}")
         return pa.concat_tables(parts)
 
-    def stream(self, table: str, columns: Sequence[str] | None = None,
-               batch_size: int = 4096, shards: Sequence[int] | None = None) -> Iterator[pa.RecordBatch]:
-        """Record batches of `table`, one file at a time: memory is bounded by one row group."""
+    def stream(self, table: str, columns: Sequence[str] | None = None, batch_size: int = 4096,
+               shards: Sequence[int] | None = None, readahead: int = STREAM_READAHEAD) -> Iterator[pa.RecordBatch]:
+        """Record batches of `table` (at most `batch_size` rows each, never across files), file after file in
+        stage and shard order.
+
+        While the caller works on one file's batches, the next `readahead` files are read, verified and decoded on
+        other threads (file reads, XXH3 and Parquet decoding release the GIL), as pyarrow.dataset's own scan reads
+        ahead: memory is bounded by `readahead` + 1 decoded files. A damaged file is refused when its turn comes,
+        after the batches of every file before it.
+        """
         wanted = set(shards) if shards is not None else None
-        for commit in self.table_commits(table):
-            if wanted is not None and commit.shard not in wanted:
-                continue
-            handle = self._open(commit.files[table].path)
-            yield from handle.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+        paths = [c.files[table].path for c in self.table_commits(table) if wanted is None or c.shard in wanted]
+        columns = list(columns) if columns else None
+        with ThreadPoolExecutor(max_workers=max(readahead, 1), thread_name_prefix="store-readahead") as pool:
+            pending: deque = deque()
+            try:
+                for path in paths:
+                    pending.append(pool.submit(self._decoded, path, columns))
+                    if len(pending) > readahead:
+                        yield from pending.popleft().result().to_batches(max_chunksize=batch_size)
+                while pending:
+                    yield from pending.popleft().result().to_batches(max_chunksize=batch_size)
+            finally:
+                for future in pending:  # the caller stopped early or a file was refused: read no further
+                    future.cancel()
+
+    def _decoded(self, path: str, columns: list[str] | None) -> pa.Table:
+        """One committed file, read once, verified over those bytes and decoded from them; its row groups joined
+        here, off the caller's thread, so a batch holds up to `batch_size` rows of the file, not one row group's
+        (each batch costs its consumer a fixed amount of Python: Regions.from_arrow's conversions)."""
+        return self._open(path).read(columns=columns, use_threads=True).combine_chunks()
 
     def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[dict]:
         for batch in self.stream(table, columns):

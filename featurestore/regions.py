@@ -30,7 +30,14 @@ def _boxes_to_arrow(boxes: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def _strings_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(column.to_pylist(), dtype=str)
+    """A string column of few distinct values (source, crop_mode) → (N,) str array: one Python string per distinct
+    value, then a numpy gather, not one per row."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count:
+        return np.asarray(array.to_pylist(), dtype=str)
+    encoded = array if pa.types.is_dictionary(array.type) else array.dictionary_encode()
+    values = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    return values[encoded.indices.to_numpy(zero_copy_only=False)] if len(values) else values
 
 
 def _as_list(column: pa.ChunkedArray | pa.Array) -> list:

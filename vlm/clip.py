@@ -23,6 +23,7 @@ import torch
 
 from vlm.hub import (HUB_PREFIX, ModelLoadError, ModelNotFoundError, download_file, download_first, download_snapshot,
                      repo_id_of)
+from vlm.dtype_probe import AUTO, DtypeChoice, probe_dtype
 from vlm.tensor_files import refused_global
 
 LOCAL_DIR = "local-dir:"
@@ -63,6 +64,7 @@ class LoadedClip:
     embed_dim: int
     dtype: torch.dtype
     device: torch.device
+    dtype_choice: DtypeChoice | None = None  # how `dtype` was picked (model.dtype auto: the probe's figures)
 
 
 def register_model_configs(directory: str | None, key: str) -> None:
@@ -226,7 +228,8 @@ def device_dtype(dtype: str, device: torch.device, key: str) -> str:
 def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32", dtype_key: str = "model.dtype"
               ) -> LoadedClip:
     """Build the model and load its weights (`torch.load(weights_only=True)` or safetensors), in eval mode, in
-    `dtype` (device_dtype: fp16 on a CPU runs in fp32; `dtype_key` is the config key named when it does)."""
+    `dtype` (device_dtype: fp16 on a CPU runs in fp32; `dtype_key` is the config key named when it does; `auto`:
+    bf16 on a GPU, on a CPU the faster of fp32 and bf16 as a timed probe finds, vlm.dtype_probe)."""
     import open_clip
 
     register_model_configs(source.model_config_dir, "model.model_config_dir")
@@ -241,9 +244,23 @@ def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32", dtyp
         raise ModelLoadError(f"{source.weights_path} (config key model.clip or model.checkpoint) holds code (it asks "
                              f"to build {named or 'objects torch does not load as data'}) and was refused unread; "
                              "save a plain state dict or safetensors") from None
+    preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
+    choice = DtypeChoice(dtype, "given")
+    if dtype == AUTO:
+        # On a GPU bf16; on a CPU the faster of fp32 and bf16 on this machine, timed here (vlm.dtype_probe).
+        model = model.float().eval().requires_grad_(False)
+        if target.type == "cpu":
+            model, choice = probe_dtype(model, _input_size(preprocess_cfg))
+        else:
+            choice = DtypeChoice("bf16", "auto on a GPU")
+        dtype = choice.dtype
     model = model.to(dtype=DTYPES[dtype]).eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(source.open_clip_name)
     with torch.inference_mode():
         embed_dim = int(model.encode_text(tokenizer(["a"]).to(target)).shape[-1])
-    return LoadedClip(model, tokenizer, dict(open_clip.get_model_preprocess_cfg(model)), embed_dim,
-                      DTYPES[dtype], target)
+    return LoadedClip(model, tokenizer, preprocess_cfg, embed_dim, DTYPES[dtype], target, choice)
+
+
+def _input_size(preprocess_cfg: dict) -> tuple[int, int]:
+    size = preprocess_cfg.get("size", 224)
+    return (size, size) if isinstance(size, int) else tuple(size)

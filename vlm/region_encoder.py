@@ -19,6 +19,7 @@ import torch
 from vlm.clip_preprocess import CropPreprocess, normalise_batch
 from vlm.crop_resample import CropWindows, resample_batched, resize_per_crop
 from vlm.device_decode import EncodedImage, HostImage, decode_on_device, prepare_on_host
+from vlm.dtype_probe import DtypeChoice
 from vlm.embeddings import unit_embeddings
 from vlm.images import ImageReadError, size_mismatch
 from vlm.oom_backoff import BatchBackoff, is_out_of_memory
@@ -46,6 +47,7 @@ class RegionResult:
     decode_seconds: float = 0.0
     crop_seconds: float = 0.0
     model_seconds: float = 0.0
+    model_dtype: dict | None = None  # the encoder's vlm.dtype_probe.DtypeChoice record
 
 
 class _Clock:
@@ -92,8 +94,9 @@ class RegionEncoder:
     """
 
     def __init__(self, model: torch.nn.Module, preprocess: CropPreprocess, device: torch.device, dtype: torch.dtype,
-                 *, max_crops: int, resize: Resize, prefetch: bool = True):
+                 *, max_crops: int, resize: Resize, prefetch: bool = True, dtype_choice: DtypeChoice | None = None):
         self.model = model
+        self.dtype_record = dtype_choice.as_record() if dtype_choice is not None else None
         self.preprocess = preprocess
         self.device = device
         self.dtype = dtype
@@ -200,6 +203,6 @@ class RegionEncoder:
                 mine = np.flatnonzero(owners == index) + offset
                 share = len(mine) / max(len(owners), 1)
                 results[index] = RegionResult(rows[mine], lengths[mine], None, host, crop_total * share,
-                                              model_total * share)
+                                              model_total * share, self.dtype_record)
             offset += len(chunk.owners)
         return results

@@ -83,6 +83,9 @@ def test_the_device_path_writes_the_host_paths_store(world, host, resize, beam, 
         np.testing.assert_allclose(device[table].column("embedding_norm").to_numpy(),
                                    host[table].column("embedding_norm").to_numpy(), rtol=0.01)
     assert len(device["images"]) == 6  # the six sample images, none of the bad ones
+    # The dtype the encoder ran in reaches the manifest on this path too (model.dtype as given: fp32).
+    summary = StoreReader(world[0] / f"device-{resize}").manifest.stages["extract_features"].summary
+    assert summary["model_dtype"] == [{"dtype": "fp32", "how": "given"}]
 
 
 def test_auto_keeps_the_host_path_on_a_cpu(world, host, caplog):

@@ -240,3 +240,31 @@ def test_a_version_1_store_is_refused_before_anything_in_it_changes(world, tmp_p
     assert main(argv) == 2
     assert_says_how_to_proceed(capsys.readouterr().err)
     assert sorted(p.relative_to(store) for p in (store / "_commits").rglob("*.json")) == records
+
+
+def test_dtype_auto_records_each_workers_probe_and_an_explicit_dtype_as_given(world, clean_store):
+    """model.dtype auto: the worker's probe (both rates, the dtype kept) is in every shard's stats and, once per
+    distinct record, in the manifest's summary; its shards have fingerprints of their own (the config says auto),
+    and the rows match the fp32 run's to bf16's precision. An explicit dtype is recorded as given."""
+    root, model_dir, sample = world
+    store = root / "auto"
+    argv = [f"--set={o}" for o in sample.overrides(model_dir)] + [
+        "--store", str(store), "--set=runtime.max_failure_rate=2.0", "--set=model.dtype=auto"]
+    summary = run(argv, test_pipeline=BeamTestPipeline(argv=[]))
+    reader, clean = StoreReader(store), StoreReader(clean_store[0])
+    (probed,) = summary["model_dtype"]
+    assert probed["how"] == "probe" and set(probed["probe_crops_per_second"]) == {"fp32", "bf16"}
+    assert probed["dtype"] == max(probed["probe_crops_per_second"], key=probed["probe_crops_per_second"].get)
+    assert reader.manifest.stages["extract_features"].summary["model_dtype"] == [probed]
+    encoded = [shard for shard in reader.shards() if reader.shard_stats("extract_features", shard)["crops"]]
+    assert encoded
+    for shard in encoded:
+        assert reader.shard_stats("extract_features", shard)["model_dtype"] == probed
+        assert clean.shard_stats("extract_features", shard)["model_dtype"] == {"dtype": "fp32", "how": "given"}
+    fingerprints = [{c.shard: c.fingerprint for c in r.table_commits("regions")} for r in (reader, clean)]
+    assert all(fingerprints[0][shard] != fingerprints[1][shard] for shard in encoded)
+    got, expected = _regions(store), _regions(clean_store[0])
+    assert got.num_rows == expected.num_rows
+    cosines = np.sum(embeddings_to_numpy(got.column("embedding")).astype(np.float32)
+                     * embeddings_to_numpy(expected.column("embedding")).astype(np.float32), axis=1)
+    assert cosines.min() > 0.99

@@ -4,6 +4,7 @@ trainer's streaming dataset and DuckDB views included. Records written before th
 with their sha256; a file a record names that is gone is refused too, or named as re-committed meanwhile."""
 import json
 
+import pyarrow as pa
 import pytest
 
 from featurestore.cli import main
@@ -91,6 +92,27 @@ def test_a_missing_file_is_damage_and_a_recommitted_one_says_so(tmp_path):
     with pytest.raises(ShardReplacedError, match="committed again after this reader listed"):
         reader.read_shard("regions", 0)
     assert StoreReader(root).read_shard("regions", 0).column("image_id")[0].as_py() == 6000
+
+
+def test_streaming_reads_ahead_yet_refuses_a_damaged_file_in_its_turn(tmp_path):
+    """`stream` reads, verifies and decodes the next files on other threads while the caller works on one: the
+    batches still come in shard order, every batch of the files before a damaged one comes first, and a caller that
+    stops before the damaged file never sees its refusal."""
+    root = write_store(tmp_path / "store", shards=4)
+    expected = [StoreReader(root).read_shard("regions", shard) for shard in range(4)]
+    streamed = [batch for batch in StoreReader(root).stream("regions", batch_size=5)]
+    assert all(len(batch) <= 5 for batch in streamed)
+    assert pa.Table.from_batches(streamed).equals(pa.concat_tables(expected))
+
+    flip(committed_file(root, "regions", 2), 100)
+    seen = []
+    with pytest.raises(DamagedFileError, match="shard 2 of stage extract_features"):
+        for batch in StoreReader(root).stream("regions", readahead=3):
+            seen.append(batch)
+    assert pa.Table.from_batches(seen).equals(pa.concat_tables(expected[:2]))
+    first = StoreReader(root).stream("regions", readahead=3)
+    assert next(first).num_rows > 0  # shards 2 and 3 are read ahead by now, yet stopping here raises nothing
+    first.close()
 
 
 @pytest.mark.parametrize("stage, command", [("proposals", "python -m beam_jobs.proposals"),

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm.clip_preprocess import CropPreprocess, normalise_batch, resize_crop
+from vlm.clip_preprocess import CropPreprocess, normalise_batch, resize_crop, stack_crops
 from vlm.clip import ModelLoadError, load_clip, resolve_clip
+from tests.float32 import ABS, REL
 from tests.tiny_clip import MODEL_CONFIGS, TINY, save_checkpoint, save_local_dir
 
 
@@ -81,3 +82,19 @@ def test_tensor_preprocess_matches_open_clip_transform(resize_mode):
         # One grey level of resampling rounding is 1/255/std ≈ 0.015 after normalisation.
         difference = (got - expected).abs()
         assert difference.mean() < 0.01 and difference.max() < 0.1, (window, difference.max())
+
+
+def test_a_batch_stacked_row_by_row_is_the_channel_first_stack_of_its_crops():
+    """stack_crops copies each crop as (H, W, 3) rows and normalise_batch makes the channel-first float copy: the
+    batch the model gets equals torch.stack of the crops, normalised as open_clip does."""
+    pre = CropPreprocess((32, 32), (0.48, 0.46, 0.41), (0.27, 0.26, 0.28))
+    pixels = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    crops = [resize_crop(pixels[y:y + h, x:x + w], pre) for x, y, w, h in [(0, 0, 50, 20), (10, 5, 30, 80),
+                                                                          (40, 30, 80, 60), (0, 0, 120, 90)]]
+    assert not crops[0].is_contiguous()  # windows of a channels-last resize
+    stacked = stack_crops(crops)
+    assert torch.equal(stacked, torch.stack(crops))
+    mean, std = torch.tensor(pre.mean).view(1, 3, 1, 1), torch.tensor(pre.std).view(1, 3, 1, 1)
+    got = normalise_batch(stacked, pre, torch.float32)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, (torch.stack(crops).float() / 255.0 - mean) / std, rtol=REL, atol=ABS)
