@@ -76,7 +76,7 @@ browser: ## install Debian's chromium (the report's browser test) when no Chromi
 test: setup browser ## run the whole test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-test-fast: setup ## the tests that start no server, runner, browser or process (-m "not slow"), in about 3 minutes
+test-fast: setup ## the tests that start no server, runner, browser or process (-m "not slow")
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 # The demo's two Open-Det trainings (box names only; + HD-OVD's pseudo names) run side by side, one thread each, on
