@@ -124,7 +124,11 @@ def _annotation(record: dict, path: str) -> Annotation:
 def read_coco(path: str, open_fn: OpenFn = open_local, key: str | None = None) -> CocoDataset:
     """Parse a COCO or LVIS instances file (set by config key or flag `key`, which errors name). Annotations keep the
     file's order within each image."""
-    data = read_json(path, open_fn, "annotation file", key)
+    return parse_coco(read_json(path, open_fn, "annotation file", key), path)
+
+
+def parse_coco(data: object, path: str) -> CocoDataset:
+    """The CocoDataset of an instances file's parsed JSON `data`; `path` names the file in errors."""
     if not isinstance(data, dict) or "images" not in data or "categories" not in data:
         raise AnnotationError(f"{path} is not a COCO/LVIS instances file (needs 'images' and 'categories')")
     categories = tuple(Category(int(c["id"]), str(c["name"]), c.get("frequency")) for c in data["categories"])

@@ -15,14 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines.coco import AnnotationError, read_coco, read_json
+from pipelines.coco import AnnotationError, parse_coco, read_json
 from pipelines.ov_split import load_split
 
 
 def base_only(instances: str, split_spec: str) -> tuple[dict, int, int]:
     """(the file with only base annotations, annotations kept, annotations left out)."""
-    split = load_split(split_spec, read_coco(instances))
-    data = read_json(instances)
+    data = read_json(instances)  # parsed once: a full LVIS / COCO file is hundreds of MB
+    split = load_split(split_spec, parse_coco(data, instances))
     kept = [a for a in data["annotations"] if int(a["category_id"]) in split.base_ids]
     return {**data, "annotations": kept}, len(kept), len(data["annotations"]) - len(kept)
 
