@@ -13,6 +13,7 @@ from shapesov.teachers.captions import clip_caption_table, sample_caption_ids, t
 from shapesov.teachers.clip_model import create_clip, register_model_configs
 from shapesov.teachers.config import BackgroundCropConfig, ClipTrainConfig
 from shapesov.teachers.crops import CropBank, render_crop_bank, to_model_input
+from shapesov.teachers.training_steps import StepPlan, run_training_steps
 
 # open_clip's training clamps the learned temperature at 100 (logit scale ln 100) to keep the softmax stable.
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -31,14 +32,6 @@ def multi_positive_contrastive_loss(image_features: torch.Tensor, text_features:
     image_loss = -(image_targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
     text_loss = -(text_targets * logits.T.log_softmax(dim=1)).sum(dim=1).mean()
     return (image_loss + text_loss) / 2
-
-
-def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _optimizer(model: open_clip.CLIP, cfg: ClipTrainConfig) -> torch.optim.Optimizer:
@@ -73,11 +66,8 @@ def train_clip_on_bank(cfg: ClipTrainConfig, bank: CropBank, seed: int,
     optimizer = _optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
-    losses: list[float] = []
-    start = time.perf_counter()
-    for step in range(cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * learning_rate_factor(step, cfg.warmup_steps, cfg.steps)
+
+    def step_loss(step: int) -> torch.Tensor:
         index = torch.randint(len(bank), (cfg.batch_size,), generator=generator)
         shapes, colours = bank.shape_ids[index], bank.colour_ids[index]
         caption_ids = sample_caption_ids(table, shapes, colours, generator)
@@ -85,20 +75,17 @@ def train_clip_on_bank(cfg: ClipTrainConfig, bank: CropBank, seed: int,
         unique_ids, inverse = caption_ids.unique(return_inverse=True)
         image_features = F.normalize(model.encode_image(to_model_input(bank.pixels[index], mean, std)), dim=-1)
         text_features = F.normalize(model.encode_text(caption_tokens[unique_ids]), dim=-1)[inverse]
-        loss = multi_positive_contrastive_loss(image_features, text_features, model.logit_scale,
+        return multi_positive_contrastive_loss(image_features, text_features, model.logit_scale,
                                                true_caption_mask(table, caption_ids, shapes, colours))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"CLIP training loss is {loss.item()} at step {step}; lower clip.lr_visual")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+
+    def clamp_scale() -> None:
         with torch.no_grad():
             model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-        losses.append(loss.item())
-        if step % 50 == 0 or step == cfg.steps - 1:
-            rate = (step + 1) * cfg.batch_size / (time.perf_counter() - start)
-            log(f"clip step {step:4d}/{cfg.steps} loss {loss.item():.4f} "
-                f"scale {model.logit_scale.exp().item():.1f} {rate:.0f} img/s")
+
+    plan = StepPlan("clip", cfg.steps, cfg.warmup_steps, cfg.batch_size, unit="img", lr_flag="clip.lr_visual",
+                    log_every=50)
+    losses = run_training_steps(plan, optimizer, step_loss, log, after_step=clamp_scale,
+                                log_detail=lambda: f"scale {model.logit_scale.exp().item():.1f}")
     return model.eval(), losses
 
 

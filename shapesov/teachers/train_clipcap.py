@@ -6,7 +6,6 @@ file, plus a local GPT-2 directory (config, weights and our tokenizer) that `loa
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +16,7 @@ from vlm.clipcap import ClipCapConfig, ClipCapModel, caption_loss
 from shapesov.teachers.captions import clipcap_caption_ids, clipcap_captions, tokenizer_corpus
 from shapesov.teachers.config import ClipCapTrainConfig
 from shapesov.teachers.tokenizer import train_caption_tokenizer
-from shapesov.teachers.train_clip import learning_rate_factor
+from shapesov.teachers.training_steps import StepPlan, run_training_steps
 
 CHECKPOINT_FILE = "clipcap_mlp.pt"
 GPT_DIR = "gpt2"
@@ -62,25 +61,15 @@ def train_clipcap(cfg: ClipCapTrainConfig, clip_embeddings: torch.Tensor, shape_
     token_table, mask_table = _caption_token_table(tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    start = time.perf_counter()
-    for step in range(cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * learning_rate_factor(step, cfg.warmup_steps, cfg.steps)
+    def step_loss(step: int) -> torch.Tensor:
         index = torch.randint(clip_embeddings.shape[0], (cfg.batch_size,), generator=generator)
         caption_ids = clipcap_caption_ids(shape_ids[index], colour_ids[index], background_ids[index], generator)
         tokens, mask = token_table[caption_ids], mask_table[caption_ids]
         used = int(mask.sum(dim=1).max())  # trim the padding every caption of this batch leaves unused
-        loss = caption_loss(model, tokens[:, :used], mask[:, :used], clip_embeddings[index])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"ClipCap training loss is {loss.item()} at step {step}; lower clipcap.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == cfg.steps - 1:
-            log(f"clipcap step {step:4d}/{cfg.steps} loss {loss.item():.4f} "
-                f"{(step + 1) * cfg.batch_size / (time.perf_counter() - start):.0f} captions/s")
+        return caption_loss(model, tokens[:, :used], mask[:, :used], clip_embeddings[index])
+
+    plan = StepPlan("clipcap", cfg.steps, cfg.warmup_steps, cfg.batch_size, unit="captions", lr_flag="clipcap.lr")
+    losses = run_training_steps(plan, optimizer, step_loss, log)
     return model.eval(), tokenizer, losses
 
 

@@ -7,7 +7,6 @@ LlavaForConditionalGeneration forward on them (`mm_encoder_outputs`), the loss o
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,7 +14,7 @@ import torch
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from shapesov.teachers.train_clip import learning_rate_factor
+from shapesov.teachers.training_steps import StepPlan, run_training_steps
 from shapesov.teachers.vlm_config import VlmTeacherConfig
 from shapesov.teachers.vlm_examples import VlmExamples
 from vlm.image_text_model import ImageTextModel
@@ -84,20 +83,9 @@ def train_vlm(cfg: VlmTeacherConfig, model: LlavaForConditionalGeneration, encod
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
-    losses: list[float] = []
-    started = time.perf_counter()
-    for step in range(cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * learning_rate_factor(step, cfg.warmup_steps, cfg.steps)
-        index = torch.randint(len(encoded.ids), (cfg.batch_size,), generator=generator)
-        loss = batch_loss(model, encoded, index)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"vlm teacher training loss is {loss.item()} at step {step}; lower lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == cfg.steps - 1:
-            log(f"vlm step {step:4d}/{cfg.steps} loss {loss.item():.4f} "
-                f"{(step + 1) * cfg.batch_size / (time.perf_counter() - started):.0f} examples/s")
+    def step_loss(step: int) -> torch.Tensor:
+        return batch_loss(model, encoded, torch.randint(len(encoded.ids), (cfg.batch_size,), generator=generator))
+
+    plan = StepPlan("vlm", cfg.steps, cfg.warmup_steps, cfg.batch_size, unit="examples", lr_flag="lr")
+    losses = run_training_steps(plan, optimizer, step_loss, log)
     return losses
