@@ -19,7 +19,7 @@ import torch
 
 from bench.gpu_workload import grid_boxes, write_image
 from pipelines.captioners.base import ImageRegions
-from pipelines.captioners.vlm import VlmRegionCaptioner, region_prompt_style
+from pipelines.captioners.vlm import VlmRegionCaptioner
 from pipelines.pseudo_labels_config import VlmSection
 from shapesov.teachers.vlm_model import train_tokenizer
 from vlm.clip import DTYPES
@@ -89,9 +89,9 @@ def write_images(folder: Path, count: int) -> list[ImageRegions]:
 def boxes_per_second(model: ImageTextModel, image_root: Path, batch: list[ImageRegions], region_prompt: str,
                      max_new_tokens: int, regions_per_batch: int) -> float:
     """Pseudo boxes per second of the labeler over `batch` (after a warm-up on its first image)."""
-    style = region_prompt_style(VlmSection(region_prompt=region_prompt))
-    labeler = VlmRegionCaptioner(model, image_root=str(image_root), style=style, max_new_tokens=max_new_tokens,
-                                 num_beams=1, regions_per_batch=regions_per_batch)
+    labeler = VlmRegionCaptioner(model, VlmSection(image_root=str(image_root), region_prompt=region_prompt,
+                                                   max_new_tokens=max_new_tokens, num_beams=1,
+                                                   regions_per_batch=regions_per_batch))
     labeler.caption(batch[:1])  # warm-up: kernels, allocator, the processor's first call
     _sync()
     started = time.perf_counter()

@@ -16,44 +16,35 @@ from pipelines.captioners.base import CaptionFailure, CaptionResult, ImageRegion
 from pipelines.captioners.image_views import answer_by_image, decoded_image
 from pipelines.crops import crop_window, cut
 from pipelines.pseudo_labels_config import Blip2Section
-from schemas.tables import CropMode
 from vlm.blip2 import Blip2Captioner
 from vlm.hub import ModelFiles, resolve_pretrained_dir
 
 
 @register_captioner("blip2")
+@dataclasses.dataclass(eq=False)
 class Blip2RegionCaptioner:
+    captioner: Blip2Captioner
+    section: Blip2Section  # resolved (resolve_blip2): where the images are, how boxes are cut, how to generate
     name = "blip2"
-
-    def __init__(self, captioner: Blip2Captioner, *, image_root: str, crop_mode: CropMode, context_scale: float,
-                 prompt: str | None, max_new_tokens: int, num_beams: int):
-        self.captioner = captioner
-        self.image_root = image_root
-        self.crop_mode = crop_mode
-        self.context_scale = context_scale
-        self.prompt = prompt
-        self.max_new_tokens = max_new_tokens
-        self.num_beams = num_beams
 
     @classmethod
     def from_config(cls, section: Blip2Section) -> "Blip2RegionCaptioner":
         section, _ = resolve_blip2(section)
-        return cls(Blip2Captioner.from_dir(section.model_dir, section.dtype, section.device),
-                   image_root=section.image_root, crop_mode=section.crop_mode, context_scale=section.context_scale,
-                   prompt=section.prompt, max_new_tokens=section.max_new_tokens, num_beams=section.num_beams)
+        return cls(Blip2Captioner.from_dir(section.model_dir, section.dtype, section.device), section)
 
     def _crops(self, item: ImageRegions) -> list[Image.Image] | CaptionFailure:
-        image = decoded_image(self.image_root, item)
+        image = decoded_image(self.section.image_root, item)
         if isinstance(image, CaptionFailure):
             return image
-        windows = [crop_window(box, self.crop_mode, image.width, image.height, self.context_scale)
+        windows = [crop_window(box, self.section.crop_mode, image.width, image.height,
+                                self.section.context_scale)
                    for box in item.boxes.tolist()]
         return [Image.fromarray(np.ascontiguousarray(cut(image.pixels, w))) for w in windows]
 
     def caption(self, batch: Sequence[ImageRegions]) -> list[CaptionResult]:
         """B images → captions of all their regions, generated in one batch; unreadable image → CaptionFailure."""
         return answer_by_image([self._crops(item) for item in batch], lambda crops: self.captioner.caption(
-            crops, self.prompt, self.max_new_tokens, self.num_beams))
+            crops, self.section.prompt, self.section.max_new_tokens, self.section.num_beams))
 
 
 def resolve_blip2(section: Blip2Section) -> tuple[Blip2Section, tuple[ModelFiles, ...]]:

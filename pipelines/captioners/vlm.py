@@ -31,17 +31,14 @@ def region_prompt_style(section: VlmSection) -> RegionPromptStyle:
 
 
 @register_captioner("vlm")
+@dataclasses.dataclass(eq=False)
 class VlmRegionCaptioner:
+    model: object  # vlm.image_text_model.ImageTextModel (imported where the labeler is built: it pulls transformers)
+    section: VlmSection  # resolved (resolve_vlm): where the images are, how boxes become prompts, how to generate
     name = "vlm"
 
-    def __init__(self, model, *, image_root: str, style: RegionPromptStyle, max_new_tokens: int, num_beams: int,
-                 regions_per_batch: int):
-        self.model = model  # vlm.image_text_model.ImageTextModel
-        self.image_root = image_root
-        self.style = style
-        self.max_new_tokens = max_new_tokens
-        self.num_beams = num_beams
-        self.regions_per_batch = regions_per_batch
+    def __post_init__(self):
+        self.style = region_prompt_style(self.section)
 
     @classmethod
     def from_config(cls, section: VlmSection) -> "VlmRegionCaptioner":
@@ -51,12 +48,10 @@ class VlmRegionCaptioner:
         section, _ = resolve_vlm(section)
         model = ImageTextModel.from_dir(section.model, dtype=section.dtype, device=section.device or "auto",
                                         chat_template=section.chat_template)
-        return cls(model, image_root=section.image_root, style=region_prompt_style(section),
-                   max_new_tokens=section.max_new_tokens, num_beams=section.num_beams,
-                   regions_per_batch=section.regions_per_batch)
+        return cls(model, section)
 
     def _views(self, item: ImageRegions) -> list[tuple[Image.Image, str]] | CaptionFailure:
-        image = decoded_image(self.image_root, item)
+        image = decoded_image(self.section.image_root, item)
         if isinstance(image, CaptionFailure):
             return image
         return [region_view(image.pixels, box, self.style) for box in item.boxes.tolist()]
@@ -64,8 +59,8 @@ class VlmRegionCaptioner:
     def caption(self, batch: Sequence[ImageRegions]) -> list[CaptionResult]:
         """B images → the answers for all their regions, generated together; unreadable image → CaptionFailure."""
         return answer_by_image([self._views(item) for item in batch], lambda views: self.model.answer(
-            [image for image, _ in views], [prompt for _, prompt in views], self.max_new_tokens, self.num_beams,
-            self.regions_per_batch))
+            [image for image, _ in views], [prompt for _, prompt in views], self.section.max_new_tokens,
+            self.section.num_beams, self.section.regions_per_batch))
 
 
 def resolve_vlm(section: VlmSection) -> tuple[VlmSection, tuple[ModelFiles, ...]]:
