@@ -17,7 +17,6 @@ on the device (a GPU's default), each image is one element and decode, crop, res
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -29,7 +28,7 @@ from beam_jobs.clip_handler import ClipImageHandler
 from beam_jobs.device_clip_handler import DeviceClipHandler
 from beam_jobs.extract_device_steps import ReadImages, ToShardRows
 from beam_jobs.extract_steps import OUTCOMES, CommitShard, DecodeAndCrop, key_embedding_by_shard, open_with_beam
-from beam_jobs.job_main import parse_job_args, run_job
+from beam_jobs.job_main import parse_job, run_job
 from beam_jobs.model_records import clip_model_record
 from beam_jobs.sharded_stage import ShardedStage, StageTotals, run_sharded_stage
 from featurestore.atomic import sha256_file
@@ -43,7 +42,7 @@ from pipelines.extract_plan import PlannedDataset, plan_dataset
 from pipelines.ov_split import BUILT_IN
 from pipelines.proposals import STORE_PROPOSALS
 from pipelines.sharding import ShardTask, build_shard_tasks
-from schemas.config import ConfigError, load_config_and_origins, origins_named, to_dict
+from schemas.config import ConfigError, origins_named
 from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip, resolve_device
 from vlm.clip_preprocess import CropPreprocess
@@ -54,9 +53,8 @@ LOG = logging.getLogger(EXTRACT_FEATURES)
 PROPOSALS_KEY = "dataset.proposals"
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    return parse_job_args("python -m beam_jobs.extract_features", __doc__,
-                          "feature store root (created if missing)", argv)
+PROG = "python -m beam_jobs.extract_features"
+STORE_HELP = "feature store root (created if missing)"
 
 
 class ExtractFeatures(ShardedStage):
@@ -80,9 +78,7 @@ class ExtractFeatures(ShardedStage):
         self._vocab = vocab
 
     def build_pipeline(self, pipeline: beam.Pipeline, pending: list[ShardTask]) -> beam.PCollection:
-        shards = (pipeline
-                  | "PendingShards" >> beam.Create(pending, reshuffle=False)
-                  | "SpreadShards" >> beam.Reshuffle())
+        shards = self.spread_tasks(pipeline, pending)
         outcomes, embeddings = self._on_device(shards) if self.crop_on_device else self._on_host(shards)
         keyed_tasks = shards | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
         return ({"task": keyed_tasks, "outcomes": outcomes, "embeddings": embeddings}
@@ -172,9 +168,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         after_commit: beam.DoFn | None = None) -> dict:
     """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded.
     `after_commit` is applied to each committed shard's stats (see sharded_stage.run_sharded_stage)."""
-    args, beam_args = parse_args(argv)
-    config, origins = load_config_and_origins(ExtractFeaturesConfig, args.config, args.overrides)
-    LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
+    args, beam_args, config, origins = parse_job(argv, PROG, __doc__, STORE_HELP, ExtractFeaturesConfig, LOG)
     # Every model and input problem surfaces here, before any pixel is read or anything is written; errors name
     # the config key and the file (or --set) that set it.
     with origins_named(origins):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Callable
+from typing import Callable, TypeVar
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -13,7 +13,9 @@ from beam_jobs.sharded_stage import FailureRateExceeded
 from featurestore.manifest import DamagedStoreError
 from featurestore.terminal_text import TerminalSafeFormatter
 from featurestore.writer_lock import LockLostError, StoreLockedError
-from schemas.config import add_config_arguments
+from schemas.config import add_config_arguments, load_config_and_origins, to_dict
+
+C = TypeVar("C")
 
 SETUP_ERROR_EXIT = 2  # input and setup problems: the message names the file or config key
 # Store problems every job reports the same way: another writer holds the store, a damaged part of it.
@@ -42,6 +44,16 @@ def parse_job_args(prog: str, description: str | None, store_help: str, argv: li
         # runner it otherwise runs makes a job the same on machines with and without internet.
         beam_args = [*beam_args, f"--runner={IN_PROCESS_RUNNER}"]
     return args, beam_args
+
+
+def parse_job(argv: list[str] | None, prog: str, description: str | None, store_help: str, config_class: type[C],
+              log: logging.Logger) -> tuple[argparse.Namespace, list[str], C, dict[str, str]]:
+    """A job's flags (parse_job_args), and its config read from --config and --set with where each key was set (for
+    origins_named), logged as one JSON line."""
+    args, beam_args = parse_job_args(prog, description, store_help, argv)
+    config, origins = load_config_and_origins(config_class, args.config, args.overrides)
+    log.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
+    return args, beam_args, config, origins
 
 
 def run_job(run: Callable[[list[str] | None], dict], argv: list[str] | None, log: logging.Logger,

@@ -15,16 +15,14 @@ with recall.novel_annotations, novel) ground truth is measured after the run, lo
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam_jobs.extract_steps import OUTCOMES, open_with_beam
-from beam_jobs.job_main import parse_job_args, run_job
+from beam_jobs.job_main import parse_job, run_job
 from beam_jobs.proposal_handler import ProposalNetworkHandler
 from beam_jobs.proposal_steps import CommitProposalShard, DecodeImages, key_proposals_by_shard
 from beam_jobs.sharded_stage import ShardedStage, StageTotals, run_sharded_stage
@@ -37,7 +35,7 @@ from pipelines.coco import AnnotationError, read_coco
 from pipelines.proposal_recall import RecallGroundTruth, format_recall_table
 from pipelines.proposals_config import ProposalsConfig
 from pipelines.sharding import ImageShardTask, build_image_shard_tasks
-from schemas.config import ConfigError, load_config, to_dict
+from schemas.config import ConfigError, origins_named
 from schemas.tables import SchemaVersionError
 from trainers.proposer.config import ProposalOutputConfig
 from trainers.proposer.inference import ProposalGenerator, ProposerCheckpointError
@@ -47,8 +45,8 @@ LOG = logging.getLogger(PROPOSALS)
 CHECKPOINT_KEY = "proposer.checkpoint"
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    return parse_job_args("python -m beam_jobs.proposals", __doc__, "feature store root (created if missing)", argv)
+PROG = "python -m beam_jobs.proposals"
+STORE_HELP = "feature store root (created if missing)"
 
 
 def network_output(config: ProposalsConfig) -> ProposalOutputConfig:
@@ -72,9 +70,7 @@ class Proposals(ShardedStage):
 
     def build_pipeline(self, pipeline: beam.Pipeline, pending: list[ImageShardTask]) -> beam.PCollection:
         config, runtime = self.config, self.config.runtime
-        shards = (pipeline
-                  | "PendingShards" >> beam.Create(pending, reshuffle=False)
-                  | "SpreadShards" >> beam.Reshuffle())
+        shards = self.spread_tasks(pipeline, pending)
         decoded = shards | "DecodeImages" >> beam.ParDo(
             DecodeImages(config.dataset.image_root, runtime.max_image_pixels)).with_outputs(OUTCOMES, main="images")
         handler = ProposalNetworkHandler(config.proposer.checkpoint, network_output(config), device=runtime.device,
@@ -121,21 +117,21 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         after_commit: beam.DoFn | None = None) -> dict:
     """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded.
     `after_commit` is applied to each committed shard's stats (see sharded_stage.run_sharded_stage)."""
-    args, beam_args = parse_args(argv)
-    config = load_config(ProposalsConfig, args.config, args.overrides)
-    LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
-    # Every model and input problem surfaces here, before any pixel is read or anything is written.
-    checkpoint = config.proposer.checkpoint
-    generator = ProposalGenerator.from_checkpoint(checkpoint, network_output(config), "cpu",
-                                                  config_key=CHECKPOINT_KEY)
-    sha256 = sha256_file(checkpoint)
-    dataset = read_coco(config.dataset.annotations, open_with_beam)
-    images = sorted(dataset.images, key=lambda image: image.image_id)[:config.dataset.max_images or None]
-    tasks = build_image_shard_tasks(images, config.shard_size, config.content_hash(), sha256)
-    LOG.info("%d images in %d shards", len(images), len(tasks))
-    recall = config.recall
-    truth = (RecallGroundTruth.load(config.dataset.annotations, recall.novel_annotations, recall.split,
-                                    open_fn=open_with_beam) if recall.split else None)
+    args, beam_args, config, origins = parse_job(argv, PROG, __doc__, STORE_HELP, ProposalsConfig, LOG)
+    # Every model and input problem surfaces here, before any pixel is read or anything is written; errors name
+    # the config key and the file (or --set) that set it.
+    with origins_named(origins):
+        checkpoint = config.proposer.checkpoint
+        generator = ProposalGenerator.from_checkpoint(checkpoint, network_output(config), "cpu",
+                                                      config_key=CHECKPOINT_KEY)
+        sha256 = sha256_file(checkpoint)
+        dataset = read_coco(config.dataset.annotations, open_with_beam)
+        images = sorted(dataset.images, key=lambda image: image.image_id)[:config.dataset.max_images or None]
+        tasks = build_image_shard_tasks(images, config.shard_size, config.content_hash(), sha256)
+        LOG.info("%d images in %d shards", len(images), len(tasks))
+        recall = config.recall
+        truth = (RecallGroundTruth.load(config.dataset.annotations, recall.novel_annotations, recall.split,
+                                        open_fn=open_with_beam) if recall.split else None)
     stage = Proposals(args.store, config, tasks, proposer_record(generator, checkpoint, sha256), truth)
     del generator  # workers load their own copy through the ModelHandler
     return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, retry_failed=args.retry_failed,

@@ -5,6 +5,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 
 import apache_beam as beam
 import numpy as np
@@ -22,7 +23,6 @@ from pipelines.cosine_moments import mean_and_std, merge_moments
 from pipelines.nouns import NounExtractor
 from pipelines.pseudo_label_pick import TextEmbeddingCache, match_scores, pick_labels
 from pipelines.pseudo_labels_config import NounsSection
-from vlm.clip import ClipSource
 from vlm.progress import Progress
 from vlm.text_encoder import StoreTextEncoder
 
@@ -125,18 +125,15 @@ class PickLabels(beam.DoFn):
     A log line every few seconds says how many of the run's `expected_boxes` pseudo boxes this worker has done.
     """
 
-    def __init__(self, nouns: NounsSection, clip: ClipSource, prompts: str, device: str, dtype: str,
+    def __init__(self, nouns: NounsSection, load_text_encoder: Callable[[], StoreTextEncoder],
                  expected_boxes: int = 0):
         self._nouns = nouns
-        self._clip = clip
-        self._prompts = prompts
-        self._device = device
-        self._dtype = dtype
+        self._load_text_encoder = load_text_encoder  # picklable (functools.partial of StoreTextEncoder.load)
         self._expected_boxes = expected_boxes
 
     def setup(self):
         self._extractor = NounExtractor.from_config(self._nouns)
-        encoder = StoreTextEncoder.load(self._clip, self._prompts, device=self._device, dtype=self._dtype)
+        encoder = self._load_text_encoder()
         self._cache = TextEmbeddingCache(encoder.encode)
         self._progress = Progress("label pick (pseudo boxes)", self._expected_boxes, LOG)
         self._boxes_done = 0

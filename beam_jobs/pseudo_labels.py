@@ -16,16 +16,15 @@ the commit (second).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
+from functools import partial
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam_jobs.captioner_handler import CaptionerHandler
-from beam_jobs.job_main import parse_job_args, run_job
+from beam_jobs.job_main import parse_job, run_job
 from beam_jobs.model_records import captioner_model_record, clip_model_record
 from beam_jobs.pseudo_labels_preflight import check_captioner_input, check_spacy_model, given_captions_summary
 from beam_jobs.pseudo_label_steps import (FAILURES, SECONDS, CommitLabelShard, CosineMoments, LabelShardTask,
@@ -39,16 +38,16 @@ from pipelines.captioners import resolve_captioner
 from pipelines.cosine_moments import Moments, cosine_moment, cosine_moments, merge_moments
 from pipelines.pseudo_labels_config import CaptionerSection, PseudoLabelsConfig
 from pipelines.sharding import pseudo_label_shard_fingerprint
-from schemas.config import ConfigError, load_config_and_origins, origins_named, to_dict
+from schemas.config import ConfigError, origins_named
 from schemas.tables import SchemaVersionError
 from vlm.clip import ClipSource, ModelLoadError, resolve_clip
+from vlm.text_encoder import StoreTextEncoder
 
 LOG = logging.getLogger(PSEUDO_LABELS)
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    return parse_job_args("python -m beam_jobs.pseudo_labels", __doc__,
-                          "feature store written by extract-features", argv)
+PROG = "python -m beam_jobs.pseudo_labels"
+STORE_HELP = "feature store written by extract-features"
 
 
 def resolve_text_clip(config: PseudoLabelsConfig, store_clip: ModelRecord, store: str
@@ -122,9 +121,7 @@ class PseudoLabels(ShardedStage):
 
     def build_pipeline(self, pipeline: beam.Pipeline, pending: list[LabelShardTask]) -> beam.PCollection:
         config, runtime = self.config, self.config.runtime
-        tasks = (pipeline
-                 | "PendingShards" >> beam.Create(pending, reshuffle=False)
-                 | "SpreadShards" >> beam.Reshuffle())
+        tasks = self.spread_tasks(pipeline, pending)
         boxes = tasks | "ReadPseudoBoxes" >> beam.ParDo(
             ReadPseudoBoxes(self.store, config.sources, self.dim)).with_outputs(FAILURES, main="images")
         handler = CaptionerHandler(self.captioner, min_batch_size=runtime.min_batch_size,
@@ -132,9 +129,9 @@ class PseudoLabels(ShardedStage):
         picked = (boxes.images
                   | "Caption" >> RunInference(KeyedModelHandler(handler))
                   | "BatchForPick" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.pick.batch_size)
-                  | "NounsAndPick" >> beam.ParDo(PickLabels(config.nouns, self.text_clip, self.prompts,
-                                                            runtime.device, config.text.dtype,
-                                                            self.pseudo_boxes(pending))
+                  | "NounsAndPick" >> beam.ParDo(PickLabels(
+                      config.nouns, partial(StoreTextEncoder.load, self.text_clip, self.prompts, device=runtime.device,
+                                            dtype=config.text.dtype), self.pseudo_boxes(pending))
                                                  ).with_outputs(FAILURES, SECONDS, main="labels"))
         failures = (boxes[FAILURES], picked[FAILURES]) | "AllFailures" >> beam.Flatten()
         keyed_tasks = tasks | "KeyTasksByShard" >> beam.Map(lambda task: (task.shard, task))
@@ -174,9 +171,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         after_commit: beam.DoFn | None = None) -> dict:
     """Run the job; returns the summary (also stored in the manifest). Raises FailureRateExceeded.
     `after_commit` is applied to each committed shard's stats (see sharded_stage.run_sharded_stage)."""
-    args, beam_args = parse_args(argv)
-    config, origins = load_config_and_origins(PseudoLabelsConfig, args.config, args.overrides)
-    LOG.info("config: %s", json.dumps(to_dict(config), sort_keys=True))
+    args, beam_args, config, origins = parse_job(argv, PROG, __doc__, STORE_HELP, PseudoLabelsConfig, LOG)
     # Every model and input problem surfaces here, before anything is read or written; errors name the config key
     # and the file (or --set) that set it.
     with origins_named(origins):

@@ -85,6 +85,14 @@ class ShardedStage(abc.ABC):
     def build_pipeline(self, pipeline: beam.Pipeline, pending: list) -> beam.PCollection:
         """The Beam graph over `pending` tasks; returns the PCollection of each committed shard's stats."""
 
+    @staticmethod
+    def spread_tasks(pipeline: beam.Pipeline, pending: list) -> beam.PCollection:
+        """The pending tasks as a PCollection, reshuffled so that a runner with several workers spreads them (Create
+        alone would hand them all to one)."""
+        return (pipeline
+                | "PendingShards" >> beam.Create(pending, reshuffle=False)
+                | "SpreadShards" >> beam.Reshuffle())
+
     def vocab(self) -> tuple[Mapping, str] | None:
         """The stage's vocab rows (columns of the `vocab` table) and their fingerprint, committed after the run;
         None for a stage without vocab rows."""
