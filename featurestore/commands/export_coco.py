@@ -16,15 +16,14 @@ import json
 from pathlib import Path
 
 from featurestore.atomic import write_bytes_atomic
-from featurestore.commands.render import add_out_argument, out_path
+from featurestore.commands.render import add_export_arguments, out_path
 from featurestore.reader import StoreReader
 
 PSEUDO_SUPERCATEGORY = "pseudo label"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    add_out_argument(parser, "COCO JSON file to write", positional=True)
+    add_export_arguments(parser, "COCO JSON file to write")
     parser.add_argument("--with-gt", action="store_true",
                         help="also write the store's GT boxes (regions with source gt: the base boxes the job kept)")
     parser.add_argument("--min-score", type=float, default=None, help="leave out pseudo boxes scored below this")

@@ -17,7 +17,7 @@ import numpy as np
 from featurestore.arrow import embeddings_to_numpy
 from featurestore.atomic import sha256_file, write_bytes_atomic
 from featurestore.commands.hdovd import layout
-from featurestore.commands.render import add_out_argument, out_path
+from featurestore.commands.render import add_export_arguments, out_path
 from featurestore.commands.hdovd.official_view import OfficialView, read_official_view
 from featurestore.commands.hdovd.plan import (MAX_LISTED, ExportPlan, ExportRefused, ImagePlan, check_store,
                                               plan_export, store_class_names)
@@ -29,8 +29,7 @@ from vlm.text_encoder import StoreTextEncoder
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    add_out_argument(parser, "output folder (created if missing)", positional=True)
+    add_export_arguments(parser, "output folder (created if missing)")
     parser.add_argument("--annotations", required=True,
                         help="the COCO/LVIS JSON the official trainer reads (data.train.ann_file): its image order, "
                              "GT rows and category order are what the export follows")

@@ -24,7 +24,7 @@ import numpy as np
 from featurestore.atomic import write_bytes_atomic
 from featurestore.commands.hdovd.layout import PICKLE_PROTOCOL
 from featurestore.commands.hdovd.official_view import read_official_view
-from featurestore.commands.render import add_out_argument, out_path
+from featurestore.commands.render import add_export_arguments, out_path
 from featurestore.proposals import MAX_LISTED, ProposalStageError, StageProposals, read_stage_proposals
 from featurestore.reader import StoreReader
 from featurestore.stages import PROPOSALS
@@ -37,8 +37,7 @@ PROPOSAL_CATEGORY_ID = 1
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
-    add_out_argument(parser, "output folder (created if missing)", positional=True)
+    add_export_arguments(parser, "output folder (created if missing)")
     parser.add_argument("--annotations", default=None,
                         help="the COCO/LVIS file whose image order the pickle follows (the official trainer's "
                              "data.train.ann_file); default: the file the proposals stage ran over")

@@ -44,6 +44,12 @@ def add_store_argument(parser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def add_export_arguments(parser, out_help: str) -> None:
+    """An export's STORE (a local folder) and what it writes: OUT after it, or --out."""
+    parser.add_argument("store", help="path of the store (the directory holding manifest.json)")
+    add_out_argument(parser, out_help, positional=True)
+
+
 def add_out_argument(parser, help_text: str, positional: bool = False, required: bool = True) -> None:
     """The one output flag of every verb that writes something: `--out PATH` (`-o PATH`). `--output`, and for the
     exports the OUT argument after the store, are the older spellings and still work."""

@@ -29,14 +29,8 @@ from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch
 from trainers.modeling.matching import MatchingCosts
 from trainers.modeling.query_detector import DecoderLayerOutput, QueryDetectorOutput
 from trainers.opendet.config import OpenDetLossConfig
-from trainers.opendet.losses import (
-    alignment_entries,
-    alignment_targets,
-    joint_loss,
-    joint_targets,
-    masked_alignment_loss,
-    vl_distillation_loss,
-)
+from trainers.opendet.losses import (alignment_entries, alignment_targets, joint_loss, joint_targets,
+                                     masked_alignment_loss, vl_distillation_loss)
 
 
 @dataclass(kw_only=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.coco import AnnotationError, CocoDataset, read_coco
+from pipelines.coco import AnnotationError, CocoDataset, ImageRecord, read_coco
 from pipelines.ov_split import OvSplit, load_split
 
 
@@ -24,10 +24,7 @@ class NovelAnnotationError(AnnotationError):
 
 @dataclass(frozen=True)
 class BaseBoxImage:
-    image_id: int
-    file_name: str  # relative to the image root
-    width: int
-    height: int
+    record: ImageRecord
     boxes: np.ndarray  # (G, 4) float32 xyxy in image pixels, inside the image, positive width and height
 
 
@@ -87,7 +84,7 @@ def read_base_boxes(annotations: str, split_spec: str, config_key: str = "propos
         if len(boxes) == 0:
             left_out["images without a base box"] += 1
             continue
-        images.append(BaseBoxImage(record.image_id, record.file_name, record.width, record.height, boxes))
+        images.append(BaseBoxImage(record, boxes))
     if not images:
         raise AnnotationError(f"{annotations} ({config_key}) has no image with a base box to train on")
     return BaseBoxes(tuple(images), annotations, dict(left_out))

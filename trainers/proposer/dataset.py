@@ -85,7 +85,8 @@ class BaseBoxDataset(Dataset):
         return len(self.base_boxes.images)
 
     def __getitem__(self, index: int) -> TrainingSample | UnreadableImage:
-        record = self.base_boxes.images[index]
+        item = self.base_boxes.images[index]
+        record = item.record
         try:
             image = load_image_tensor(self.image_root, record.file_name, record.image_id, IMAGE_ROOT_KEY)
         except ImageFileError as error:
@@ -95,7 +96,7 @@ class BaseBoxDataset(Dataset):
                                    f"decodes to {image.shape[-1]}x{image.shape[-2]} but {self.base_boxes.source} "
                                    f"says {record.width}x{record.height}; its boxes would not fit the pixels")
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        image, boxes = self.augmentation.apply(rng, image, torch.from_numpy(record.boxes))
+        image, boxes = self.augmentation.apply(rng, image, torch.from_numpy(item.boxes))
         return TrainingSample(image, boxes, record.image_id)
 
 

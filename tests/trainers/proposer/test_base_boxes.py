@@ -50,7 +50,7 @@ def test_novel_categories_may_be_listed_and_what_cannot_train_is_left_out_and_co
         _annotation(7, 8, 1, [0, 0, 5, 5]),  # image 8 is not in the file
     ])
     boxes = read_base_boxes(path, split)
-    assert [image.image_id for image in boxes.images] == [1]
+    assert [image.record.image_id for image in boxes.images] == [1]
     np.testing.assert_array_equal(boxes.images[0].boxes, np.array([[2, 3, 12, 8], [35, 25, 40, 30]], np.float32))
     assert boxes.left_out == {"crowd annotations": 1, "empty boxes": 1, "images without a base box": 2,
                               "annotations of categories in neither side of the split": 1,

@@ -72,19 +72,19 @@ def test_the_base_file_tool_cuts_the_novel_boxes_out(sample, full_file, tmp_path
     assert base_file_main([str(full_file), str(sample / "ov_split.json"), str(out)]) == 0
     cut = read_base_boxes(str(out), str(sample / "ov_split.json"))  # refused if a novel box were left
     given = read_base_boxes(str(sample / "annotations" / "train_base.json"), str(sample / "ov_split.json"))
-    assert [image.image_id for image in cut.images] == [image.image_id for image in given.images]
+    assert [image.record for image in cut.images] == [image.record for image in given.images]
 
 
 def test_an_unreadable_image_is_named_and_skipped(sample, tmp_path, capsys):
     images = tmp_path / "images"
     shutil.copytree(sample / "images" / "train", images)
     boxes = read_base_boxes(str(sample / "annotations" / "train_base.json"), str(sample / "ov_split.json"))
-    broken = boxes.images[0].file_name
+    broken = boxes.images[0].record.file_name
     (images / broken).write_bytes(b"not an image")
     config = load_run_config(None, run_settings(sample, tmp_path / "run", max_steps=3, batch_size=4,
                                                 **{"proposer.data.image_root": images}))
     assert train_run(config).is_file()
-    assert f"skipped image {boxes.images[0].image_id} ({broken})" in capsys.readouterr().out
+    assert f"skipped image {boxes.images[0].record.image_id} ({broken})" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -98,6 +98,6 @@ def test_the_stream_resumes_at_the_next_batch_and_splits_whole_batches_among_wor
         return [[sample.image_id for sample in batch] for batch in loader]
 
     whole = epoch_ids(0, 0)
-    assert sorted(i for batch in whole for i in batch) == sorted(image.image_id for image in boxes.images)
+    assert sorted(i for batch in whole for i in batch) == sorted(image.record.image_id for image in boxes.images)
     assert epoch_ids(0, 2) == whole[2:]
     assert epoch_ids(1, 0) != whole  # a new order each epoch

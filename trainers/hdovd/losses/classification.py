@@ -16,14 +16,8 @@ from torchvision.ops import sigmoid_focal_loss
 from trainers.hdovd.detector_base import BACKGROUND
 
 
-def sigmoid_focal_classification_loss(
-    class_logits: Tensor,
-    background_logits: Tensor | None,
-    class_targets: Tensor,
-    roi_weights: Tensor,
-    focal_alpha: float,
-    focal_gamma: float,
-) -> Tensor:
+def sigmoid_focal_classification_loss(class_logits: Tensor, background_logits: Tensor | None, class_targets: Tensor,
+                                      roi_weights: Tensor, focal_alpha: float, focal_gamma: float) -> Tensor:
     """HD-OVD eq. 4: Σ_i α_i Σ_j Focal(p_ij, y_ij) / N_pos, with p_ij = sigmoid(class_logits_ij).
 
     class_logits: (N, C) float, cos(q̂_i, e_j)·τ_cls. class_targets: (N,) int64 in [0, C) or BACKGROUND.
@@ -41,14 +35,8 @@ def sigmoid_focal_classification_loss(
     return (per_entry.sum(dim=1) * roi_weights).sum() / num_foreground
 
 
-def weighted_softmax_classification_loss(
-    class_logits: Tensor,
-    background_logits: Tensor | None,
-    class_targets: Tensor,
-    roi_weights: Tensor,
-    focal_alpha: float,
-    focal_gamma: float,
-) -> Tensor:
+def weighted_softmax_classification_loss(class_logits: Tensor, background_logits: Tensor | None, class_targets: Tensor,
+                                         roi_weights: Tensor, focal_alpha: float, focal_gamma: float) -> Tensor:
     """Released-code variant: softmax CE over [classes, background], each RoI weighted, averaged over all N RoIs.
 
     class_logits: (N, C) float. background_logits: (N,) float, cos(q̂_i, e_bg)·τ_cls of a learnable embedding.
