@@ -1,6 +1,5 @@
 """Pseudo-box weights (trainers.pseudo_weights): the released score as stored, or eq. 5 on the standardised cosine,
 against values computed by hand with HD-OVD's released μ 0.31, σ 0.026, k 1.3; μ, σ read from a store's manifest."""
-import math
 
 import pytest
 import torch
@@ -10,12 +9,9 @@ from pipelines.pseudo_label_pick import match_scores
 from pipelines.pseudo_labels_config import HDOVD_K, HDOVD_MU, HDOVD_SIGMA
 from trainers.pseudo_weights import PseudoBoxWeighting, score_statistics
 from tests.float32 import approx32
+from tests.focal_by_hand import sigmoid
 
 COSINES = [0.20, 0.31, 0.40]
-
-
-def sigmoid(x):
-    return 1 / (1 + math.exp(-x))
 
 
 def stored_scores():

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +12,10 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from shapesov.teachers.tokenizer import train_caption_tokenizer
 from vlm.clipcap import ClipCapCaptioner, ClipCapConfig, ClipCapModel, beam_generate, greedy_generate, load_clipcap
+from tests.memory_limited import linux_only, run_child
 
 CORPUS = [f"a {c} {s} on a textured background." for c in ("red", "blue", "green") for s in ("star", "heart", "cross")]
 PREFIX_SIZE = 24
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -213,12 +210,10 @@ print("cap", captioner.batch_cap)
 '''
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
+@linux_only
 @pytest.mark.slow
 def test_a_real_out_of_memory_error_halves_the_caption_batch_for_good():
-    done = subprocess.run([sys.executable, "-c", OOM_CHILD], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_child(OOM_CHILD)
     cap = int(done.stdout.split("cap")[1])
     assert 1 <= cap <= 256  # halved at least once, kept for later calls; captions unchanged
     assert "DefaultCPUAllocator: can't allocate memory" in done.stderr

@@ -1,16 +1,12 @@
 """A real out-of-memory error halves the batch instead of failing: a child process caps its own address space
 (RLIMIT_AS) so the device path's first chunk cannot be allocated, and must finish with the same embeddings."""
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from vlm.oom_backoff import BatchBackoff
+from tests.memory_limited import linux_only, run_child
 
-REPO = Path(__file__).resolve().parents[2]
 CHILD = '''
 import io, resource, sys
 import numpy as np, torch
@@ -45,12 +41,10 @@ print("backoffs", encoder.backoff.backoffs, "size", encoder.backoff.size)
 '''
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
+@linux_only
 @pytest.mark.slow
 def test_a_real_out_of_memory_error_halves_the_batch_and_the_results_stay_the_same():
-    done = subprocess.run([sys.executable, "-c", CHILD], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_child(CHILD)
     assert "backoffs 1 size 4" in done.stdout  # 9 crops (three images) did not fit, 4 crops (one image) did
     assert "DefaultCPUAllocator: can't allocate memory" in done.stderr  # the warning names the real error
 

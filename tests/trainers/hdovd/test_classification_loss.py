@@ -11,22 +11,7 @@ from trainers.hdovd.losses.classification import (
     weighted_softmax_classification_loss,
 )
 from tests.float32 import approx32
-
-ALPHA, GAMMA = 0.25, 2.0
-
-
-def sigmoid(x):
-    return 1 / (1 + math.exp(-x))
-
-
-def focal_positive(logit):
-    p = sigmoid(logit)
-    return ALPHA * (1 - p) ** GAMMA * -math.log(p)
-
-
-def focal_negative(logit):
-    p = sigmoid(logit)
-    return (1 - ALPHA) * p**GAMMA * -math.log(1 - p)
+from tests.focal_by_hand import ALPHA, GAMMA, focal
 
 
 LOGITS = torch.tensor([[2.0, -1.0], [0.0, 0.0]])
@@ -35,8 +20,8 @@ WEIGHTS = torch.tensor([0.5, 1.0])  # row 0 matched to a pseudo box with α = 0.
 
 
 def test_sigmoid_focal_by_hand():
-    row0 = 0.5 * (focal_positive(2.0) + focal_negative(-1.0))
-    row1 = 2 * focal_negative(0.0)
+    row0 = 0.5 * (focal(2.0, True) + focal(-1.0, False))
+    row1 = 2 * focal(0.0, False)
     loss = sigmoid_focal_classification_loss(LOGITS, None, TARGETS, WEIGHTS, ALPHA, GAMMA)
     assert loss.item() == approx32((row0 + row1) / 1)  # one foreground RoI
 

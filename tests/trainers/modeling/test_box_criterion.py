@@ -1,19 +1,10 @@
 """The shared box criterion: matching with padding and copies, L1 / GIoU and the objectness focal loss by hand."""
-import math
 
 import torch
 
 from trainers.modeling.box_criterion import BoxCriterion, BoxTargets, LayerMatch, binary_focal_loss, normalised_cxcywh
 from tests.float32 import approx32
-
-ALPHA, GAMMA = 0.25, 2.0
-
-
-def focal(logit: float, positive: bool) -> float:
-    p = 1 / (1 + math.exp(-logit))
-    if positive:
-        return ALPHA * (1 - p) ** GAMMA * -math.log(p)
-    return (1 - ALPHA) * p**GAMMA * -math.log(1 - p)
+from tests.focal_by_hand import focal
 
 
 # One image, one object in the centre; query 1 sits on it, query 0 elsewhere, query 2 is padding.

@@ -12,17 +12,7 @@ from trainers.opendet.config import OpenDetLossConfig
 from trainers.opendet.criterion import ObjectTargets, OpenDetCriterion
 from trainers.opendet.losses import joint_targets
 from tests.float32 import approx32
-
-ALPHA, GAMMA = 0.25, 2.0
-
-
-def sigmoid(x):
-    return 1 / (1 + math.exp(-x))
-
-
-def focal(logit, positive):
-    p = sigmoid(logit)
-    return ALPHA * (1 - p) ** GAMMA * -math.log(p) if positive else (1 - ALPHA) * p**GAMMA * -math.log(1 - p)
+from tests.focal_by_hand import focal, sigmoid
 
 
 def objects(counts=(1, 1), regress=None):
