@@ -27,11 +27,15 @@ def write_shapes(out: Path, train: int, val: int = 8) -> Path:
 
 
 def extract_command(shapes: Path, store: Path, overrides: list[str] = ()) -> list[str]:
-    """The job exactly as `make extract-features` runs it on ShapesOV, pointed at `shapes` and `store`."""
+    """The job as `make extract-features` runs it on ShapesOV, pointed at `shapes` and `store`, every input from
+    `shapes`. Its proposals are the sample's simulated file, all of them kept (the preset reads the store's proposals
+    stage and keeps those its network scores >= 0.6; the simulated scores mean nothing like that), so the benchmark
+    needs no trained proposal network."""
     sets = [f"dataset.annotations={shapes / 'annotations' / 'train_base.json'}",
             f"dataset.image_root={shapes / 'images' / 'train'}", f"dataset.split={shapes / 'ov_split.json'}",
-            f"dataset.proposals={shapes / 'proposals' / 'train.json'}", f"model.clip=local-dir:{TEACHER_CLIP}",
-            *overrides]
+            f"dataset.names={shapes / 'names' / 'train.jsonl'}",
+            f"dataset.proposals={shapes / 'proposals' / 'train.json'}", "regions.min_proposal_score=0",
+            f"model.clip=local-dir:{TEACHER_CLIP}", *overrides]
     argv = [sys.executable, "-m", "beam_jobs.extract_features", "--store", str(store),
             "--config", str(EXTRACT_CONFIG)]
     for value in sets:
