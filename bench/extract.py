@@ -210,6 +210,33 @@ def matmul_flops_per_second(dtype: torch.dtype, size: int = 2048, repeats: int =
     return 2 * size ** 3 / best
 
 
+def own_gemm_flops_per_second(clip, inputs: torch.Tensor, repeats: int = 3) -> float:
+    """FLOP/s of the forward's own matrix products run alone: every aten::addmm / aten::mm one batched forward
+    calls (shapes from torch.profiler), each timed on fresh operands of its shape, best of `repeats`, weighted by
+    how often the forward calls it. Against model-only FLOP/s it says what is lost outside the products; against
+    the square matmul, what the model's shapes (rows = crops x tokens, the tower's widths) cost the products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        clip.model.encode_image(inputs)
+    flops = seconds = 0.0
+    for event in prof.key_averages(group_by_input_shape=True):
+        if event.key not in ("aten::addmm", "aten::mm"):
+            continue
+        shapes = [s for s in event.input_shapes if len(s) == 2]
+        (m, k), (_, n) = shapes[-2], shapes[-1]
+        a, b = torch.randn(m, k).to(inputs.dtype), torch.randn(k, n).to(inputs.dtype)
+        torch.mm(a, b)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - started)
+        flops += event.count * 2 * m * k * n
+        seconds += event.count * best
+    return flops / seconds if seconds else float("nan")
+
+
 def measure_dtype(args, dtype: str, work_dir: Path, data_overrides: list[str], model_dir: str) -> dict:
     """(a), (b), (c) and the FLOP/s ceiling for one dtype; prints as it goes."""
     from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -240,12 +267,14 @@ def measure_dtype(args, dtype: str, work_dir: Path, data_overrides: list[str], m
     achieved = crop_flops * rates["model only (a)"]
     sample = torch.stack(_first_crops(transform, work, args.batch)).to(clip.dtype)
     dense_share = dense_time_share(clip, sample)
+    own_gemms = own_gemm_flops_per_second(clip, sample)
     print(f"model {args.model} {dtype}, {args.images} images, torch threads {torch.get_num_threads()}")
     for name, (crops, seconds) in results.items():
         print(f"  {name:16s} {crops:6d} crops in {seconds:7.2f} s = {rates[name]:8.1f} crops/s")
     print(f"  model-only {achieved / 1e9:.1f} GFLOP/s ({crop_flops / 1e9:.2f} GFLOP per crop) vs "
           f"{dtype} matmul {matmul / 1e9:.1f} GFLOP/s")
-    print(f"  dense ops (matmul, attention, conv) take {100 * dense_share:.0f}% of the forward's CPU time")
+    print(f"  dense ops (matmul, attention, conv) take {100 * dense_share:.0f}% of the forward's CPU time; its own "
+          f"matrix products alone at their shapes: {own_gemms / 1e9:.1f} GFLOP/s")
     return {"crops": results["model only (a)"][0], "dense_op_time_share": dense_share,
             "model_only_crops_per_s_before_after": [model_crops / model_before, model_crops / model_after],
             "model_only_over_naive": rates["model only (a)"] / rates["naive loop (c)"],
@@ -262,7 +291,8 @@ def measure_dtype(args, dtype: str, work_dir: Path, data_overrides: list[str], m
             "device_path_steady_over_host_path": device_steady_rate / beam_steady_rate,
             "beam_over_naive": rates["beam job (b)"] / rates["naive loop (c)"],
             "gflop_per_crop": crop_flops / 1e9, "model_only_gflops": achieved / 1e9,
-            "matmul_gflops": matmul / 1e9, "model_only_share_of_matmul": achieved / matmul}
+            "matmul_gflops": matmul / 1e9, "model_only_share_of_matmul": achieved / matmul,
+            "own_gemm_gflops": own_gemms / 1e9, "model_only_share_of_own_gemms": achieved / own_gemms}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +364,12 @@ def why_notes(metrics: dict, dtypes: list[str]) -> list[str]:
             f"{dtype}: dense ops take {100 * m['dense_op_time_share']:.0f}% of the forward's CPU time; "
             f"{m['gflop_per_crop']:.2f} GFLOP per crop at {m['model_only_gflops']:.0f} GFLOP/s vs a "
             f"{m['matmul_gflops']:.0f} GFLOP/s {dtype} 2048x2048 matmul")
+        if "own_gemm_gflops" in m:
+            notes.append(
+                f"{dtype}: the forward's own matrix products, run alone at their shapes, reach "
+                f"{m['own_gemm_gflops']:.0f} GFLOP/s ({m['own_gemm_gflops'] / m['matmul_gflops']:.2f}x the square "
+                f"matmul); model-only keeps {m['model_only_share_of_own_gemms']:.2f}x of that: what limits the FLOP "
+                f"ratio is {'the shapes of the products' if m['model_only_share_of_own_gemms'] >= 0.8 else 'the work outside the products'}")
     return notes
 
 
