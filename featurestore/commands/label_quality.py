@@ -133,13 +133,20 @@ def novel_class_ids(reader: StoreReader) -> set[int]:
     return {row["category_id"] for row in vocab if row["kind"] == "class" and row["split"] == "novel"}
 
 
-def pseudo_box_rows(reader: StoreReader, shard: int) -> tuple[list[dict], np.ndarray]:
+def pseudo_box_rows(reader: StoreReader, shard: int, min_proposal_score: float = 0.0
+                    ) -> tuple[list[dict], np.ndarray]:
     """The pseudo boxes of one shard (pseudo_labels rows: image_id, region_id, label, score; label None where the
-    caption named no object) and their (N, 4) xyxy boxes from the regions table."""
-    regions = reader.read_shard("regions", shard, ["image_id", "region_id", "box"]).to_pylist()
-    box_of = {(r["image_id"], r["region_id"]): r["box"] for r in regions}
+    caption named no object) and their (N, 4) xyxy boxes from the regions table. With min_proposal_score > 0 only
+    the boxes whose proposal scored at least that, as Open-Det's `opendet.loss.pseudo_min_proposal_score` keeps
+    them (a box without a proposal score is left out)."""
+    regions = reader.read_shard("regions", shard, ["image_id", "region_id", "box", "proposal_score"]).to_pylist()
+    region_of = {(r["image_id"], r["region_id"]): r for r in regions}
     rows = reader.read_shard("pseudo_labels", shard, ["image_id", "region_id", "label", "score"]).to_pylist()
-    return rows, np.array([box_of[(r["image_id"], r["region_id"])] for r in rows], dtype=np.float64).reshape(-1, 4)
+    if min_proposal_score > 0:
+        rows = [row for row in rows if (region_of[(row["image_id"], row["region_id"])]["proposal_score"] or -1.0)
+                >= min_proposal_score]
+    boxes = [region_of[(r["image_id"], r["region_id"])]["box"] for r in rows]
+    return rows, np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 @dataclass(frozen=True)
@@ -153,10 +160,12 @@ class Judgement:
     novel: bool  # that class is novel
 
 
-def judge_pseudo_boxes(reader: StoreReader, truth: GroundTruth, iou: float = COVER_IOU) -> Iterator[Judgement]:
-    """Every pseudo box of the store, shard by shard, with its best GT match."""
+def judge_pseudo_boxes(reader: StoreReader, truth: GroundTruth, iou: float = COVER_IOU,
+                       min_proposal_score: float = 0.0) -> Iterator[Judgement]:
+    """Every pseudo box of the store (those whose proposal scored min_proposal_score or more), shard by shard, with
+    its best GT match."""
     for shard in reader.shards("pseudo_labels"):
-        rows, boxes = pseudo_box_rows(reader, shard)
+        rows, boxes = pseudo_box_rows(reader, shard, min_proposal_score)
         by_image: dict[int, list[int]] = {}
         for i, row in enumerate(rows):
             by_image.setdefault(row["image_id"], []).append(i)
@@ -241,9 +250,10 @@ class QualityTally:
         }
 
 
-def pseudo_box_quality(reader: StoreReader, truth: GroundTruth, top: int = 20, iou: float = COVER_IOU) -> dict:
-    """QualityTally over every pseudo box of the store."""
+def pseudo_box_quality(reader: StoreReader, truth: GroundTruth, top: int = 20, iou: float = COVER_IOU,
+                       min_proposal_score: float = 0.0) -> dict:
+    """QualityTally over every pseudo box of the store (min_proposal_score: see pseudo_box_rows)."""
     tally = QualityTally(truth, iou)
-    for judgement in judge_pseudo_boxes(reader, truth, iou):
+    for judgement in judge_pseudo_boxes(reader, truth, iou, min_proposal_score):
         tally.add(judgement)
-    return tally.result(top)
+    return {**tally.result(top), "min_proposal_score": min_proposal_score}

@@ -20,15 +20,20 @@ def add_arguments(parser) -> None:
                         help="text-embedding cosine at which two labels are near-duplicates (default 0.9)")
     parser.add_argument("--synonym-threshold", type=float, default=0.9,
                         help="cosine to a base class at which a label counts as its synonym (default 0.9)")
+    parser.add_argument("--min-proposal-score", type=float, default=0.0,
+                        help="judge only the pseudo boxes whose proposal scored at least this, the ones Open-Det "
+                             "learns names from at that opendet.loss.pseudo_min_proposal_score (default 0: all)")
 
 
-def quality_report(reader: StoreReader, base_gt: str | None, heldout_gt: str | None, top: int) -> dict | None:
+def quality_report(reader: StoreReader, base_gt: str | None, heldout_gt: str | None, top: int,
+                   min_proposal_score: float = 0.0) -> dict | None:
     """label_quality.pseudo_box_quality against the GT files of the flags (or found beside the store's
     annotations); None when there is no held-out GT."""
     files = ground_truth_files(reader, base_gt, heldout_gt)
     if not files:
         return None
-    return pseudo_box_quality(reader, read_ground_truth(files, novel_class_ids(reader)), top=top)
+    return pseudo_box_quality(reader, read_ground_truth(files, novel_class_ids(reader)), top=top,
+                              min_proposal_score=min_proposal_score)
 
 
 def novel_accuracy(quality: dict) -> dict:
@@ -44,7 +49,7 @@ def novel_accuracy(quality: dict) -> dict:
 def build_report(reader: StoreReader, args) -> dict:
     report = vocabulary_report(reader, args.top, args.merge_threshold, args.synonym_threshold)
     report["crops"] = crop_census(reader)
-    quality = quality_report(reader, args.base_gt, args.heldout_gt, args.top)
+    quality = quality_report(reader, args.base_gt, args.heldout_gt, args.top, args.min_proposal_score)
     if quality is not None:
         report["quality"] = quality
         report["novel_accuracy"] = novel_accuracy(quality)
@@ -62,8 +67,12 @@ def score(value: float | None) -> str:
 def print_quality(quality: dict) -> None:
     files = ", ".join(f"{g['path']} ({g['role']})" for g in quality["ground_truth"])
     iou = quality["iou_threshold"]
-    print(f"\npseudo-box quality against {files}")
-    if quality["precision"] is None:
+    kept = (f" (pseudo boxes whose proposal scored >= {quality['min_proposal_score']:g})"
+            if quality.get("min_proposal_score") else "")
+    print(f"\npseudo-box quality against {files}{kept}")
+    if not quality["judged_boxes"]:
+        print("  precision: n/a (no labelled pseudo box to judge)")
+    elif quality["precision"] is None:
         print("  precision: n/a (no base GT: give the training annotations with --base-gt)")
     else:
         print(f"  precision: {percent(quality['precision'])} ({quality['covering_boxes']} of "

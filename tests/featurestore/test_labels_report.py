@@ -195,3 +195,18 @@ def test_precision_accuracy_and_score_auc_with_boxes_that_name_no_object(scored_
     assert "precision: 50.0% (5 of 10 pseudo boxes cover an object at IoU >= 0.5)" in out
     assert "score ROC AUC: 0.720" in out and "training weight ROC AUC: 0.653" in out
     assert "no object: 2 judged boxes whose caption names no object (weight 0), 1 of them cover an object" in out
+
+
+def test_only_the_boxes_whose_proposal_scored_high_enough_are_judged(store, full_gt, capsys):
+    """store_factory's proposals all score 0.75: the bound keeps them at 0.75 and none above."""
+    base, held_out = full_gt
+    flags = ["labels", str(store), "--base-gt", str(base), "--heldout-gt", str(held_out)]
+    assert main(flags + ["--min-proposal-score", "0.75", "--json"]) == 0
+    quality = json.loads(capsys.readouterr().out)["quality"]
+    assert (quality["min_proposal_score"], quality["judged_boxes"], quality["precision"]) == (0.75, 12, 0.5)
+    assert main(flags + ["--min-proposal-score", "0.76", "--json"]) == 0
+    quality = json.loads(capsys.readouterr().out)["quality"]
+    assert (quality["pseudo_boxes"], quality["judged_boxes"], quality["precision"]) == (0, 0, None)
+    assert main(flags + ["--min-proposal-score", "0.76"]) == 0
+    out = capsys.readouterr().out
+    assert "(pseudo boxes whose proposal scored >= 0.76)" in out and "precision: n/a (no labelled pseudo box" in out
