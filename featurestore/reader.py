@@ -21,9 +21,11 @@ from featurestore.wds import read_wds_bytes
 from schemas.tables import JOIN_KEYS, TABLES, check_schema_version
 
 LOG = logging.getLogger(__name__)
-# Files read, verified and decoded ahead of the one being streamed: 2 keeps both cores of a small machine busy
-# (bench/store.py measures the reader against pyarrow.dataset's scan, which reads ahead too).
-STREAM_READAHEAD = 2
+# Files read, verified and decoded ahead of the one being streamed: pyarrow.dataset's scan reads 4 files ahead too
+# (Scanner's fragment_readahead default), and bench/store.py measures the reader against that scan. With 2 the
+# reader kept 0.81 of the scan's rows/s on an idle 2-core machine (AMD EPYC, bench/PERFORMANCE.md); memory holds at
+# most 5 decoded files.
+STREAM_READAHEAD = 4
 
 
 class ShardReplacedError(RuntimeError):
