@@ -1,5 +1,6 @@
 """Every shipped training preset and variant (configs/) resolves, prints with --print-config without touching
 anything, carries only its own method's section, and holds the constants of its source."""
+import dataclasses
 import os
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -108,8 +109,11 @@ def test_demo_configs_keep_the_demo_detector_and_share_the_engine_keys():
     assert hdovd.hdovd.detector.embed_dim == 64 and hdovd.hdovd.detector.roi_sampling_ratio == 1
     assert hdovd.hdovd.inference.distill_probability == "softmax"
     assert opendet.opendet.loss.weight_name == 5.0 and opendet.opendet.detector.resize == "square"
-    assert (hdovd.optim, hdovd.stream, hdovd.eval, hdovd.store) == (opendet.optim, opendet.stream, opendet.eval,
-                                                                     opendet.store)
+    assert opendet.opendet.loss.pseudo_min_proposal_score == 0.7
+    # Open-Det trains 6 epochs of the shared schedule, HD-OVD 4; every other engine key is shared.
+    assert (hdovd.optim.schedule_scale, opendet.optim.schedule_scale) == (0.34, 0.5)
+    assert (hdovd.optim, hdovd.stream, hdovd.eval, hdovd.store) == (
+        dataclasses.replace(opendet.optim, schedule_scale=0.34), opendet.stream, opendet.eval, opendet.store)
 
 
 def test_config_choices_are_the_registries():
