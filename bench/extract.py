@@ -368,8 +368,11 @@ def why_notes(metrics: dict, dtypes: list[str]) -> list[str]:
             notes.append(
                 f"{dtype}: the forward's own matrix products, run alone at their shapes, reach "
                 f"{m['own_gemm_gflops']:.0f} GFLOP/s ({m['own_gemm_gflops'] / m['matmul_gflops']:.2f}x the square "
-                f"matmul); model-only keeps {m['model_only_share_of_own_gemms']:.2f}x of that: what limits the FLOP "
-                f"ratio is {'the shapes of the products' if m['model_only_share_of_own_gemms'] >= 0.8 else 'the work outside the products'}")
+                f"matmul); model-only keeps {m['model_only_share_of_own_gemms']:.2f}x of that while the profile puts "
+                f"{100 * m['dense_op_time_share']:.0f}% of the forward in dense ops, so inside the forward the "
+                f"products run at about {m['model_only_share_of_own_gemms'] / m['dense_op_time_share']:.2f}x their "
+                f"rate alone: what limits the FLOP ratio is how fast the products run between the model's other "
+                f"layers{', not their shapes' if m['own_gemm_gflops'] >= 0.8 * m['matmul_gflops'] else ', and their shapes'}")
     return notes
 
 
