@@ -194,25 +194,28 @@ def dense_time_share(clip, inputs: torch.Tensor) -> float:
     return dense / total if total else float("nan")
 
 
-def matmul_flops_per_second(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """The machine's dense matmul rate in `dtype`: best of `repeats` (size x size) @ (size x size) products.
-
-    Best, not mean, because the ceiling is what the hardware can do when the shared machine lets it.
-    """
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    torch.mm(a, b)  # warm-up: the first call picks kernels and faults in memory
+def mm_seconds(m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:
+    """Best of `repeats` timed (m x k) @ (k x n) products in `dtype`, after one warm-up (the first call picks
+    kernels and faults in memory). Best, not mean: the ceiling is what the hardware does when the shared machine
+    lets it."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best
+    return best
+
+
+def matmul_flops_per_second(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's dense matmul rate in `dtype`: (size x size) @ (size x size) products (mm_seconds)."""
+    return 2 * size ** 3 / mm_seconds(size, size, size, dtype, repeats)
 
 
 def own_gemm_flops_per_second(clip, inputs: torch.Tensor, repeats: int = 3) -> float:
     """FLOP/s of the forward's own matrix products run alone: every aten::addmm / aten::mm one batched forward
-    calls (shapes from torch.profiler), each timed on fresh operands of its shape, best of `repeats`, weighted by
+    calls (shapes from torch.profiler), each timed on fresh operands of its shape (mm_seconds), weighted by
     how often the forward calls it. Against model-only FLOP/s it says what is lost outside the products; against
     the square matmul, what the model's shapes (rows = crops x tokens, the tower's widths) cost the products."""
     from torch.profiler import ProfilerActivity, profile
@@ -225,15 +228,8 @@ def own_gemm_flops_per_second(clip, inputs: torch.Tensor, repeats: int = 3) -> f
             continue
         shapes = [s for s in event.input_shapes if len(s) == 2]
         (m, k), (_, n) = shapes[-2], shapes[-1]
-        a, b = torch.randn(m, k).to(inputs.dtype), torch.randn(k, n).to(inputs.dtype)
-        torch.mm(a, b)  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
-            started = time.perf_counter()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter() - started)
         flops += event.count * 2 * m * k * n
-        seconds += event.count * best
+        seconds += event.count * mm_seconds(m, k, n, inputs.dtype, repeats)
     return flops / seconds if seconds else float("nan")
 
 

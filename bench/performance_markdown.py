@@ -25,7 +25,7 @@ def performance_markdown(results: dict, gpu: dict | None = None) -> str:
         "### Goals", "",
         "| goal | target | measured | verdict | measured on |", "| --- | --- | --- | --- | --- |"]
     for outcome in results["benchmarks"]:
-        cpu = outcome.get("machine", {}).get("cpu_model", m["cpu_model"])
+        cpu = measured_on(outcome, m)
         for goal in (Goal(**g) for g in outcome.get("goals", [])):
             verdict = "met" if goal.met else f"**missed by {goal.shortfall_text()}**"
             lines.append(f"| {outcome['bench']}: {goal.goal} | {goal.target} | {goal.measured:.3g} | {verdict} | "
@@ -41,12 +41,17 @@ def performance_markdown(results: dict, gpu: dict | None = None) -> str:
         when += f", 1-minute load average {load} on {m['nproc']} cores" if load is not None else ""
         # Every figure says the CPU it was measured on: a benchmark re-run alone (--only) may have run on another
         # machine than the header's (the latest run's), and ratios differ between CPUs (issue 29: Intel vs AMD).
-        when += f", {outcome.get('machine', {}).get('cpu_model') or m['cpu_model']}"
+        when += f", {measured_on(outcome, m)}"
         lines += [f"`{outcome['command']}` ({outcome['seconds']:.0f} s{when})", ""]
         lines += RENDERERS[outcome["bench"]](outcome["metrics"])
         lines += [""] + [f"- {note}" for note in outcome.get("notes", [])] + [""]
     lines += gpu_section(gpu)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def measured_on(outcome: dict, machine: dict) -> str:
+    """The CPU a benchmark's figures were measured on: its own record, else the run's machine."""
+    return outcome.get("machine", {}).get("cpu_model") or machine["cpu_model"]
 
 
 def with_kept_notes(generated: str, previous: str | None) -> str:

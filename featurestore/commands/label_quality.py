@@ -143,8 +143,8 @@ def pseudo_box_rows(reader: StoreReader, shard: int, min_proposal_score: float =
     region_of = {(r["image_id"], r["region_id"]): r for r in regions}
     rows = reader.read_shard("pseudo_labels", shard, ["image_id", "region_id", "label", "score"]).to_pylist()
     if min_proposal_score > 0:
-        rows = [row for row in rows if (region_of[(row["image_id"], row["region_id"])]["proposal_score"] or -1.0)
-                >= min_proposal_score]
+        scores = [region_of[(row["image_id"], row["region_id"])]["proposal_score"] for row in rows]
+        rows = [row for row, score in zip(rows, scores) if score is not None and score >= min_proposal_score]
     boxes = [region_of[(r["image_id"], r["region_id"])]["box"] for r in rows]
     return rows, np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
