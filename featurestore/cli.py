@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from featurestore.manifest import DamagedStoreError
 from featurestore.reader import ShardReplacedError
@@ -31,21 +32,31 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command_name: str | None) -> argparse.ArgumentParser:
+    """Every command is listed; only `command_name`'s module is imported and given its arguments. A command's module
+    may pull in torch, DuckDB or faiss: a run loads only what it uses, which keeps start-up short and leaves no other
+    library's threads to wind down at exit."""
     parser = argparse.ArgumentParser(prog="python -m featurestore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(f"featurestore.commands.{module_name}")
         command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        if name == command_name:
+            module = importlib.import_module(f"featurestore.commands.{module_name}")
+            module.add_arguments(command)
+            command.set_defaults(run=module.run)
     return parser
+
+
+def named_command(argv: list[str]) -> str | None:
+    """The command a command line names: its first word that is not an option."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; everything it prints goes out with control characters from the data escaped
     (featurestore.terminal_text)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(named_command(argv)).parse_args(argv)
     with terminal_safe_output():
         try:
             return args.run(args)

@@ -103,3 +103,19 @@ def test_every_verb_that_writes_takes_out_and_its_old_spellings(tmp_path, capsys
     assert "two output paths given" in capsys.readouterr().out
     assert main(["export-coco", str(root)]) == 2
     assert "give the output path once: --out PATH" in capsys.readouterr().out
+
+
+def test_a_command_loads_only_the_libraries_it_uses(tmp_path):
+    """`inspect` needs neither torch (export-hdovd, search), DuckDB (sql) nor faiss (labels, search): a fresh
+    interpreter that runs it has not imported them, and every command is still listed in the help."""
+    import subprocess
+    import sys
+    root = write_store(tmp_path / "store")
+    probe = ("import sys; from featurestore.cli import main; code = main(['inspect', sys.argv[1]]); "
+             "print(sorted(m for m in ('torch', 'duckdb', 'faiss') if m in sys.modules)); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", probe, str(root)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    listed = subprocess.run([sys.executable, "-m", "featurestore", "--help"], capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0 and all(name in listed.stdout for name in ("export-hdovd", "search", "sql"))
