@@ -27,6 +27,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from beam_jobs.clip_handler import ClipImageHandler
 from beam_jobs.device_clip_handler import DeviceClipHandler
 from beam_jobs.extract_device_steps import ReadImages, ToShardRows
+from beam_jobs.extract_dtype import load_for_job
 from beam_jobs.extract_steps import OUTCOMES, CommitShard, DecodeAndCrop, key_embedding_by_shard, open_with_beam
 from beam_jobs.job_main import parse_job, run_job
 from beam_jobs.model_records import clip_model_record
@@ -44,9 +45,9 @@ from pipelines.proposals import STORE_PROPOSALS
 from pipelines.sharding import ShardTask, build_shard_tasks
 from schemas.config import ConfigError, origins_named
 from schemas.tables import SchemaVersionError
-from vlm.clip import ClipSource, ModelLoadError, load_clip, resolve_clip, resolve_device
+from vlm.clip import ClipSource, ModelLoadError, resolve_clip, resolve_device
 from vlm.clip_preprocess import CropPreprocess
-from vlm.dtype_probe import AUTO
+from vlm.dtype_probe import DtypeChoice
 from vlm.text_encoder import StoreTextEncoder
 
 LOG = logging.getLogger(EXTRACT_FEATURES)
@@ -68,7 +69,8 @@ class ExtractFeatures(ShardedStage):
 
     def __init__(self, store: str, config: ExtractFeaturesConfig, tasks: list[ShardTask], clip: ModelRecord,
                  source: ClipSource, preprocess: CropPreprocess, dim: int, planned: PlannedDataset,
-                 vocab: tuple[dict, str], proposer: ModelRecord | None = None):
+                 vocab: tuple[dict, str], proposer: ModelRecord | None = None,
+                 dtype_choice: DtypeChoice | None = None):
         # With proposals from the store's proposals stage, the network that made them is part of the provenance.
         models = {"clip": clip, **({PROPOSER_ROLE: proposer} if proposer is not None else {})}
         super().__init__(store, dim, config, models, tasks)
@@ -76,6 +78,7 @@ class ExtractFeatures(ShardedStage):
         self.preprocess = preprocess
         self.planned = planned
         self._vocab = vocab
+        self.dtype_choice = dtype_choice  # how the driver settled model.dtype (beam_jobs.extract_dtype)
 
     def build_pipeline(self, pipeline: beam.Pipeline, pending: list[ShardTask]) -> beam.PCollection:
         shards = self.spread_tasks(pipeline, pending)
@@ -130,8 +133,10 @@ class ExtractFeatures(ShardedStage):
         busy = sum(sum(shard["seconds"].values()) for shard in stats)
         crops = sum(shard["crops"] for shard in stats)
         extras = {"crops_per_second": round(crops / busy, 2) if busy else 0.0}
-        # The dtype each worker ran the image tower in (model.dtype auto: what its probe measured), once per distinct
-        # record: shards kept from an earlier run or computed by other workers may differ.
+        if self.dtype_choice is not None:
+            extras["dtype"] = self.dtype_choice.as_record()
+        # The dtype each worker ran the image tower in, once per distinct record: shards kept from a run before
+        # model.dtype auto was settled by the driver may differ.
         dtypes = {json.dumps(shard["model_dtype"], sort_keys=True) for shard in stats if "model_dtype" in shard}
         if dtypes:
             extras["model_dtype"] = [json.loads(record) for record in sorted(dtypes)]
@@ -178,20 +183,18 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
                   else None)
         planned = plan_dataset(config, open_with_beam, stored.by_image if stored else None)
     weights_sha256 = sha256_file(source.weights_path)
+    # model.dtype auto is settled here, before the fingerprints, which then hold the dtype the shards run in.
+    config, clip = load_for_job(source, config, args.store, args.overwrite)
     tasks = build_shard_tasks(planned.plans, planned.orphans, config.shard_size, config.content_hash(),
                               weights_sha256)
     if stored is not None:
         stored.check_shards(((task.shard, task.image_ids) for task in tasks), f"{PROPOSALS_KEY}, shard_size")
     LOG.info("%d images in %d shards", len(planned.plans), len(tasks))
-    # With model.dtype auto the text tower runs in fp32: the vocab's rows are then the same on every machine, whatever
-    # dtype the workers' probes pick for the image tower.
-    text_dtype = "fp32" if config.model.dtype == AUTO else config.model.dtype
-    clip = load_clip(source, device=config.runtime.device, dtype=text_dtype)
     vocab = store_vocab(planned, StoreTextEncoder(clip, config.vocab.prompts), weights_sha256)
     stage = ExtractFeatures(args.store, config, tasks, clip_model_record(source, config.vocab.prompts, weights_sha256),
                             source=source, preprocess=CropPreprocess.from_open_clip(clip.preprocess_cfg),
                             dim=clip.embed_dim, planned=planned, vocab=vocab,
-                            proposer=stored.proposer if stored else None)
+                            proposer=stored.proposer if stored else None, dtype_choice=clip.dtype_choice)
     del clip  # workers load their own copy through the ModelHandler
     return run_sharded_stage(stage, beam_args, overwrite=args.overwrite, retry_failed=args.retry_failed,
                              test_pipeline=test_pipeline, after_commit=after_commit)

@@ -100,10 +100,10 @@ class ModelSection:
     clip: str = "local-dir:data/teachers/clip"
     checkpoint: str | None = None  # with an architecture name: a weights file or an open_clip tag ("openai")
     model_config_dir: str | None = None  # folder of extra open_clip architecture JSONs
-    # auto: bf16 on a GPU; on a CPU each worker times its image tower in fp32 and bf16 after loading it and keeps the
-    # faster (vlm/dtype_probe.py), the stats and manifest record the choice with both rates. The shard fingerprint
-    # holds "auto", not the dtype a worker picked, so a store's shards may mix the two (see docs of model.dtype).
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    # auto: the job's driver settles it once before any fingerprint (beam_jobs/extract_dtype.py): a store's own
+    # dtype on resume, else bf16 on a GPU and on a CPU the faster of fp32 and bf16 in a timed probe
+    # (vlm/dtype_probe.py); the job then runs as if that dtype were given, and the manifest records why.
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
 
 @dataclass(frozen=True)

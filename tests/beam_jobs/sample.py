@@ -26,10 +26,12 @@ class Sample:
     proposals: Path
 
     def overrides(self, model_dir: Path) -> list[str]:
+        """The job's keys for this sample. model.dtype fp32, not the default auto: the rows are compared with fp32
+        computations, and auto may pick bf16 on a CPU that runs it faster (tests of auto set it themselves)."""
         return [f"dataset.annotations={self.annotations}", f"dataset.image_root={self.image_root}",
                 f"dataset.split={self.split}", f"dataset.proposals={self.proposals}",
                 f"model.clip=local-dir:{model_dir}", "runtime.device=cpu", "runtime.min_batch_size=4",
-                "runtime.max_batch_size=16", "shard_size=3", "vocab.prompts=single"]
+                "runtime.max_batch_size=16", "shard_size=3", "vocab.prompts=single", "model.dtype=fp32"]
 
 
 def _scene(rng: np.random.Generator, image_id: int, width: int, height: int, folder: Path) -> tuple[dict, list]:

@@ -242,29 +242,39 @@ def test_a_version_1_store_is_refused_before_anything_in_it_changes(world, tmp_p
     assert sorted(p.relative_to(store) for p in (store / "_commits").rglob("*.json")) == records
 
 
-def test_dtype_auto_records_each_workers_probe_and_an_explicit_dtype_as_given(world, clean_store):
-    """model.dtype auto: the worker's probe (both rates, the dtype kept) is in every shard's stats and, once per
-    distinct record, in the manifest's summary; its shards have fingerprints of their own (the config says auto),
-    and the rows match the fp32 run's to bf16's precision. An explicit dtype is recorded as given."""
+def test_dtype_auto_is_settled_once_by_the_driver_and_the_job_runs_as_if_given(world, clean_store):
+    """model.dtype auto on a new store: the driver's probe (both rates, the faster kept) is in the manifest's summary;
+    the workers run the picked dtype as given, so the shards' fingerprints are those of an explicit run with that
+    dtype (which then computes nothing), and the rows match the fp32 run's to bf16's precision."""
     root, model_dir, sample = world
     store = root / "auto"
     argv = [f"--set={o}" for o in sample.overrides(model_dir)] + [
         "--store", str(store), "--set=runtime.max_failure_rate=2.0", "--set=model.dtype=auto"]
     summary = run(argv, test_pipeline=BeamTestPipeline(argv=[]))
-    reader, clean = StoreReader(store), StoreReader(clean_store[0])
-    (probed,) = summary["model_dtype"]
+    probed = summary["dtype"]
     assert probed["how"] == "probe" and set(probed["probe_crops_per_second"]) == {"fp32", "bf16"}
     assert probed["dtype"] == max(probed["probe_crops_per_second"], key=probed["probe_crops_per_second"].get)
-    assert reader.manifest.stages["extract_features"].summary["model_dtype"] == [probed]
-    encoded = [shard for shard in reader.shards() if reader.shard_stats("extract_features", shard)["crops"]]
-    assert encoded
-    for shard in encoded:
-        assert reader.shard_stats("extract_features", shard)["model_dtype"] == probed
-        assert clean.shard_stats("extract_features", shard)["model_dtype"] == {"dtype": "fp32", "how": "given"}
-    fingerprints = [{c.shard: c.fingerprint for c in r.table_commits("regions")} for r in (reader, clean)]
-    assert all(fingerprints[0][shard] != fingerprints[1][shard] for shard in encoded)
+    assert StoreReader(store).manifest.stages["extract_features"].summary["dtype"] == probed
+    assert summary["model_dtype"] == [{"dtype": probed["dtype"], "how": "given"}]
+    again = run(argv[:-1] + [f"--set=model.dtype={probed['dtype']}"], test_pipeline=BeamTestPipeline(argv=[]))
+    assert again["shards_computed"] == 0 and again["dtype"] == {"dtype": probed["dtype"], "how": "given"}
     got, expected = _regions(store), _regions(clean_store[0])
     assert got.num_rows == expected.num_rows
     cosines = np.sum(embeddings_to_numpy(got.column("embedding")).astype(np.float32)
                      * embeddings_to_numpy(expected.column("embedding")).astype(np.float32), axis=1)
     assert cosines.min() > 0.99
+
+
+@pytest.mark.parametrize("written_in", ["fp32", "bf16"])
+def test_dtype_auto_keeps_the_dtype_of_the_store_it_resumes(world, tmp_path, written_in):
+    """A store whose shards ran in one dtype, resumed with model.dtype auto (on another machine, say): nothing is
+    recomputed and nothing is probed, whichever dtype a probe here would pick; --overwrite probes afresh."""
+    root, model_dir, sample = world
+    base = [f"--set={o}" for o in sample.overrides(model_dir)] + [
+        "--store", str(tmp_path / "store"), "--set=runtime.max_failure_rate=2.0"]
+    first = run(base + [f"--set=model.dtype={written_in}"], test_pipeline=BeamTestPipeline(argv=[]))
+    resumed = run(base + ["--set=model.dtype=auto"], test_pipeline=BeamTestPipeline(argv=[]))
+    assert first["shards_computed"] == first["shards"] and resumed["shards_computed"] == 0
+    assert resumed["dtype"] == {"dtype": written_in, "how": "kept from the store"}
+    afresh = run(base + ["--set=model.dtype=auto", "--overwrite"], test_pipeline=BeamTestPipeline(argv=[]))
+    assert afresh["dtype"]["how"] == "probe" and afresh["shards_computed"] == afresh["shards"]
