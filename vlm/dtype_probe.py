@@ -3,8 +3,9 @@
 Which of the two is faster is a property of the CPU, not of the model: with AMX or AVX512-BF16 oneDNN runs bf16
 matmuls at up to twice the fp32 rate (ViT-B-32 on a 2-core AMD EPYC: bf16 2.1x fp32), without them it converts
 around every product and bf16 is the slower one (0.68x on a 2-core Intel Xeon without AMX); both figures are
-`bench.extract`'s model-only rates, issue 29. So the choice is measured once per worker, right after the model is
-loaded, on a small batch of the model's input size; on a GPU auto is bf16 without a probe (vlm.clip).
+`bench.extract`'s model-only rates, issue 29. So the choice is measured on the machine, right after the model is
+loaded, on a small batch of the model's input size; on a GPU auto is bf16 without a probe (vlm.clip). The
+extract-features job probes once, in its driver (beam_jobs.extract_dtype), so that a store has one dtype.
 """
 from __future__ import annotations
 
