@@ -24,6 +24,7 @@ import torch
 from vlm.hub import (HUB_PREFIX, ModelLoadError, ModelNotFoundError, download_file, download_first, download_snapshot,
                      repo_id_of)
 from vlm.dtype_probe import AUTO, DtypeChoice, probe_dtype
+from vlm.no_random_init import random_init_skipped
 from vlm.tensor_files import refused_global
 
 LOCAL_DIR = "local-dir:"
@@ -236,9 +237,17 @@ def load_clip(source: ClipSource, device: str = "cpu", dtype: str = "fp32", dtyp
     target = resolve_device(device)
     dtype = device_dtype(dtype, target, dtype_key)
     try:
-        model, _, _ = open_clip.create_model_and_transforms(
-            source.open_clip_name, pretrained=source.checkpoint, device=target, weights_only=True,
-            **_tag_preprocess(source))
+        # Built without its random draw (vlm.no_random_init), then loaded strictly from the file resolve_clip hashed:
+        # every weight comes from that file, or the load fails. No tower's own base weights are fetched either.
+        with random_init_skipped():
+            model, _, _ = open_clip.create_model_and_transforms(
+                source.open_clip_name, pretrained=source.checkpoint, load_weights=False, pretrained_image=False,
+                pretrained_text=False, device=target, weights_only=True, **_tag_preprocess(source))
+        try:
+            open_clip.load_checkpoint(model, source.weights_path, strict=True, weights_only=True)
+        except RuntimeError as error:  # load_state_dict's missing, unexpected or mis-shaped keys
+            raise ModelLoadError(f"{source.weights_path} (config key model.clip or model.checkpoint) does not hold "
+                                 f"the weights of {source.open_clip_name}: {error}") from None
     except pickle.UnpicklingError as error:
         named = refused_global(error)
         raise ModelLoadError(f"{source.weights_path} (config key model.clip or model.checkpoint) holds code (it asks "

@@ -23,6 +23,25 @@ def test_local_dir_and_name_plus_checkpoint_load_the_same_weights(tmp_path):
         torch.testing.assert_close(from_dir.model.encode_image(pixels), from_name.model.encode_image(pixels))
 
 
+def test_every_weight_is_the_files_and_a_file_missing_one_is_refused(tmp_path):
+    """load_clip builds the model without its random draw (vlm.no_random_init): each parameter and buffer must then
+    be exactly the file's, and a file that lacks one is an error, never a model with memory for weights. Models
+    built outside load_clip are initialised as ever."""
+    from safetensors.torch import load_file, save_file
+
+    folder = save_local_dir(tmp_path / "clip", seed=5)
+    weights = load_file(str(folder / "open_clip_model.safetensors"))
+    loaded = load_clip(resolve_clip(f"local-dir:{folder}", None, None)).model.state_dict()
+    assert set(loaded) == set(weights)
+    for name, tensor in weights.items():
+        assert torch.equal(loaded[name], tensor), name
+    assert torch.nn.Linear(64, 64).weight.abs().max() > 0  # the initialisers are back
+    del weights["visual.proj"]
+    save_file(weights, str(folder / "open_clip_model.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"(?s)open_clip_model.safetensors \(config key model.clip.*visual.proj"):
+        load_clip(resolve_clip(f"local-dir:{folder}", None, None))
+
+
 def test_fp16_on_a_cpu_runs_in_fp32_and_says_why(tmp_path, caplog):
     folder = save_local_dir(tmp_path / "clip")
     with caplog.at_level(logging.WARNING, logger="vlm.clip"):
