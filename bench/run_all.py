@@ -23,7 +23,8 @@ from bench.performance_markdown import performance_markdown, with_kept_notes
 
 # Arguments per benchmark: full sizes, then --quick sizes (same code paths, fewer items).
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
-    "extract": (["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "128", "--naive-images", "32"],
+    "extract": (["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "128", "--naive-images", "32",
+                 "--compile"],
                 ["--model", "ViT-B-32", "--dtype", "fp32", "bf16", "--images", "6"]),
     "pseudo_labels": ([], ["--captions", "32", "--small-captions", "8", "--single", "4", "--small-single", "2",
                        "--docs", "300"]),
