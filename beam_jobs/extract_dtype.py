@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
 
-from featurestore.manifest import DamagedManifestError
+from featurestore.manifest import DamagedStoreError
 from featurestore.reader import StoreReader
 from featurestore.stages import EXTRACT_FEATURES
 from pipelines.extract_config import ExtractFeaturesConfig
@@ -31,19 +30,23 @@ KEPT = "kept from the store"  # DtypeChoice.how of a resume that keeps the commi
 
 
 def committed_dtype(store: str) -> str | None:
-    """The dtype the store's committed extract-features shards ran their image tower in (the most common one if
-    they differ, as shards of stores from before this rule may), or None for a store without such shards."""
+    """The dtype the store's committed extract-features shards ran their image tower in, from the first shard whose
+    stats say (one stats file read, not one per shard: under this rule a store's shards share one dtype), or None for
+    a store without such shards."""
     try:
-        reader = StoreReader(store, verify=False)
-    except (FileNotFoundError, DamagedManifestError):
+        reader = StoreReader(store)
+    except (FileNotFoundError, DamagedStoreError):
         return None  # a new store, or one the driver repairs first: nothing to keep
-    seen: Counter = Counter()
-    for record in reader.commits:
+    for record in sorted(reader.commits, key=lambda record: record.shard):
         if record.stage == EXTRACT_FEATURES and "stats" in record.files:
-            picked = (reader.shard_stats(EXTRACT_FEATURES, record.shard).get("model_dtype") or {}).get("dtype")
+            try:
+                stats = reader.shard_stats(EXTRACT_FEATURES, record.shard)
+            except (FileNotFoundError, DamagedStoreError, ValueError):
+                continue  # a damaged shard: the driver recomputes it; the next one says
+            picked = (stats.get("model_dtype") or {}).get("dtype")
             if picked:
-                seen[picked] += 1
-    return seen.most_common(1)[0][0] if seen else None
+                return picked
+    return None
 
 
 def load_for_job(source: ClipSource, config: ExtractFeaturesConfig, store: str, overwrite: bool

@@ -278,3 +278,24 @@ def test_dtype_auto_keeps_the_dtype_of_the_store_it_resumes(world, tmp_path, wri
     assert resumed["dtype"] == {"dtype": written_in, "how": "kept from the store"}
     afresh = run(base + ["--set=model.dtype=auto", "--overwrite"], test_pipeline=BeamTestPipeline(argv=[]))
     assert afresh["dtype"]["how"] == "probe" and afresh["shards_computed"] == afresh["shards"]
+
+
+def test_dtype_auto_reads_past_a_damaged_shard_and_the_driver_recomputes_it(world, tmp_path):
+    """A flipped byte in the first shard's stats: auto keeps the dtype the next shard says, and the damaged shard is
+    recomputed in it (in the dtype of the rest of the store)."""
+    root, model_dir, sample = world
+    store = tmp_path / "store"
+    base = [f"--set={o}" for o in sample.overrides(model_dir)] + [
+        "--store", str(store), "--set=runtime.max_failure_rate=2.0"]
+    run(base + ["--set=model.dtype=bf16"], test_pipeline=BeamTestPipeline(argv=[]))
+    reader = StoreReader(store)
+    first = min((c for c in reader.commits if c.stage == "extract_features" and "stats" in c.files),
+                key=lambda c: c.shard)
+    stats_file = store / first.files["stats"].path
+    damaged = bytearray(stats_file.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x20
+    stats_file.write_bytes(bytes(damaged))
+    resumed = run(base + ["--set=model.dtype=auto"], test_pipeline=BeamTestPipeline(argv=[]))
+    assert resumed["dtype"] == {"dtype": "bf16", "how": "kept from the store"}
+    assert resumed["shards_computed"] == 1
+    assert StoreReader(store).shard_stats("extract_features", first.shard)["model_dtype"]["dtype"] == "bf16"
