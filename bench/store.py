@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=8, help="shards of the 1x store")
     parser.add_argument("--scale", type=int, default=10, help="the large store has scale x shards")
     parser.add_argument("--lookups", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3, help="streaming passes of each reader (median)")
+    # A pass over the 80-shard store takes under half a second: with 3 the median moved the ratio between 0.81 and
+    # 0.997 across runs on the idle 2-core machine, with 9 it stayed at 0.96-0.97 (two runs).
+    parser.add_argument("--repeats", type=int, default=9, help="streaming passes of each reader (median)")
     add_json_flag(parser)
     args = parser.parse_args(argv)
 
