@@ -21,7 +21,6 @@ them. Both run in the same process, one after the other, and the picks of the ti
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path

@@ -109,8 +109,8 @@ def name_annotations(dataset: CocoDataset, entries: dict[int, ObjectNames] | Non
     entries = entries or {}
     categories = dataset.category_names()
     named: dict[int, tuple[str, ...]] = {}
-    for annotations in dataset.annotations.values():
-        for annotation in annotations:
+    for image_annotations in dataset.annotations.values():
+        for annotation in image_annotations:
             entry = entries.get(annotation.annotation_id)
             if entry is not None:
                 if entry.image_id != annotation.image_id:

@@ -89,8 +89,8 @@ def keep_annotations(dataset: CocoDataset, split: OvSplit, strict: bool) -> Coco
     """Only base annotations (strict) or base and novel ones; unused categories are always dropped."""
     wanted = split.base_ids if strict else split.base_ids | split.novel_ids
     kept = {}
-    for image_id, annotations in dataset.annotations.items():
-        survivors = tuple(a for a in annotations if a.category_id in wanted)
+    for image_id, image_annotations in dataset.annotations.items():
+        survivors = tuple(a for a in image_annotations if a.category_id in wanted)
         if survivors:
             kept[image_id] = survivors
     return dataclasses.replace(dataset, annotations=kept)

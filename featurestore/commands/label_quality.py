@@ -72,8 +72,8 @@ def read_ground_truth(files: list[tuple[str, Path]], novel_ids: set[int]) -> Gro
         dataset = read_coco(str(path))
         names = dataset.category_names()
         image_ids.update(dataset.image_ids())
-        for image_id, annotations in dataset.annotations.items():
-            for annotation in annotations:
+        for image_id, image_annotations in dataset.annotations.items():
+            for annotation in image_annotations:
                 key = (image_id, annotation.category_id, annotation.bbox_xywh)
                 if annotation.iscrowd or key in seen:
                     continue

@@ -186,7 +186,7 @@ def test_a_captioner_for_another_clip_width_fails_before_any_write(store, tmp_pa
     assert pseudo_labels.main(["--store", str(store.root), "--config", str(config)]) == 2
     error = capsys.readouterr().err
     assert "config key 'captioner.clipcap.checkpoint'" in error and "takes 64-d CLIP embeddings" in error
-    assert f"holds 32-d ones" in error and f"(set in {config})" in error and "Traceback" not in error
+    assert "holds 32-d ones" in error and f"(set in {config})" in error and "Traceback" not in error
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.captioners import (CaptionFailure, ImageRegions, build_captioner, captioner_provenance,
-                                  resolve_captioner)
+from pipelines.captioners import ImageRegions, build_captioner, captioner_provenance, resolve_captioner
 from pipelines.pseudo_labels_config import CaptionerSection, PseudoLabelsConfig, VlmSection
 from shapesov.config import SceneConfig
 from shapesov.scenes import sample_scene

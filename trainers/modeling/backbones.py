@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
