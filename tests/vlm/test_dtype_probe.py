@@ -40,6 +40,13 @@ def test_an_explicit_dtype_is_kept_as_given_without_a_probe(tiny_clip, dtype, ca
     assert "dtype auto" not in caplog.text
 
 
+class _SharedLog(list):
+    """A list that a deep copy of its holder shares instead of copying."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class _SlowIn(torch.nn.Module):
     """An image tower whose forward takes `slow_seconds` in one dtype and no time in the other: which one the probe
     keeps is then known in advance."""
@@ -48,8 +55,10 @@ class _SlowIn(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.ones(3))
         self.slow, self.slow_seconds = slow, slow_seconds
+        self.forwards = _SharedLog()  # the dtype of each forward, in order, the probe's bf16 copy's included
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.forwards.append(self.weight.dtype)
         if self.weight.dtype == self.slow:
             time.sleep(self.slow_seconds)
         return pixels.mean(dim=(2, 3)) * self.weight
@@ -61,3 +70,15 @@ def test_the_probe_keeps_the_faster_dtype_and_leaves_the_fp32_weights_exact(slow
     chosen, choice = probe_dtype(model, (8, 8), crops=2, repeats=1)
     assert choice.dtype == kept and chosen.weight.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[kept]
     assert model.weight.dtype == torch.float32  # the bf16 candidate was a copy
+
+
+def test_a_dtype_whose_warm_up_is_already_far_slower_is_not_timed_again():
+    """bf16 without AVX512-BF16 or AMX (7x slower than fp32 for ViT-B-32 on a CPU without AVX-512): after fp32's
+    warm-up and timed forwards, bf16's warm-up alone decides; a faster bf16 is timed in full."""
+    far_slower = _SlowIn(torch.bfloat16, slow_seconds=0.2)
+    _, choice = probe_dtype(far_slower, (8, 8), crops=2, repeats=2)
+    assert choice.dtype == "fp32" and far_slower.forwards == [torch.float32] * 3 + [torch.bfloat16]
+    assert dict(choice.crops_per_second)["bf16"] <= 2 / 0.2  # its warm-up's rate
+    faster = _SlowIn(torch.float32, slow_seconds=0.02)
+    _, choice = probe_dtype(faster, (8, 8), crops=2, repeats=2)
+    assert choice.dtype == "bf16" and faster.forwards == [torch.float32] * 3 + [torch.bfloat16] * 3
