@@ -54,17 +54,37 @@ def at_most(goal: str, measured: float, target: float, note: str = "") -> Goal:
     return Goal(goal, f"<= {target:g}", target, measured, measured <= target, note)
 
 
+# The instruction sets that decide how fast a CPU runs matrix products, strongest first (/proc/cpuinfo flag, name).
+# Two 2-core machines that both call themselves "AMD EPYC" ran ViT-B-32 in bf16 at 2.1x and at 0.14x its fp32 rate
+# (vlm/dtype_probe.py): the model name alone does not say which figures a machine reproduces.
+MATRIX_ISA = (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def strongest_matrix_isa(flags: set[str]) -> str | None:
+    """The first MATRIX_ISA name whose flag is among a CPU's `flags`, or None."""
+    return next((name for flag, name in MATRIX_ISA if flag in flags), None)
+
+
+def cpu_description(cpuinfo: str) -> str:
+    """'model name (strongest matrix instruction set)' of the first processor in /proc/cpuinfo's text."""
+    model, flags = "unknown", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    isa = strongest_matrix_isa(flags)
+    return f"{model} ({isa})" if isa else model
+
+
 def machine() -> dict:
-    """Cores, CPU model and torch threads: figures from a shared 2-core box mean little without them."""
+    """Cores, CPU model (with its strongest matrix instruction set) and torch threads: figures from a shared 2-core
+    box mean little without them."""
     import torch
 
-    model = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_description(cpuinfo.read_text()) if cpuinfo.is_file() else "unknown"
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
     return {"nproc": os.cpu_count(), "cpu_model": model, "torch_threads": torch.get_num_threads(),
             "memory_gib": round(memory_gib, 1), "gpu": torch.cuda.is_available(), "torch": torch.__version__,
