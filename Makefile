@@ -76,8 +76,8 @@ browser: ## install Debian's chromium (the report's browser test) when no Chromi
 test: setup browser ## run the whole test suite
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-test-fast: setup ## the tests that start no server, runner, browser or process (-m "not slow")
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+test-fast: setup ## the tests that start no server, runner, browser or process (-m "not slow"), over all cores
+	$(PY) -m pytest -q -p no:cacheprovider -n auto -m "not slow" tests
 
 # The demo's two Open-Det trainings (box names only; + HD-OVD's pseudo names) run side by side, one thread each, on
 # HD-OVD's schedule, and are also scored under GenerateU's softmax mapping. Why these values: bench/PERFORMANCE.md,
